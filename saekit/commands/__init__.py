@@ -1,0 +1,1 @@
+"""One module per CLI verb, each exposing `main(argv: list[str]) -> int`."""

@@ -1,0 +1,204 @@
+"""The shared SAE interface: parameters, normalisation, encode/decode, decoder constraints.
+
+Architectures subclass `SAE` and implement `activation` (inference latents from pre-activations) and
+`forward` (training losses). Everything else — shape checks, dtype handling, input normalisation,
+decoder geometry, save/load — lives here once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from saekit.errors import NonFiniteError, ShapeError
+from saekit.sae.config import SAEConfig
+from saekit.sae.output import LossTerms, SAEOutput
+
+
+class SAE(nn.Module):
+    """Sparse autoencoder base class. Layout: `W_enc [d_in, d_sae]`, `W_dec [d_sae, d_in]`."""
+
+    arch: ClassVar[str] = ""
+    #: True for architectures whose natural latent form is `(values, indices)` (TopK family).
+    sparse_native: ClassVar[bool] = False
+
+    def __init__(self, cfg: SAEConfig, device: torch.device | str | None = None):
+        super().__init__()
+        self.cfg = cfg
+        dt = cfg.torch_dtype
+        self.W_enc = nn.Parameter(torch.empty(cfg.d_in, cfg.d_sae, dtype=dt, device=device))
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dt, device=device))
+        self.W_dec = nn.Parameter(torch.empty(cfg.d_sae, cfg.d_in, dtype=dt, device=device))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dt, device=device))
+        # Saved with the weights so a loaded SAE works on raw activations (SAELens #381 loses this).
+        self.register_buffer("input_scale", torch.ones((), dtype=torch.float32, device=device))
+        self._init_extra(device)
+        from saekit.sae.init import reset_parameters_
+
+        reset_parameters_(self)
+
+    # -- hooks for subclasses -------------------------------------------------------------------
+    def _init_extra(self, device) -> None:
+        """Create architecture-specific parameters/buffers (called before initialisation)."""
+
+    def activation(self, pre_BF: Tensor) -> Tensor:
+        """Inference-time latents from pre-activations `[batch, d_sae]`."""
+        raise NotImplementedError
+
+    # -- properties -----------------------------------------------------------------------------
+    @property
+    def d_in(self) -> int:
+        return self.cfg.d_in
+
+    @property
+    def d_sae(self) -> int:
+        return self.cfg.d_sae
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_dec.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.W_dec.device
+
+    # -- input handling -------------------------------------------------------------------------
+    def check_input(self, x: Tensor, what: str = "activations") -> None:
+        """Raise ShapeError unless `x` is `[..., d_in]`."""
+        if x.ndim == 0 or x.shape[-1] != self.d_in:
+            raise ShapeError(
+                f"{what} have shape {tuple(x.shape)} but this {self.arch} SAE expects [..., d_in={self.d_in}]"
+                f"; is the SAE trained for this hook point / model? (SAE provenance: "
+                f"model={self.cfg.provenance.model!r}, hook={self.cfg.provenance.hook_point!r})"
+            )
+
+    def normalize_input(self, x: Tensor) -> Tensor:
+        """Cast to the SAE dtype and apply the saved input scale."""
+        x = x.to(dtype=self.dtype, device=self.device)
+        return x * self.input_scale.to(self.dtype)
+
+    def pre_activation(self, x_n_BD: Tensor) -> Tensor:
+        """`(x - b_dec) W_enc + b_enc` on normalised input."""
+        return (x_n_BD - self.b_dec) @ self.W_enc + self.b_enc
+
+    def decode_normalized(self, latents_BF: Tensor) -> Tensor:
+        return latents_BF @ self.W_dec + self.b_dec
+
+    # -- public API -----------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> Tensor:
+        """Dense latents `[..., d_sae]` for raw activations `[..., d_in]` (inference behaviour)."""
+        self.check_input(x)
+        lead = x.shape[:-1]
+        x_BD = self.normalize_input(x.reshape(-1, self.d_in))
+        return self.encode_normalized(x_BD).reshape(*lead, self.d_sae)
+
+    def encode_normalized(self, x_n_BD: Tensor) -> Tensor:
+        """Inference latents from already-normalised input (override when not a function of pre-acts)."""
+        return self.activation(self.pre_activation(x_n_BD))
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Reconstruction `[..., d_in]` in raw units from dense latents `[..., d_sae]`."""
+        if latents.ndim == 0 or latents.shape[-1] != self.d_sae:
+            raise ShapeError(
+                f"latents have shape {tuple(latents.shape)} but this SAE has d_sae={self.d_sae}"
+            )
+        lead = latents.shape[:-1]
+        out = self.decode_normalized(latents.reshape(-1, self.d_sae).to(self.dtype))
+        return (out / self.input_scale.to(self.dtype)).reshape(*lead, self.d_in)
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """`decode(encode(x))` at inference."""
+        return self.decode(self.encode(x))
+
+    def forward(self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0) -> SAEOutput:
+        raise NotImplementedError
+
+    # -- shared loss helpers --------------------------------------------------------------------
+    def _prepare_batch(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        if x.ndim != 2:
+            x = x.reshape(-1, self.d_in)
+        return self.normalize_input(x)
+
+    @staticmethod
+    def recon_loss(recon_n_BD: Tensor, x_n_BD: Tensor) -> Tensor:
+        """Mean over rows of the squared error summed over d_in (normalised space)."""
+        return (recon_n_BD - x_n_BD).pow(2).sum(-1).mean()
+
+    def _output(
+        self,
+        x_n_BD: Tensor,
+        recon_n_BD: Tensor,
+        latents_BF: Tensor | None,
+        sparse=None,
+        sparsity: Tensor | None = None,
+        aux: Tensor | None = None,
+    ) -> SAEOutput:
+        zero = recon_n_BD.new_zeros(())
+        recon_l = self.recon_loss(recon_n_BD, x_n_BD)
+        sparsity = zero if sparsity is None else sparsity
+        aux = zero if aux is None else aux
+        losses = LossTerms(recon=recon_l, sparsity=sparsity, aux=aux, total=recon_l + sparsity + aux)
+        with torch.no_grad():
+            if latents_BF is not None:
+                nz = latents_BF != 0
+                l0 = nz.sum(-1).float().mean()
+                fired = nz.any(0)
+            else:
+                vals, idx = sparse
+                nzv = vals != 0
+                l0 = nzv.sum(-1).float().mean()
+                fired = torch.zeros(self.d_sae, dtype=torch.bool, device=vals.device)
+                fired[idx[nzv]] = True
+        recon = recon_n_BD / self.input_scale.to(recon_n_BD.dtype)
+        return SAEOutput(recon=recon, latents=latents_BF, sparse=sparse, losses=losses, l0=l0, fired=fired)
+
+    # -- decoder geometry -----------------------------------------------------------------------
+    def decoder_norms(self) -> Tensor:
+        return self.W_dec.norm(dim=-1)
+
+    def decoder_directions(self) -> Tensor:
+        """Unit decoder directions `[d_sae, d_in]` (steering's d_j)."""
+        return self.W_dec / self.decoder_norms().clamp_min(1e-12)[:, None]
+
+    @torch.no_grad()
+    def set_decoder_norm_to_unit_(self) -> None:
+        self.W_dec.data /= self.decoder_norms().clamp_min(1e-12)[:, None]
+
+    @torch.no_grad()
+    def remove_gradient_parallel_to_decoder_(self) -> None:
+        """Project out the gradient component that would change decoder row norms."""
+        if self.W_dec.grad is None:
+            return
+        dirs = self.decoder_directions()
+        parallel = (self.W_dec.grad * dirs).sum(-1, keepdim=True)
+        self.W_dec.grad -= parallel * dirs
+
+    # -- persistence ----------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        from saekit.sae.io import save_sae
+
+        return save_sae(self, folder)
+
+    @classmethod
+    def load(cls, folder: str | Path, device: str | torch.device | None = None) -> "SAE":
+        from saekit.sae.io import load_sae
+
+        return load_sae(folder, device=device)
+
+    def extra_repr(self) -> str:
+        k = f", k={self.cfg.k}" if self.cfg.k else ""
+        return f"arch={self.arch}, d_in={self.d_in}, d_sae={self.d_sae}{k}, dtype={self.cfg.dtype}"
+
+
+def check_finite(x: Tensor, what: str) -> None:
+    """Raise NonFiniteError naming how many rows are bad and the first one."""
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        rows = bad.reshape(-1, x.shape[-1]).any(-1).nonzero().flatten()
+        raise NonFiniteError(
+            f"{what} contain NaN/inf in {rows.numel()} row(s) (first at row {rows[0].item()}); "
+            "check the model dtype (float16 overflows) or exclude those positions"
+        )

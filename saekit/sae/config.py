@@ -1,0 +1,127 @@
+"""SAE configuration: one frozen dataclass serialised to `config.json` and used for CLI flags."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from saekit.errors import SAEConfigError
+
+ARCHITECTURES = ("topk", "batchtopk", "relu", "jumprelu", "gated")
+DTYPES = ("float32", "bfloat16", "float16", "float64")
+NORMALIZATIONS = ("none", "expected_norm")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the activations an SAE was trained on came from. Informational; never used to compute."""
+
+    model: str | None = None
+    """Model name or path the activations came from (e.g. `smollm2`)."""
+    hook_point: str | None = None
+    """Hook point spec, e.g. `model.layers.15` or `transformer_blocks.3@image`."""
+    stream: str | None = None
+    """Stream name or index for modules whose output is a tuple."""
+    layer: int | None = None
+    """Layer number, when the hook point has one."""
+    tokens_trained: int = 0
+    """Number of activation rows the SAE has been trained on."""
+    model_dtype: str | None = None
+    """dtype the model ran in when the activations were produced."""
+
+
+@dataclass(frozen=True)
+class SAEConfig:
+    """Architecture and initialisation of one sparse autoencoder.
+
+    Weight layout (native format): `W_enc [d_in, d_sae]`, `b_enc [d_sae]`, `W_dec [d_sae, d_in]`,
+    `b_dec [d_in]`, scalar buffer `input_scale`. Raw activations are multiplied by `input_scale`
+    before encoding and reconstructions divided by it after decoding, so a saved SAE works on raw
+    activations.
+    """
+
+    d_in: int
+    """Width of the activations (e.g. 576 for SmolLM2's residual stream)."""
+    d_sae: int
+    """Number of latents (dictionary size)."""
+    arch: Literal["topk", "batchtopk", "relu", "jumprelu", "gated"] = "topk"
+    """Architecture, see `saekit.sae.registry`."""
+    k: int | None = None
+    """Active latents per row (topk) or mean active latents per row (batchtopk)."""
+    dtype: str = "float32"
+    """Parameter dtype; the SAE computes in it and callers cast at the boundary."""
+    aux_k: int | None = None
+    """Dead latents used by the aux-k loss (topk family); None means d_in // 2."""
+    aux_k_coefficient: float = 1 / 32
+    """Weight of the aux-k loss (OpenAI's recipe uses 1/32)."""
+    sparsity_coefficient: float = 5.0
+    """L1 weight (relu, gated) or L0 weight (jumprelu). Ignored by topk/batchtopk."""
+    jumprelu_bandwidth: float = 0.001
+    """Width of the rectangle kernel in JumpReLU's straight-through estimator."""
+    jumprelu_init_threshold: float = 0.001
+    """Initial per-latent JumpReLU threshold."""
+    normalize_decoder: bool = True
+    """Keep decoder rows at unit norm (projected after every optimiser step)."""
+    init_tied: bool = True
+    """Initialise `W_enc` as `W_dec.T` (independent tensors afterwards)."""
+    init_orthonormal: bool = False
+    """Initialise decoder rows as orthonormal blocks instead of random directions."""
+    init_decoder_norm: float = 1.0
+    """Norm of decoder rows at initialisation (ignored when normalize_decoder=True: rows are unit)."""
+    normalization: Literal["none", "expected_norm"] = "none"
+    """Input normalisation. `expected_norm` scales inputs so the mean row norm is sqrt(d_in); the
+    factor is stored as the `input_scale` buffer and saved with the weights."""
+    provenance: Provenance = field(default_factory=Provenance)
+    """Where the training data came from."""
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise SAEConfigError(
+                f"unknown SAE architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}"
+            )
+        if self.d_in <= 0 or self.d_sae <= 0:
+            raise SAEConfigError(f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
+        if self.arch in ("topk", "batchtopk"):
+            if self.k is None:
+                raise SAEConfigError(f"arch={self.arch!r} needs k (active latents per row), e.g. k=32")
+            if not 0 < self.k <= self.d_sae:
+                raise SAEConfigError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
+        if self.dtype not in DTYPES:
+            raise SAEConfigError(f"dtype {self.dtype!r} not supported; choose one of {', '.join(DTYPES)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise SAEConfigError(
+                f"normalization {self.normalization!r} not supported; choose one of {', '.join(NORMALIZATIONS)}"
+            )
+        if self.jumprelu_bandwidth <= 0:
+            raise SAEConfigError(f"jumprelu_bandwidth must be > 0, got {self.jumprelu_bandwidth}")
+        if self.sparsity_coefficient < 0:
+            raise SAEConfigError(f"sparsity_coefficient must be >= 0, got {self.sparsity_coefficient}")
+
+    @property
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SAEConfig":
+        """Build from a dict, rejecting unknown keys with a message that names them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SAEConfigError(f"unknown SAE config field(s) {unknown}; known fields: {sorted(known)}")
+        data = dict(data)
+        prov = data.get("provenance") or {}
+        if isinstance(prov, dict):
+            pknown = {f.name for f in dataclasses.fields(Provenance)}
+            bad = sorted(set(prov) - pknown)
+            if bad:
+                raise SAEConfigError(f"unknown provenance field(s) {bad}; known: {sorted(pknown)}")
+            data["provenance"] = Provenance(**prov)
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "SAEConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,86 @@
+"""TopK SAE: `latents = topk(relu(W_enc (x - b_dec) + b_enc))`, decode through the k active rows.
+
+The sparse form `(values, indices)` is the native one: decoding gathers k decoder rows per token with
+`embedding_bag`, so cost scales with k, not d_sae. Dead latents are revived by the aux-k loss (OpenAI,
+Gao et al. 2024): the top `aux_k` dead latents reconstruct the residual the live ones leave.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from saekit.sae.base import SAE
+from saekit.sae.output import SAEOutput, SparseLatents
+from saekit.sae.registry import register
+
+
+def sparse_decode(values_BK: Tensor, indices_BK: Tensor, W_dec_FD: Tensor) -> Tensor:
+    """`sum_k values[b,k] * W_dec[indices[b,k]]` without materialising `[batch, d_sae]`."""
+    return F.embedding_bag(indices_BK, W_dec_FD, per_sample_weights=values_BK.to(W_dec_FD.dtype), mode="sum")
+
+
+def aux_k_loss(
+    pre_BF: Tensor, residual_BD: Tensor, dead_mask_F: Tensor, W_dec_FD: Tensor, k_aux: int, coefficient: float
+) -> Tensor:
+    """Reconstruct the (detached) residual with the top-`k_aux` dead latents; weighted squared error.
+
+    Returns 0 when no latent is dead. Same units as the reconstruction loss.
+    """
+    n_dead = int(dead_mask_F.sum())
+    if n_dead == 0 or coefficient == 0:
+        return residual_BD.new_zeros(())
+    k = min(k_aux, n_dead)
+    masked = pre_BF.masked_fill(~dead_mask_F, float("-inf"))
+    vals, idx = masked.topk(k, dim=-1, sorted=False)
+    vals = vals.relu()
+    e_hat = sparse_decode(vals, idx, W_dec_FD)
+    loss = (e_hat - residual_BD.detach()).pow(2).sum(-1).mean()
+    return coefficient * loss
+
+
+@register
+class TopKSAE(SAE):
+    arch = "topk"
+    sparse_native = True
+
+    @property
+    def k(self) -> int:
+        return int(self.cfg.k)
+
+    @property
+    def k_aux(self) -> int:
+        return self.cfg.aux_k if self.cfg.aux_k is not None else max(1, self.d_in // 2)
+
+    def select(self, pre_BF: Tensor) -> SparseLatents:
+        vals, idx = pre_BF.topk(self.k, dim=-1, sorted=False)
+        return SparseLatents(vals.relu(), idx)
+
+    def activation(self, pre_BF: Tensor) -> Tensor:
+        vals, idx = self.select(pre_BF)
+        return torch.zeros_like(pre_BF).scatter_(-1, idx, vals)
+
+    def encode_sparse(self, x: Tensor) -> SparseLatents:
+        """`(values [..., k], indices [..., k])` for raw activations `[..., d_in]`."""
+        self.check_input(x)
+        lead = x.shape[:-1]
+        x_BD = self.normalize_input(x.reshape(-1, self.d_in))
+        vals, idx = self.select(self.pre_activation(x_BD))
+        return SparseLatents(vals.reshape(*lead, self.k), idx.reshape(*lead, self.k))
+
+    def decode_sparse(self, values: Tensor, indices: Tensor) -> Tensor:
+        """Raw-unit reconstruction from the sparse form (any leading dims)."""
+        lead = values.shape[:-1]
+        k = values.shape[-1]
+        out = sparse_decode(values.reshape(-1, k), indices.reshape(-1, k), self.W_dec) + self.b_dec
+        return (out / self.input_scale.to(self.dtype)).reshape(*lead, self.d_in)
+
+    def forward(self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0) -> SAEOutput:
+        x_n = self._prepare_batch(x)
+        pre = self.pre_activation(x_n)
+        sparse = self.select(pre)
+        recon_n = sparse_decode(sparse.values, sparse.indices, self.W_dec) + self.b_dec
+        aux = None
+        if dead_mask is not None and self.training:
+            aux = aux_k_loss(pre, x_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient)
+        return self._output(x_n, recon_n, None, sparse=sparse, aux=aux)

@@ -1,0 +1,153 @@
+"""Feature selection specs shared by every `analyze` verb: `0,5,10`, `0-20`, `0-10,50-60`, `top:N`,
+`active:"prompt"`.
+
+Parsing is separate from resolution: `parse_feature_spec` only checks syntax, `resolve_features`
+turns the parsed items into indices, which may need data (`top:N` needs firing counts, `active:`
+needs a function that scores a prompt). Ranges are inclusive (`0-20` is 21 features) because that is
+how people write them in a shell.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from saekit.errors import FeatureSpecError
+
+_RANGE_RE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
+
+
+@dataclass(frozen=True)
+class SpecItem:
+    """One comma-separated part of a spec."""
+
+    kind: Literal["index", "range", "top", "active"]
+    """`index` (one feature), `range` (inclusive lo..hi), `top` (N most frequent), `active` (prompt)."""
+    lo: int = 0
+    """Feature index (index), range start (range), or N (top / active)."""
+    hi: int = 0
+    """Inclusive range end (range only)."""
+    prompt: str = ""
+    """The prompt text (active only)."""
+
+
+def _split(spec: str) -> list[str]:
+    """Split on commas outside double quotes, so `active:"a, b"` stays one item."""
+    parts, buf, quoted = [], [], False
+    for ch in spec:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    if quoted:
+        raise FeatureSpecError(f"feature spec {spec!r}: unbalanced double quote; write active:\"your prompt\"")
+    parts.append("".join(buf))
+    return [p.strip() for p in parts]
+
+
+def parse_feature_spec(spec: str) -> list[SpecItem]:
+    """Parse a spec into items; raises FeatureSpecError naming the bad part and the accepted forms."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise FeatureSpecError("empty feature spec; use e.g. '0,5,10', '0-20', 'top:10' or 'active:\"text\"'")
+    items: list[SpecItem] = []
+    for part in _split(spec.strip()):
+        where = f"feature spec {spec!r}, part {part!r}"
+        if not part:
+            raise FeatureSpecError(f"{where}: empty item (doubled or trailing comma?)")
+        low = part.lower()
+        if low.startswith("top:"):
+            n = part[4:].strip()
+            if not n.isdigit() or int(n) == 0:
+                raise FeatureSpecError(f"{where}: top:N needs a positive integer N, e.g. top:10")
+            items.append(SpecItem("top", lo=int(n)))
+        elif low.startswith("active:"):
+            body = part[7:].strip()
+            n = 10
+            m = re.match(r"^(\d+):(.*)$", body, re.S)
+            if m and not body.startswith('"'):
+                n, body = int(m.group(1)), m.group(2).strip()
+            if len(body) >= 2 and body[0] == body[-1] == '"':
+                body = body[1:-1]
+            if not body.strip():
+                raise FeatureSpecError(f"{where}: active: needs a prompt, e.g. active:\"The cat sat\"")
+            if n == 0:
+                raise FeatureSpecError(f"{where}: active:N:\"prompt\" needs N >= 1")
+            items.append(SpecItem("active", lo=n, prompt=body))
+        elif part.isdigit():
+            items.append(SpecItem("index", lo=int(part)))
+        elif m := _RANGE_RE.match(part):
+            lo, hi = int(m.group(1)), int(m.group(2))
+            if hi < lo:
+                raise FeatureSpecError(f"{where}: range end {hi} is below its start {lo}; write {hi}-{lo}")
+            items.append(SpecItem("range", lo=lo, hi=hi))
+        else:
+            raise FeatureSpecError(
+                f"{where}: not understood; accepted forms are an index (5), an inclusive range (0-20), "
+                "top:N (N most frequent features) and active:\"prompt\" (or active:N:\"prompt\")"
+            )
+    return items
+
+
+def resolve_features(
+    spec: str | Sequence[int],
+    d_sae: int,
+    *,
+    firing_counts: Tensor | None = None,
+    prompt_scores: Callable[[str], Tensor] | None = None,
+) -> list[int]:
+    """Feature indices for `spec`, in spec order, without duplicates.
+
+    `firing_counts [d_sae]` is needed for `top:N`; `prompt_scores(prompt) -> [d_sae]` (e.g. the max
+    activation of each feature over the prompt's tokens) for `active:`. Indices must be < d_sae.
+    """
+    items = (parse_feature_spec(spec) if isinstance(spec, str)
+             else [SpecItem("index", lo=int(i)) for i in spec])
+    out: list[int] = []
+    seen: set[int] = set()
+    for it in items:
+        if it.kind == "index":
+            picked = [it.lo]
+        elif it.kind == "range":
+            picked = list(range(it.lo, it.hi + 1))
+        elif it.kind == "top":
+            if firing_counts is None:
+                raise FeatureSpecError(
+                    f"top:{it.lo} needs firing frequencies; run `analyze real` on a store first or pass "
+                    "explicit indices"
+                )
+            counts = firing_counts.detach().float().cpu()
+            if counts.shape != (d_sae,):
+                raise FeatureSpecError(f"firing counts have shape {tuple(counts.shape)}, expected ({d_sae},)")
+            n = min(it.lo, d_sae)
+            # stable ordering: most frequent first, ties by lower index
+            picked = torch.argsort(-counts, stable=True)[:n].tolist()
+        else:
+            if prompt_scores is None:
+                raise FeatureSpecError(
+                    f"active:\"{it.prompt}\" needs a model to run the prompt through; give --model (or a "
+                    "store whose manifest names its model) or pass explicit indices"
+                )
+            scores = prompt_scores(it.prompt).detach().float().cpu()
+            if scores.shape != (d_sae,):
+                raise FeatureSpecError(f"prompt scores have shape {tuple(scores.shape)}, expected ({d_sae},)")
+            n = min(it.lo, int((scores > 0).sum()))
+            if n == 0:
+                raise FeatureSpecError(f"no feature is active on prompt {it.prompt!r}; try a longer prompt")
+            picked = torch.argsort(-scores, stable=True)[:n].tolist()
+        for j in picked:
+            if not 0 <= j < d_sae:
+                raise FeatureSpecError(
+                    f"feature index {j} is out of range: this SAE has d_sae={d_sae} features, valid indices are "
+                    f"0..{d_sae - 1}"
+                )
+            if j not in seen:
+                seen.add(j)
+                out.append(j)
+    return out

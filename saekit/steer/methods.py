@@ -1,0 +1,188 @@
+"""Steering methods as pure tensor functions (no hooks, no model): `x [..., d_in]` in, edited `x` out.
+
+Notation (DESIGN.md "Steering, precisely"): `f = encode(x)`, `x̂ = decode(f)`, `e = x − x̂`, features
+`j` with strengths `s_j`.
+
+- additive      `x + Σ s_j d_j`                 d_j = unit decoder direction; s in activation units
+- surgery       `decode(f + Σ s_j 1_j)`          drops e (the seed behaviour, kept for comparison)
+- clamp         `decode(f with f_j := s_j) + e`  error-preserving
+- boost_active  where f_j > 0: f_j += s_j (decode, + e if keep_error); elsewhere x + s_j W_dec_j
+- ablate        clamp with s_j = 0
+
+Why error-preserving methods are computed as `x + (decode(f') − decode(f))`: every saekit decoder is
+affine (`f W_dec / input_scale + b_dec / input_scale`), so this equals `decode(f') + e` exactly in
+real arithmetic, and it makes a no-op edit (`f' = f`) return `x` bit for bit instead of to rounding.
+
+Units: additive strengths are activation-space lengths; latent methods' strengths are latent values.
+A latent value `s` moves the activation by `s · g_j` with `g_j = |W_dec_j| / input_scale`
+(`feature_gain`); `saekit.steer.strength` converts between the two so `0.5norm` or `4max` mean the
+same push for every method. Consequence of linearity worth knowing: boost_active with keep_error is
+*identical* to additive with strength `s · g_j`; only without the error term does it differ.
+
+TopK / BatchTopK: `encode` already returns the SAE's own sparse latents (k non-zeros per row). We edit
+that vector and decode it *without* re-running the top-k selection, so clamping a feature that is
+not among the row's top k sets it anyway (the row then has k+1 active latents). Re-selecting would
+silently undo the edit for weak features, which is never what a user steering a feature wants.
+
+Several features at once: `features` is a sequence of ids, `strengths` broadcasts to
+`x.shape[:-1] + (n_features,)` — a scalar, one value per feature, or per row (e.g. `[B, 1, n]` to
+run several strengths in one batch).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from saekit.errors import ShapeError, SteeringError
+
+MethodName = Literal["additive", "surgery", "clamp", "boost_active", "ablate"]
+METHODS: tuple[str, ...] = ("additive", "surgery", "clamp", "boost_active", "ablate")
+METHOD_SPACE: dict[str, str] = {
+    "additive": "activation",
+    "surgery": "latent",
+    "clamp": "latent",
+    "boost_active": "latent",
+    "ablate": "latent",
+}
+"""Native unit of each method's strength: an activation-space length or a latent value."""
+ERROR_PRESERVING: frozenset[str] = frozenset({"additive", "clamp", "ablate"})
+"""Methods that keep the SAE error term (boost_active too when keep_error=True)."""
+
+
+def feature_gain(sae, features: Sequence[int] | Tensor) -> Tensor:
+    """`g_j = |W_dec_j| / input_scale`: activation-space length moved by one unit of latent j."""
+    idx = _feature_index(sae, features)
+    return (sae.W_dec[idx].norm(dim=-1) / sae.input_scale.to(sae.dtype)).detach()
+
+
+def _feature_index(sae, features: Sequence[int] | Tensor) -> Tensor:
+    idx = torch.as_tensor(features, dtype=torch.long, device=sae.device).reshape(-1)
+    if idx.numel() == 0:
+        raise SteeringError("no features given; pass at least one feature id (e.g. --feature 123)")
+    bad = (idx < 0) | (idx >= sae.d_sae)
+    if bad.any():
+        raise SteeringError(
+            f"feature id(s) {idx[bad].tolist()} out of range for this SAE with d_sae={sae.d_sae}; "
+            f"valid ids are 0..{sae.d_sae - 1}"
+        )
+    if idx.unique().numel() != idx.numel():
+        raise SteeringError(f"feature ids {idx.tolist()} contain duplicates; give each feature once")
+    return idx
+
+
+def _prepare(x: Tensor, sae, features, strengths) -> tuple[Tensor, Tensor, Tensor]:
+    """Cast `x` to the SAE dtype/device, validate ids, broadcast strengths to `[..., n]`."""
+    if x.ndim == 0 or x.shape[-1] != sae.d_in:
+        raise ShapeError(
+            f"steering input has shape {tuple(x.shape)} but the SAE expects [..., d_in={sae.d_in}]; "
+            f"is this the SAE's hook point (SAE provenance: {sae.cfg.provenance.hook_point!r})?"
+        )
+    idx = _feature_index(sae, features)
+    x_sae = x.to(dtype=sae.dtype, device=sae.device)
+    s = torch.as_tensor(strengths, dtype=sae.dtype, device=sae.device)
+    target = x.shape[:-1] + (idx.numel(),)
+    try:
+        s = torch.broadcast_to(s if s.ndim else s.reshape(1), target)
+    except RuntimeError as exc:
+        raise SteeringError(
+            f"strengths of shape {tuple(s.shape)} do not broadcast to {tuple(target)} "
+            f"(activations {tuple(x.shape[:-1])} x {idx.numel()} feature(s)); give one strength per feature"
+        ) from exc
+    return x_sae, idx, s
+
+
+def _latent_delta(sae, idx: Tensor, delta_N: Tensor) -> Tensor:
+    """`decode(f + Σ δ_j 1_j) − decode(f)` = `Σ δ_j W_dec_j / input_scale` (decoder is affine)."""
+    return (delta_N @ sae.W_dec[idx]) / sae.input_scale.to(sae.dtype)
+
+
+@torch.no_grad()
+def additive(x: Tensor, sae, features, strengths) -> Tensor:
+    """`x + Σ s_j d_j` with unit decoder directions; result in the SAE dtype."""
+    x_sae, idx, s = _prepare(x, sae, features, strengths)
+    return x_sae + s @ sae.decoder_directions()[idx]
+
+
+@torch.no_grad()
+def add_directions(x: Tensor, directions_ND: Tensor, strengths) -> Tensor:
+    """`x + Σ s_n u_n` for arbitrary directions (normalised here), e.g. DiffMean; no SAE involved."""
+    if directions_ND.ndim == 1:
+        directions_ND = directions_ND[None]
+    if x.shape[-1] != directions_ND.shape[-1]:
+        raise ShapeError(f"directions have d={directions_ND.shape[-1]} but activations have d={x.shape[-1]}")
+    u = directions_ND / directions_ND.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    s = torch.as_tensor(strengths, dtype=u.dtype, device=u.device)
+    s = torch.broadcast_to(s if s.ndim else s.reshape(1), x.shape[:-1] + (u.shape[0],))
+    return x.to(u.dtype) + s @ u
+
+
+@torch.no_grad()
+def surgery(x: Tensor, sae, features, strengths) -> Tensor:
+    """`decode(f + Σ s_j 1_j)`: the error term is dropped, so even s = 0 returns x̂, not x."""
+    x_sae, idx, s = _prepare(x, sae, features, strengths)
+    f = sae.encode(x_sae)
+    f[..., idx] = f[..., idx] + s
+    return sae.decode(f)
+
+
+@torch.no_grad()
+def clamp(x: Tensor, sae, features, strengths) -> Tensor:
+    """`decode(f with f_j := s_j) + e`, computed as `x + (s_j − f_j) W_dec_j / input_scale`."""
+    x_sae, idx, s = _prepare(x, sae, features, strengths)
+    f_sel = sae.encode(x_sae)[..., idx]
+    return x_sae + _latent_delta(sae, idx, s - f_sel)
+
+
+@torch.no_grad()
+def ablate(x: Tensor, sae, features, strengths=None) -> Tensor:
+    """Clamp the features to 0 (strengths are ignored; accepted so every method has one signature)."""
+    return clamp(x, sae, features, 0.0)
+
+
+@torch.no_grad()
+def boost_active(x: Tensor, sae, features, strengths, *, keep_error: bool = False) -> Tensor:
+    """Add `s_j` to `f_j` where the feature is active; add the same decoded vector to `x` elsewhere.
+
+    Where any steered feature is active and `keep_error` is False the row is rebuilt from the SAE
+    (`decode(f') `, dropping e, the seed's surgery behaviour); otherwise the error is kept. With
+    keep_error=True this is exactly additive with strength `s_j · g_j` (see the module docstring).
+    """
+    x_sae, idx, s = _prepare(x, sae, features, strengths)
+    f = sae.encode(x_sae)
+    shift = _latent_delta(sae, idx, s)
+    if keep_error:
+        return x_sae + shift
+    active_row = (f[..., idx] > 0).any(-1, keepdim=True)
+    rebuilt = sae.decode(f) + shift
+    return torch.where(active_row, rebuilt, x_sae + shift)
+
+
+METHOD_FUNCS: dict[str, Callable[..., Tensor]] = {
+    "additive": additive,
+    "surgery": surgery,
+    "clamp": clamp,
+    "boost_active": boost_active,
+    "ablate": ablate,
+}
+
+
+def check_method(name: str) -> str:
+    """Return `name` if it is a known method, else raise SteeringError listing the choices."""
+    if name not in METHOD_FUNCS:
+        import difflib
+
+        close = difflib.get_close_matches(name, METHODS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SteeringError(f"unknown steering method {name!r}{hint}; choose one of {', '.join(METHODS)}")
+    return name
+
+
+def apply_method(name: str, x: Tensor, sae, features, strengths, *, keep_error: bool = False) -> Tensor:
+    """Dispatch by name; `keep_error` only affects boost_active. Returns the SAE dtype."""
+    fn = METHOD_FUNCS[check_method(name)]
+    if name == "boost_active":
+        return fn(x, sae, features, strengths, keep_error=keep_error)
+    return fn(x, sae, features, strengths)

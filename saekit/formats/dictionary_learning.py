@@ -1,0 +1,193 @@
+"""saprmarks/dictionary_learning checkpoints: `ae.pt` (a torch state dict) + `config.json`.
+
+`config.json` is `{"trainer": {"dict_class", "activation_dim", "dict_size", "k", "lm_name", "layer",
+"submodule_name", ...}, "buffer": {...}}`. `ae.pt` is loaded with `weights_only=True` only. Classes
+(state-dict keys -> encode):
+- AutoEncoder: `encoder.weight [F,D]`, `encoder.bias`, `decoder.weight [D,F]`, `bias [D]`;
+  `relu(encoder(x - bias))`.
+- AutoEncoderNew: `encoder.*`, `decoder.weight`, `decoder.bias`; `relu(encoder(x))` (no centring: folded).
+- GatedAutoEncoder: `encoder.weight` (no bias), `decoder_bias`, `gate_bias`, `mag_bias`, `r_mag`,
+  `decoder.weight`; gate = `encoder(x - decoder_bias) + gate_bias`, magnitude `exp(r_mag) * ... + mag_bias`.
+- AutoEncoderTopK: `encoder.*`, `decoder.weight`, `b_dec`, buffers `k`, `threshold`;
+  `topk(relu(encoder(x - b_dec)))` (the threshold is unused at default inference).
+- BatchTopKSAE / MatryoshkaBatchTopKSAE: as TopK (Matryoshka with `W_enc [D,F]`, `W_dec [F,D]`) but
+  inference is `relu(pre) * (relu(pre) > threshold)`; a never-estimated threshold (-1) means plain ReLU.
+- JumpReluAutoEncoder: `W_enc [D,F]`, `b_enc`, `W_dec [F,D]`, `b_dec`, `threshold [F]`;
+  `relu(pre * (pre > threshold))` with `pre = x W_enc + b_enc` (apply_b_dec_to_input=False: folded).
+Final `ae.pt` files already have the activation-norm factor folded into the biases; a mid-training
+backup (`{"ae": state_dict, "norm_factor": f, ...}`) does not, so `input_scale = 1/f` there.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from saekit.errors import SAEFormatError
+from saekit.formats.common import (
+    FOLD_DTYPE,
+    assemble,
+    check_int,
+    expect_shape,
+    fold_input_bias,
+    load_torch_weights_only,
+    native_dtype,
+    read_json,
+    require,
+    safe_log_threshold,
+)
+from saekit.sae.config import Provenance, SAEConfig
+
+WEIGHTS_FILE = "ae.pt"
+CONFIG_FILE = "config.json"
+
+#: dict_class -> (native arch, state-dict keys that identify it)
+DICT_CLASSES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "GatedAutoEncoder": ("gated", ("encoder.weight", "decoder.weight", "decoder_bias", "gate_bias", "mag_bias",
+                                   "r_mag")),
+    "JumpReluAutoEncoder": ("jumprelu", ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")),
+    "MatryoshkaBatchTopKSAE": ("batchtopk", ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "k")),
+    "BatchTopKSAE": ("batchtopk", ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "threshold", "k")),
+    "AutoEncoderTopK": ("topk", ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "k")),
+    "AutoEncoderNew": ("relu", ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias")),
+    "AutoEncoder": ("relu", ("encoder.weight", "encoder.bias", "decoder.weight", "bias")),
+}
+
+
+def looks_like_dictionary_learning(path: Path) -> bool:
+    if path.is_file():
+        return path.suffix == ".pt"
+    return (path / WEIGHTS_FILE).is_file()
+
+
+def _find_config(weights: Path) -> dict[str, Any] | None:
+    """config.json beside `ae.pt`, or two levels up for `checkpoints/ae_<step>.pt`."""
+    for folder in (weights.parent, weights.parent.parent):
+        if (folder / CONFIG_FILE).is_file():
+            cfg = read_json(folder / CONFIG_FILE)
+            if isinstance(cfg.get("trainer"), dict):
+                return cfg
+    return None
+
+
+def _guess_class(state: dict[str, Tensor], source: Path) -> str:
+    """Without a config, pick the class whose identifying keys the state dict has (BatchTopK needs config)."""
+    for name, (_, keys) in DICT_CLASSES.items():
+        if name in ("BatchTopKSAE",):  # same keys as AutoEncoderTopK; ambiguous without config.json
+            continue
+        if all(k in state for k in keys):
+            return name
+    raise SAEFormatError(
+        f"{source}: cannot tell which dictionary_learning class wrote this state dict (keys {sorted(state)[:12]}) "
+        f"and there is no {CONFIG_FILE} with trainer.dict_class beside it; known classes: {', '.join(DICT_CLASSES)}"
+    )
+
+
+def _split_checkpoint(obj: Any, source: Path) -> tuple[dict[str, Tensor], float]:
+    """(state dict, input scale) from a final state dict or a mid-training backup dict."""
+    if not isinstance(obj, dict):
+        raise SAEFormatError(f"{source} holds a {type(obj).__name__}, expected a state dict of tensors")
+    scale = 1.0
+    if "ae" in obj and isinstance(obj["ae"], dict):
+        nf = obj.get("norm_factor")
+        if nf is not None:
+            scale = 1.0 / float(nf)
+        obj = obj["ae"]
+    state = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not state:
+        raise SAEFormatError(f"{source} holds no tensors; expected an SAE state dict")
+    return state, scale
+
+
+def load_dictionary_learning(path: str | Path, device: str | torch.device | None = None, *, dict_class: str | None = None):
+    """Convert a dictionary_learning folder (`ae.pt` + `config.json`) or `.pt` file into a native SAE.
+
+    `dict_class` overrides the class named in config.json (needed for a bare BatchTopKSAE `.pt`).
+    """
+    path = Path(path)
+    weights = path if path.is_file() else path / WEIGHTS_FILE
+    cfg = _find_config(weights) or {}
+    trainer = cfg.get("trainer", {})
+    state, scale = _split_checkpoint(load_torch_weights_only(weights), weights)
+    name = dict_class or trainer.get("dict_class") or _guess_class(state, weights)
+    if name not in DICT_CLASSES:
+        raise SAEFormatError(
+            f"{weights}: dictionary_learning class {name!r} is not supported; supported: {', '.join(DICT_CLASSES)}"
+        )
+    arch, keys = DICT_CLASSES[name]
+    require(state, [k for k in keys if k != "k"], weights, f"dictionary_learning {name}")
+    s = {k: v.to(FOLD_DTYPE) if v.is_floating_point() else v for k, v in state.items()}
+
+    if "W_enc" in state:
+        d_in, d_sae = state["W_enc"].shape
+        W_enc, b_dec = s["W_enc"], s["b_dec"]
+    else:
+        d_sae, d_in = state["encoder.weight"].shape
+        W_enc = s["encoder.weight"].T.contiguous()
+        b_dec = s.get("b_dec", s.get("bias", s.get("decoder_bias", s.get("decoder.bias"))))
+    for key, expected in (("activation_dim", d_in), ("dict_size", d_sae)):
+        if key in trainer and trainer[key] != expected:
+            raise SAEFormatError(
+                f"{weights}: config.json says trainer.{key}={trainer[key]} but the weights imply {expected}; "
+                "config and weights disagree"
+            )
+    hint = f"the encoder shape (d_in={d_in}, d_sae={d_sae})"
+    dec_name = "W_dec" if "W_dec" in state else "decoder.weight"
+    W_dec = expect_shape(s, dec_name, (d_sae, d_in) if dec_name == "W_dec" else (d_in, d_sae), weights, hint)
+    W_dec = W_dec if dec_name == "W_dec" else W_dec.T.contiguous()
+    if tuple(b_dec.shape) != (d_in,):
+        raise SAEFormatError(f"{weights}: decoder bias has shape {tuple(b_dec.shape)} but {hint} implies ({d_in},)")
+    out: dict[str, Tensor] = {"W_dec": W_dec, "b_dec": b_dec}
+    k = None
+
+    if name == "GatedAutoEncoder":
+        for n in ("gate_bias", "mag_bias", "r_mag"):
+            expect_shape(s, n, (d_sae,), weights, hint)
+        out.update(b_enc=s["gate_bias"], b_mag=s["mag_bias"], r_mag=s["r_mag"])
+    elif name == "JumpReluAutoEncoder":
+        b_enc = expect_shape(s, "b_enc", (d_sae,), weights, hint)
+        out["b_enc"] = fold_input_bias(W_enc, b_enc, b_dec)  # its encoder does not subtract b_dec
+        out["log_threshold"] = safe_log_threshold(expect_shape(s, "threshold", (d_sae,), weights, hint))
+    elif name == "AutoEncoderNew":
+        out["b_enc"] = fold_input_bias(W_enc, expect_shape(s, "encoder.bias", (d_sae,), weights, hint), b_dec)
+    else:
+        bias_name = "b_enc" if "W_enc" in state else "encoder.bias"
+        out["b_enc"] = expect_shape(s, bias_name, (d_sae,), weights, hint)
+    if arch in ("topk", "batchtopk"):
+        k_val = trainer.get("k", state["k"].item() if "k" in state else None)
+        if k_val is None:
+            raise SAEFormatError(f"{weights}: {name} needs k, found neither a 'k' buffer nor trainer.k in config.json")
+        k = check_int(k_val, "k", weights)
+    if arch == "batchtopk":
+        theta = float(state["threshold"].reshape(-1)[0])
+        if theta < 0:
+            warnings.warn(
+                f"{weights}: {name} threshold was never estimated ({theta}); its inference is then plain ReLU, "
+                "converted as threshold 0",
+                UserWarning,
+                stacklevel=2,
+            )
+        out["threshold"] = torch.tensor(max(theta, 0.0), dtype=torch.float32)
+
+    out["W_enc"] = W_enc
+    out["input_scale"] = torch.tensor(scale, dtype=torch.float32)
+    layer = trainer.get("layer")
+    scfg = SAEConfig(
+        d_in=int(d_in),
+        d_sae=int(d_sae),
+        arch=arch,
+        k=k,
+        dtype=native_dtype(state[dec_name].dtype),
+        normalize_decoder=False,
+        normalization="expected_norm" if scale != 1.0 else "none",
+        provenance=Provenance(
+            model=trainer.get("lm_name"),
+            hook_point=trainer.get("submodule_name"),
+            layer=layer if isinstance(layer, int) else None,
+            tokens_trained=0,
+        ),
+    )
+    return assemble(scfg, out, weights, device)

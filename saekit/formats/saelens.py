@@ -1,0 +1,211 @@
+"""SAELens (sae_lens 5.x / 6.x) folders: `cfg.json` + `sae_weights.safetensors`.
+
+SAELens stores weights in our layout already (`W_enc [d_in, d_sae]`, `W_dec [d_sae, d_in]`), so the
+work is in the config semantics:
+- `architecture`: standard (relu), topk, jumprelu (`threshold [d_sae]`), gated (`b_gate`, `r_mag`,
+  `b_mag`), batchtopk training checkpoints (`topk_threshold` scalar). Pre-6.0 configs have no
+  `architecture` key; topk is then `activation_fn: "topk"` + `activation_fn_kwargs.k`.
+- `apply_b_dec_to_input=False`: the encoder sees `x`, not `x - b_dec`; folded into b_enc.
+- `rescale_acts_by_decoder_norm` (topk): pre-activations times ||W_dec_j||, decode divides by it;
+  folded into W_enc/b_enc/W_dec (identical latents and reconstructions).
+- `normalize_activations="expected_average_only_in"`: inputs were multiplied by a factor SAELens does
+  not save with the weights (SAELens issue #381). Taken from `scaling_factor=`, else from a training
+  checkpoint's `activation_scaler.json`, else 1 with a warning. Per-row normalisations
+  (`constant_norm_rescale`, `layer_norm`) cannot be expressed as a constant and are refused.
+- pre-6.0 `scaling_factor [d_sae]` (finetuning scale on latents before decoding): folded into W_dec.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from saekit.errors import SAEFormatError
+from saekit.formats.common import (
+    FOLD_DTYPE,
+    assemble,
+    check_int,
+    expect_shape,
+    fold_input_bias,
+    layer_from_hook,
+    native_dtype,
+    read_json,
+    read_safetensors,
+    require,
+    safe_log_threshold,
+)
+from saekit.sae.config import Provenance, SAEConfig
+
+CFG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae_weights.safetensors"
+SCALER_FILE = "activation_scaler.json"
+ARCHITECTURES = ("standard", "topk", "jumprelu", "gated", "batchtopk")
+
+
+def looks_like_saelens(folder: Path) -> bool:
+    return (folder / CFG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()
+
+
+def _architecture(cfg: dict[str, Any], source: Path) -> str:
+    arch = cfg.get("architecture")
+    if arch is None:  # pre-6.0 config
+        act = cfg.get("activation_fn", cfg.get("activation_fn_str", "relu"))
+        arch = "topk" if act == "topk" else "standard"
+    if arch not in ARCHITECTURES:
+        raise SAEFormatError(
+            f"{source}: SAELens architecture {arch!r} is not supported; supported: {', '.join(ARCHITECTURES)}"
+            " (transcoders and skip-transcoders have no native equivalent)"
+        )
+    return arch
+
+
+def _k(cfg: dict[str, Any], source: Path) -> int:
+    k = cfg.get("k")
+    if k is None:
+        k = (cfg.get("activation_fn_kwargs") or {}).get("k")
+    if k is None:
+        raise SAEFormatError(f"{source}: topk SAE config has neither 'k' nor 'activation_fn_kwargs.k'")
+    return check_int(k, "k", source)
+
+
+def _input_scale(cfg: dict[str, Any], folder: Path, scaling_factor: float | None) -> float:
+    norm = cfg.get("normalize_activations", "none")
+    if isinstance(norm, bool):  # pre-6.0 configs stored a bool
+        norm = "expected_average_only_in" if norm else "none"
+    if norm in (None, "none"):
+        return 1.0 if scaling_factor is None else float(scaling_factor)
+    if norm in ("constant_norm_rescale", "layer_norm"):
+        raise SAEFormatError(
+            f"{folder / CFG_FILE}: normalize_activations={norm!r} rescales every row by its own norm at run "
+            "time; saekit SAEs only support a constant input scale, so this SAE cannot be converted exactly"
+        )
+    if norm != "expected_average_only_in":
+        raise SAEFormatError(f"{folder / CFG_FILE}: unknown normalize_activations={norm!r}")
+    if scaling_factor is not None:
+        return float(scaling_factor)
+    scaler = folder / SCALER_FILE
+    if scaler.is_file():
+        value = read_json(scaler).get("scaling_factor")
+        if value is not None:
+            return float(value)
+    warnings.warn(
+        f"{folder}: normalize_activations='expected_average_only_in' but SAELens did not save the scaling "
+        "factor (SAELens issue #381); converting with input_scale=1. Pass scaling_factor=sqrt(d_in)/"
+        "mean_activation_norm to get the SAE's true behaviour, or fit it with saekit.sae.init.fit_input_scale_",
+        UserWarning,
+        stacklevel=3,
+    )
+    return 1.0
+
+
+def _uses_expected_norm(cfg: dict[str, Any]) -> bool:
+    norm = cfg.get("normalize_activations", "none")
+    return norm is True or norm == "expected_average_only_in"
+
+
+def _provenance(cfg: dict[str, Any]) -> Provenance:
+    meta = cfg.get("metadata") or {}
+    get = lambda key, *alts: next((src[k] for k in (key, *alts) for src in (meta, cfg) if src.get(k) is not None), None)  # noqa: E731
+    hook = get("hook_name", "hook_point")
+    layer = get("hook_layer")
+    return Provenance(
+        model=get("model_name"),
+        hook_point=hook,
+        layer=int(layer) if isinstance(layer, int) else layer_from_hook(hook),
+        tokens_trained=int(get("training_tokens") or 0),
+    )
+
+
+def load_saelens(
+    folder: str | Path, device: str | torch.device | None = None, *, scaling_factor: float | None = None
+):
+    """Convert a SAELens SAE folder into a native saekit SAE with identical latents and reconstructions.
+
+    `scaling_factor` is the activation-norm factor of `expected_average_only_in` SAEs (raw activations
+    are multiplied by it before encoding); it becomes the SAE's `input_scale`.
+    """
+    folder = Path(folder)
+    cfg = read_json(folder / CFG_FILE)
+    src = folder / WEIGHTS_FILE
+    tensors = read_safetensors(src)
+    for key in ("d_in", "d_sae"):
+        if key not in cfg:
+            raise SAEFormatError(f"{folder / CFG_FILE} lacks {key!r}; not a SAELens SAE config")
+    d_in = check_int(cfg["d_in"], "d_in", folder / CFG_FILE)
+    d_sae = check_int(cfg["d_sae"], "d_sae", folder / CFG_FILE)
+    arch = _architecture(cfg, folder / CFG_FILE)
+    hint = f"cfg.json (d_in={d_in}, d_sae={d_sae})"
+
+    enc_bias = "b_gate" if arch == "gated" else "b_enc"
+    needed = ["W_enc", enc_bias, "W_dec", "b_dec"]
+    if arch == "gated":
+        needed += ["r_mag", "b_mag"]
+    if arch == "jumprelu" and "log_threshold" not in tensors:
+        needed.append("threshold")
+    if arch == "batchtopk" and "threshold" not in tensors:
+        needed.append("topk_threshold")
+    require(tensors, needed, src, f"SAELens architecture {arch!r}")
+    t = {n: tensors[n].to(FOLD_DTYPE) for n in needed}
+    expect_shape(t, "W_enc", (d_in, d_sae), src, hint)
+    expect_shape(t, enc_bias, (d_sae,), src, hint)
+    expect_shape(t, "W_dec", (d_sae, d_in), src, hint)
+    expect_shape(t, "b_dec", (d_in,), src, hint)
+    W_enc, b_enc, W_dec, b_dec = t["W_enc"], t[enc_bias], t["W_dec"], t["b_dec"]
+    out: dict[str, Tensor] = {}
+
+    if arch == "gated":
+        expect_shape(t, "r_mag", (d_sae,), src, hint)
+        expect_shape(t, "b_mag", (d_sae,), src, hint)
+        out["r_mag"] = t["r_mag"]
+        out["b_mag"] = t["b_mag"]
+        if not cfg.get("apply_b_dec_to_input", True):
+            out["b_mag"] = fold_input_bias(W_enc * t["r_mag"].exp(), t["b_mag"], b_dec)
+    if not cfg.get("apply_b_dec_to_input", True):
+        b_enc = fold_input_bias(W_enc, b_enc, b_dec)
+
+    if "scaling_factor" in tensors:  # pre-6.0 finetuning scale: latents * s before the decoder
+        s = expect_shape(tensors, "scaling_factor", (d_sae,), src, hint).to(FOLD_DTYPE)
+        W_dec = W_dec * s[:, None]
+
+    k = None
+    if arch == "topk":
+        k = _k(cfg, folder / CFG_FILE)
+        if cfg.get("rescale_acts_by_decoder_norm", False):
+            norms = W_dec.norm(dim=-1)
+            W_enc, b_enc, W_dec = W_enc * norms, b_enc * norms, W_dec / norms[:, None]
+    elif arch == "jumprelu":
+        if "log_threshold" in tensors:
+            out["log_threshold"] = expect_shape(tensors, "log_threshold", (d_sae,), src, hint).to(FOLD_DTYPE)
+        else:
+            out["log_threshold"] = safe_log_threshold(expect_shape(t, "threshold", (d_sae,), src, hint))
+    elif arch == "batchtopk":
+        # Inference uses the learned global threshold (what SAELens saves for inference as jumprelu).
+        k = max(1, round(float(cfg.get("k", 1))))
+        name = "threshold" if "threshold" in tensors else "topk_threshold"
+        theta = tensors[name].reshape(-1)[:1].to(torch.float32).reshape(())
+        out["threshold"] = theta.clamp_min(0.0)
+
+    native_arch = {"standard": "relu"}.get(arch, arch)
+    prov = _provenance(cfg)
+    if cfg.get("reshape_activations") == "hook_z":
+        warnings.warn(
+            f"{folder}: SAE trained on hook_z; feed it activations flattened to [..., n_heads*d_head={d_in}]",
+            UserWarning,
+            stacklevel=2,
+        )
+    scfg = SAEConfig(
+        d_in=d_in,
+        d_sae=d_sae,
+        arch=native_arch,
+        k=k,
+        dtype=native_dtype(cfg.get("dtype")),
+        normalize_decoder=False,
+        normalization="expected_norm" if _uses_expected_norm(cfg) else "none",
+        provenance=prov,
+    )
+    out.update(W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec)
+    out["input_scale"] = torch.tensor(_input_scale(cfg, folder, scaling_factor), dtype=torch.float32)
+    return assemble(scfg, out, src, device)

@@ -26,3 +26,45 @@ def make_sae(arch: str = "relu", d_in: int = 6, d_sae: int = 10, k: int | None =
 @pytest.fixture
 def sae_factory():
     return make_sae
+
+
+@pytest.fixture(scope="session")
+def tiny_lm():
+    """A 2-layer random Llama (d=32, vocab 64)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      tie_word_embeddings=False)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A word-level tokenizer over 64 words ('w0'..'w61', eos, unk) -- no downloads."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"w{i}": i for i in range(62)}
+    vocab["<eos>"] = 62
+    vocab["<unk>"] = 63
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>")
+
+
+def planted_sae(model, token: int, hook_point: str = "model.layers.1"):
+    """A ReLU SAE (d_sae=8) whose feature 3 reads the input embedding of `token` and writes its unembedding.
+
+    Steering feature 3 at the last layer therefore pushes the model to emit `token`, and re-reading text
+    that contains `token` activates feature 3 -- a known answer for the end-to-end test.
+    """
+    sae = make_sae("relu", d_in=model.config.hidden_size, d_sae=8, seed=5, hook_point=hook_point)
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight[token].float()
+        unemb = model.get_output_embeddings().weight[token].float()
+        sae.W_enc[:, 3] = emb / emb.norm() ** 2
+        sae.b_enc[3] = -0.5
+        sae.W_dec[3] = unemb / unemb.norm()
+    return sae

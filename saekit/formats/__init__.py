@@ -46,5 +46,12 @@ def _native(path, device):
     return load_sae(path, device=device)
 
 
-__all__ = ["load_any", "detect_format", "known_formats", "FORMATS", "load_saelens", "load_sparsify",
-           "load_dictionary_learning"]
+__all__ = [
+    "FORMATS",
+    "detect_format",
+    "known_formats",
+    "load_any",
+    "load_dictionary_learning",
+    "load_saelens",
+    "load_sparsify",
+]

@@ -172,4 +172,4 @@ def check_int(value: Any, key: str, source: Path) -> int:
         isinstance(value, float) and not math.isfinite(value)
     ):
         raise SAEFormatError(f"{source}: config key {key!r} must be a positive integer, found {value!r}")
-    return int(round(value))
+    return round(value)

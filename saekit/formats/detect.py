@@ -72,9 +72,8 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
         raise SAEFormatError(f"no SAE at {path}: the path does not exist")
     target = _normalise(path)
     for spec in FORMATS:
-        if target.is_dir() or spec.name == "dictionary_learning":
-            if spec.probe(target):
-                return spec.name, target
+        if (target.is_dir() or spec.name == "dictionary_learning") and spec.probe(target):
+            return spec.name, target
     found = sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir())[:20] if target.is_dir() else [target.name]
     looked = "; ".join(f"{s.name}: {s.files}" for s in FORMATS)
     raise SAEFormatError(

@@ -108,7 +108,7 @@ def _uses_expected_norm(cfg: dict[str, Any]) -> bool:
 
 def _provenance(cfg: dict[str, Any]) -> Provenance:
     meta = cfg.get("metadata") or {}
-    get = lambda key, *alts: next((src[k] for k in (key, *alts) for src in (meta, cfg) if src.get(k) is not None), None)  # noqa: E731
+    get = lambda key, *alts: next((src[k] for k in (key, *alts) for src in (meta, cfg) if src.get(k) is not None), None)
     hook = get("hook_name", "hook_point")
     layer = get("hook_layer")
     return Provenance(

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from saekit.errors import SAEFormatError
 from saekit.formats import load_any, load_saelens
 from saekit.sae import load_sae
+
 from .conftest import BATCH, D_IN, D_SAE, acts, assert_close, rand
 
 

@@ -6,6 +6,7 @@ module docstrings for the facts each relies on. `load_any` detects the format an
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +29,21 @@ def load_any(path: str | Path, device: str | torch.device | None = None, *, form
     if format is None:
         format, path = detect_format(path)
     loaders = {
-        "saekit": lambda p, d: _native(p, d),
+        "saekit": _native,
         "saelens": load_saelens,
         "sparsify": load_sparsify,
         "dictionary_learning": load_dictionary_learning,
     }
     if format not in loaders:
         raise SAEFormatError(f"unknown SAE format {format!r}; known: {', '.join(known_formats())}")
-    if options and format in ("saekit", "sparsify"):
-        raise SAEFormatError(f"format {format!r} takes no options, got {sorted(options)}")
-    return loaders[format](path, device, **options)
+    loader = loaders[format]
+    accepted = {n for n, p in inspect.signature(loader).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise SAEFormatError(
+            f"{path} is in {format!r} format, which takes option(s) {sorted(accepted) or 'none'}; got {unknown}"
+        )
+    return loader(path, device, **options)
 
 
 def _native(path, device):

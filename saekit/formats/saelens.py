@@ -76,7 +76,12 @@ def _input_scale(cfg: dict[str, Any], folder: Path, scaling_factor: float | None
     if isinstance(norm, bool):  # pre-6.0 configs stored a bool
         norm = "expected_average_only_in" if norm else "none"
     if norm in (None, "none"):
-        return 1.0 if scaling_factor is None else float(scaling_factor)
+        if scaling_factor is not None:
+            raise SAEFormatError(
+                f"{folder / CFG_FILE}: scaling_factor={scaling_factor} given but this SAE has "
+                "normalize_activations='none' (it works on raw activations); drop the scaling_factor argument"
+            )
+        return 1.0
     if norm in ("constant_norm_rescale", "layer_norm"):
         raise SAEFormatError(
             f"{folder / CFG_FILE}: normalize_activations={norm!r} rescales every row by its own norm at run "

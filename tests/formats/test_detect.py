@@ -75,3 +75,12 @@ def test_corrupt_weights_named(tmp_path):
     (folder / "sae_weights.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(SAEFormatError, match="sae_weights.safetensors.*corrupt or truncated"):
         load_any(folder)
+
+
+def test_options_checked_against_the_detected_format(tmp_path):
+    write_sparsify(tmp_path / "sp", sparsify_tensors())
+    with pytest.raises(SAEFormatError, match=r"'sparsify' format, which takes option\(s\) none; got \['scaling_factor'\]"):
+        load_any(tmp_path / "sp", scaling_factor=2.0)
+    write_saelens(tmp_path / "sl", base_tensors(), architecture="standard")
+    with pytest.raises(SAEFormatError, match="normalize_activations='none'"):
+        load_any(tmp_path / "sl", scaling_factor=2.0)

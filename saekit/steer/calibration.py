@@ -136,3 +136,16 @@ def load_calibration(folder: str | Path, *, d_sae: int | None = None, required: 
         mean_active=tensors["mean_active"], max_active=tensors["max_active"], freq=tensors["freq"],
         hook_point=meta.get("hook_point"), model=meta.get("model"), corpus=meta.get("corpus"),
     )
+
+
+def calibrate_model(model, tokenizer, sae, hook_point: str, texts, *, tokens: int = 20_000, context_len: int = 128,
+                    batch_size: int = 8, quiet: bool = True, **meta) -> Calibration:
+    """Run `model` over `texts` (first `tokens` tokens, windows of `context_len`) and measure scales."""
+    from saekit.steer.corpus_acts import iter_window_acts, token_windows
+
+    windows = token_windows(tokenizer, texts, context_len, max_tokens=tokens)
+    if not windows:
+        raise SteeringError("the corpus produced no token windows; is it empty?")
+    batches = iter_window_acts(model, hook_point, windows, batch_size=batch_size)
+    n_batches = (len(windows) + batch_size - 1) // batch_size
+    return measure(sae, batches, quiet=quiet, total=n_batches, hook_point=str(hook_point), **meta)

@@ -1,0 +1,68 @@
+"""Load what a steering command needs: the SAE, its calibration, the model, the hook point.
+
+The hook point and model default to the SAE's provenance, so `saekit steer --sae sae/` needs no
+other flag for an SAE saekit trained.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from saekit.errors import SteeringError
+
+
+@dataclass
+class SteerSession:
+    """An SAE with its folder, calibration, the loaded model and the hook point to steer."""
+
+    sae: object
+    """The SAE (`saekit.sae.SAE`)."""
+    sae_folder: str
+    """Where the SAE (and its scales.json) live."""
+    calibration: object | None
+    """`Calibration` or None when `saekit scale` has not run."""
+    lm: object
+    """`saekit.models.LoadedModel` (model, tokenizer, ...)."""
+    hook_point: str
+    """Hook point spec where the SAE reads and steering writes."""
+
+
+def load_sae_folder(folder: str | Path):
+    from saekit.sae import load_sae
+
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        raise SteeringError(f"{folder} is not an SAE folder (no config.json); pass --sae <folder saved by saekit train>")
+    return load_sae(folder)
+
+
+def hook_point_of(sae, override: str | None = None) -> str:
+    hp = override or sae.cfg.provenance.hook_point
+    if not hp:
+        raise SteeringError("the SAE's config.json has no provenance.hook_point; pass --hook-point (e.g. model.layers.15)")
+    return hp
+
+
+def model_name_of(sae, override: str | None = None) -> str:
+    return override or sae.cfg.provenance.model or "smollm2"
+
+
+def load_lm(name: str, dtype: str = "bfloat16"):
+    from saekit.models import load_model
+
+    return load_model(name, dtype=dtype)
+
+
+def open_session(sae_folder: str | Path, *, model: str | None = None, dtype: str = "bfloat16",
+                 hook_point: str | None = None, lm=None) -> SteerSession:
+    """Load SAE + calibration + model (or reuse `lm`)."""
+    from saekit.steer.calibration import load_calibration
+
+    torch.set_grad_enabled(False)
+    sae = load_sae_folder(sae_folder).eval()
+    cal = load_calibration(sae_folder, d_sae=sae.d_sae)
+    lm = lm if lm is not None else load_lm(model_name_of(sae, model), dtype)
+    hp = hook_point_of(sae, hook_point)
+    return SteerSession(sae, str(sae_folder), cal, lm, hp)

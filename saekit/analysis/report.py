@@ -78,3 +78,23 @@ def token_text(tokenizer, token_id: int) -> str:
         return tokenizer.decode([int(token_id)])
     except Exception:  # noqa: BLE001 - a tokenizer that cannot decode an id must not kill the report
         return f"#{token_id}"
+
+
+def synthetic_entry(result, cfg, tokenizer, real_max: float | None) -> dict:
+    """JSON form of a `SyntheticResult` (see synthetic.py)."""
+    import dataclasses
+
+    seqs = []
+    for s in result.sequences:
+        toks = [token_text(tokenizer, t) for t in s.token_ids]
+        seqs.append({
+            "token_ids": s.token_ids, "tokens": toks,
+            "text": tokenizer.decode(s.token_ids) if tokenizer is not None else " ".join(toks),
+            "activation": s.activation, "pre_activation": s.pre_activation, "ce": finite_or_none(s.ce),
+            "perplexity": finite_or_none(s.perplexity),
+            "ratio_to_real_max": s.activation / real_max if real_max else None, "restart": s.restart,
+        })
+    conf = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "quiet"}
+    return {"config": conf, "real_max": real_max, "sequences": seqs, "trajectories": result.trajectories,
+            "random_activations": result.random_activations,
+            "objective": "SAE pre-activation of the feature at the last token; fluency = model CE (nats/token)"}

@@ -41,3 +41,48 @@ def tiny_store(tmp_path):
 def tiny_sae(request):
     k = 3 if request.param == "topk" else None
     return build(SAEConfig(d_in=8, d_sae=16, arch=request.param, k=k), seed=0).eval()
+
+
+WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "red", "ran", "to", "house", "and", "then", "it",
+         "was", "happy", "sad", "green", "tree"]
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_folder(tmp_path_factory):
+    """A tiny Llama causal LM + word-level tokenizer saved as a local transformers folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_lm")
+    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(WORDS)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_store(tiny_lm_folder, tmp_path_factory):
+    """Activations of the tiny LM at model.layers.0 for 12 random 'documents' of 16 tokens."""
+    from transformers import LlamaForCausalLM
+
+    from saekit.hooks import capture
+
+    model = LlamaForCausalLM.from_pretrained(tiny_lm_folder).eval()
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, len(WORDS) + 1, (12, 16), generator=g)
+    with torch.no_grad(), capture(model, ["model.layers.0"], stop_after_last=True) as cap:
+        model(input_ids=ids)
+    acts = cap.activations["model.layers.0"].reshape(-1, 16).float()
+    folder = tmp_path_factory.mktemp("lm_store") / "store"
+    write_store(folder, acts, torch.arange(12).repeat_interleave(16), torch.arange(16).repeat(12), ids.reshape(-1))
+    import json
+
+    man = json.loads((folder / "manifest.json").read_text())
+    man["model"] = str(tiny_lm_folder)
+    (folder / "manifest.json").write_text(json.dumps(man))
+    return folder

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from saekit.sae.base import SAE
+from saekit.sae.kernels import topk_forward
 from saekit.sae.output import SAEOutput, SparseLatents
 from saekit.sae.registry import register
 
@@ -76,11 +77,17 @@ class TopKSAE(SAE):
         return (out / self.input_scale.to(self.dtype)).reshape(*lead, self.d_in)
 
     def forward(self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0) -> SAEOutput:
+        """Training forward on the sparse fast path (`saekit.sae.kernels`): the backward touches only the
+        k active (and k_aux dead) latents. Under `torch.autocast` the encoder matmul runs in its dtype."""
         x_n = self._prepare_batch(x)
-        pre = self.pre_activation(x_n)
-        sparse = self.select(pre)
-        recon_n = sparse_decode(sparse.values, sparse.indices, self.W_dec) + self.b_dec
+        dev = x_n.device.type
+        mm_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        use_dead = dead_mask is not None and self.training and self.cfg.aux_k_coefficient > 0
+        out = topk_forward(x_n, self.W_enc, self.b_enc, self.W_dec, self.b_dec, self.k,
+                           dead_mask if use_dead else None, self.k_aux if use_dead else 0, mm_dtype)
         aux = None
-        if dead_mask is not None and self.training:
-            aux = aux_k_loss(pre, x_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient)
-        return self._output(x_n, recon_n, None, sparse=sparse, aux=aux)
+        if out.aux_recon_BD is not None:
+            residual = (x_n - out.recon_BD).detach()
+            aux = self.cfg.aux_k_coefficient * (out.aux_recon_BD - residual).pow(2).sum(-1).mean()
+        sparse = SparseLatents(out.values_BK, out.indices_BK)
+        return self._output(x_n, out.recon_BD, None, sparse=sparse, aux=aux)

@@ -94,6 +94,14 @@ class SAEConfig:
             )
         if self.jumprelu_bandwidth <= 0:
             raise SAEConfigError(f"jumprelu_bandwidth must be > 0, got {self.jumprelu_bandwidth}")
+        if self.jumprelu_init_threshold <= 0:
+            raise SAEConfigError(
+                f"jumprelu_init_threshold must be > 0 (it is stored as a log), got {self.jumprelu_init_threshold}"
+            )
+        if self.aux_k is not None and self.aux_k < 1:
+            raise SAEConfigError(f"aux_k must be >= 1 (or None for d_in // 2), got {self.aux_k}")
+        if self.aux_k_coefficient < 0:
+            raise SAEConfigError(f"aux_k_coefficient must be >= 0, got {self.aux_k_coefficient}")
         if self.sparsity_coefficient < 0:
             raise SAEConfigError(f"sparsity_coefficient must be >= 0, got {self.sparsity_coefficient}")
 

@@ -17,7 +17,8 @@ from saekit.errors import ShapeError
 
 
 def random_unit_rows(n: int, d: int, *, dtype=torch.float32, generator: torch.Generator | None = None) -> Tensor:
-    w = torch.randn(n, d, generator=generator, dtype=torch.float32)
+    # Normalise in float64 so a float64 SAE gets rows that are unit to its own precision.
+    w = torch.randn(n, d, generator=generator, dtype=torch.float32).double()
     return (w / w.norm(dim=-1, keepdim=True)).to(dtype)
 
 
@@ -39,9 +40,9 @@ def reset_parameters_(sae, generator: torch.Generator | None = None) -> None:
     """Initialise W_dec, W_enc, biases of `sae` according to its config."""
     cfg = sae.cfg
     if cfg.init_orthonormal:
-        w_dec = orthonormal_blocks(cfg.d_sae, cfg.d_in, generator=generator)
+        w_dec = orthonormal_blocks(cfg.d_sae, cfg.d_in, dtype=torch.float64, generator=generator)
     else:
-        w_dec = random_unit_rows(cfg.d_sae, cfg.d_in, generator=generator)
+        w_dec = random_unit_rows(cfg.d_sae, cfg.d_in, dtype=torch.float64, generator=generator)
     if not cfg.normalize_decoder:
         w_dec = w_dec * cfg.init_decoder_norm
     sae.W_dec.copy_(w_dec.to(sae.dtype))

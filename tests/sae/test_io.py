@@ -1,0 +1,239 @@
+"""Native format: bit-exact round trips, raw-activation behaviour after loading, and every error case."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import saekit
+from saekit.errors import SAEFormatError, ShapeError
+from saekit.sae.init import fit_input_scale_, init_b_dec_
+from saekit.sae.io import CONFIG_FILE, SCHEMA_VERSION, WEIGHTS_FILE, load_sae
+
+from .conftest import make_sae
+
+
+def _trained_ish(arch, **kw):
+    """An SAE whose every tensor differs from a fresh init (so a lossy round trip would show)."""
+    sae = make_sae(arch, normalization="expected_norm", **kw)
+    x = torch.randn(64, 8) * 13.0 + 2.0
+    fit_input_scale_(sae, x)
+    init_b_dec_(sae, x)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+        if arch == "batchtopk":
+            sae.train()(x)  # estimates the inference threshold
+            assert sae.threshold.item() > 0
+        if arch == "jumprelu":
+            sae.log_threshold.copy_(torch.randn(16) * 0.1 - 3)
+    return sae.eval(), x
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+def test_round_trip_bit_exact(arch, dtype, tmp_path):
+    sae, _ = _trained_ish(arch, dtype=dtype)
+    sae.save(tmp_path / "sae")
+    loaded = saekit.load(tmp_path / "sae")
+    assert type(loaded) is type(sae)
+    assert loaded.cfg == sae.cfg
+    a, b = sae.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].dtype == b[name].dtype, name
+        assert torch.equal(a[name], b[name]), name
+    assert "input_scale" in a and a["input_scale"].item() != 1.0
+    if arch == "batchtopk":
+        assert loaded.threshold.item() == sae.threshold.item() > 0
+    if arch == "jumprelu":
+        assert torch.equal(loaded.threshold, sae.threshold)
+
+
+def test_loaded_sae_with_normalisation_reconstructs_raw_activations(arch, tmp_path):
+    sae, x = _trained_ish(arch)
+    sae.save(tmp_path / "s")
+    loaded = saekit.load(tmp_path / "s").eval()
+    raw = torch.randn(10, 8) * 13.0 + 2.0
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.reconstruct(raw), sae.reconstruct(raw), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.encode(raw), sae.encode(raw), rtol=0, atol=0)
+        # and the saved factor matters: without it the same weights give different reconstructions
+        loaded.input_scale.fill_(1.0)
+        assert not torch.allclose(loaded.reconstruct(raw), sae.reconstruct(raw))
+
+
+def test_saved_files_and_layout(tmp_path):
+    sae, _ = _trained_ish("topk", d_sae=16)
+    folder = sae.save(tmp_path / "nested" / "sae")
+    assert sorted(p.name for p in folder.iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]  # no temp files left
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    assert meta["schema_version"] == SCHEMA_VERSION
+    assert meta["config"]["arch"] == "topk" and meta["config"]["d_in"] == 8
+    tensors = load_file(str(folder / WEIGHTS_FILE))
+    assert tensors["W_enc"].shape == (8, 16) and tensors["W_dec"].shape == (16, 8)
+    assert tensors["input_scale"].shape == ()
+    # saving again over an existing folder replaces it
+    with torch.no_grad():
+        sae.b_dec.fill_(0.25)
+    sae.save(folder)
+    assert (saekit.load(folder).b_dec == 0.25).all()
+
+
+def test_load_to_device_argument(tmp_path):
+    sae, _ = _trained_ish("relu")
+    sae.save(tmp_path / "s")
+    loaded = saekit.load(tmp_path / "s", device="cpu")
+    assert loaded.device.type == "cpu"
+
+
+# -- error cases ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def saved(tmp_path):
+    sae, _ = _trained_ish("relu")
+    return sae.save(tmp_path / "sae")
+
+
+def _load_error(folder) -> str:
+    """The native loader's message; `saekit.load` (format detection first) must fail cleanly too."""
+    with pytest.raises(SAEFormatError) as ei:
+        load_sae(folder)
+    with pytest.raises(SAEFormatError) as top:
+        saekit.load(folder)
+    assert str(folder.name) in str(top.value) or str(folder) in str(top.value)
+    return str(ei.value)
+
+
+def test_missing_folder(tmp_path):
+    msg = _load_error(tmp_path / "nope")
+    assert "nope" in msg and "does not exist" in msg
+
+
+def test_path_is_a_file(tmp_path):
+    f = tmp_path / "weights.safetensors"
+    f.write_bytes(b"x")
+    assert "is a file" in _load_error(f)
+
+
+def test_missing_config(saved):
+    (saved / CONFIG_FILE).unlink()
+    msg = _load_error(saved)
+    assert CONFIG_FILE in msg and "not a saekit SAE folder" in msg
+
+
+def test_missing_weights_file(saved):
+    (saved / WEIGHTS_FILE).unlink()
+    msg = _load_error(saved)
+    assert "missing weights file" in msg and WEIGHTS_FILE in msg
+
+
+@pytest.mark.parametrize("keep", [0.5, -1, 8, 20])
+def test_truncated_safetensors(saved, keep):
+    path = saved / WEIGHTS_FILE
+    data = path.read_bytes()
+    n = int(len(data) * keep) if isinstance(keep, float) else (len(data) + keep if keep < 0 else keep)
+    path.write_bytes(data[:n])
+    msg = _load_error(saved)
+    assert WEIGHTS_FILE in msg and "corrupt or truncated" in msg and f"({n} bytes)" in msg
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\x00" * 3, b"not a safetensors file at all" * 10,
+                                     b"\xff" * 8 + b"{}" * 50])
+def test_garbage_weights(saved, garbage):
+    (saved / WEIGHTS_FILE).write_bytes(garbage)
+    msg = _load_error(saved)
+    assert WEIGHTS_FILE in msg and "corrupt" in msg
+
+
+@pytest.mark.parametrize("text", ["{not json", "", '{"config": {}', "\udcff"])
+def test_invalid_json(saved, text):
+    (saved / CONFIG_FILE).write_bytes(text.encode("utf-8", "surrogateescape"))
+    msg = _load_error(saved)
+    assert CONFIG_FILE in msg and "not valid JSON" in msg
+
+
+@pytest.mark.parametrize("content", [[1, 2], {"config": {}}, {"schema_version": 1}, "just a string"])
+def test_json_without_the_expected_keys(saved, content):
+    (saved / CONFIG_FILE).write_text(json.dumps(content))
+    assert CONFIG_FILE in _load_error(saved)
+
+
+def _edit_config(folder, **changes):
+    path = folder / CONFIG_FILE
+    meta = json.loads(path.read_text())
+    for key, value in changes.items():
+        if key == "schema_version":
+            meta[key] = value
+        else:
+            meta["config"][key] = value
+    path.write_text(json.dumps(meta))
+
+
+def test_config_disagrees_with_tensor_shapes(saved):
+    _edit_config(saved, d_sae=20)
+    msg = _load_error(saved)
+    assert "'W_enc'" in msg and "(8, 16)" in msg and "(8, 20)" in msg  # names tensor, found, expected
+
+
+def test_config_d_in_disagrees(saved):
+    _edit_config(saved, d_in=9)
+    msg = _load_error(saved)
+    assert "(8, 16)" in msg and "(9, 16)" in msg
+
+
+def test_unknown_architecture(saved):
+    _edit_config(saved, arch="transcoder")
+    msg = _load_error(saved)
+    assert "transcoder" in msg and "topk" in msg
+
+
+def test_config_names_a_different_known_architecture(saved):
+    _edit_config(saved, arch="gated")  # weights lack r_mag / b_mag
+    msg = _load_error(saved)
+    assert "r_mag" in msg or "b_mag" in msg
+
+
+def test_newer_schema_version(saved):
+    _edit_config(saved, schema_version=SCHEMA_VERSION + 1)
+    msg = _load_error(saved)
+    assert f"schema_version {SCHEMA_VERSION + 1}" in msg and "upgrade" in msg
+
+
+@pytest.mark.parametrize("version", [0, "1", None, 1.5])
+def test_invalid_schema_version(saved, version):
+    _edit_config(saved, schema_version=version)
+    assert "schema_version" in _load_error(saved)
+
+
+def test_invalid_config_value(saved):
+    _edit_config(saved, d_in="eight")
+    assert CONFIG_FILE in _load_error(saved)
+    _edit_config(saved, d_in=8, dtype="int4")
+    assert "int4" in _load_error(saved)
+
+
+def test_missing_and_extra_and_non_finite_tensors(saved):
+    path = saved / WEIGHTS_FILE
+    good = load_file(str(path))
+    t = dict(good)
+    del t["b_enc"]
+    save_file(t, str(path))
+    assert "b_enc" in _load_error(saved)
+    t = dict(good, mystery=torch.zeros(3))
+    save_file(t, str(path))
+    assert "mystery" in _load_error(saved)
+    t = dict(good)
+    t["W_dec"] = t["W_dec"].clone()
+    t["W_dec"][0, 0] = float("nan")
+    save_file(t, str(path))
+    msg = _load_error(saved)
+    assert "W_dec" in msg and "NaN" in msg
+
+
+def test_encode_with_wrong_d_in_after_load(saved):
+    sae = saekit.load(saved)
+    with pytest.raises(ShapeError) as ei:
+        sae.encode(torch.randn(2, 5, 12))
+    assert "(2, 5, 12)" in str(ei.value) and "d_in=8" in str(ei.value)

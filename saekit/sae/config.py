@@ -79,6 +79,12 @@ class SAEConfig:
             raise SAEConfigError(
                 f"unknown SAE architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}"
             )
+        for name in ("d_in", "d_sae", "k", "aux_k"):
+            value = getattr(self, name)
+            if value is None and name in ("k", "aux_k"):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise SAEConfigError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
         if self.d_in <= 0 or self.d_sae <= 0:
             raise SAEConfigError(f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
         if self.arch in ("topk", "batchtopk"):

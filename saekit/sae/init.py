@@ -17,8 +17,9 @@ from saekit.errors import ShapeError
 
 
 def random_unit_rows(n: int, d: int, *, dtype=torch.float32, generator: torch.Generator | None = None) -> Tensor:
-    # Normalise in float64 so a float64 SAE gets rows that are unit to its own precision.
-    w = torch.randn(n, d, generator=generator, dtype=torch.float32).double()
+    w = torch.randn(n, d, generator=generator, dtype=torch.float32)
+    if dtype == torch.float64:
+        w = w.double()  # normalise in float64 so a float64 SAE's rows are unit to its own precision
     return (w / w.norm(dim=-1, keepdim=True)).to(dtype)
 
 
@@ -39,10 +40,15 @@ def orthonormal_blocks(n: int, d: int, *, dtype=torch.float32, generator: torch.
 def reset_parameters_(sae, generator: torch.Generator | None = None) -> None:
     """Initialise W_dec, W_enc, biases of `sae` according to its config."""
     cfg = sae.cfg
+    if sae.W_dec.is_meta:
+        return  # shape-only module (used by the loader to check tensor shapes): nothing to fill
+    # float64 SAEs are initialised in float64; the rest in float32 (a float64 copy of a big decoder
+    # would double the init's peak memory for nothing).
+    work = torch.float64 if sae.dtype == torch.float64 else torch.float32
     if cfg.init_orthonormal:
-        w_dec = orthonormal_blocks(cfg.d_sae, cfg.d_in, dtype=torch.float64, generator=generator)
+        w_dec = orthonormal_blocks(cfg.d_sae, cfg.d_in, dtype=work, generator=generator)
     else:
-        w_dec = random_unit_rows(cfg.d_sae, cfg.d_in, dtype=torch.float64, generator=generator)
+        w_dec = random_unit_rows(cfg.d_sae, cfg.d_in, dtype=work, generator=generator)
     if not cfg.normalize_decoder:
         w_dec = w_dec * cfg.init_decoder_norm
     sae.W_dec.copy_(w_dec.to(sae.dtype))

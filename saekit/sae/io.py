@@ -60,6 +60,8 @@ def read_config(folder: str | Path) -> SAEConfig:
             f"{path} has schema_version {version}, newer than this saekit understands ({SCHEMA_VERSION}); "
             "upgrade saekit (pip install -U saekit) to load it"
         )
+    if not isinstance(raw["config"], dict):
+        raise SAEFormatError(f"{path}: 'config' must be a JSON object, found {type(raw['config']).__name__}")
     try:
         return SAEConfig.from_dict(raw["config"])
     except (SAEConfigError, TypeError) as exc:
@@ -109,7 +111,8 @@ def load_sae(folder: str | Path, device: str | torch.device | None = None):
             )
         if tensors[name].is_floating_point() and not torch.isfinite(tensors[name]).all():
             raise SAEFormatError(f"{folder}: tensor {name!r} contains NaN/inf; the weights are corrupt")
-    sae = build(cfg, device=device or "cpu")
+    # Materialise the checked meta module without a random init: every tensor is overwritten anyway.
+    sae = sae.to_empty(device=device or "cpu")
     with torch.no_grad():
         for name, param in sae.state_dict().items():
             param.copy_(tensors[name].to(param.dtype))

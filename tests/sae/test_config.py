@@ -38,10 +38,15 @@ def test_config_is_frozen():
     (dict(arch="jumprelu", jumprelu_init_threshold=0.0), "jumprelu_init_threshold"),
     (dict(arch="relu", sparsity_coefficient=-1.0), "sparsity_coefficient"),
     (dict(arch="topk", k=2, aux_k=0), "aux_k"),
+    (dict(arch="topk", k=2.0), "k must be an integer"),
+    (dict(arch="relu", d_in=4.0), "d_in must be an integer"),
+    (dict(arch="relu", d_sae=float("nan")), "d_sae must be an integer"),
+    (dict(arch="relu", d_sae=True), "d_sae must be an integer"),
 ])
 def test_invalid_configs_name_the_field(kwargs, match):
+    kwargs = {"d_in": 4, "d_sae": 8, **kwargs}
     with pytest.raises(SAEConfigError, match=match):
-        SAEConfig(d_in=4, d_sae=8, **kwargs)
+        SAEConfig(**kwargs)
 
 
 def test_non_positive_sizes_rejected():

@@ -154,7 +154,9 @@ def test_invalid_json(saved, text):
     assert CONFIG_FILE in msg and "not valid JSON" in msg
 
 
-@pytest.mark.parametrize("content", [[1, 2], {"config": {}}, {"schema_version": 1}, "just a string"])
+@pytest.mark.parametrize("content", [[1, 2], {"config": {}}, {"schema_version": 1}, "just a string",
+                                     {"schema_version": 1, "config": [1, 2]},
+                                     {"schema_version": 1, "config": None}])
 def test_json_without_the_expected_keys(saved, content):
     (saved / CONFIG_FILE).write_text(json.dumps(content))
     assert CONFIG_FILE in _load_error(saved)
@@ -207,9 +209,14 @@ def test_invalid_schema_version(saved, version):
     assert "schema_version" in _load_error(saved)
 
 
+@pytest.mark.parametrize("bad", ["eight", 8.0, None, float("nan"), [8]])
+def test_invalid_config_d_in(saved, bad):
+    _edit_config(saved, d_in=bad)
+    msg = _load_error(saved)
+    assert CONFIG_FILE in msg and "d_in" in msg
+
+
 def test_invalid_config_value(saved):
-    _edit_config(saved, d_in="eight")
-    assert CONFIG_FILE in _load_error(saved)
     _edit_config(saved, d_in=8, dtype="int4")
     assert "int4" in _load_error(saved)
 
@@ -237,3 +244,16 @@ def test_encode_with_wrong_d_in_after_load(saved):
     with pytest.raises(ShapeError) as ei:
         sae.encode(torch.randn(2, 5, 12))
     assert "(2, 5, 12)" in str(ei.value) and "d_in=8" in str(ei.value)
+
+
+def test_load_skips_random_initialisation(saved, monkeypatch):
+    """Every tensor comes from the file, so loading must not spend time (or memory) on a random init."""
+    from saekit.sae import init
+
+    def no_init(*args, **kwargs):
+        raise AssertionError("load_sae ran a random initialisation")
+
+    monkeypatch.setattr(init, "random_unit_rows", no_init)
+    monkeypatch.setattr(init, "orthonormal_blocks", no_init)
+    loaded = load_sae(saved)
+    assert loaded.W_dec.device.type == "cpu" and torch.isfinite(loaded.W_dec).all()

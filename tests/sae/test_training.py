@@ -54,5 +54,15 @@ def test_training_reduces_fvu(arch):
     print(f"{arch}: FVU {start:.3f} -> {end:.3f}")
     assert end < 0.4 * start, (start, end)
     assert end < 0.3, (start, end)
+    if arch == "batchtopk":
+        # inference uses the threshold estimated in training: batch-independent, and about k per row
+        sae.eval()
+        with torch.no_grad():
+            lat = sae.encode(x_test)
+            pre = sae.pre_activation(sae.normalize_input(x_test))
+        assert sae.threshold.item() > 0
+        torch.testing.assert_close(lat, pre * (pre > sae.threshold.item()))
+        l0 = (lat != 0).sum(-1).float().mean().item()
+        assert 0.5 * 4 <= l0 <= 2 * 4, l0
     # the decoder constraint held throughout
     torch.testing.assert_close(sae.W_dec.norm(dim=-1), torch.ones(64), atol=1e-5, rtol=0)

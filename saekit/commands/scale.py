@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
         texts = [d.text for d in load_corpus(cfg.corpus)]
         cal = calibrate_model(s.lm.model, s.lm.tokenizer, s.sae, s.hook_point, texts, tokens=cfg.tokens,
                               context_len=cfg.context_len, batch_size=cfg.batch_size, quiet=cfg.quiet,
-                              model=s.lm.name, corpus=cfg.corpus)
+                              model_name=s.lm.name, corpus=cfg.corpus)
         json_path, _ = save_calibration(cfg.sae, cal)
     except SaekitError as exc:
         print(f"saekit scale: {exc}", file=sys.stderr)

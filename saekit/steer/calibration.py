@@ -139,7 +139,8 @@ def load_calibration(folder: str | Path, *, d_sae: int | None = None, required: 
 
 
 def calibrate_model(model, tokenizer, sae, hook_point: str, texts, *, tokens: int = 20_000, context_len: int = 128,
-                    batch_size: int = 8, quiet: bool = True, **meta) -> Calibration:
+                    batch_size: int = 8, quiet: bool = True, model_name: str | None = None,
+                    corpus: str | None = None) -> Calibration:
     """Run `model` over `texts` (first `tokens` tokens, windows of `context_len`) and measure scales."""
     from saekit.steer.corpus_acts import iter_window_acts, token_windows
 
@@ -148,4 +149,5 @@ def calibrate_model(model, tokenizer, sae, hook_point: str, texts, *, tokens: in
         raise SteeringError("the corpus produced no token windows; is it empty?")
     batches = iter_window_acts(model, hook_point, windows, batch_size=batch_size)
     n_batches = (len(windows) + batch_size - 1) // batch_size
-    return measure(sae, batches, quiet=quiet, total=n_batches, hook_point=str(hook_point), **meta)
+    return measure(sae, batches, quiet=quiet, total=n_batches, hook_point=str(hook_point), model=model_name,
+                   corpus=corpus)

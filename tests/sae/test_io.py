@@ -32,7 +32,7 @@ def _trained_ish(arch, **kw):
     return sae.eval(), x
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64", "float16"])
 def test_round_trip_bit_exact(arch, dtype, tmp_path):
     sae, _ = _trained_ish(arch, dtype=dtype)
     sae.save(tmp_path / "sae")

@@ -10,7 +10,8 @@ from saekit.errors import ShapeError
 
 from .conftest import ARCHS, make_sae
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64,
+          "float16": torch.float16}
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # one SAE per (arch, dtype): building is the slow part and the properties do not need fresh weights
 _CACHE: dict = {}
@@ -62,7 +63,7 @@ def test_rows_are_encoded_independently_at_inference(arch, dtype, batch, seed):
     with torch.no_grad():
         whole = sae.encode(x).float()
         rows = torch.cat([sae.encode(x[i:i + 1]) for i in range(batch)]).float()
-    tol = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 2e-2}[dtype]
+    tol = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 2e-2, "float16": 3e-3}[dtype]
     # topk may break near-ties differently; compare reconstructions error, which is tie-robust
     if arch in ("topk", "batchtopk"):
         assert ((whole != 0).sum(-1) == (rows != 0).sum(-1)).all()

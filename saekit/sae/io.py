@@ -25,11 +25,15 @@ def save_sae(sae, folder: str | Path) -> Path:
     """Write `sae` to `folder` (created if needed). Weights first, then config, both atomic."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    cfg = sae.cfg
+    actual = str(sae.dtype).removeprefix("torch.")
+    if actual != cfg.dtype:  # the module was cast with .to(dtype): record what is actually saved
+        cfg = cfg.replace(dtype=actual)
     tensors = {name: t.detach().cpu() for name, t in sae.state_dict().items()}
     save_tensors_atomic(folder / WEIGHTS_FILE, tensors, metadata={"format": "saekit.sae",
                                                                   "schema_version": str(SCHEMA_VERSION)})
     write_json_atomic(folder / CONFIG_FILE, {"schema_version": SCHEMA_VERSION, "format": "saekit.sae",
-                                             "config": sae.cfg.to_dict()})
+                                             "config": cfg.to_dict()})
     return folder
 
 

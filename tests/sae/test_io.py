@@ -257,3 +257,15 @@ def test_load_skips_random_initialisation(saved, monkeypatch):
     monkeypatch.setattr(init, "orthonormal_blocks", no_init)
     loaded = load_sae(saved)
     assert loaded.W_dec.device.type == "cpu" and torch.isfinite(loaded.W_dec).all()
+
+
+def test_save_after_dtype_cast_records_the_real_dtype(tmp_path):
+    sae, x = _trained_ish("jumprelu")
+    sae64 = sae.to(torch.float64)
+    sae64.save(tmp_path / "s")
+    loaded = load_sae(tmp_path / "s")
+    assert loaded.cfg.dtype == "float64" and loaded.dtype == torch.float64
+    for name, t in sae64.state_dict().items():
+        if name != "input_scale":
+            assert torch.equal(loaded.state_dict()[name], t), name
+    torch.testing.assert_close(loaded.reconstruct(x), sae64.reconstruct(x))

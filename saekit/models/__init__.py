@@ -1,6 +1,6 @@
 """Model loaders: the embedded SmolLM2 (GGUF, cached as safetensors), MiniLM, any transformers model."""
 from saekit.models.cache import cache_dir
 from saekit.models.load import EMBEDDED, load_model
-from saekit.models.loaded import LoadedModel, dtype_name, torch_dtype
+from saekit.models.loaded import LoadedModel, cpu_has_fast_bf16, dtype_name, resolve_dtype, torch_dtype
 
-__all__ = ["EMBEDDED", "LoadedModel", "cache_dir", "dtype_name", "load_model", "torch_dtype"]
+__all__ = ["EMBEDDED", "LoadedModel", "cache_dir", "cpu_has_fast_bf16", "resolve_dtype", "dtype_name", "load_model", "torch_dtype"]

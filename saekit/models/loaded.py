@@ -47,3 +47,19 @@ def torch_dtype(name: str | torch.dtype) -> torch.dtype:
 def dtype_name(dtype: torch.dtype) -> str:
     """Inverse of torch_dtype, e.g. torch.bfloat16 -> "bfloat16"."""
     return str(dtype).removeprefix("torch.")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX); else bf16 is emulated and slow."""
+    try:
+        flags = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(name: str) -> str:
+    """"auto" -> "bfloat16" on CPUs with native bf16 (or CUDA), else "float32"; other names pass through."""
+    if name != "auto":
+        return name
+    return "bfloat16" if torch.cuda.is_available() or cpu_has_fast_bf16() else "float32"

@@ -1,0 +1,160 @@
+"""`ActivationStore`: read a sharded activation store, memory-mapped, shuffled across shards.
+
+Shuffled reading draws one permutation of all rows (numpy PCG64, seeded) and gathers each batch with
+one sorted fancy-index per touched shard, so it is deterministic per seed, resumable from any row
+offset, and never loops over rows in Python.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from saekit.data.manifest import read_manifest
+from saekit.data.shard_file import ShardView
+from saekit.data.store_writer import TOKENS_FILE, StoreWriter
+from saekit.errors import StoreError
+
+__all__ = ["ActivationStore", "StoreWriter"]
+
+
+class ActivationStore:
+    """An opened store; see docs/INTERFACES.md (Data) for the contract."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], shards: list[ShardView]):
+        self.folder = folder
+        self.manifest = manifest
+        self.shards = shards
+        counts = np.array([int(s["count"]) for s in manifest["shards"]], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(counts)])
+        self._tokens: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def open(cls, folder: str | Path, *, allow_incomplete: bool = False) -> ActivationStore:
+        """Open and validate a store (manifest, every shard's header, shapes and byte sizes)."""
+        folder = Path(folder)
+        manifest = read_manifest(folder)
+        if not manifest.get("complete", False) and not allow_incomplete:
+            raise StoreError(
+                f"store {folder} is incomplete ({manifest['count']} rows so far): its harvest was interrupted. "
+                f"Re-run the same `saekit harvest ... --out {folder}` to resume, or open with allow_incomplete=True"
+            )
+        fix = f"The store is damaged; re-run the harvest with --out {folder} --overwrite"
+        shards = []
+        for entry in manifest["shards"]:
+            path = folder / entry["file"]
+            if path.is_file() and "bytes" in entry and path.stat().st_size != entry["bytes"]:
+                raise StoreError(
+                    f"store shard {path} has {path.stat().st_size} bytes, manifest says {entry['bytes']}: "
+                    f"truncated or replaced. {fix}"
+                )
+            shards.append(ShardView(path, int(entry["count"]), int(manifest["d"]), _st_dtype(manifest["dtype"]), fix))
+        return cls(folder, manifest, shards)
+
+    # -- basic facts -----------------------------------------------------------------------------
+    @property
+    def d(self) -> int:
+        return int(self.manifest["d"])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Storage dtype of the activations."""
+        return getattr(torch, self.manifest["dtype"])
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return (f"ActivationStore({str(self.folder)!r}, rows={len(self)}, d={self.d}, dtype={m['dtype']}, "
+                f"model={m.get('model')!r}, hook_point={m.get('hook_point')!r})")
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _gather(self, idx: np.ndarray, name: str = "acts") -> torch.Tensor:
+        """Rows `idx` (global row numbers, any order) of tensor `name`, in that order."""
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        cuts = np.searchsorted(sorted_idx, self._starts)
+        first = self.shards[0].rows(name, slice(0, 0))
+        out = torch.empty((len(idx), *first.shape[1:]), dtype=first.dtype)
+        for s, shard in enumerate(self.shards):
+            a, b = cuts[s], cuts[s + 1]
+            if a == b:
+                continue
+            local = sorted_idx[a:b] - self._starts[s]
+            rows = shard.rows(name, slice(local[0], local[-1] + 1)) if local[-1] - local[0] + 1 == b - a \
+                else shard.rows(name, local)
+            out[torch.from_numpy(order[a:b])] = rows
+        return out
+
+    def _range(self, start: int, stop: int, name: str = "acts") -> torch.Tensor:
+        return self._gather(np.arange(start, stop, dtype=np.int64), name)
+
+    def iter_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0, start_row: int = 0,
+                     drop_last: bool = False, dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
+        """Yield `[B, d]` batches in a fixed order per seed; `start_row` = rows already consumed.
+
+        One pass over the store; call again (e.g. with seed + epoch) for another epoch.
+        """
+        n = len(self)
+        if batch_size < 1:
+            raise StoreError(f"batch_size must be >= 1, found {batch_size}")
+        if not 0 <= start_row <= n:
+            raise StoreError(f"start_row {start_row} is outside the store's {n} rows ({self.folder})")
+        perm = np.random.default_rng(seed).permutation(n) if shuffle else None
+        for s in range(start_row, n, batch_size):
+            e = min(s + batch_size, n)
+            if drop_last and e - s < batch_size:
+                return
+            x = self._gather(perm[s:e]) if perm is not None else self._range(s, e)
+            yield x.to(dtype)
+
+    def meta_fields(self) -> list[str]:
+        return [k for k in self.shards[0].arrays if k != "acts"] if self.shards else []
+
+    def iter_rows_with_meta(self, batch_size: int, *, dtype: torch.dtype = torch.float32
+                            ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """Sequential `(acts [B, d], {doc_id, position, token_id, ...: [B]})` in storage order."""
+        for s in range(0, len(self), batch_size):
+            e = min(s + batch_size, len(self))
+            yield self._range(s, e).to(dtype), {k: self._range(s, e, k) for k in self.meta_fields()}
+
+    def sample(self, n: int, seed: int = 0, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """`n` distinct random rows `[n, d]` (all rows if the store has fewer)."""
+        n = min(n, len(self))
+        idx = np.random.default_rng(seed).permutation(len(self))[:n]
+        return self._gather(idx).to(dtype)
+
+    def tokens(self, doc_id: int, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Token ids of document `doc_id`, positions `[start, stop)` (clipped), as int64."""
+        if self._tokens is None:
+            path = self.folder / TOKENS_FILE
+            if not path.is_file():
+                raise StoreError(f"store {self.folder} has no {TOKENS_FILE}: it was not written by a text harvest")
+            from safetensors.torch import load_file
+
+            self._tokens = load_file(str(path))
+        offsets = self._tokens["doc_offsets"]
+        if not 0 <= doc_id < len(offsets) - 1:
+            raise StoreError(f"doc_id {doc_id} is outside this store's {len(offsets) - 1} documents")
+        a, b = int(offsets[doc_id]), int(offsets[doc_id + 1])
+        stop = b - a if stop is None else stop
+        return self._tokens["doc_tokens"][a + max(0, start) : a + min(b - a, stop)].to(torch.int64)
+
+    def verify(self) -> None:
+        """Read every row once and refuse NaN/inf (opening only checks structure)."""
+        for i, shard in enumerate(self.shards):
+            acts = shard.rows("acts", slice(None)).float()
+            bad = (~torch.isfinite(acts)).any(dim=1)
+            if bad.any():
+                from saekit.errors import NonFiniteError
+
+                raise NonFiniteError(f"store shard {shard.path}: {int(bad.sum())} rows contain NaN/inf "
+                                     f"(first local row {int(bad.nonzero()[0])})")
+
+
+def _st_dtype(name: str) -> str:
+    return {"float32": "F32", "bfloat16": "BF16"}[name]

@@ -80,8 +80,11 @@ def geometric_median(points: Tensor, max_iter: int = 100, tol: float = 1e-6) -> 
 
 
 def _check_sample(sae, sample: Tensor) -> Tensor:
-    if sample.ndim != 2 or sample.shape[1] != sae.d_in:
-        raise ShapeError(f"init sample must be [n, d_in={sae.d_in}], got {tuple(sample.shape)}")
+    if sample.ndim != 2 or sample.shape[1] != sae.d_in or sample.shape[0] == 0:
+        raise ShapeError(f"init sample must be [n >= 1, d_in={sae.d_in}], got {tuple(sample.shape)}")
+    from saekit.sae.base import check_finite
+
+    check_finite(sample, "init sample activations")  # a NaN here would be saved as input_scale / b_dec
     return sample.float()
 
 

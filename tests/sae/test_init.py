@@ -172,3 +172,18 @@ def test_remove_gradient_parallel_with_non_unit_rows_and_no_grad():
     sae.W_dec.grad = torch.randn(16, 8)
     sae.remove_gradient_parallel_to_decoder_()
     assert (sae.W_dec.grad * sae.W_dec).sum(-1).abs().max() < 1e-4
+
+
+def test_init_rejects_bad_samples():
+    from saekit.errors import NonFiniteError
+
+    sae = make_sae("relu", normalization="expected_norm")
+    bad = torch.randn(10, 8)
+    bad[3, 2] = float("nan")
+    with pytest.raises(NonFiniteError, match="first at row 3"):
+        fit_input_scale_(sae, bad)
+    with pytest.raises(NonFiniteError):
+        init_b_dec_(sae, bad)
+    with pytest.raises(ShapeError, match=r"\(0, 8\)"):
+        fit_input_scale_(sae, torch.zeros(0, 8))
+    assert sae.input_scale.item() == 1.0  # untouched by the failed calls

@@ -1,0 +1,146 @@
+"""The testbed's one configuration dataclass (also the `saekit testbed` flags)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from saekit.errors import SAEConfigError
+
+METHODS = ("additive", "surgery", "clamp", "boost_active", "diffmean")
+UNITS = ("abs", "norm", "max")
+WINDOWS = ("all", "first_half", "second_half")
+STREAMS = ("image", "text")
+
+
+@dataclass(frozen=True)
+class TestbedConfig:
+    """Everything that decides the testbed's numbers; saved beside the results."""
+
+    __test__ = False  # not a pytest class
+
+    seed: int = 0
+    """Seed for data split, initialisation, noise and token sampling."""
+    # --- generator -------------------------------------------------------------------------
+    d_model: int = 48
+    """Width of both streams."""
+    n_heads: int = 4
+    """Attention heads (joint attention over [text; image])."""
+    n_joint: int = 2
+    """Joint blocks (separate text/image weights, attention over the concatenation), like FLUX's 19."""
+    n_single: int = 2
+    """Single blocks on the concatenated sequence, like FLUX's 38."""
+    mlp_ratio: int = 2
+    """MLP hidden width / d_model (small: CPU time is dominated by the MLPs)."""
+    text_tokens: int = 4
+    """Tokens in the class ("text") stream; each class (and the null class) has its own prompt."""
+    patch: int = 2
+    """Patch side; 8x8 digits become (8/patch)^2 image tokens."""
+    train_steps: int = 1500
+    """Optimiser steps for the flow model."""
+    batch_size: int = 128
+    """Flow-model batch size."""
+    lr: float = 2e-3
+    """Peak learning rate (AdamW, cosine decay)."""
+    cfg_dropout: float = 0.1
+    """Probability of replacing the class by the null class in training (enables CFG)."""
+    classifier_steps: int = 1500
+    """Optimiser steps for the digit classifier."""
+    # --- sampling ------------------------------------------------------------------------
+    sample_steps: int = 12
+    """Euler steps from noise (t=1) to data (t=0)."""
+    guidance: float = 3.0
+    """Classifier-free guidance scale (1 = conditional only)."""
+    # --- SAEs ----------------------------------------------------------------------------
+    harvest_images: int = 300
+    """Generated images whose block activations (all steps) are harvested per hook point."""
+    tokens_per_step: int = 0
+    """Random tokens kept per image per step (0 = all tokens of the stream)."""
+    sae_expansion: int = 4
+    """d_sae = sae_expansion * d_model."""
+    sae_k: int = 8
+    """Active latents per token (TopK)."""
+    sae_steps: int = 1500
+    """SAE optimiser steps."""
+    sae_batch: int = 512
+    """SAE batch size."""
+    # --- sweep ---------------------------------------------------------------------------
+    methods: tuple[str, ...] = METHODS
+    """Steering methods compared (diffmean = class-mean minus global-mean direction, additive)."""
+    streams: tuple[str, ...] = STREAMS
+    """Streams steered."""
+    depths: tuple[str, ...] = ("early", "middle", "late")
+    """Block depths: early = first joint block, middle = first single block, late = last single block."""
+    units: tuple[str, ...] = UNITS
+    """Strength units: abs (raw), norm (x mean activation norm), max (x feature's observed max)."""
+    abs_strengths: tuple[float, ...] = (2.0, 12.0, 32.0, 62.0, 92.0)
+    """Absolute strengths: the seed recipe's 2-92 range."""
+    rel_strengths: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0)
+    """Relative strengths for the norm and max units (the 0.1-5 range)."""
+    windows: tuple[str, ...] = WINDOWS
+    """Denoising-step windows steered: all steps, first half (high noise), second half."""
+    eval_per_target: int = 4
+    """Generations per target class per configuration (sources = the other classes, cycled)."""
+    steer_uncond: bool = False
+    """Also apply the opposite edit on CFG's unconditional branch."""
+    threads: int = 1
+    """torch CPU threads. 1 is fastest on a shared 2-core machine: with 2 threads and other processes
+    busy, OpenMP barriers made these tiny ops up to 7x slower (measured)."""
+    quiet: bool = False
+    """No progress bars."""
+
+    def __post_init__(self) -> None:
+        def bad(what: str, found: Any, fix: str) -> SAEConfigError:
+            return SAEConfigError(f"testbed config: {what}, found {found!r}; {fix}")
+
+        if 8 % self.patch:
+            raise bad("patch must divide 8", self.patch, "use 1, 2, 4 or 8")
+        if self.d_model % self.n_heads:
+            raise bad("d_model must be divisible by n_heads", (self.d_model, self.n_heads), "change either")
+        if self.n_joint < 1 or self.n_single < 1:
+            raise bad("need at least one joint and one single block", (self.n_joint, self.n_single), "raise them")
+        for name, vals, known in (("methods", self.methods, METHODS), ("units", self.units, UNITS),
+                                  ("windows", self.windows, WINDOWS), ("streams", self.streams, STREAMS),
+                                  ("depths", self.depths, ("early", "middle", "late"))):
+            unknown = [v for v in vals if v not in known]
+            if unknown or not vals:
+                raise bad(f"{name} must be a non-empty subset of {known}", vals, "fix the list")
+        if not 0 < self.sae_k <= self.sae_expansion * self.d_model:
+            raise bad("sae_k must be in 1..d_sae", self.sae_k, "lower sae_k")
+        if self.sample_steps < 2:
+            raise bad("sample_steps must be >= 2", self.sample_steps, "raise it")
+
+    @property
+    def n_image_tokens(self) -> int:
+        return (8 // self.patch) ** 2
+
+    def block_name(self, depth: str) -> str:
+        """Module name (FLUX naming) of the block at `depth`."""
+        if depth == "early":
+            return "transformer_blocks.0"
+        if depth == "middle":
+            return "single_transformer_blocks.0"
+        return f"single_transformer_blocks.{self.n_single - 1}"
+
+    def model_key(self) -> dict[str, Any]:
+        """Fields that decide the trained generator/classifier (cache key)."""
+        keys = ("seed", "d_model", "n_heads", "n_joint", "n_single", "mlp_ratio", "text_tokens", "patch", "train_steps",
+                "batch_size", "lr", "cfg_dropout", "classifier_steps")
+        return {k: getattr(self, k) for k in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TestbedConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def ci_config(**changes: Any) -> TestbedConfig:
+    """A tiny configuration that trains and sweeps in well under a minute (tests)."""
+    base = TestbedConfig(
+        d_model=32, n_heads=2, n_joint=1, n_single=1, train_steps=700, batch_size=64, lr=3e-3, classifier_steps=200,
+        sample_steps=8, harvest_images=60, sae_steps=200, sae_batch=256, methods=("additive", "clamp"),
+        streams=("image",), depths=("late",), units=("norm",), rel_strengths=(1.0, 4.0), windows=("all",),
+        eval_per_target=3, quiet=True,
+    )
+    return base.replace(**changes)

@@ -1,0 +1,90 @@
+"""Turn (method, unit, strengths, target classes) into an edit callback for the sampler.
+
+Strength units follow `saekit.steer.strength`: `abs` is each method's native unit (a latent value for
+surgery/clamp/boost_active, an activation length for additive/DiffMean); `norm` is a fraction of the
+mean activation norm (a length, converted to a latent value by the feature gain g_j); `max` a multiple
+of the feature's observed max latent (DiffMean: of its max centred projection).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from saekit.errors import SteeringError
+from saekit.sae.base import SAE
+from saekit.steer.methods import METHOD_SPACE, add_directions, apply_method, feature_gain
+from saekit.testbed.features import ClassFeatures
+from saekit.testbed.flow import Edit, StepContext
+
+
+def native_strength(method: str, unit: str, value: float, target: int, sae: SAE, feats: ClassFeatures) -> float:
+    """Strength `value` in `unit` for `target`'s feature, converted to `method`'s native unit."""
+    if method == "diffmean":
+        scale = {"abs": 1.0, "norm": feats.mean_norm, "max": float(feats.diffmean_max[target])}[unit]
+        return value * scale
+    j = int(feats.feature[target])
+    gain = float(feature_gain(sae, [j])[0])
+    latent_space = METHOD_SPACE[method] == "latent"
+    if unit == "abs":
+        return value
+    if unit == "norm":
+        length = value * feats.mean_norm
+        return length / gain if latent_space else length
+    if unit == "max":
+        latent = value * float(feats.feature_max[target])
+        return latent if latent_space else latent * gain
+    raise SteeringError(f"unknown strength unit {unit!r}; use abs, norm or max")
+
+
+def apply_one(method: str, x_BTD: Tensor, sae: SAE, feats: ClassFeatures, target: int, s_B: Tensor) -> Tensor:
+    """Steer rows `x [B, T, d]` toward `target` with per-row native strengths `s [B]`."""
+    s = s_B.reshape(-1, 1, 1).to(x_BTD.dtype)
+    if method == "diffmean":
+        return add_directions(x_BTD, feats.diffmean[target], s).to(x_BTD.dtype)
+    out = apply_method(method, x_BTD, sae, [int(feats.feature[target])], s.to(sae.dtype))
+    return out.to(x_BTD.dtype)
+
+
+def opposite(method: str) -> tuple[str, float]:
+    """Edit for CFG's unconditional branch: the same push negated (clamp: to 0, i.e. ablate)."""
+    return (method, 0.0) if method == "clamp" else (method, -1.0)
+
+
+def make_edit(*, block: str, stream: str, method: str, sae: SAE, feats: ClassFeatures, targets: Sequence[int],
+              rows_per_target: int, strengths_native: Tensor, steps: set[int], steer_uncond: bool = False) -> Edit:
+    """Edit callback for rows ordered target-major (`rows_per_target` rows per target, in order).
+
+    `strengths_native [n_targets, rows_per_target]` is in each method's native unit. Only the named
+    block/stream on the listed steps is touched; the unconditional branch only with `steer_uncond`.
+    """
+
+    def edit(ctx: StepContext, name: str, s: str, x: Tensor) -> Tensor:
+        if name != block or s != stream or ctx.step not in steps:
+            return x
+        if ctx.branch == "uncond" and not steer_uncond:
+            return x
+        out = x.clone()
+        for i, target in enumerate(targets):
+            sl = slice(i * rows_per_target, (i + 1) * rows_per_target)
+            st = strengths_native[i]
+            m = method
+            if ctx.branch == "uncond":
+                m, factor = opposite(method)
+                st = st * factor
+            out[sl] = apply_one(m, x[sl], sae, feats, target, st)
+        return out
+
+    return edit
+
+
+def window_steps(window: str, n_steps: int) -> set[int]:
+    half = n_steps // 2
+    if window == "all":
+        return set(range(n_steps))
+    if window == "first_half":
+        return set(range(half))
+    if window == "second_half":
+        return set(range(half, n_steps))
+    raise SteeringError(f"unknown step window {window!r}; use all, first_half or second_half")

@@ -6,6 +6,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
+
 from saekit.errors import SaekitError, SteeringError
 
 
@@ -62,6 +64,7 @@ def side_by_side(left_title: str, left: str, right_title: str, right: str, width
     return "\n".join(f"{x.ljust(col)} | {y}" for x, y in zip(a, b))
 
 
+@torch.no_grad()
 def run(cfg: SteerConfig, lm=None) -> str:
     """Do what the flags say and return the text to print (the library entry of the command)."""
     from saekit.steer.apply import steer_sae

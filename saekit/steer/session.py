@@ -60,7 +60,6 @@ def open_session(sae_folder: str | Path, *, model: str | None = None, dtype: str
     """Load SAE + calibration + model (or reuse `lm`)."""
     from saekit.steer.calibration import load_calibration
 
-    torch.set_grad_enabled(False)
     sae = load_sae_folder(sae_folder).eval()
     cal = load_calibration(sae_folder, d_sae=sae.d_sae)
     lm = lm if lm is not None else load_lm(model_name_of(sae, model), dtype)

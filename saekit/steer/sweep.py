@@ -110,6 +110,7 @@ def _strengths(cfg: SweepConfig):
     return parse_strengths(cfg.strengths)
 
 
+@torch.no_grad()
 def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], None] = print) -> SweepResult:
     """Run the whole sweep (library entry point of `saekit sweep`)."""
     from tqdm import tqdm
@@ -124,7 +125,6 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], Non
     from saekit.steer.strength import resolve
 
     t0 = time.perf_counter()
-    torch.set_grad_enabled(False)
     if not cfg.sae:
         raise SteeringError("give at least one --sae folder")
     for m in cfg.methods:

@@ -1,0 +1,107 @@
+"""Steering inside a diffusion denoising loop, and conditioning-level steering.
+
+In-loop: an edit (any `saekit.steer.methods` method, or any `x -> x'` function) is applied at a hook
+point and stream, only on a window of denoising steps, and only on the conditional CFG branch; the
+unconditional branch optionally gets its own edit (e.g. the opposite push, which CFG then amplifies).
+The step and branch of each transformer call come from `saekit.models.flux.track_steps`.
+
+Conditioning-level: edit the conditioning embedding (CLIP image/text embeds, FLUX's pooled CLIP
+vector) *before* it enters the generator with `clamp`, keeping the SAE error term:
+`decode(f with f_j := v) + (x − decode(encode(x)))` — the Kandinsky recipe. Clamping to the current
+values is no edit at all and returns the embedding bit for bit (tested through a whole pipeline).
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Container, Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from saekit.errors import SteeringError
+from saekit.models.flux import CfgLayout, StepState, branch_rows, track_steps
+
+EditFn = Callable[[Tensor], Tensor]
+
+
+def sae_edit(method: str, sae, features: Sequence[int], strengths, *, keep_error: bool = False) -> EditFn:
+    """An `x [B, T, d] -> x'` function applying a steering method, cast back to x's dtype."""
+    from saekit.steer.methods import apply_method, check_method
+
+    check_method(method)
+
+    def edit(x: Tensor) -> Tensor:
+        return apply_method(method, x, sae, features, strengths, keep_error=keep_error).to(x.dtype)
+
+    return edit
+
+
+def parse_steps(spec: str | None, n_steps: int | None = None) -> set[int] | None:
+    """`"0-3"` -> {0,1,2,3}; `"0,2,5"`; `"5-"` (to the end, needs n_steps); None/"all" -> None (every step)."""
+    if spec is None or spec.strip() in ("", "all"):
+        return None
+    out: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if part.endswith("-") and n_steps is None:
+            raise SteeringError(f"step range {part!r} is open-ended; give the end (e.g. {part}{n_steps or 3}) or the step count")
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.update(range(int(a), (int(b) if b else n_steps - 1) + 1))
+            else:
+                out.add(int(part))
+        except ValueError as exc:
+            raise SteeringError(f"cannot parse steps {spec!r}: use e.g. '0-3', '0,2,5' or 'all'") from exc
+    if any(s < 0 for s in out):
+        raise SteeringError(f"steps must be >= 0, found {sorted(out)}")
+    return out
+
+
+@contextlib.contextmanager
+def steer_in_loop(transformer: nn.Module, hook_point: str, edit_fn: EditFn, *, steps: Container[int] | None = None,
+                  cfg_layout: CfgLayout = "none", uncond_edit_fn: EditFn | None = None,
+                  text_len: int | None = None) -> Iterator[StepState]:
+    """While active, `edit_fn` edits `hook_point` on the conditional branch of the chosen `steps`.
+
+    `uncond_edit_fn` (optional) edits the unconditional branch of the same steps. With
+    `cfg_layout="none"` (guidance-distilled FLUX) every call is conditional.
+    """
+    from saekit.hooks import intervene
+
+    with track_steps(transformer) as state:
+
+        def edit(x: Tensor) -> Tensor:
+            if steps is not None and state.step not in steps:
+                return x
+            if cfg_layout in ("none", "calls"):
+                fn = edit_fn if state.branch(cfg_layout) == "cond" else uncond_edit_fn
+                return x if fn is None else fn(x)
+            out = x.clone()
+            c = branch_rows(x.shape[0], cfg_layout, "cond")
+            out[c] = edit_fn(x[c])
+            if uncond_edit_fn is not None:
+                u = branch_rows(x.shape[0], cfg_layout, "uncond")
+                out[u] = uncond_edit_fn(x[u])
+            return out
+
+        with intervene(transformer, hook_point, edit, text_len=text_len):
+            yield state
+
+
+@torch.no_grad()
+def steer_conditioning(embeds: Tensor, sae, features: Sequence[int], values: Tensor | float | None = None) -> Tensor:
+    """Clamp SAE features of a conditioning embedding `[..., d]`, keeping the error term.
+
+    `values` = the target latent values (`[n_features]`, a scalar, or broadcastable per row);
+    None clamps every feature to its current value, which is exactly no edit.
+    """
+    from saekit.steer.methods import clamp
+
+    if embeds.shape[-1] != sae.d_in:
+        raise SteeringError(f"conditioning embeds have d={embeds.shape[-1]} but the SAE has d_in={sae.d_in}; "
+                            "use an SAE trained on these embeddings")
+    if values is None:
+        idx = torch.as_tensor(list(features), dtype=torch.long)
+        values = sae.encode(embeds.to(sae.dtype))[..., idx]
+    return clamp(embeds, sae, features, values).to(embeds.dtype)

@@ -43,6 +43,8 @@ class SteerConfig:
     """Instead of steering: list the features most active on this prompt with their top tokens."""
     top_n: int = 10
     """How many features --explain-prompt lists."""
+    analysis: str | None = None
+    """analysis.json (or its folder) from `saekit analyze real`; default: <sae>/analysis.json if present."""
     model: str | None = None
     """Model (default: the SAE's provenance, else smollm2)."""
     hook_point: str | None = None
@@ -78,7 +80,12 @@ def run(cfg: SteerConfig, lm=None) -> str:
     model, tok = s.lm.model, s.lm.tokenizer
     if cfg.explain_prompt is not None:
         ids = encode_prompt(tok, cfg.explain_prompt, chat=False)
-        items = explain_prompt(model, tok, s.sae, s.hook_point, ids, top_n=cfg.top_n)
+        from pathlib import Path
+
+        from saekit.steer.explain import load_example_tokens
+
+        examples = load_example_tokens(cfg.analysis or Path(cfg.sae) / "analysis.json")
+        items = explain_prompt(model, tok, s.sae, s.hook_point, ids, top_n=cfg.top_n, example_tokens=examples)
         return f"features most active on the prompt at {s.hook_point}:\n" + format_explanations(items)
     if cfg.prompt is None or not cfg.feature:
         raise SteeringError("give --prompt and --feature (or --explain-prompt to find features)")

@@ -2,6 +2,8 @@
 
 Token lists come from two places:
 - `prompt_tokens`: the prompt tokens where the feature fires most (exact);
+- `example_tokens`: when an analysis JSON (`saekit analyze real`, `analysis.json`) is available, the
+  tokens of the feature's stored top examples over a whole corpus (exact, and the best evidence);
 - `logit_tokens`: the vocabulary tokens whose logits the feature's decoder direction raises most when
   pushed through the final norm and the unembedding (`W_U · (w_norm ⊙ d_j)`). This is the "direct
   logit effect" approximation: it ignores every layer between the hook point and the output, and it
@@ -35,6 +37,30 @@ class FeatureExplanation:
     """Prompt tokens with the highest activations, strongest first."""
     logit_tokens: tuple[str, ...]
     """Vocabulary tokens most promoted by the decoder direction (direct logit effect)."""
+    example_tokens: tuple[str, ...] = ()
+    """Tokens of the feature's top examples from an analysis JSON (empty when none was given)."""
+
+
+def load_example_tokens(path, n_tokens: int = 8) -> dict[int, tuple[str, ...]]:
+    """feature -> tokens of its stored top examples, from an `analysis.json` file or a folder holding one."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "analysis.json"
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SteeringError(f"cannot read analysis JSON {path}: {exc}") from exc
+    out = {}
+    for key, entry in (doc.get("features") or {}).items():
+        toks = [ex.get("token") for ex in entry.get("top_examples") or [] if ex.get("token") is not None]
+        if toks:
+            out[int(key)] = tuple(toks[:n_tokens])
+    return out
 
 
 def _final_norm_weight(model) -> Tensor | None:
@@ -66,7 +92,8 @@ def logit_effect_tokens(model, tokenizer, directions_ND: Tensor, n_tokens: int =
 
 @torch.no_grad()
 def explain_prompt(model, tokenizer, sae, hook_point: str, prompt_ids_BP: Tensor, *, top_n: int = 10,
-                   n_tokens: int = 8, skip_first: bool = True) -> list[FeatureExplanation]:
+                   n_tokens: int = 8, skip_first: bool = True,
+                   example_tokens: dict[int, tuple[str, ...]] | None = None) -> list[FeatureExplanation]:
     """Features with the highest max activation on the prompt (first/BOS token skipped by default:
     its huge norm lights up features unrelated to the text)."""
     with capture(model, hook_point, stop_after_last=True) as cap:
@@ -87,6 +114,7 @@ def explain_prompt(model, tokenizer, sae, hook_point: str, prompt_ids_BP: Tensor
         out.append(FeatureExplanation(
             feature=int(j), max_act=float(col.max()), mean_act=float(col.mean()), n_active=int((col > 0).sum()),
             prompt_tokens=tuple(tokenizer.decode([int(ids[t])]) for t in order), logit_tokens=lt,
+            example_tokens=(example_tokens or {}).get(int(j), ()),
         ))
     return out
 
@@ -100,4 +128,6 @@ def format_explanations(items: list[FeatureExplanation]) -> str:
         pt = " ".join(repr(t) for t in e.prompt_tokens)
         lt = " ".join(repr(t) for t in e.logit_tokens)
         lines.append(f"{e.feature:>8} {e.max_act:>8.3f} {e.mean_act:>7.3f} {e.n_active:>5}  {pt} | {lt}")
+        if e.example_tokens:
+            lines.append(f"{'':>31}top examples (analysis JSON): " + " ".join(repr(t) for t in e.example_tokens))
     return "\n".join(lines)

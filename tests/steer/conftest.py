@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# one thread: tiny models are overhead-bound, and on a shared 2-core machine OpenMP threads waiting
+# for each other cost far more than they gain
+torch.set_num_threads(1)
 
 
 def make_sae(arch: str = "relu", d_in: int = 6, d_sae: int = 10, k: int | None = None, seed: int = 0,

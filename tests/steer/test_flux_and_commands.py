@@ -49,3 +49,19 @@ def test_cli_errors(tmp_path, capsys):
     assert "not an SAE folder" in capsys.readouterr().err
     assert main(["sweep", "--sae", str(tmp_path / "missing")]) == 1
     assert "not an SAE folder" in capsys.readouterr().err
+
+
+def test_explain_uses_analysis_json(tmp_path, tiny_lm, tiny_tokenizer):
+    import json
+
+    from saekit.commands.steer import SteerConfig, run
+    from saekit.models import LoadedModel
+
+    sae = planted_sae(tiny_lm, 17)
+    sae.save(tmp_path / "sae")
+    doc = {"schema_version": 1, "format": "saekit.analysis",
+           "features": {"3": {"index": 3, "top_examples": [{"activation": 5.0, "token": "w17"}, {"activation": 4.0, "token": "w42"}]}}}
+    (tmp_path / "sae" / "analysis.json").write_text(json.dumps(doc))
+    lm = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", "causal_lm", "float32", 32, 2)
+    out = run(SteerConfig(sae=str(tmp_path / "sae"), explain_prompt="w17 w4 w17 w5"), lm=lm)
+    assert "top examples (analysis JSON): 'w17' 'w42'" in out

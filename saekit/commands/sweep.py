@@ -14,7 +14,7 @@ def main(argv: list[str]) -> int:
     try:
         import torch
 
-        torch.set_num_threads(max(1, min(torch.get_num_threads(), 16)))
+        torch.set_num_threads(cfg.threads)
         from saekit.steer.sweep import format_table, run_sweep, save_result
 
         result = run_sweep(cfg)

@@ -1,12 +1,12 @@
 """Offline judges for steered text (AxBench's three scores without an LLM judge).
 
 - concept    : MiniLM cosine of the continuation to the concept description, rescaled so 0 = as
-               similar as *other* concepts' reference texts are and 1 = as similar as the concept's own
-               reference texts are (clipped to [0, 1]). Raw cosines cluster in 0.0-0.5, so rescaling
-               against texts known to be off/on topic is what makes 0.3 mean anything.
+               similar as the unsteered continuation of the same prompt and 1 = as similar as the
+               concept's own reference texts are (clipped to [0, 1]). Raw cosines cluster in 0.0-0.5,
+               so rescaling against known on/off-topic text is what makes 0.3 mean anything, and the
+               unsteered model scores 0 by construction (concept *added*, as AxBench asks).
 - fluency    : `min(1, ppl_ref / ppl) · min(1, distinct2 / distinct2_ref)`, perplexity of the continuation
-               under the *unsteered* model given the original prompt, relative to the unsteered
-               continuation; the distinct-bigram factor catches "sea sea sea" loops that an
+               (read alone) under the *unsteered* model, relative to the unsteered continuation's; the distinct-bigram factor catches "sea sea sea" loops that an
                induction-happy model finds low-perplexity.
 - relevance  : `min(1, cos(continuation, prompt) / cos_ref)`, MiniLM similarity to the instruction relative
                to the unsteered continuation's.
@@ -71,38 +71,38 @@ def distinct_bigrams(ids: Sequence[int]) -> float:
 
 
 @torch.no_grad()
-def score_continuations(model, prompt_ids_1P: Tensor, conts: Sequence[Tensor], *, sae=None, hook_point=None,
+def score_continuations(model, conts: Sequence[Tensor], *, sae=None, hook_point=None,
                         feature: int | None = None) -> list[TextScores]:
-    """One batched forward of the unsteered model over `prompt + continuation` rows (right padded):
-    per-row continuation NLL and, with an SAE, the target feature's mean activation on re-reading."""
+    """One batched forward of the unsteered model over the continuations *alone* (right padded).
+
+    Alone, because fluency should judge the text, not how expected its topic was after the prompt
+    (conditioning on the prompt would charge every on-concept continuation, prompting included, for
+    changing the subject). NLL is averaged over tokens 2..n (token 1 has no context); the re-read
+    feature activation is averaged over the same tokens (position 0 is an attention sink).
+    """
     device = next(model.parameters()).device
-    P = prompt_ids_1P.shape[1]
-    lens = [max(1, len(c)) for c in conts]
-    T = P + max(lens)
+    T = max([len(c) for c in conts] + [2])
     ids = torch.zeros(len(conts), T, dtype=torch.long)
     for i, c in enumerate(conts):
-        ids[i, :P] = prompt_ids_1P[0]
-        if len(c):
-            ids[i, P:P + len(c)] = c
+        ids[i, :len(c)] = c
     use_sae = sae is not None and hook_point is not None and feature is not None
-    ctx = capture(model, hook_point) if use_sae else None
-    if ctx is not None:
-        with ctx as cap:
+    if use_sae:
+        with capture(model, hook_point) as cap:
             logits = model(input_ids=ids.to(device)).logits.float().cpu()
         acts = cap.activations[str(hook_point)]
     else:
         logits = model(input_ids=ids.to(device)).logits.float().cpu()
-    logp = torch.log_softmax(logits[:, P - 1:-1], dim=-1)
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)
     out = []
     for i, c in enumerate(conts):
         n = len(c)
-        if n == 0:
+        if n < 2:
             out.append(TextScores(float("nan"), 1.0, 0.0))
             continue
-        tok_lp = logp[i, :n].gather(-1, c[:, None].cpu()).squeeze(-1)
+        tok_lp = logp[i, : n - 1].gather(-1, c[1:, None].cpu()).squeeze(-1)
         reread = 0.0
         if use_sae:
-            f = sae.encode(acts[i, P:P + n].to(sae.dtype))[:, feature]
+            f = sae.encode(acts[i, 1:n].to(sae.dtype))[:, feature]
             reread = float(f.float().mean())
         out.append(TextScores(float(-tok_lp.mean()), distinct_bigrams(c.tolist()), reread))
     return out
@@ -119,7 +119,7 @@ def clip01(x: float) -> float:
 
 
 def concept_score(cos: float, off: float, on: float) -> float:
-    """Rescale a cosine: `off` (other concepts' texts) -> 0, `on` (the concept's texts) -> 1."""
+    """Rescale a cosine: `off` (the unsteered continuation) -> 0, `on` (the concept's texts) -> 1."""
     return clip01((cos - off) / max(on - off, 1e-6))
 
 

@@ -44,11 +44,11 @@ class SweepConfig:
     """SAE steering methods."""
     baselines: tuple[str, ...] = ("diffmean", "prompting")
     """Baselines run in the same sweep."""
-    strengths: str = "0.25norm,0.5norm,1norm,2norm"
+    strengths: str = "0.1norm,0.25norm,0.5norm,1norm"
     """Strength grid (units abs/norm/max); `norm` is comparable across methods and DiffMean."""
     prompts: tuple[str, ...] = DEFAULT_PROMPTS
     """Instructions to continue."""
-    max_new_tokens: int = 24
+    max_new_tokens: int = 32
     """Continuation length."""
     positions: str = "all"
     """Positions to edit: all / prompt / generated."""
@@ -68,6 +68,8 @@ class SweepConfig:
     """Corpus for an automatic `saekit scale` when an SAE has no calibration."""
     calib_tokens: int = 8000
     """Tokens for that automatic calibration."""
+    threads: int = 2
+    """torch CPU threads (1 is faster on a busy shared machine)."""
     quiet: bool = False
     """No progress bars."""
 
@@ -145,15 +147,10 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], Non
     prompt_ids = [encode_prompt(tok, p, gen.chat) for p in cfg.prompts]
     result = SweepResult(config=asdict(cfg), concepts=[])
 
-    # judge anchors: how similar on-topic and off-topic reference texts are to each description
+    # concept judge's 1-anchor: how similar the concept's own reference texts are to its description
     desc_emb = judge.embed([c.description for c in concepts])
     text_emb = [judge.embed(list(c.texts)) for c in concepts]
-    anchors = []
-    for i in range(len(concepts)):
-        on = float((text_emb[i] @ desc_emb[i]).mean())
-        others = [text_emb[k] for k in range(len(concepts)) if k != i]
-        off = float((torch.cat(others) @ desc_emb[i]).mean()) if others else 0.0
-        anchors.append((off, on))
+    on_anchor = [float((text_emb[i] @ desc_emb[i]).mean()) for i in range(len(concepts))]
 
     def generate(ids_1P, n_rows, edit=None, hp=None, dtype=torch.float32, device=None):
         ids = ids_1P.repeat(n_rows, 1)
@@ -166,6 +163,7 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], Non
     # unsteered and prompting continuations do not depend on the layer: generate them once
     plain = [generate(p, 1)[0] for p in prompt_ids]
     plain_prompt_cos = judge.cosine([c.text for c in plain], list(cfg.prompts)).tolist()
+    plain_concept_cos = [judge.cosine([c.text for c in plain], [k.description]).tolist() for k in concepts]
     prompted = {}
     if "prompting" in cfg.baselines:
         for ci, c in enumerate(concepts):
@@ -199,14 +197,14 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], Non
                                     "gain": gain, "feature_max": fmax, "diffmean_norm": float(dm.norm())})
 
             def score(pi, conts, method, labels, abs_vals):
-                sc = MT.score_continuations(model, prompt_ids[pi], [x.token_ids for x in conts],
-                                            sae=sae, hook_point=hp, feature=feat)
+                sc = MT.score_continuations(model, [x.token_ids for x in conts], sae=sae, hook_point=hp,
+                                            feature=feat)
                 ref = ref_scores[pi]
                 texts = [x.text for x in conts]
                 ccos = judge.cosine(texts, [c.description]).tolist()
                 pcos = judge.cosine(texts, [cfg.prompts[pi]]).tolist()
                 for k, x in enumerate(conts):
-                    concept = MT.concept_score(ccos[k], *anchors[ci])
+                    concept = MT.concept_score(ccos[k], plain_concept_cos[ci][pi], on_anchor[ci])
                     flu = MT.fluency_score(sc[k].nll, ref.nll, sc[k].distinct2, ref.distinct2)
                     rel = MT.clip01(pcos[k] / plain_prompt_cos[pi]) if plain_prompt_cos[pi] > 0 else 0.0
                     result.records.append({
@@ -219,8 +217,8 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], Non
                         "overall": MT.harmonic_mean(concept, flu, rel),
                     })
 
-            ref_scores = [MT.score_continuations(model, prompt_ids[pi], [plain[pi].token_ids], sae=sae,
-                                                 hook_point=hp, feature=feat)[0] for pi in range(len(cfg.prompts))]
+            ref_scores = MT.score_continuations(model, [x.token_ids for x in plain], sae=sae, hook_point=hp,
+                                                feature=feat)
             for pi in range(len(cfg.prompts)):
                 score(pi, [plain[pi]], "unsteered", ["0"], [0.0])
             for method in runs:

@@ -24,16 +24,14 @@ def test_metric_formulas():
 
 def test_score_continuations_nll_and_reread(tiny_lm):
     sae = planted_sae(tiny_lm, 17)
-    prompt = torch.tensor([[1, 2, 3]])
-    conts = [torch.tensor([5, 6, 7]), torch.tensor([17, 17])]
-    scores = MT.score_continuations(tiny_lm, prompt, conts, sae=sae, hook_point="model.layers.1", feature=3)
+    conts = [torch.tensor([5, 6, 7, 8]), torch.tensor([17, 17, 17])]
+    scores = MT.score_continuations(tiny_lm, conts, sae=sae, hook_point="model.layers.1", feature=3)
     for c, s in zip(conts, scores):
-        ids = torch.cat([prompt[0], c])[None]
-        logp = torch.log_softmax(tiny_lm(input_ids=ids).logits[0, 2:-1].float(), -1)
-        nll = -logp.gather(-1, c[:, None]).mean()
+        logp = torch.log_softmax(tiny_lm(input_ids=c[None]).logits[0, :-1].float(), -1)
+        nll = -logp.gather(-1, c[1:, None]).mean()
         assert s.nll == pytest.approx(float(nll.detach()), rel=1e-4)
     assert scores[1].reread > scores[0].reread
-    assert scores[1].distinct2 == 1.0
+    assert scores[1].distinct2 == 0.5 and scores[0].distinct2 == 1.0
 
 
 def test_diffmean_and_pick_feature():
@@ -99,6 +97,7 @@ def test_sweep_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
     plain = [r for r in res.records if r["method"] == "unsteered" and r["concept"] == "seventeen"]
     assert sum(r["reread"] for r in strong) > sum(r["reread"] for r in plain)
     assert all(0.0 <= r["overall"] <= 1.0 for r in res.records)
+    assert all(r["concept_score"] == 0.0 for r in plain)  # the unsteered text is the concept score's zero
     doc = json.loads(paths["json"].read_text())
     assert doc["format"] == "saekit.sweep" and len(doc["records"]) == n_runs
     assert paths["strength_png"].stat().st_size > 10_000 and paths["tradeoff_png"].stat().st_size > 10_000

@@ -120,7 +120,7 @@ def harvest(cfg: HarvestConfig, *, loaded=None):
     if target < cfg.tokens and not cfg.quiet:
         print(f"saekit harvest: corpus {cfg.corpus!r} yields only {target} tokens after exclusions; storing those")
     n_ctx = min(len(batch), int(torch.searchsorted(cum, torch.tensor(target))) + 1 + 2 * cfg.batch_size)
-    probe = _forward(lm, hp, batch.token_id[:1], batch.mask[:1], True)
+    probe = _forward(lm, hp, batch.token_id[:1, :8], batch.mask[:1, :8], True)  # only to learn d
     store_dtype = lm.dtype if cfg.store_dtype == "auto" else cfg.store_dtype
     if store_dtype not in ("float32", "bfloat16"):
         store_dtype = "float32"

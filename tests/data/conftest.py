@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny Llama with a real (embedded MiniLM) word-piece tokenizer stand-in."""
+"""Shared fixtures: a toy character tokenizer and a small .txt corpus (no downloads)."""
 from __future__ import annotations
 
 import pytest
@@ -25,20 +25,6 @@ class CharTokenizer:
 @pytest.fixture(scope="session")
 def char_tokenizer():
     return CharTokenizer()
-
-
-@pytest.fixture(scope="session")
-def tiny_lm(char_tokenizer):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from saekit.models import LoadedModel
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    model = LlamaForCausalLM(cfg).eval()
-    return LoadedModel(model, char_tokenizer, "tiny-llama", "causal_lm", "float32", 16, 3)
 
 
 @pytest.fixture()

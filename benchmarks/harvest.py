@@ -1,0 +1,115 @@
+"""Harvest throughput on SmolLM2: (a) bare forward truncated at the hook layer, (b) saekit harvest
+writing shards, (c) full forward -- in float32 and bfloat16, medians of a few repeats.
+
+Tokens/s count the real (non-padding) input tokens of the same contexts in every mode. Target:
+b/a >= 0.95 (harvest overhead = hooks + exclusions + shard writes + tokenisation + a tiny probe).
+
+    python benchmarks/harvest.py [--batches 2] [--batch-size 4] [--repeats 3] [--dtypes float32 bfloat16]
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layer", type=int, default=15)
+    ap.add_argument("--context-len", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--batches", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from saekit.data import keep_mask, load_corpus, tokenize_corpus
+    from saekit.data.harvest import HarvestConfig, harvest
+    from saekit.models import cpu_has_fast_bf16, load_model
+
+    n_ctx = args.batches * args.batch_size
+    rows = []
+    for dtype in args.dtypes:
+        lm = load_model("smollm2", dtype=dtype, quiet=True)
+        docs = load_corpus("shakespeare")
+        tb = tokenize_corpus(docs, lm.tokenizer, args.context_len, max_tokens=(n_ctx + 4) * args.context_len)
+        ids, mask = tb.token_id[:n_ctx], tb.mask[:n_ctx]
+        real_tokens = int(mask.sum())
+        keep = keep_mask(tb, special_ids=lm.tokenizer.all_special_ids)[:n_ctx]
+        target = int(keep.sum())
+        base = lm.model.model
+        all_layers = base.layers
+
+        def forward(truncate: bool) -> None:
+            if truncate:
+                base.layers = nn.ModuleList(list(all_layers)[: args.layer + 1])
+            try:
+                with torch.inference_mode():
+                    for s in range(0, n_ctx, args.batch_size):
+                        (base if truncate else lm.model)(input_ids=ids[s : s + args.batch_size], use_cache=False)
+            finally:
+                base.layers = all_layers
+
+        def run_harvest() -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = HarvestConfig(hook=f"model.layers.{args.layer}", corpus="shakespeare", tokens=target,
+                                    out=Path(tmp) / "acts", context_len=args.context_len,
+                                    batch_size=args.batch_size, dtype=dtype, quiet=True, max_norm_ratio=0)
+                st = harvest(cfg, loaded=lm)
+                assert len(st) == target
+
+        forward(True)  # warm-up
+        times = {"a": [], "b": [], "c": []}
+        for _ in range(args.repeats):
+            for key, fn in (("a", lambda: forward(True)), ("b", run_harvest), ("c", lambda: forward(False))):
+                t0 = time.perf_counter()
+                fn()
+                times[key].append(time.perf_counter() - t0)
+        tps = {k: real_tokens / statistics.median(v) for k, v in times.items()}
+        rows.append((dtype, tps["a"], tps["b"], tps["c"], tps["b"] / tps["a"], tps["a"] / tps["c"]))
+
+    read_rows_per_s = store_read_speed(d=576)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"SmolLM2-135M, hook model.layers.{args.layer}, {n_ctx} contexts x {args.context_len} tokens "
+          f"({args.batch_size} per batch), {args.threads} threads, median of {args.repeats}; "
+          f"CPU native bf16: {cpu_has_fast_bf16()}")
+    print(f"{'dtype':<10}{'(a) trunc tok/s':>16}{'(b) harvest tok/s':>19}{'(c) full tok/s':>16}{'b/a':>7}{'a/c':>7}")
+    for dtype, a, b, c, ba, ac in rows:
+        print(f"{dtype:<10}{a:>16.1f}{b:>19.1f}{c:>16.1f}{ba:>7.3f}{ac:>7.2f}")
+    print("store read (trainer path), 131072 rows x 576 float32 in 4 shards, batch 4096: " + ", ".join(
+        f"{name} {v / 1e6:.2f} M rows/s" for name, v in read_rows_per_s.items()))
+    print(f"peak RSS {peak_mib:.0f} MiB")
+
+
+def store_read_speed(d: int, rows: int = 131072, shard_rows: int = 32768, batch: int = 4096) -> dict[str, float]:
+    """Rows/s of ActivationStore.iter_batches, shuffled vs sequential (median of 3 passes)."""
+    from saekit.data import ActivationStore, StoreWriter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        w = StoreWriter(tmp, {"d": d}, shard_rows=shard_rows)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(rows // shard_rows):
+            w.add(torch.randn(shard_rows, d, generator=g), {"doc_id": torch.zeros(shard_rows, dtype=torch.int32)})
+        w.close()
+        st = ActivationStore.open(tmp)
+        out = {}
+        for name, shuffle in (("shuffled", True), ("sequential", False)):
+            times = []
+            for seed in range(3):
+                t0 = time.perf_counter()
+                n = sum(x.shape[0] for x in st.iter_batches(batch, shuffle=shuffle, seed=seed))
+                times.append(time.perf_counter() - t0)
+            out[name] = n / statistics.median(times)
+        return out
+
+
+if __name__ == "__main__":
+    main()

@@ -68,6 +68,10 @@ class HarvestConfig:
             raise SAEConfigError(f"harvest: --exclude-first must be in [0, context_len), found {self.exclude_first}")
 
 
+_NOT_RECORDED = ("out", "quiet", "threads", "overwrite")
+"""Config fields that do not affect the store's contents (kept out of the manifest)."""
+
+
 def _forward(lm, hp, ids: torch.Tensor, mask: torch.Tensor, stop_early: bool) -> torch.Tensor:
     from saekit.hooks import capture
 
@@ -108,7 +112,8 @@ def harvest(cfg: HarvestConfig, *, loaded=None):
     encoder = lm.kind == "encoder"
     docs = load_corpus(cfg.corpus)
     specials = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
-    budget = math.ceil(cfg.tokens * cfg.context_len / max(1, cfg.context_len - cfg.exclude_first - 2) * 1.05) + 3 * cfg.batch_size * cfg.context_len
+    body = max(1, cfg.context_len - cfg.exclude_first - 2)
+    budget = math.ceil(cfg.tokens * cfg.context_len / body * 1.05) + 3 * cfg.batch_size * cfg.context_len
     batch = tokenize_corpus(docs, lm.tokenizer, cfg.context_len, max_tokens=budget, prepend_bos=cfg.prepend_bos,
                             encoder=encoder)
     # (outlier rows dropped after the forward pass are made up by the slack in `budget` and the
@@ -126,14 +131,13 @@ def harvest(cfg: HarvestConfig, *, loaded=None):
         store_dtype = "float32"
     fields = {
         "model": lm.name, "hook_point": str(hp), "stream": hp.stream, "layer": hp.layer, "d": int(probe.shape[-1]),
-        "dtype": store_dtype, "model_dtype": lm.dtype, "max_norm_ratio": cfg.max_norm_ratio, "corpus": cfg.corpus, "context_len": cfg.context_len,
-        "batch_size": cfg.batch_size, "tokens_requested": cfg.tokens, "prepend_bos": cfg.prepend_bos,
+        "dtype": store_dtype, "model_dtype": lm.dtype, "max_norm_ratio": cfg.max_norm_ratio, "corpus": cfg.corpus,
+        "context_len": cfg.context_len, "batch_size": cfg.batch_size, "tokens_requested": cfg.tokens, "prepend_bos": cfg.prepend_bos,
         "exclusions": {"special_tokens": cfg.exclude_special, "first_positions": cfg.exclude_first},
         "position": "index of the token in its document; see tokens.safetensors for the document text",
-        "saekit_version": saekit.__version__, "harvest_config": {k: str(v) for k, v in asdict(cfg).items()},
+        "saekit_version": saekit.__version__,
+        "harvest_config": {k: str(v) for k, v in asdict(cfg).items() if k not in _NOT_RECORDED},
     }
-    fields["harvest_config"].pop("out"), fields["harvest_config"].pop("quiet"), fields["harvest_config"].pop("threads")
-    fields["harvest_config"].pop("overwrite")
     writer = StoreWriter(cfg.out, fields, shard_rows=cfg.shard_rows, resume=True, overwrite=cfg.overwrite)
     if writer.complete:
         if not cfg.quiet:
@@ -153,7 +157,7 @@ def harvest(cfg: HarvestConfig, *, loaded=None):
             s, e = b * cfg.batch_size, min((b + 1) * cfg.batch_size, n_ctx)
             x = _forward(lm, hp, batch.token_id[s:e], batch.mask[s:e], cfg.stop_early)
             k = keep[s:e].clone()
-            if cfg.max_norm_ratio > 0:
+            if cfg.max_norm_ratio > 0 and k.any():
                 norms = x.float().norm(dim=-1)
                 outlier = k & (norms > cfg.max_norm_ratio * norms[k].median())
                 outliers += int(outlier.sum())

@@ -3,4 +3,4 @@ from saekit.models.cache import cache_dir
 from saekit.models.load import EMBEDDED, load_model
 from saekit.models.loaded import LoadedModel, cpu_has_fast_bf16, dtype_name, resolve_dtype, torch_dtype
 
-__all__ = ["EMBEDDED", "LoadedModel", "cache_dir", "cpu_has_fast_bf16", "resolve_dtype", "dtype_name", "load_model", "torch_dtype"]
+__all__ = ["EMBEDDED", "LoadedModel", "cache_dir", "cpu_has_fast_bf16", "dtype_name", "load_model", "resolve_dtype", "torch_dtype"]

@@ -52,7 +52,8 @@ def dtype_name(dtype: torch.dtype) -> str:
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX); else bf16 is emulated and slow."""
     try:
-        flags = open("/proc/cpuinfo", encoding="utf-8").read()
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            flags = fh.read()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -77,7 +77,7 @@ def test_non_finite_rows_refused_with_location(tmp_path):
 
 
 def test_kill_and_resume_gives_identical_store(tmp_path, monkeypatch):
-    full = _write(tmp_path / "full")
+    _write(tmp_path / "full")
 
     class Killed(Exception):
         pass

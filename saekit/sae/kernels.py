@@ -46,20 +46,31 @@ class TopKForwardOut(NamedTuple):
 
 
 def _gather_dot(grad_BD: Tensor, W_FD: Tensor, idx_BS: Tensor) -> Tensor:
-    """`out[b, s] = grad[b] . W[idx[b, s]]` in row chunks so the gathered rows stay cache-sized."""
+    """`out[b, s] = grad[b] . W[idx[b, s]]` without materialising the gathered `[batch, S, d]` rows.
+
+    Uses ATen's embedding-bag per-sample-weight backward (a fused gather-dot loop, ~5x faster than
+    gather + bmm here); falls back to chunked gather + bmm if that private op is unavailable.
+    """
     B, S = idx_BS.shape
+    op = getattr(torch.ops.aten, "_embedding_bag_per_sample_weights_backward", None)
+    if op is not None and grad_BD.dtype == W_FD.dtype:
+        offsets = torch.arange(0, B * S, S, device=idx_BS.device)
+        offset2bag = torch.arange(B, device=idx_BS.device).repeat_interleave(S)
+        return op(grad_BD.contiguous(), W_FD, idx_BS.flatten(), offsets, offset2bag, 0, -1).view(B, S)
     out = grad_BD.new_empty(B, S)
     step = max(1, _CHUNK_ROWS * 32 // max(S, 1))
     for lo in range(0, B, step):
         hi = min(lo + step, B)
-        rows = W_FD[idx_BS[lo:hi]]  # [b, S, D]
-        out[lo:hi] = torch.bmm(rows, grad_BD[lo:hi, :, None]).squeeze(-1)
+        rows = W_FD.index_select(0, idx_BS[lo:hi].flatten()).view(hi - lo, S, -1)
+        out[lo:hi] = torch.bmm(rows, grad_BD[lo:hi, :, None].to(rows.dtype)).squeeze(-1)
     return out
 
 
 def _bags_by_latent(lat_N: Tensor, n_latents: int) -> tuple[Tensor, Tensor]:
     """Stable order of entries sorted by latent, and the bag offsets `[n_latents]` for embedding_bag."""
-    order = torch.sort(lat_N, stable=True).indices
+    # int32 keys sort several times faster than int64 on CPU; the stable order makes sums deterministic
+    key = lat_N.to(torch.int32) if n_latents < 2**31 else lat_N
+    order = torch.sort(key, stable=True).indices
     counts = torch.bincount(lat_N, minlength=n_latents)
     offsets = torch.zeros(n_latents, dtype=torch.int64, device=lat_N.device)
     torch.cumsum(counts[:-1], 0, out=offsets[1:])
@@ -88,9 +99,9 @@ class _TopKFunction(torch.autograd.Function):
         x_c = x_BD - b_dec_D
         if matmul_dtype is not None and matmul_dtype != W_enc_DF.dtype:
             pre = (x_c.to(matmul_dtype) @ W_enc_DF.to(matmul_dtype)).to(W_enc_DF.dtype)
+            pre += b_enc_F
         else:
-            pre = x_c @ W_enc_DF
-        pre += b_enc_F
+            pre = torch.addmm(b_enc_F, x_c, W_enc_DF)  # bias fused into the GEMM
         vals, idx = pre.topk(k, dim=-1, sorted=False)
         vals = vals.relu_()
         recon = F.embedding_bag(idx, W_dec_FD, per_sample_weights=vals, mode="sum") + b_dec_D

@@ -272,7 +272,8 @@ class Trainer:
         return TrainResult(sae, step, True, final)
 
     def _record(self, step, lr, scale, x, out, tracker, t0, done_here, n_resampled) -> dict[str, Any]:
-        rec = {"step": step, "tokens": step * self.cfg.batch_size, "lr": lr, "sparsity_scale": scale}
+        rec = {"step": step, "tokens": step * self.cfg.batch_size, "lr": lr, "sparsity_scale": scale,
+               "elapsed_s": time.perf_counter() - t0}
         rec.update(reconstruction_metrics(x, out.recon))
         rec.update({"l0": float(out.l0), "dead_pct": 100.0 * tracker.dead_fraction,
                     "loss": float(out.losses.total.detach()), "recon_loss": float(out.losses.recon.detach()),

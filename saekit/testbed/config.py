@@ -79,8 +79,12 @@ class TestbedConfig:
     """Relative strengths for the norm and max units (the 0.1-5 range)."""
     windows: tuple[str, ...] = WINDOWS
     """Denoising-step windows steered: all steps, first half (high noise), second half."""
-    eval_per_target: int = 4
-    """Generations per target class per configuration (sources = the other classes, cycled)."""
+    source: str = "null"
+    """What the steered generations are conditioned on: "null" (the CFG null class, i.e. unconditional:
+    steering must add the class) or "other" (another digit: steering must override the conditioning,
+    which also reaches every block through adaLN, like FLUX's pooled CLIP vector)."""
+    eval_per_target: int = 3
+    """Generations per target class per configuration."""
     steer_uncond: bool = False
     """Also apply the opposite edit on CFG's unconditional branch."""
     threads: int = 1
@@ -105,6 +109,8 @@ class TestbedConfig:
             unknown = [v for v in vals if v not in known]
             if unknown or not vals:
                 raise bad(f"{name} must be a non-empty subset of {known}", vals, "fix the list")
+        if self.source not in ("null", "other"):
+            raise bad("source must be 'null' or 'other'", self.source, "pick one")
         if not 0 < self.sae_k <= self.sae_expansion * self.d_model:
             raise bad("sae_k must be in 1..d_sae", self.sae_k, "lower sae_k")
         if self.sample_steps < 2:

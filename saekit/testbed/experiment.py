@@ -1,8 +1,9 @@
 """The whole testbed: train -> harvest -> SAEs -> class features -> steering sweep -> numbers.
 
-Every configuration steers generations conditioned on a *different* class toward a target class, on
-the same noise, so success is never the conditioning doing the work (the unsteered success rate is
-reported as the floor, conditioning directly on the target as the ceiling).
+Every configuration steers generations toward a target class from the same noise, conditioned either
+on the null class (unconditional; `source="null"`) or on a *different* digit (`source="other"`), so
+success is never the conditioning doing the work. The unsteered success rate is the floor (about
+chance for null), conditioning directly on the target the ceiling.
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from saekit.testbed.data import N_CLASSES, unpatchify
 from saekit.testbed.features import ClassFeatures, class_features
 from saekit.testbed.flow import sample
 from saekit.testbed.harvest import harvest_blocks
+from saekit.testbed.model import NULL_CLASS
 from saekit.testbed.metrics import nearest_real_distance, row_metrics, summarize
-from saekit.testbed.sae_fit import fit_topk_sae_minimal
+from saekit.testbed.sae_fit import fit_topk_sae
 from saekit.testbed.steering import make_edit, native_strength, window_steps
 from saekit.testbed.training import train_or_load
 
@@ -32,7 +34,7 @@ class EvalSet(NamedTuple):
     noise: Tensor
     """`[10 * P, T_img, patch^2]`."""
     source: Tensor
-    """`[10 * P]` conditioning class (never the target)."""
+    """`[10 * P]` conditioning class: the null class, or another digit (never the target)."""
     target: Tensor
     """`[10 * P]` target class."""
 
@@ -51,10 +53,23 @@ def make_eval_set(cfg: TestbedConfig) -> EvalSet:
     g = torch.Generator().manual_seed(cfg.seed + 1000)
     P = cfg.eval_per_target
     target = torch.arange(N_CLASSES).repeat_interleave(P)
-    offset = 1 + torch.arange(P).repeat(N_CLASSES) % (N_CLASSES - 1)
-    source = (target + offset) % N_CLASSES
+    if cfg.source == "null":
+        source = torch.full_like(target, NULL_CLASS)
+    else:
+        offset = 1 + torch.arange(P).repeat(N_CLASSES) % (N_CLASSES - 1)
+        source = (target + offset) % N_CLASSES
     noise = torch.randn(N_CLASSES * P, cfg.n_image_tokens, cfg.patch**2, generator=g)
     return EvalSet(noise, source, target)
+
+
+def sae_cache_key(cfg: TestbedConfig) -> str:
+    """Folder name for the SAEs: changes whenever the generator, the harvest or the SAE recipe does."""
+    import hashlib
+    import json
+
+    fields = {**cfg.model_key(), **{k: getattr(cfg, k) for k in ("sample_steps", "guidance", "harvest_images",
+              "tokens_per_step", "sae_expansion", "sae_k", "sae_steps", "sae_batch")}}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def strengths_for(cfg: TestbedConfig, unit: str) -> tuple[float, ...]:
@@ -90,7 +105,8 @@ def run_testbed(cfg: TestbedConfig, out_dir: str | Path | None = None) -> Testbe
     x_oracle, _ = sample(model, ev.noise, ev.target, steps=cfg.sample_steps, guidance=cfg.guidance)
     floor = summarize(row_metrics(clf, base_img, ev.target, real, base_img), threshold)
     ceiling = summarize(row_metrics(clf, to_images(x_oracle, cfg), ev.target, real, base_img), threshold)
-    own = summarize(row_metrics(clf, base_img, ev.source, real, base_img), threshold)
+    x_own, _ = sample(model, ev.noise, (ev.target + 1) % N_CLASSES, steps=cfg.sample_steps, guidance=cfg.guidance)
+    own = summarize(row_metrics(clf, to_images(x_own, cfg), (ev.target + 1) % N_CLASSES, real, base_img), threshold)
 
     # --- harvest + SAEs + features ------------------------------------------------------------
     t1 = time.time()
@@ -99,10 +115,11 @@ def run_testbed(cfg: TestbedConfig, out_dir: str | Path | None = None) -> Testbe
     timings["harvest_s"] = time.time() - t1
     t1 = time.time()
     saes, feats, sae_info = {}, {}, {}
+    sae_key = sae_cache_key(cfg)
     for (block, stream), h in harvest.items():
-        sae, fvu = fit_topk_sae_minimal(h.acts, d_sae=cfg.sae_expansion * cfg.d_model, k=cfg.sae_k,
-                                        steps=cfg.sae_steps, batch=cfg.sae_batch, seed=cfg.seed,
-                                        hook_point=block, stream=stream)
+        sae, fvu = fit_topk_sae(h.acts, d_sae=cfg.sae_expansion * cfg.d_model, k=cfg.sae_k, steps=cfg.sae_steps,
+                                batch=cfg.sae_batch, seed=cfg.seed, hook_point=block, stream=stream,
+                                out=None if out_dir is None else Path(out_dir) / "saes" / sae_key / f"{block}@{stream}")
         cf = class_features(sae, h.acts, h.label)
         saes[(block, stream)], feats[(block, stream)] = sae, cf
         sae_info[f"{block}@{stream}"] = {

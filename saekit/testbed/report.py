@@ -33,7 +33,8 @@ def summary_markdown(res: dict[str, Any]) -> str:
         f"{m['own_class_accuracy']:.3f}; realistic = nearest-real-digit distance <= {m['realistic_threshold']:.3f} "
         f"(95th percentile of real test digits; their mean is {m['real_test_nn_dist_mean']:.3f}).",
         "",
-        "faithful_success = classifier says target AND the image is realistic. Sources are other classes.",
+        f"faithful_success = classifier says target AND the image is realistic. Steered generations are "
+        f"conditioned on: {res['config']['source']} ({'the null class, i.e. unconditional' if res['config']['source'] == 'null' else 'another digit'}).",
         "",
         "## Best configuration vs the seed configuration (surgery, late block, abs strengths, all steps)",
         table([best["overall"], seed["best"]]),

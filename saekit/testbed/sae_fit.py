@@ -1,46 +1,39 @@
-"""A minimal TopK SAE training loop for the testbed's in-memory activations.
+"""Train the testbed's TopK SAEs with `saekit.train` on in-memory activations.
 
-Kept local and tiny on purpose: the testbed trains six SAEs on a few tens of thousands of rows, and
-`saekit.train` (store-driven, checkpointed) was not available when this was written. It uses the
-shared `saekit.sae` TopK model, its losses and its decoder constraints, so the SAEs are the same kind
-users train with the full trainer.
+The testbed's activations live in memory (a few tens of thousands of rows per hook point), so they go
+through `TensorSource` instead of an on-disk store; everything else (input normalisation, b_dec init,
+aux-k dead-latent revival, decoder constraints, LR schedule) is the project's trainer, so these SAEs
+are the same kind users train.
 """
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from saekit.sae import SAEConfig, build
 from saekit.sae.base import SAE
-from saekit.sae.config import Provenance
 
 
-def fit_topk_sae_minimal(acts_ND: Tensor, *, d_sae: int, k: int, steps: int, batch: int, seed: int,
-                         lr: float = 3e-3, hook_point: str = "", stream: str = "") -> tuple[SAE, float]:
-    """Train a TopK SAE on rows `[n, d]`; returns the SAE and its FVU on all rows."""
-    g = torch.Generator().manual_seed(seed)
-    cfg = SAEConfig(d_in=acts_ND.shape[1], d_sae=d_sae, arch="topk", k=k,
-                    provenance=Provenance(model="saekit-testbed", hook_point=f"{hook_point}@{stream}",
-                                          stream=stream, tokens_trained=steps * batch))
-    sae = build(cfg, seed=seed)
-    with torch.no_grad():
-        sae.b_dec.copy_(acts_ND.mean(0))
-    opt = torch.optim.Adam(sae.parameters(), lr=lr)
-    last_fired = torch.zeros(d_sae, dtype=torch.long)
-    sae.train()
-    for step in range(steps):
-        x = acts_ND[torch.randint(0, len(acts_ND), (batch,), generator=g)]
-        dead = (step - last_fired) > 200
-        out = sae(x, dead_mask=dead)
-        opt.zero_grad(set_to_none=True)
-        out.losses.total.backward()
-        sae.remove_gradient_parallel_to_decoder_()
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, 2.0 * (1 - step / steps) + 0.05)
-        opt.step()
-        sae.set_decoder_norm_to_unit_()
-        last_fired[out.fired] = step
-    sae.eval()
+def fit_topk_sae(acts_ND: Tensor, *, d_sae: int, k: int, steps: int, batch: int, seed: int,
+                 hook_point: str = "", stream: str = "", out: str | Path | None = None) -> tuple[SAE, float]:
+    """Train a TopK SAE on rows `[n, d]` for `steps` batches; returns the SAE and its FVU on all rows.
+
+    With `out` the SAE folder (config.json + model.safetensors + train log) is kept there.
+    """
+    from saekit.train.config import TrainConfig
+    from saekit.train.source import TensorSource
+    from saekit.train.trainer import train
+
+    manifest = {"model": "saekit-testbed", "hook_point": f"{hook_point}@{stream}", "stream": stream}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(out) if out is not None else Path(tmp)
+        cfg = TrainConfig(out=str(folder), arch="topk", k=k, d_sae=d_sae, batch_size=batch, total_tokens=steps * batch,
+                          seed=seed, quiet=True, log_every=max(1, steps // 10), checkpoint_every=10 * steps,
+                          init_sample=min(len(acts_ND), 8192))
+        result = train(cfg, source=TensorSource(acts_ND, manifest), out=folder)
+    sae = result.sae.eval()
     return sae, fvu(sae, acts_ND)
 
 

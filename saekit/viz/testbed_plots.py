@@ -53,7 +53,7 @@ def steering_grid(path: str | Path, images: dict[str, Tensor], methods: Sequence
                 ax.set_title(method, fontsize=9)
             if c == 0:
                 ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
-    fig.suptitle(f"{title}\n(each strip: targets 0-9, generated from other classes' conditioning)", fontsize=9, y=1.0 + 0.25 / len(rows))
+    fig.suptitle(f"{title}\n(each strip: targets 0-9; row 'unsteered' = same noise without steering)", fontsize=9, y=1.0 + 0.25 / len(rows))
     return _save(fig, Path(path))
 
 

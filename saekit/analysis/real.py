@@ -61,11 +61,18 @@ def encode_into(sae, acts_BD: Tensor, keys_B: Tensor, tracker: TopKTracker | Non
         stats.update_sparse(vals, idx)
         if tracker is not None:
             tracker.update_sparse(vals, idx, keys_B)
-    else:
+    else:  # one scan of the dense latents feeds both
         lat = sae.encode(acts_BD)
-        stats.update_dense(lat)
+        flat = lat.reshape(-1)
+        idx = flat.nonzero().squeeze(1)  # latents are >= 0, so non-zero = active; no mask tensor
+        vals = flat[idx].float()
+        keep = vals > 0
+        if not bool(keep.all()):  # an architecture with negative latents: only positive ones count
+            idx, vals = idx[keep], vals[keep]
+        rows, feats = idx // lat.shape[1], idx % lat.shape[1]
+        stats.update_triples(feats, vals, lat.shape[0])
         if tracker is not None:
-            tracker.update_dense(lat, keys_B)
+            tracker.update_triples(feats, vals, keys_B[rows])
 
 
 @torch.inference_mode()

@@ -1,12 +1,14 @@
 """Streaming per-feature statistics: firing frequency, mean/max when active, quantiles, histogram.
 
-Quantiles use a log-bucket sketch (the DDSketch idea, Masson et al. 2019): a positive value `v` goes
-into bucket `i = ceil(log_gamma(v))` with `gamma = (1 + alpha) / (1 - alpha)`; reporting the bucket's
-midpoint `2 gamma^i / (gamma + 1)` is within relative error `alpha` of every value in the bucket, so
-every quantile estimate is within `alpha` (default 1%) of the exact order statistic
-(`numpy.quantile(..., method="inverted_cdf")`) — as long as values lie in `[min_value, max_value]`
-(values outside are clamped into the end buckets; the exact max is tracked separately). Memory is
-`O(features x buckets)`, independent of the number of tokens. The same buckets give the histogram.
+Quantiles use a log-linear bucket sketch (the HDR-histogram / DDSketch idea): a positive float32
+value's bucket is its bit pattern shifted right by `23 - m` — the exponent plus the top `m` mantissa
+bits — so bucket `[lo, hi)` has `hi - lo <= lo * 2^-m`, and reporting the bucket midpoint is within
+relative error `alpha = 2^-(m+1)` (m=6: 0.78%) of every value in it. Every quantile estimate is
+therefore within `alpha` of the exact order statistic (`numpy.quantile(..., method="inverted_cdf")`),
+for values in `[2^min_exp, 2^max_exp)` (outside, they are clamped into the end buckets; the exact max
+is tracked separately). A shift is far cheaper than a log per active latent. Memory is
+`O(features x buckets)` (`64 x 28` buckets by default), independent of the number of tokens. The
+same buckets give the histogram.
 """
 from __future__ import annotations
 
@@ -23,12 +25,20 @@ from saekit.errors import ShapeError
 class SketchConfig:
     """Resolution and range of the quantile sketch."""
 
-    alpha: float = 0.01
-    """Guaranteed relative error of quantile estimates for values inside the range."""
-    min_value: float = 1e-5
-    """Smallest distinguishable positive activation; smaller ones share the first bucket."""
-    max_value: float = 1e5
-    """Largest distinguishable activation; larger ones share the last bucket."""
+    mantissa_bits: int = 6
+    """Mantissa bits per bucket: relative error alpha = 2^-(bits+1) (6 -> 0.78%)."""
+    min_exp: int = -14
+    """Values below 2^min_exp (6e-5) share the first bucket."""
+    max_exp: int = 14
+    """Values at or above 2^max_exp (16384) share the last bucket."""
+
+    @property
+    def alpha(self) -> float:
+        return 2.0 ** -(self.mantissa_bits + 1)
+
+
+def _bits(x: float) -> int:
+    return int(torch.tensor(x, dtype=torch.float32).view(torch.int32))
 
 
 class FeatureStats:
@@ -37,16 +47,19 @@ class FeatureStats:
     def __init__(self, n_features: int, cfg: SketchConfig = SketchConfig(), device: torch.device | str = "cpu"):
         self.cfg = cfg
         self.n_features = n_features
-        self.gamma = (1 + cfg.alpha) / (1 - cfg.alpha)
-        self.log_gamma = math.log(self.gamma)
-        self.i_min = math.ceil(math.log(cfg.min_value) / self.log_gamma)
-        self.i_max = math.ceil(math.log(cfg.max_value) / self.log_gamma)
-        self.n_buckets = self.i_max - self.i_min + 1
+        self.shift = 23 - cfg.mantissa_bits
+        self.b_min = _bits(2.0 ** cfg.min_exp) >> self.shift
+        self.b_max = (_bits(2.0 ** cfg.max_exp) >> self.shift) - 1
+        self.n_buckets = self.b_max - self.b_min + 1
         self.n_rows = 0
-        self.count_F = torch.zeros(n_features, dtype=torch.long, device=device)
         self.sum_F = torch.zeros(n_features, dtype=torch.float64, device=device)
         self.max_F = torch.zeros(n_features, device=device)
         self.sketch_FB = torch.zeros(n_features, self.n_buckets, dtype=torch.int32, device=device)
+
+    @property
+    def count_F(self) -> Tensor:
+        """Number of rows on which each feature was > 0 (exact: every positive value is in one bucket)."""
+        return self.sketch_FB.sum(1, dtype=torch.long)
 
     # -- updates ------------------------------------------------------------------------------------
     def update_sparse(self, values_BK: Tensor, indices_BK: Tensor) -> None:
@@ -67,13 +80,18 @@ class FeatureStats:
         rows, feats = (latents_BF > 0).nonzero(as_tuple=True)
         self._add(feats, latents_BF[rows, feats].detach().float())
 
+    def update_triples(self, f_M: Tensor, v_M: Tensor, n_rows: int) -> None:
+        """Add the positive entries of `n_rows` rows given as flat (feature, value) lists."""
+        self.n_rows += n_rows
+        self._add(f_M.long(), v_M)
+
     def _add(self, f_M: Tensor, v_M: Tensor) -> None:
         if f_M.numel() == 0:
             return
-        self.count_F += torch.bincount(f_M, minlength=self.n_features)
+        v_M = v_M.float().contiguous()
         self.sum_F.index_add_(0, f_M, v_M.double())
         self.max_F.scatter_reduce_(0, f_M, v_M, reduce="amax")
-        b = torch.ceil(torch.log(v_M) / self.log_gamma).long().clamp_(self.i_min, self.i_max) - self.i_min
+        b = (v_M.view(torch.int32) >> self.shift).clamp_(self.b_min, self.b_max).long() - self.b_min
         flat = self.sketch_FB.view(-1)
         flat.index_put_((f_M * self.n_buckets + b,), torch.ones_like(b, dtype=torch.int32), accumulate=True)
 
@@ -86,10 +104,15 @@ class FeatureStats:
         """Mean of the positive values, NaN for features that never fired."""
         return torch.where(self.count_F > 0, self.sum_F / self.count_F.clamp_min(1), float("nan"))
 
+    def bucket_edges(self) -> Tensor:
+        """Lower edge of each bucket and the upper edge of the last, `[n_buckets + 1]` (float64)."""
+        b = torch.arange(self.b_min, self.b_max + 2, dtype=torch.int32) << self.shift
+        return b.view(torch.float32).double()
+
     def bucket_values(self) -> Tensor:
-        """Representative value of each bucket `[n_buckets]`."""
-        i = torch.arange(self.i_min, self.i_max + 1, dtype=torch.float64)
-        return 2 * self.gamma**i / (self.gamma + 1)
+        """Representative (midpoint) value of each bucket `[n_buckets]`."""
+        e = self.bucket_edges()
+        return (e[:-1] + e[1:]) / 2
 
     def quantiles(self, qs: list[float], features: Tensor | None = None) -> Tensor:
         """Quantiles of the positive values, `[len(features), len(qs)]` (NaN where never fired).
@@ -118,7 +141,8 @@ class FeatureStats:
             return [], []
         lo, hi = int(occ[0]), int(occ[-1]) + 1
         per = max(1, math.ceil((hi - lo) / n_bins))
-        counts = [int(row[s:min(s + per, hi)].sum()) for s in range(lo, hi, per)]
-        edges = [float(self.gamma ** (self.i_min + s - 1)) for s in range(lo, hi, per)]
-        edges.append(float(self.gamma ** (self.i_min + min(lo + per * len(counts), hi) - 1)))
+        edges_all = self.bucket_edges()
+        starts = list(range(lo, hi, per))
+        counts = [int(row[s:min(s + per, hi)].sum()) for s in starts]
+        edges = [float(edges_all[s]) for s in starts] + [float(edges_all[min(starts[-1] + per, hi)])]
         return edges, counts

@@ -6,8 +6,8 @@ merge is fully vectorised:
 
 1. drop triples whose value cannot enter the feature's current top-N (value <= current N-th best);
    after the first few batches this removes almost everything, so the rest is cheap;
-2. sort the survivors by (feature, value desc) — one stable sort by value, one stable sort by
-   feature — and keep the first N of each feature's run (rank = position - run start);
+2. sort the survivors by (feature, value desc) — one stable sort of a composite int64 key built
+   from the feature id and the float bits — and keep the first N of each feature's run;
 3. scatter those into a `[F, N]` candidate block, concatenate with the state `[F, N]` and take the
    row-wise top-N of `[F, 2N]`.
 
@@ -63,6 +63,12 @@ class TopKTracker:
         rows = keep.nonzero(as_tuple=True)[0]
         self._merge(idx[keep], vals[keep], keys_B.long()[rows])
 
+    def update_triples(self, feat_M: Tensor, val_M: Tensor, key_M: Tensor) -> None:
+        """Merge non-zero entries given as flat (feature, value, key) lists, in key order."""
+        keep = val_M > self.threshold_F[feat_M]
+        if bool(keep.any()):
+            self._merge(feat_M[keep].long(), val_M[keep].float(), key_M[keep].long())
+
     def update_dense(self, latents_BF: Tensor, keys_B: Tensor) -> None:
         """Merge a dense batch `[B, n_features]`."""
         if latents_BF.ndim != 2 or latents_BF.shape[1] != self.n_features or keys_B.shape != latents_BF.shape[:1]:
@@ -78,38 +84,43 @@ class TopKTracker:
         self._merge(feats, lat[rows, feats].float(), keys_B.long()[rows])
 
     def _merge(self, feat_M: Tensor, val_M: Tensor, key_M: Tensor) -> None:
+        """Merge candidates given in key order (rows ascending), values > 0."""
         n, F = self.n, self.n_features
-        # order by key first so ties resolve to the smaller key, then value desc, then feature
-        o = torch.argsort(key_M, stable=True)
-        feat_M, val_M, key_M = feat_M[o], val_M[o], key_M[o]
-        o = torch.argsort(val_M, descending=True, stable=True)
-        feat_M, val_M, key_M = feat_M[o], val_M[o], key_M[o]
-        o = torch.argsort(feat_M, stable=True)
-        feat_M, val_M, key_M = feat_M[o], val_M[o], key_M[o]
+        # one stable sort on a composite int64: feature ascending, then value descending. Positive
+        # float32 bit patterns order like the floats, so (2^31 - 1 - bits) orders them descending;
+        # stability keeps key order among equal values.
+        bits = val_M.float().contiguous().view(torch.int32).long()
+        order = torch.sort((feat_M << 32) | ((1 << 31) - 1 - bits), stable=True).indices
+        feat_M, val_M, key_M = feat_M[order], val_M[order], key_M[order]
         # rank within each feature's run
         counts_F = torch.bincount(feat_M, minlength=F)
         starts_F = torch.cumsum(counts_F, 0) - counts_F
         rank_M = torch.arange(feat_M.numel(), device=feat_M.device) - starts_F[feat_M]
         sel = rank_M < n
         feat_M, val_M, key_M, rank_M = feat_M[sel], val_M[sel], key_M[sel], rank_M[sel]
-        touched = torch.unique(feat_M)
-        # candidate block only for touched features: [T, N]
-        slot_of = torch.full((F,), -1, dtype=torch.long, device=feat_M.device)
-        slot_of[touched] = torch.arange(touched.numel(), device=feat_M.device)
-        cand_v = torch.full((touched.numel(), n), float("-inf"), device=val_M.device)
-        cand_k = torch.full((touched.numel(), n), -1, dtype=torch.long, device=val_M.device)
-        t = slot_of[feat_M]
-        cand_v[t, rank_M] = val_M
-        cand_k[t, rank_M] = key_M
-        # old entries first so that, at equal value, earlier-seen examples win (topk is not stable,
-        # so break ties explicitly with a sort)
-        all_v = torch.cat([self.values_FN[touched], cand_v], 1)
-        all_k = torch.cat([self.keys_FN[touched], cand_k], 1)
-        order = torch.argsort(all_v, dim=1, descending=True, stable=True)[:, :n]
-        self.values_FN[touched] = torch.gather(all_v, 1, order)
-        self.keys_FN[touched] = torch.gather(all_k, 1, order)
-        last = self.values_FN[touched, n - 1]
-        self.threshold_F[touched] = torch.where(torch.isfinite(last), last, torch.zeros_like(last))
+        if 4 * feat_M.numel() < F * n:  # few features touched: work on those rows only
+            touched = torch.unique(feat_M)
+            slot = torch.searchsorted(touched, feat_M)
+        else:
+            touched, slot = None, feat_M
+        T = F if touched is None else touched.numel()
+        cand_v = torch.full((T, n), float("-inf"), device=val_M.device)
+        cand_k = torch.full((T, n), -1, dtype=torch.long, device=val_M.device)
+        cand_v[slot, rank_M] = val_M
+        cand_k[slot, rank_M] = key_M
+        old_v = self.values_FN if touched is None else self.values_FN[touched]
+        old_k = self.keys_FN if touched is None else self.keys_FN[touched]
+        # old entries first: at equal value the earlier-seen example wins (stable sort)
+        all_v = torch.cat([old_v, cand_v], 1)
+        order = torch.sort(all_v, dim=1, descending=True, stable=True).indices[:, :n]
+        new_v = torch.gather(all_v, 1, order)
+        new_k = torch.gather(torch.cat([old_k, cand_k], 1), 1, order)
+        last = new_v[:, n - 1]
+        new_t = torch.where(torch.isfinite(last), last, torch.zeros_like(last))
+        if touched is None:
+            self.values_FN, self.keys_FN, self.threshold_F = new_v, new_k, new_t
+        else:
+            self.values_FN[touched], self.keys_FN[touched], self.threshold_F[touched] = new_v, new_k, new_t
 
     def state(self) -> TopKState:
         return TopKState(self.values_FN.clone(), self.keys_FN.clone())

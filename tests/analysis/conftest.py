@@ -21,7 +21,7 @@ def write_store(folder, acts, doc_id, position, token_id, shard_rows=70):
                   str(folder / name))
         shards.append({"file": name, "count": e - s})
     (folder / "manifest.json").write_text(json.dumps({
-        "model": "tiny", "hook_point": "model.layers.0", "d": acts.shape[1], "count": acts.shape[0],
+        "schema_version": 1, "complete": True, "model": "tiny", "hook_point": "model.layers.0", "d": acts.shape[1], "count": acts.shape[0],
         "dtype": "float32", "shards": shards}))
     return folder
 

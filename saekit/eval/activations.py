@@ -1,0 +1,78 @@
+"""Reconstruction metrics of an SAE over many activation batches, accumulated exactly.
+
+FVU is centred: `sum ||x - x_hat||^2 / sum ||x - mean(x)||^2` with the mean over *all* rows, computed
+from per-dimension running sums in float64 so batching does not change the answer.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from saekit.errors import ShapeError
+
+
+class ActivationMetrics(NamedTuple):
+    """Reconstruction quality on a set of rows."""
+
+    fvu: float
+    """Centred fraction of variance unexplained."""
+    mse: float
+    """Mean squared error per element (raw units)."""
+    l0: float
+    """Mean number of active latents per row."""
+    dead_pct: float
+    """Percent of latents that never fired on these rows."""
+    shrinkage: float
+    """Mean over rows of `||x_hat|| / ||x||` (< 1: reconstructions shrink)."""
+    n_rows: int
+    density: Tensor
+    """Fraction of rows on which each latent fired, `[d_sae]` (for the density histogram)."""
+
+    def to_dict(self) -> dict:
+        d = self._asdict()
+        d.pop("density")
+        return d
+
+
+def check_width(sae, d: int, where: str) -> None:
+    """ShapeError when activations of width `d` cannot feed this SAE."""
+    if d != sae.d_in:
+        raise ShapeError(
+            f"{where} has activations of width d={d} but the SAE expects d_in={sae.d_in} "
+            f"(SAE trained on model={sae.cfg.provenance.model!r}, hook={sae.cfg.provenance.hook_point!r}); "
+            "evaluate it on activations from the same model and hook point"
+        )
+
+
+@torch.no_grad()
+def activation_metrics(sae, batches: Iterable[Tensor]) -> ActivationMetrics:
+    """Accumulate FVU / MSE / L0 / dead % / shrinkage over `[B, d_in]` batches of raw activations."""
+    n = 0
+    sum_x = sum_x2 = None
+    err = 0.0
+    l0_sum = 0.0
+    shrink_sum = 0.0
+    fired_count = torch.zeros(sae.d_sae, dtype=torch.float64)
+    for x in batches:
+        check_width(sae, x.shape[-1], "the evaluation data")
+        x = x.reshape(-1, sae.d_in).float()
+        lat = sae.encode(x)
+        recon = sae.decode(lat).float()
+        xd = x.double()
+        sum_x = xd.sum(0) if sum_x is None else sum_x + xd.sum(0)
+        sum_x2 = xd.pow(2).sum(0) if sum_x2 is None else sum_x2 + xd.pow(2).sum(0)
+        err += float((xd - recon.double()).pow(2).sum())
+        nz = lat != 0
+        l0_sum += float(nz.sum())
+        fired_count += nz.sum(0).double()
+        shrink_sum += float((recon.double().norm(dim=-1) / xd.norm(dim=-1).clamp_min(1e-30)).sum())
+        n += x.shape[0]
+    if n == 0:
+        raise ShapeError("no activation rows to evaluate on")
+    var = float((sum_x2 - sum_x.pow(2) / n).sum())
+    return ActivationMetrics(fvu=err / max(var, 1e-30), mse=err / (n * sae.d_in), l0=l0_sum / n,
+                             dead_pct=100.0 * float((fired_count == 0).double().mean()),
+                             shrinkage=shrink_sum / n, n_rows=n, density=(fired_count / n).float())

@@ -1,0 +1,145 @@
+"""`saekit eval`: held-out reconstruction metrics plus spliced-in CE / KL, as a JSON report and a PNG."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from saekit.errors import SaekitError
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Flags of `saekit eval`."""
+
+    sae: str
+    """SAE folder (native format) to evaluate."""
+    model: str | None = None
+    """Model to splice the SAE into; None = the model named in the SAE's provenance (e.g. smollm2)."""
+    hook: str | None = None
+    """Hook point; None = the SAE's provenance hook point."""
+    corpus: str = "shakespeare"
+    """Held-out text: `shakespeare`, `bible`, `default`, a .txt/.jsonl path. Documents are taken from the
+    end of the corpus (harvest reads from the start), so they are unlikely to be training data."""
+    tokens: int = 4096
+    """Evaluated tokens (positions scored)."""
+    context_len: int = 128
+    """Tokens per context."""
+    batch_size: int = 8
+    """Contexts per forward pass."""
+    exclude_first: int = 1
+    """Context positions never spliced nor scored (the attention sink), as in harvest."""
+    acts: str | None = None
+    """Optional activation store: FVU/L0/dead % are then also computed on `--acts-rows` of its rows."""
+    acts_rows: int = 8192
+    """Rows of --acts used."""
+    dtype: str = "float32"
+    """Model dtype: float32 (exact), bfloat16, or auto."""
+    out: str | None = None
+    """Report folder; None = `<sae>/eval` (eval.json + eval.png)."""
+    threads: int | None = None
+    """torch CPU threads; None leaves torch's setting alone."""
+    quiet: bool = False
+    """No progress bar."""
+
+
+def _sae_reconstructor(sae):
+    def reconstruct(x):
+        return sae.reconstruct(x.float()).to(x.dtype)
+
+    return reconstruct
+
+
+def heldout_tokens(docs, tokenizer, context_len: int, tokens: int):
+    """Tokenise documents from the end of the corpus (renumbered) until `tokens` real tokens."""
+    from saekit.data.corpus import Document
+    from saekit.data.tokenize import tokenize_corpus
+
+    rev = [Document(id=i, text=d.text, source=d.source) for i, d in enumerate(reversed(docs))]
+    return tokenize_corpus(rev, tokenizer, context_len, max_tokens=int(tokens * 1.3) + context_len)
+
+
+def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
+    """Run the evaluation; writes `eval.json` and `eval.png` into the report folder and returns the report."""
+    from tqdm.auto import tqdm
+
+    from saekit.atomic import write_json_atomic
+    from saekit.data.corpus import load_corpus
+    from saekit.eval.activations import activation_metrics, check_width
+    from saekit.eval.plots import eval_png
+    from saekit.eval.spliced import eval_positions, spliced_metrics
+    from saekit.hooks import HookPoint, resolve_module
+    from saekit.sae.io import load_sae
+    from saekit.train.metrics import read_log
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    sae = load_sae(cfg.sae).eval()
+    prov = sae.cfg.provenance
+    model_name = cfg.model or prov.model
+    hook = cfg.hook or prov.hook_point
+    if not model_name or not hook:
+        raise SaekitError(f"{cfg.sae}: the SAE's provenance does not name its model/hook point; pass --model and --hook")
+    out_dir = Path(cfg.out) if cfg.out else Path(cfg.sae) / "eval"
+    report: dict[str, Any] = {"sae": str(cfg.sae), "model": model_name, "hook_point": hook,
+                              "config": asdict(cfg), "sae_config": sae.cfg.to_dict()}
+    if cfg.acts:
+        from saekit.train.source import open_source
+
+        store = open_source(cfg.acts)
+        check_width(sae, store.d, f"activation store {cfg.acts}")
+        sample = store.sample(min(cfg.acts_rows, len(store)), 12345)
+        report["store_metrics"] = activation_metrics(sae, sample.split(1024)).to_dict()
+
+    if loaded is None:
+        from saekit.models import load_model, resolve_dtype
+
+        loaded = load_model(model_name, dtype=resolve_dtype(cfg.dtype), quiet=cfg.quiet)
+    hp = HookPoint.parse(hook)
+    resolve_module(loaded.model, hp)
+    docs = load_corpus(cfg.corpus)
+    batch = heldout_tokens(docs, loaded.tokenizer, cfg.context_len, cfg.tokens)
+    specials = set(getattr(loaded.tokenizer, "all_special_ids", []) or [])
+    pos = eval_positions(batch.token_id, batch.mask, specials, cfg.exclude_first)
+    # keep whole contexts until the token budget is reached
+    cum = pos.sum(1).cumsum(0)
+    n_ctx = int(torch.searchsorted(cum, torch.tensor(cfg.tokens))) + 1
+    ids, mask, pos = batch.token_id[:n_ctx], batch.mask[:n_ctx], pos[:n_ctx]
+    acts: list[torch.Tensor] = []
+
+    def on_acts(x):
+        check_width(sae, x.shape[-1], f"model {model_name!r} at {hook}")
+        acts.append(x.float().cpu())
+
+    bar = tqdm(total=int(pos.sum()), desc="eval", unit="tok", disable=cfg.quiet)
+    try:
+        sp = spliced_metrics(loaded.model, hp, _sae_reconstructor(sae), ids, mask, pos, batch_size=cfg.batch_size,
+                             on_activations=on_acts, progress=bar)
+    finally:
+        bar.close()
+    heldout = activation_metrics(sae, acts)
+    report["heldout_metrics"] = heldout.to_dict()
+    report["spliced"] = sp._asdict()
+    log_path = Path(cfg.sae) / "train_log.jsonl"
+    log = read_log(log_path) if log_path.exists() else None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = eval_png(out_dir / "eval.png", heldout.density, log,
+                   title=f"{sae.arch} d_sae={sae.d_sae} @ {model_name}:{hook}  FVU {heldout.fvu:.3f}  "
+                         f"L0 {heldout.l0:.1f}  CE recovered {sp.ce_recovered:.3f}")
+    report["png"] = str(png)
+    write_json_atomic(out_dir / "eval.json", report)
+    return report
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    h, s = report["heldout_metrics"], report["spliced"]
+    return (f"FVU {h['fvu']:.4f}  L0 {h['l0']:.1f}  dead {h['dead_pct']:.2f}%  shrinkage {h['shrinkage']:.3f}  "
+            f"CE orig {s['ce_orig']:.4f} sae {s['ce_sae']:.4f} zero {s['ce_zero']:.4f}  "
+            f"recovered {s['ce_recovered']:.4f}  KL {s['kl']:.4f}  ({s['n_tokens']} tokens)")
+
+
+def dumps(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2)

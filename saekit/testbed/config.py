@@ -34,6 +34,9 @@ class TestbedConfig:
     """MLP hidden width / d_model (small: CPU time is dominated by the MLPs)."""
     text_tokens: int = 4
     """Tokens in the class ("text") stream; each class (and the null class) has its own prompt."""
+    pooled_class: bool = True
+    """Also feed the class to adaLN (like FLUX's pooled CLIP vector). False = the class reaches the
+    model only through the text stream, so text-stream edits are not overridden by the modulation."""
     patch: int = 2
     """Patch side; 8x8 digits become (8/patch)^2 image tokens."""
     train_steps: int = 1500
@@ -132,7 +135,10 @@ class TestbedConfig:
         """Fields that decide the trained generator/classifier (cache key)."""
         keys = ("seed", "d_model", "n_heads", "n_joint", "n_single", "mlp_ratio", "text_tokens", "patch", "train_steps",
                 "batch_size", "lr", "cfg_dropout", "classifier_steps")
-        return {k: getattr(self, k) for k in keys}
+        key = {k: getattr(self, k) for k in keys}
+        if not self.pooled_class:  # only when off, so caches made before this option stay valid
+            key["pooled_class"] = False
+        return key
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -4,7 +4,8 @@
   QKV/out projections and MLPs, and attend jointly over `[text; image]`. Returns `(text, image)`.
 - `single_transformer_blocks.N`: one set of weights on the concatenated sequence (attention and MLP in
   parallel, FLUX-style). Takes and returns the streams separately, `(text, image)`, like diffusers.
-- adaLN conditioning vector = MLP(sinusoidal(t)) + pooled class embedding (FLUX: timestep + pooled CLIP).
+- adaLN conditioning vector = MLP(sinusoidal(t)) + pooled class embedding (FLUX: timestep + pooled CLIP);
+  `pooled_class=False` drops the pooled class, so the class reaches the model only via the text stream.
 - The "text" stream is a per-class learned prompt of `text_tokens` tokens (class 10 = null, for CFG).
 
 `forward(..., tap=fn)` calls `fn(block_name, stream, x [B, T, d]) -> x'` on every block output, which
@@ -143,7 +144,9 @@ class FlowTransformer(nn.Module):
     def forward(self, x_BTP: Tensor, t_B: Tensor, y_B: Tensor, tap: Tap | None = None) -> Tensor:
         """Velocity `[B, T_img, patch^2]` for noisy tokens at time `t_B` (1 = noise) and class `y_B`."""
         d = self.cfg.d_model
-        cond = self.time_mlp(timestep_embedding(t_B, d)) + self.pooled(y_B)
+        cond = self.time_mlp(timestep_embedding(t_B, d))
+        if self.cfg.pooled_class:
+            cond = cond + self.pooled(y_B)
         image = self.x_embedder(x_BTP) + self.pos_embed
         text = self.prompt[y_B]
         for i, blk in enumerate(self.transformer_blocks):

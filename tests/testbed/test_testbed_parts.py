@@ -132,3 +132,17 @@ def test_class_features_pick_the_planted_class_feature():
     assert feats.feature.tolist() == [30 - c for c in range(10)]
     assert torch.allclose(feats.selectivity, torch.full((10,), 2.0))
     assert torch.allclose(feats.diffmean.norm(dim=-1), torch.ones(10))
+
+
+@pytest.mark.parametrize("pooled", [True, False])
+def test_pooled_class_switch_decides_whether_adaln_sees_the_class(pooled):
+    cfg = ci_config(pooled_class=pooled)
+    torch.manual_seed(0)
+    model = FlowTransformer(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        x, t, y = torch.randn(2, cfg.n_image_tokens, 4), torch.tensor([0.3, 0.7]), torch.tensor([1, 2])
+        ref = model(x, t, y)
+        model.pooled.weight.add_(1.0)
+        assert torch.equal(model(x, t, y), ref) is (not pooled)

@@ -93,8 +93,8 @@ def run(cfg: SteerConfig, lm=None) -> str:
     if len(strengths) not in (1, len(cfg.feature)):
         raise SteeringError(f"{len(strengths)} strengths for {len(cfg.feature)} features; give one, or one per feature")
     features = list(cfg.feature)
-    abs_s = []
-    for i, j in enumerate(features):
+    abs_s = [0.0] * len(features) if cfg.method == "ablate" else []
+    for i, j in enumerate(features if cfg.method != "ablate" else []):
         st = strengths[0] if len(strengths) == 1 else strengths[i]
         abs_s += resolve_for_features(st, METHOD_SPACE[cfg.method], s.sae, [j], s.calibration, s.sae_folder)
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, greedy=not cfg.sample, temperature=cfg.temperature,

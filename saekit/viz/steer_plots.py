@@ -83,7 +83,7 @@ def plot_tradeoff(summary: list[dict], path: str | Path) -> None:
     for name, r in points.items():
         ax.scatter([r["fluency"] or 0.0], [r["concept_score"] or 0.0], marker="*" if name == "prompting" else "x",
                    s=120, color="black" if name == "prompting" else "gray", label=name, zorder=5)
-    ax.set_xlabel("fluency (perplexity under the unsteered model, relative; repetition-penalised)")
+    ax.set_xlabel("fluency (unsteered-model perplexity of the text, relative; repetition-penalised)")
     ax.set_ylabel("concept score (MiniLM, rescaled)")
     ax.set_xlim(-0.02, 1.05)
     ax.set_ylim(-0.02, 1.05)

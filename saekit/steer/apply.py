@@ -9,6 +9,8 @@ Positions during generation with a KV cache: the first call sees the prompt (`T 
 calls one new token each. The tracker derives absolute positions from that: a call with `T > 1` (or
 the first call) starts at position 0 — a prefill or a full re-read without cache — and a `T == 1`
 call continues after the tokens seen so far. Chunked prefill is not supported (say so if you need it).
+A position is "generated" when its *input* token was generated, so with `positions="generated"` the
+first new token (predicted at the last prompt position) is still unsteered; `all` steers it.
 """
 from __future__ import annotations
 

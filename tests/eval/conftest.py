@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny tensors: one thread avoids OpenMP stalls on a loaded machine
 
 
 class CharTokenizer:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from saekit.sae import SAEConfig, build
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny tensors: one thread avoids OpenMP stalls on a loaded machine
 
 
 def dense_reference(sae, x, dead_mask):

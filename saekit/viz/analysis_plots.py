@@ -6,6 +6,7 @@ whitespace/newlines are made visible (`·`, `⏎`) so highlighted contexts stay 
 from __future__ import annotations
 
 import math
+import unicodedata
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from saekit.atomic import atomic_path  # noqa: E402
 
@@ -21,8 +23,9 @@ plt.rcParams.update({"font.size": 10, "axes.titlesize": 12, "axes.titleweight": 
 
 
 def show_token(tok: str, limit: int = 18) -> str:
-    """Make whitespace visible and keep very long tokens short."""
+    """Make whitespace and control characters visible and keep very long tokens short."""
     s = tok.replace("\n", "⏎").replace("\t", "⇥").replace(" ", "·")
+    s = "".join(f"\\x{ord(c):02x}" if unicodedata.category(c)[0] == "C" else c for c in s)
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
@@ -83,6 +86,7 @@ def _histogram(ax, feat: dict) -> None:
     ax.bar(edges[:-1], counts, width=widths, align="edge", color="tab:orange", edgecolor="black", lw=0.3)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on short log ranges
     ax.set_xlabel("activation (when active)")
     ax.set_ylabel("tokens")
     ax.set_title("activation histogram")

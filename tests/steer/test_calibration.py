@@ -14,7 +14,7 @@ def test_measure_matches_reference():
     sae = make_sae("relu", d_in=6, d_sae=10, seed=2)
     x = torch.randn(50, 6, generator=torch.Generator().manual_seed(0)) * 2
     cal = measure(sae, [x[:20], x[20:]])
-    f = sae.encode(x)
+    f = sae.encode(x).detach()
     norms = x.norm(dim=-1)
     assert cal.n_tokens == 50
     assert cal.mean_norm == pytest.approx(float(norms.mean()), rel=1e-5)

@@ -20,8 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from saekit.analysis.real import RealConfig, encode_into, real_pass, store_batches  # noqa: E402
-from saekit.analysis.stats import FeatureStats  # noqa: E402
+from saekit.analysis.real import RealConfig, real_pass, store_batches
 
 
 def make_store(folder: Path, n: int, d: int) -> Path:

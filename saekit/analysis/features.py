@@ -70,7 +70,7 @@ def parse_feature_spec(spec: str) -> list[SpecItem]:
         elif low.startswith("active:"):
             body = part[7:].strip()
             n = 10
-            m = re.match(r"^(\d+):(.*)$", body, re.S)
+            m = re.match(r"^(\d+):(.*)$", body, re.DOTALL)
             if m and not body.startswith('"'):
                 n, body = int(m.group(1)), m.group(2).strip()
             if len(body) >= 2 and body[0] == body[-1] == '"':

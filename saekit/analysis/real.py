@@ -201,7 +201,7 @@ def analyze_store(sae, store_folder, features_spec: str | list[int], cfg: RealCo
     effects = {}
     if unembed is not None and features:
         effects = {e.feature: e for e in logit_effects(sae.decoder_directions(), unembed, features)}
-    tok = lambda i: report.token_text(tokenizer, i)  # noqa: E731
+    tok = lambda i: report.token_text(tokenizer, i)
     c = 0
     for fi, f in enumerate(features):
         examples = []

@@ -78,9 +78,8 @@ class StoreRows:
             local = srt[i:j] - self.starts[s]
             lo, hi = int(local[0]), int(local[-1]) + 1
             fh = self._open(s)
-            for k in parts:
-                block = fh.get_slice(k)[lo:hi]
-                parts[k].append(block[local - lo])
+            for k, chunks in parts.items():
+                chunks.append(fh.get_slice(k)[lo:hi][local - lo])
             i = j
         out = {k: (torch.cat(v) if v else torch.empty(0)) for k, v in parts.items()}
         inv = torch.empty_like(order)

@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import colormaps  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib import colormaps
+from matplotlib.ticker import NullFormatter
 
-from saekit.atomic import atomic_path  # noqa: E402
+from saekit.atomic import atomic_path
 
 DPI = 110
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 12, "axes.titleweight": "bold"})
@@ -62,7 +62,7 @@ def _highlight_row(ax, tokens: list[str], acts: list[float], vmax: float, y: flo
 def _stats_text(feat: dict, summary: dict) -> str:
     s = feat["stats"]
     q = s["quantiles"]
-    fmt = lambda v: "—" if v is None else f"{v:.3g}"  # noqa: E731
+    fmt = lambda v: "—" if v is None else f"{v:.3g}"
     lines = [
         f"feature {feat['index']}",
         f"fires on {s['count']:,} of {summary.get('n_rows', 0):,} tokens",

@@ -41,8 +41,9 @@ def test_gcg_raises_feature_on_smollm2_with_early_stop(smollm2):
     last = smollm2.model.model.layers[-1]
     h = last.register_forward_hook(lambda *a: calls.append(1))
     try:
-        cfg = SyntheticConfig(n_steps=3, seq_len=5, restarts=1, n_candidates=8, top_k_tokens=32, quiet=True)
-        res = maximise_feature(smollm2.model, sae, "model.layers.1", 5, cfg, tokenizer=smollm2.tokenizer, n_random=8)
+        cfg = SyntheticConfig(n_steps=3, seq_len=5, restarts=1, n_candidates=8, top_k_tokens=32, fluency_top=1,
+                              quiet=True)
+        res = maximise_feature(smollm2.model, sae, "model.layers.1", 5, cfg, tokenizer=smollm2.tokenizer, n_random=4)
     finally:
         h.remove()
     best = res.sequences[0]

@@ -25,8 +25,8 @@ class ScaleConfig:
     """Windows per forward pass."""
     hook_point: str | None = None
     """Override the SAE's hook point."""
-    dtype: str = "bfloat16"
-    """Model dtype."""
+    dtype: str = "auto"
+    """Model dtype: auto (bfloat16 where the CPU has native bf16, else float32), bfloat16, float32."""
     quiet: bool = False
     """No progress bar."""
 

@@ -49,8 +49,8 @@ class SteerConfig:
     """Model (default: the SAE's provenance, else smollm2)."""
     hook_point: str | None = None
     """Override the SAE's hook point."""
-    dtype: str = "bfloat16"
-    """Model dtype."""
+    dtype: str = "auto"
+    """Model dtype: auto (bfloat16 where the CPU has native bf16, else float32), bfloat16, float32."""
     width: int = 100
     """Total width of the side-by-side output."""
 

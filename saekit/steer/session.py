@@ -49,13 +49,14 @@ def model_name_of(sae, override: str | None = None) -> str:
     return override or sae.cfg.provenance.model or "smollm2"
 
 
-def load_lm(name: str, dtype: str = "bfloat16"):
-    from saekit.models import load_model
+def load_lm(name: str, dtype: str = "auto"):
+    """Load the model; "auto" = bfloat16 only where the CPU computes it natively, else float32."""
+    from saekit.models import load_model, resolve_dtype
 
-    return load_model(name, dtype=dtype)
+    return load_model(name, dtype=resolve_dtype(dtype))
 
 
-def open_session(sae_folder: str | Path, *, model: str | None = None, dtype: str = "bfloat16",
+def open_session(sae_folder: str | Path, *, model: str | None = None, dtype: str = "auto",
                  hook_point: str | None = None, lm=None) -> SteerSession:
     """Load SAE + calibration + model (or reuse `lm`)."""
     from saekit.steer.calibration import load_calibration

@@ -62,8 +62,8 @@ class SweepConfig:
     """Use the model's chat template."""
     model: str | None = None
     """Model name (default: the first SAE's provenance, else smollm2)."""
-    dtype: str = "bfloat16"
-    """Model dtype."""
+    dtype: str = "auto"
+    """Model dtype: auto (bfloat16 where the CPU has native bf16, else float32), bfloat16, float32."""
     calib_corpus: str = "shakespeare"
     """Corpus for an automatic `saekit scale` when an SAE has no calibration."""
     calib_tokens: int = 8000

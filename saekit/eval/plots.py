@@ -37,7 +37,7 @@ def eval_png(path: str | Path, density, log_records: list[dict] | None = None, t
     n_dead = int((dens == 0).sum())
     if alive.numel():
         ax_den.hist(alive.log10().numpy(), bins=50, color="tab:green")
-    ax_den.set(title=f"latent density (held-out); {n_dead} of {dens.numel()} never fired",
+    ax_den.set(title=f"held-out latent density ({n_dead}/{dens.numel()} never fired)",
                xlabel="log10(fraction of tokens where the latent fires)", ylabel="latents")
     for ax in axes:
         ax.grid(alpha=0.3)

@@ -1,18 +1,134 @@
-"""`load_model`: one entry point for the embedded models and anything transformers can load."""
+"""`load_model`: one entry point for the embedded models, transformers LMs/encoders, CLIP and diffusers pipelines.
+
+Which loader runs is decided by `model_kind` from the name or the folder's files, before anything
+heavy is imported: CLIP (`clip` in the name, or config.json `model_type` clip / clip_vision_model /
+clip_text_model) returns a `LoadedClip`; a diffusers pipeline (a folder with `model_index.json`, or
+`flux` in the name) returns the pipeline; everything else returns a `LoadedModel` as before.
+"""
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 
-from saekit.models.loaded import LoadedModel
+from saekit.errors import ModelLoadError
+from saekit.models.loaded import LoadedModel, dtype_name, torch_dtype
 
 EMBEDDED = ("smollm2", "minilm")
+CLIP_MODEL_TYPES = {"clip": "both", "clip_vision_model": "vision", "clip_text_model": "text"}
+"""config.json `model_type` -> the CLIP tower(s) the folder holds."""
+ModelKind = Literal["lm", "clip", "diffusers"]
 
 
-def load_model(name_or_path: str, *, dtype: str | torch.dtype = "bfloat16", quiet: bool = False) -> LoadedModel:
-    """Load `smollm2` (embedded GGUF, cached), `minilm` (embedded), or a transformers id / folder.
+def _config_model_type(path: Path) -> str | None:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        return None
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def model_kind(name_or_path: str) -> ModelKind:
+    """"clip", "diffusers" or "lm" for a model name or folder (reads only small JSON files)."""
+    key = name_or_path.strip()
+    if key.lower() in EMBEDDED:
+        return "lm"
+    path = Path(key)
+    if path.is_dir():
+        if (path / "model_index.json").is_file():
+            return "diffusers"
+        mt = _config_model_type(path)
+        if mt is not None:
+            return "clip" if mt in CLIP_MODEL_TYPES else "lm"
+    low = key.lower()
+    if "flux" in low:
+        return "diffusers"
+    if "clip" in low:
+        return "clip"
+    return "lm"
+
+
+def clip_towers(name_or_path: str) -> str:
+    """Towers a CLIP folder holds ("vision", "text", "both"); hub names are assumed full CLIPModels."""
+    mt = _config_model_type(Path(name_or_path)) if Path(name_or_path).is_dir() else None
+    return CLIP_MODEL_TYPES.get(mt or "clip", "both")
+
+
+def _offline_error(name: str, what: str, exc: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"cannot load {what} {name!r}: it is not a local folder and fetching it from the Hugging Face hub failed "
+        f"(no network, no login, or the licence is not accepted): {exc.__cause__ or exc}. Pass a local folder instead "
+        f"(e.g. one written by save_pretrained, or a downloaded snapshot)"
+    )
+
+
+def _load_clip(name: str, dtype: str, tower: str | None):
+    from saekit.models.clip import load_clip
+
+    have = clip_towers(name)
+    tower = tower or have
+    if have != "both" and tower != have:
+        raise ModelLoadError(f"CLIP {name!r} holds only the {have} tower, but the {tower} tower was asked for; "
+                             f"use a full CLIPModel folder or a site on the {have} tower")
+    try:
+        return load_clip(name, tower=tower, dtype=dtype_name(torch_dtype(dtype)))
+    except ModelLoadError as exc:
+        if not Path(name).exists():
+            raise _offline_error(name, "CLIP", exc) from exc
+        raise
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_diffusers(name: str, dtype: str = "bfloat16", device: str | None = None):
+    """A FluxPipeline from a hub id or folder. A folder whose `model_index.json` lists components as
+    null (saved without text encoders, e.g. to be driven with prompt embeddings) loads with those as None."""
+    from saekit.models.flux import load_flux
+
+    dt = dtype_name(torch_dtype(dtype))
+    device = device or _default_device()
+    path = Path(name)
+    index = path / "model_index.json"
+    if index.is_file():
+        try:
+            spec: dict[str, Any] = json.loads(index.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ModelLoadError(f"{index} is not valid JSON ({exc.msg}); re-save the pipeline") from exc
+        missing = {k: None for k, v in spec.items() if not k.startswith("_") and (v is None or list(v) == [None, None])}
+        if missing:
+            from diffusers import FluxPipeline
+
+            for k in ("feature_extractor", "image_encoder"):
+                missing.setdefault(k, None)
+            try:
+                pipe = FluxPipeline.from_pretrained(str(path), dtype=getattr(torch, dt), **missing)
+            except (OSError, ValueError, TypeError) as exc:
+                raise ModelLoadError(f"cannot load the diffusers pipeline in {path}: {exc}; it must hold a FluxPipeline "
+                                     "(model_index.json, transformer/, vae/, scheduler/)") from exc
+            return pipe.to(device)
+    try:
+        return load_flux(name, dtype=dt, device=device)
+    except ModelLoadError as exc:
+        if not path.exists():
+            raise _offline_error(name, "FLUX pipeline", exc) from exc
+        raise
+
+
+def load_model(name_or_path: str, *, dtype: str | torch.dtype = "bfloat16", quiet: bool = False,
+               clip_tower: str | None = None, device: str | None = None):
+    """Load `smollm2` (embedded GGUF, cached), `minilm` (embedded), a transformers id / folder
+    (-> `LoadedModel`), a CLIP (-> `saekit.models.clip.LoadedClip`) or a diffusers FLUX pipeline.
 
     bfloat16 is the default because this project's CPUs have fast bf16 (AVX-512 BF16: ~4x the
-    float32 throughput); ask for "float32" when exactness matters more than speed.
+    float32 throughput); ask for "float32" when exactness matters more than speed. `clip_tower`
+    ("vision", "text", "both"; default: what the folder holds) and `device` (diffusers; default
+    cuda when present) apply only to those kinds.
     """
     key = name_or_path.strip().lower()
     if key == "smollm2":
@@ -23,6 +139,11 @@ def load_model(name_or_path: str, *, dtype: str | torch.dtype = "bfloat16", quie
         from saekit.models.minilm import load_minilm
 
         return load_minilm(dtype=dtype, quiet=quiet)
+    kind = model_kind(name_or_path)
+    if kind == "clip":
+        return _load_clip(name_or_path, dtype_name(torch_dtype(dtype)), clip_tower)
+    if kind == "diffusers":
+        return load_diffusers(name_or_path, dtype_name(torch_dtype(dtype)), device)
     from saekit.models.hf import load_hf
 
     return load_hf(name_or_path, dtype=dtype, quiet=quiet)

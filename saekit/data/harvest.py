@@ -416,7 +416,8 @@ def _harvest_clip(cfg: HarvestConfig, *, loaded=None):
         else:
             harvest_clip(model, site, rows, captions=list(part), tokenizer=clip.tokenizer, batch_size=len(part), quiet=True)
         acts, meta = rows.take()
-        meta["doc_id"] = meta["doc_id"] + b * bs
+        if not vision:  # image rows carry the ImageItem id already; caption ids restart at 0 per call
+            meta["doc_id"] = meta["doc_id"] + b * bs
         return acts, meta
 
     return _drive(cfg, writer, math.ceil(len(inputs) / bs), compute, f"harvest CLIP {site_text}")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 
 from saekit.errors import ModelLoadError
-from saekit.models.loaded import LoadedModel, dtype_name, torch_dtype
+from saekit.models.loaded import dtype_name, torch_dtype
 
 EMBEDDED = ("smollm2", "minilm")
 CLIP_MODEL_TYPES = {"clip": "both", "clip_vision_model": "vision", "clip_text_model": "text"}

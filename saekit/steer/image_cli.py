@@ -241,8 +241,8 @@ def run(cfg: ImageSteerConfig, pipe=None) -> ImagePair:
     if cfg.branch != "cond" and not true_cfg:
         raise SteeringError(f"--branch {cfg.branch} needs an unconditional branch: set --true-cfg-scale > 1 and give "
                             "--negative-prompt (or negative_prompt_embeds); guidance-distilled FLUX has none")
-    common = dict(num_inference_steps=cfg.num_inference_steps, height=cfg.height, width=cfg.width,
-                  guidance_scale=cfg.guidance_scale, true_cfg_scale=cfg.true_cfg_scale, output_type="pil")
+    common = {"num_inference_steps": cfg.num_inference_steps, "height": cfg.height, "width": cfg.width,
+              "guidance_scale": cfg.guidance_scale, "true_cfg_scale": cfg.true_cfg_scale, "output_type": "pil"}
 
     def generate(**over) -> Any:
         return pipe(**{**kwargs, **over, **common}, generator=torch.Generator().manual_seed(cfg.seed)).images[0]

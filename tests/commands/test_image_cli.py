@@ -21,7 +21,8 @@ from saekit.data.store import ActivationStore
 from saekit.errors import ModelLoadError, SAEConfigError
 
 torch.set_num_threads(2)
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32, patch_size=8)
+VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4, "image_size": 32,
+          "patch_size": 8}
 TEXT_LEN, SIDE, STEPS = 8, 16, 3
 
 
@@ -42,6 +43,9 @@ def folders(tmp_path_factory):
     g = torch.Generator().manual_seed(0)
     save_file({"prompt_embeds": torch.randn(3, TEXT_LEN, 32, generator=g),
                "pooled_prompt_embeds": torch.randn(3, 32, generator=g)}, root / "embeds.safetensors")
+    save_file({"prompt_embeds": torch.randn(1, TEXT_LEN, 32, generator=g), "pooled_prompt_embeds": torch.randn(1, 32, generator=g),
+               "negative_prompt_embeds": torch.randn(1, TEXT_LEN, 32, generator=g),
+               "negative_pooled_prompt_embeds": torch.randn(1, 32, generator=g)}, root / "embeds_cfg.safetensors")
     save_sae(build(SAEConfig(d_in=32, d_sae=64, arch="topk", k=8), seed=1), root / "sae")
     return root
 
@@ -143,7 +147,8 @@ def test_clip_harvest_resumes_to_an_identical_store(folders, tmp_path, monkeypat
     import saekit.models.clip as clip_mod
     from saekit.data.harvest import HarvestConfig, harvest
 
-    cfg = dict(model=str(folders / "clip"), images="skimage", dtype="float32", batch_size=3, shard_rows=4, quiet=True)
+    cfg = {"model": str(folders / "clip"), "images": "skimage", "dtype": "float32", "batch_size": 3, "shard_rows": 4,
+           "quiet": True}
     harvest(HarvestConfig(out=tmp_path / "ref", **cfg))
     real, calls = clip_mod.harvest_clip, []
 
@@ -159,8 +164,44 @@ def test_clip_harvest_resumes_to_an_identical_store(folders, tmp_path, monkeypat
     monkeypatch.setattr(clip_mod, "harvest_clip", real)
     assert not ActivationStore.open(tmp_path / "cut", allow_incomplete=True).manifest["complete"]
     harvest(HarvestConfig(out=tmp_path / "cut", **cfg))
-    files = lambda p: {f.name: f.read_bytes() for f in sorted(Path(p).iterdir())}  # noqa: E731
+    def files(p):
+        return {f.name: f.read_bytes() for f in sorted(Path(p).iterdir())}
+
     assert files(tmp_path / "cut") == files(tmp_path / "ref")
+
+
+class _WordTokenizer:
+    """Offline stand-in for the CLIP tokenizer: bos 98, one id per word, eos 99, right padding with 0."""
+
+    def __call__(self, texts, padding=True, truncation=True, return_tensors="pt"):
+        rows = [[98] + [1 + sum(map(ord, w)) % 90 for w in t.split()][:12] + [99] for t in texts]
+        T = max(map(len, rows))
+        ids = torch.tensor([r + [0] * (T - len(r)) for r in rows])
+        return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+
+def test_clip_text_tower_harvest_from_caption_file(tmp_path):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from saekit.data.harvest import HarvestConfig, harvest
+    from saekit.models.clip import LoadedClip
+
+    torch.manual_seed(0)
+    txt = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                       vocab_size=100, max_position_embeddings=16, eos_token_id=99, bos_token_id=98,
+                                       pad_token_id=0)).eval()
+    caps = ["a cat on a mat", "two dogs", "the moon at night over water", "red", "a b c"]
+    (tmp_path / "caps.jsonl").write_text("\n".join(json.dumps({"caption": c}) for c in caps) + "\n")
+    loaded = LoadedClip(txt, None, _WordTokenizer(), "tiny-clip-text")
+    harvest(HarvestConfig(model="tiny-clip-text", captions=tmp_path / "caps.jsonl", site="text:-2:eos", batch_size=2,
+                          shard_rows=3, out=tmp_path / "t", quiet=True), loaded=loaded)
+    acts, meta = _rows(tmp_path / "t")
+    enc = _WordTokenizer()(caps)
+    with torch.no_grad():
+        hs = txt(**enc, output_hidden_states=True).hidden_states
+    eos = (enc["input_ids"] == 99).int().argmax(-1)
+    torch.testing.assert_close(acts, hs[-2][torch.arange(5), eos], rtol=1e-5, atol=1e-5)
+    assert meta["doc_id"].tolist() == [0, 1, 2, 3, 4]
 
 
 def test_parse_clip_site_grammar():
@@ -194,6 +235,20 @@ def test_flags_of_another_model_kind_are_refused(folders, tmp_path):
 # -- saekit harvest: FLUX ---------------------------------------------------------------------------
 
 
+def _record_block_and_timesteps(pipe, block, **kwargs):
+    """Run the pipeline once; return every call's block outputs and the transformer's timestep inputs."""
+    seen, ts = [], []
+    h1 = pipe.transformer.register_forward_pre_hook(
+        lambda m, a, kw: ts.append(float(kw["timestep"].reshape(-1)[0])), with_kwargs=True)
+    h2 = block.register_forward_hook(lambda m, a, o: seen.append([x.detach().clone() for x in o]))
+    try:
+        pipe(**kwargs)
+    finally:
+        h1.remove()
+        h2.remove()
+    return seen, ts
+
+
 def test_cli_harvest_flux_records_stream_and_timesteps(folders, tmp_path):
     from saekit.models import load_model
 
@@ -212,17 +267,10 @@ def test_cli_harvest_flux_records_stream_and_timesteps(folders, tmp_path):
     emb = load_file(str(folders / "embeds.safetensors"))
     ref_rows, ref_t, ref_doc = [], [], []
     for b, rows in enumerate([slice(0, 2), slice(2, 3)]):
-        seen, ts = [], []
-        h1 = pipe.transformer.register_forward_pre_hook(
-            lambda m, a, kw: ts.append(float(kw["timestep"].reshape(-1)[0])), with_kwargs=True)
-        h2 = block.register_forward_hook(lambda m, a, o: seen.append([x.detach().clone() for x in o]))
-        try:
-            pipe(prompt_embeds=emb["prompt_embeds"][rows], pooled_prompt_embeds=emb["pooled_prompt_embeds"][rows],
-                 num_inference_steps=STEPS, height=SIDE, width=SIDE, guidance_scale=3.5, output_type="latent",
-                 generator=torch.Generator().manual_seed(b))
-        finally:
-            h1.remove()
-            h2.remove()
+        seen, ts = _record_block_and_timesteps(
+            pipe, block, prompt_embeds=emb["prompt_embeds"][rows], pooled_prompt_embeds=emb["pooled_prompt_embeds"][rows],
+            num_inference_steps=STEPS, height=SIDE, width=SIDE, guidance_scale=3.5, output_type="latent",
+            generator=torch.Generator().manual_seed(b))
         for step in (1, 2):
             text = next(x for x in seen[step] if x.shape[1] == TEXT_LEN)  # text stream identified by its length
             ref_rows.append(text.reshape(-1, 32))
@@ -233,6 +281,48 @@ def test_cli_harvest_flux_records_stream_and_timesteps(folders, tmp_path):
     assert meta["doc_id"].tolist() == ref_doc
     m = ActivationStore.open(out).manifest
     assert m["stream"] == "text" and m["steps"] == [1, 3] and m["complete"]
+
+
+class _DiesOnCall:
+    """A pipeline wrapper whose n-th generation raises, like a user's Ctrl-C mid-harvest."""
+
+    def __init__(self, pipe, n: int):
+        self.pipe, self.transformer, self.n, self.calls = pipe, pipe.transformer, n, 0
+
+    def set_progress_bar_config(self, **kw):
+        self.pipe.set_progress_bar_config(**kw)
+
+    def __call__(self, **kw):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.pipe(**kw)
+
+
+def test_flux_harvest_samples_tokens_and_resumes_identically(folders, tmp_path):
+    from saekit.data.harvest import HarvestConfig, harvest
+    from saekit.models import load_model
+
+    pipe = load_model(str(folders / "flux"), dtype="float32", device="cpu")
+    cfg = {"model": str(folders / "flux"), "hook": "single_transformer_blocks.0@image", "prompt_embeds": folders / "embeds.safetensors",
+           "num_inference_steps": STEPS, "height": SIDE, "width": SIDE, "tokens_per_step": 5, "batch_size": 1,
+           "shard_rows": 4, "dtype": "float32", "quiet": True}
+    harvest(HarvestConfig(out=tmp_path / "ref", **cfg), loaded=pipe)
+    acts, meta = _rows(tmp_path / "ref")
+    assert len(acts) == 3 * STEPS * 5 and meta["timestep"].unique().numel() == STEPS
+    for doc in range(3):
+        for t in meta["timestep"].unique():
+            sel = (meta["doc_id"] == doc) & (meta["timestep"] == t)
+            assert meta["position"][sel].unique().numel() == 5  # 5 distinct image tokens per image per step
+    with pytest.raises(KeyboardInterrupt):
+        harvest(HarvestConfig(out=tmp_path / "cut", **cfg), loaded=_DiesOnCall(pipe, 3))
+    assert ActivationStore.open(tmp_path / "cut", allow_incomplete=True).manifest["count"] == 28  # 30 rows, 4 per shard
+    harvest(HarvestConfig(out=tmp_path / "cut", **cfg), loaded=pipe)
+
+    def files(p):
+        return {f.name: f.read_bytes() for f in sorted(Path(p).iterdir())}
+
+    assert files(tmp_path / "cut") == files(tmp_path / "ref")
 
 
 # -- saekit steer on a diffusers pipeline -----------------------------------------------------------
@@ -268,3 +358,23 @@ def test_image_steer_side_by_side(folders, tmp_path):
     # no unconditional branch without true CFG: refused with the fix
     assert image_cli.main(base + loop + ["--strength", "1", "--branch", "opposite", "--out", str(tmp_path / "o.png")]) == 1
     assert not (tmp_path / "o.png").exists()
+
+
+def test_image_steer_true_cfg_branches(folders, tmp_path):
+    """With true CFG, --branch decides what the unconditional call gets; a zero edit stays exact."""
+    from saekit.steer import image_cli
+
+    base = ["--model", str(folders / "flux"), "--sae", str(folders / "sae"), "--prompt-embeds",
+            str(folders / "embeds_cfg.safetensors"), "--true-cfg-scale", "2", "--num-inference-steps", "2",
+            "--height", str(SIDE), "--width", str(SIDE), "--dtype", "float32", "--quiet", "--hook",
+            "transformer_blocks.0@image", "--feature", "5", "--method", "additive"]
+    pics = {}
+    for branch, strength in (("cond", "0"), ("cond", "30"), ("both", "30"), ("opposite", "30")):
+        out = tmp_path / f"{branch}{strength}.png"
+        assert image_cli.main(base + ["--branch", branch, "--strength", strength, "--out", str(out)]) == 0
+        pics[branch, strength] = _halves(out)
+    un = pics["cond", "0"][0]
+    assert np.array_equal(pics["cond", "0"][1], un)
+    steered = [pics[k][1] for k in (("cond", "30"), ("both", "30"), ("opposite", "30"))]
+    assert all((s != un).any() for s in steered)
+    assert (steered[0] != steered[1]).any() and (steered[0] != steered[2]).any() and (steered[1] != steered[2]).any()

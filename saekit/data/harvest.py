@@ -29,19 +29,21 @@ class HarvestConfig:
     """Flags of `saekit harvest` (also the library entry point's config)."""
 
     model: str = "smollm2"
-    """Model: `smollm2` (embedded), `minilm` (embedded encoder), or a transformers id / local folder."""
+    """Model: `smollm2` (embedded), `minilm` (embedded encoder), a transformers id / local folder, a CLIP
+    (`clip` in the name or a CLIP config.json) or a diffusers FLUX pipeline (folder with model_index.json)."""
     hook: str = "model.layers.15"
-    """Hook point `module.path[:in][@stream]`, e.g. `model.layers.15` (output of decoder layer 15)."""
+    """Hook point `module.path[:in][@stream]`, e.g. `model.layers.15` (output of decoder layer 15); for FLUX
+    `transformer_blocks.N@image|text`, `single_transformer_blocks.N@image`, `....attn@image` (CLIP: use --site)."""
     corpus: str = "default"
     """`shakespeare`, `bible`, `default` (both), a .txt file/folder, a .jsonl (field text), or hf:<dataset>."""
     tokens: int = 200_000
-    """Number of activation rows to store (kept tokens, after exclusions)."""
+    """Number of activation rows to store (kept tokens, after exclusions); for image models a cap."""
     out: Path = Path("acts")
     """Output folder of the store; an interrupted harvest into it resumes."""
     context_len: int = 128
     """Tokens per context window fed to the model."""
     batch_size: int = 8
-    """Contexts per forward pass."""
+    """Contexts per forward pass (images / captions / prompts per batch for image models)."""
     dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     """Model dtype; auto = bfloat16 where the CPU has native bf16 (AVX-512 BF16 / AMX, ~4x faster),
     else float32 (on AVX2-only CPUs bf16 is emulated and ~3x slower than float32)."""

@@ -113,6 +113,11 @@ def run(cfg: SteerConfig, lm=None) -> str:
 def main(argv: list[str]) -> int:
     import tyro
 
+    from saekit.steer import image_cli
+
+    if image_cli.wants_image(argv):  # diffusers pipelines: steer inside the denoising loop, write PNGs
+        return image_cli.main(argv)
+
     cfg = tyro.cli(SteerConfig, args=argv, prog="saekit steer")
     try:
         print(run(cfg))

@@ -38,16 +38,16 @@ def main(argv: list[str]) -> int:
     try:
         import torch
 
-        torch.set_grad_enabled(False)
         from saekit.data import load_corpus
         from saekit.steer.calibration import calibrate_model, save_calibration
         from saekit.steer.session import open_session
 
         s = open_session(cfg.sae, model=cfg.model, dtype=cfg.dtype, hook_point=cfg.hook_point)
         texts = [d.text for d in load_corpus(cfg.corpus)]
-        cal = calibrate_model(s.lm.model, s.lm.tokenizer, s.sae, s.hook_point, texts, tokens=cfg.tokens,
-                              context_len=cfg.context_len, batch_size=cfg.batch_size, quiet=cfg.quiet,
-                              model_name=s.lm.name, corpus=cfg.corpus)
+        with torch.no_grad():  # scoped: a global switch would leak into callers (tests, the demo)
+            cal = calibrate_model(s.lm.model, s.lm.tokenizer, s.sae, s.hook_point, texts, tokens=cfg.tokens,
+                                  context_len=cfg.context_len, batch_size=cfg.batch_size, quiet=cfg.quiet,
+                                  model_name=s.lm.name, corpus=cfg.corpus)
         json_path, _ = save_calibration(cfg.sae, cal)
     except SaekitError as exc:
         print(f"saekit scale: {exc}", file=sys.stderr)

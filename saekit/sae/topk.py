@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from saekit.errors import ShapeError
 from saekit.sae.base import SAE
 from saekit.sae.kernels import topk_forward
 from saekit.sae.output import SAEOutput, SparseLatents
@@ -71,6 +72,12 @@ class TopKSAE(SAE):
 
     def decode_sparse(self, values: Tensor, indices: Tensor) -> Tensor:
         """Raw-unit reconstruction from the sparse form (any leading dims)."""
+        if values.shape != indices.shape or values.ndim == 0:
+            raise ShapeError(f"decode_sparse: values {tuple(values.shape)} and indices {tuple(indices.shape)} must "
+                             "have the same shape [..., k]")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.d_sae):
+            raise ShapeError(f"decode_sparse: indices must be in [0, d_sae={self.d_sae}), found "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
         lead = values.shape[:-1]
         k = values.shape[-1]
         out = sparse_decode(values.reshape(-1, k), indices.reshape(-1, k), self.W_dec) + self.b_dec

@@ -7,6 +7,7 @@ Prints tokens/s (median of --repeats), the ratio, and the analysis state's memor
     python benchmarks/analyze.py                   # synthetic store, TopK + ReLU SAEs at SmolLM2 width
     python benchmarks/analyze.py --store S --sae P # a real store and SAE
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,12 +35,29 @@ def make_store(folder: Path, n: int, d: int) -> Path:
     for i, s in enumerate(range(0, n, rows)):
         m = min(rows, n - s)
         name = f"shard_{i:05d}.safetensors"
-        save_file({"acts": torch.randn(m, d, generator=g).to(torch.bfloat16),
-                   "doc_id": (torch.arange(s, s + m) // 256).int(), "position": (torch.arange(s, s + m) % 256).int(),
-                   "token_id": torch.randint(0, 49152, (m,), generator=g).int()}, str(folder / name))
+        save_file(
+            {
+                "acts": torch.randn(m, d, generator=g).to(torch.bfloat16),
+                "doc_id": (torch.arange(s, s + m) // 256).int(),
+                "position": (torch.arange(s, s + m) % 256).int(),
+                "token_id": torch.randint(0, 49152, (m,), generator=g).int(),
+            },
+            str(folder / name),
+        )
         shards.append({"file": name, "count": m})
-    (folder / "manifest.json").write_text(json.dumps({"schema_version": 1, "complete": True, "dtype": "bfloat16",
-                                                      "model": "synthetic", "d": d, "count": n, "shards": shards}))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "complete": True,
+                "dtype": "bfloat16",
+                "model": "synthetic",
+                "d": d,
+                "count": n,
+                "shards": shards,
+            }
+        )
+    )
     return folder
 
 
@@ -56,10 +74,14 @@ def encode_only(sae, store, batch_size: int) -> int:
 
 
 def full(sae, store, batch_size: int, n_top: int) -> tuple[int, int]:
-    rp = real_pass(sae, store_batches(store, batch_size), RealConfig(n_top=n_top, batch_size=batch_size, quiet=True))
+    rp = real_pass(
+        sae, store_batches(store, batch_size), RealConfig(n_top=n_top, batch_size=batch_size, quiet=True)
+    )
     st, tr = rp.stats, rp.tracker
-    state = sum(t.numel() * t.element_size() for t in (st.sum_F, st.max_F, st.sketch_FB, tr.values_FN,
-                                                      tr.keys_FN, tr.threshold_F))
+    state = sum(
+        t.numel() * t.element_size()
+        for t in (st.sum_F, st.max_F, st.sketch_FB, tr.values_FN, tr.keys_FN, tr.threshold_F)
+    )
     return rp.n_rows, state
 
 
@@ -91,10 +113,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, top-{args.n_top}, "
-          f"all features tracked; median of {args.repeats}")
-    print("| SAE                          |    tokens | encode-only t/s | full analysis t/s | time ratio | state MiB |")
-    print("|------------------------------|-----------|----------------|----------------|------------|-----------|")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, batch {args.batch_size}, top-{args.n_top}, "
+        f"all features tracked; median of {args.repeats}"
+    )
+    print(
+        "| SAE                          |    tokens | encode-only t/s | full analysis t/s | time ratio | state MiB |"
+    )
+    print(
+        "|------------------------------|-----------|----------------|----------------|------------|-----------|"
+    )
     if args.store:
         import saekit
 

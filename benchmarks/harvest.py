@@ -6,6 +6,7 @@ b/a >= 0.95 (harvest overhead = hooks + exclusions + shard writes + tokenisation
 
     python benchmarks/harvest.py [--batches 2] [--batch-size 4] [--repeats 3] [--dtypes float32 bfloat16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,15 +55,25 @@ def main() -> None:
             try:
                 with torch.inference_mode():
                     for s in range(0, n_ctx, args.batch_size):
-                        (base if truncate else lm.model)(input_ids=ids[s : s + args.batch_size], use_cache=False)
+                        (base if truncate else lm.model)(
+                            input_ids=ids[s : s + args.batch_size], use_cache=False
+                        )
             finally:
                 base.layers = all_layers
 
         def run_harvest() -> None:
             with tempfile.TemporaryDirectory() as tmp:
-                cfg = HarvestConfig(hook=f"model.layers.{args.layer}", corpus="shakespeare", tokens=target,
-                                    out=Path(tmp) / "acts", context_len=args.context_len,
-                                    batch_size=args.batch_size, dtype=dtype, quiet=True, max_norm_ratio=0)
+                cfg = HarvestConfig(
+                    hook=f"model.layers.{args.layer}",
+                    corpus="shakespeare",
+                    tokens=target,
+                    out=Path(tmp) / "acts",
+                    context_len=args.context_len,
+                    batch_size=args.batch_size,
+                    dtype=dtype,
+                    quiet=True,
+                    max_norm_ratio=0,
+                )
                 st = harvest(cfg, loaded=lm)
                 assert len(st) == target
 
@@ -78,18 +89,26 @@ def main() -> None:
 
     read_rows_per_s = store_read_speed(d=576)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"SmolLM2-135M, hook model.layers.{args.layer}, {n_ctx} contexts x {args.context_len} tokens "
-          f"({args.batch_size} per batch), {args.threads} threads, median of {args.repeats}; "
-          f"CPU native bf16: {cpu_has_fast_bf16()}")
-    print(f"{'dtype':<10}{'(a) trunc tok/s':>16}{'(b) harvest tok/s':>19}{'(c) full tok/s':>16}{'b/a':>7}{'a/c':>7}")
+    print(
+        f"SmolLM2-135M, hook model.layers.{args.layer}, {n_ctx} contexts x {args.context_len} tokens "
+        f"({args.batch_size} per batch), {args.threads} threads, median of {args.repeats}; "
+        f"CPU native bf16: {cpu_has_fast_bf16()}"
+    )
+    print(
+        f"{'dtype':<10}{'(a) trunc tok/s':>16}{'(b) harvest tok/s':>19}{'(c) full tok/s':>16}{'b/a':>7}{'a/c':>7}"
+    )
     for dtype, a, b, c, ba, ac in rows:
         print(f"{dtype:<10}{a:>16.1f}{b:>19.1f}{c:>16.1f}{ba:>7.3f}{ac:>7.2f}")
-    print("store read (trainer path), 131072 rows x 576 float32 in 4 shards, batch 4096: " + ", ".join(
-        f"{name} {v / 1e6:.2f} M rows/s" for name, v in read_rows_per_s.items()))
+    print(
+        "store read (trainer path), 131072 rows x 576 float32 in 4 shards, batch 4096: "
+        + ", ".join(f"{name} {v / 1e6:.2f} M rows/s" for name, v in read_rows_per_s.items())
+    )
     print(f"peak RSS {peak_mib:.0f} MiB")
 
 
-def store_read_speed(d: int, rows: int = 131072, shard_rows: int = 32768, batch: int = 4096) -> dict[str, float]:
+def store_read_speed(
+    d: int, rows: int = 131072, shard_rows: int = 32768, batch: int = 4096
+) -> dict[str, float]:
     """Rows/s of ActivationStore.iter_batches, shuffled vs sequential (median of 3 passes)."""
     from saekit.data import ActivationStore, StoreWriter
 
@@ -97,7 +116,10 @@ def store_read_speed(d: int, rows: int = 131072, shard_rows: int = 32768, batch:
         w = StoreWriter(tmp, {"d": d}, shard_rows=shard_rows)
         g = torch.Generator().manual_seed(0)
         for _ in range(rows // shard_rows):
-            w.add(torch.randn(shard_rows, d, generator=g), {"doc_id": torch.zeros(shard_rows, dtype=torch.int32)})
+            w.add(
+                torch.randn(shard_rows, d, generator=g),
+                {"doc_id": torch.zeros(shard_rows, dtype=torch.int32)},
+            )
         w.close()
         st = ActivationStore.open(tmp)
         out = {}

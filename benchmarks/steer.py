@@ -3,6 +3,7 @@
 Prints a table: tokens/s (median of repeats), ratio vs the plain forward measured in the same run,
 and peak RSS. Usage: `python benchmarks/steer.py [--tokens 512] [--repeats 5] [--threads 2]`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,16 @@ def main() -> None:
     from saekit.steer.methods import METHODS
 
     lm = load_model("smollm2", dtype="bfloat16")
-    sae = build(SAEConfig(d_in=lm.d_model, d_sae=args.d_sae, arch="topk", k=32,
-                          provenance=Provenance(hook_point="model.layers.15")), seed=0)
+    sae = build(
+        SAEConfig(
+            d_in=lm.d_model,
+            d_sae=args.d_sae,
+            arch="topk",
+            k=32,
+            provenance=Provenance(hook_point="model.layers.15"),
+        ),
+        seed=0,
+    )
     ids = torch.randint(100, 40000, (4, args.tokens // 4), generator=torch.Generator().manual_seed(0))
 
     def timed(ctx_factory) -> float:
@@ -48,8 +57,10 @@ def main() -> None:
     for m in METHODS:
         rows.append((m, timed(lambda m=m: steer_sae(lm.model, sae, m, [7], 3.0))))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"SmolLM2 bf16, SAE fp32 d_sae={args.d_sae} at model.layers.15, {ids.numel()} tokens/forward, "
-          f"{args.threads} threads, median of {args.repeats}; peak RSS {peak_mb:.0f} MiB")
+    print(
+        f"SmolLM2 bf16, SAE fp32 d_sae={args.d_sae} at model.layers.15, {ids.numel()} tokens/forward, "
+        f"{args.threads} threads, median of {args.repeats}; peak RSS {peak_mb:.0f} MiB"
+    )
     print(f"{'method':<14}{'tok/s':>10}{'vs plain':>10}")
     for name, t in rows:
         print(f"{name:<14}{ids.numel() / t:>10.0f}{base / t:>10.2f}")

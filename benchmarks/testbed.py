@@ -5,6 +5,7 @@ initialised default-size generator and SAE (speed does not depend on the weights
 
     python benchmarks/testbed.py [--repeats 5] [--batch 200]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,9 @@ def main() -> None:
     torch.set_num_threads(1)
     cfg = TestbedConfig()
     model = FlowTransformer(cfg).eval()
-    sae = build(SAEConfig(d_in=cfg.d_model, d_sae=cfg.sae_expansion * cfg.d_model, arch="topk", k=cfg.sae_k), seed=0)
+    sae = build(
+        SAEConfig(d_in=cfg.d_model, d_sae=cfg.sae_expansion * cfg.d_model, arch="topk", k=cfg.sae_k), seed=0
+    )
     feats = class_features(sae, torch.randn(2000, cfg.d_model), torch.arange(2000) % 10)
     B = args.batch - args.batch % 10
     noise = torch.randn(B, cfg.n_image_tokens, cfg.patch**2)
@@ -40,9 +43,17 @@ def main() -> None:
     def run(method: str | None) -> float:
         edit = None
         if method:
-            edit = make_edit(block=cfg.block_name("late"), stream="image", method=method, sae=sae, feats=feats,
-                             targets=list(range(10)), rows_per_target=B // 10, strengths_native=s,
-                             steps=set(range(cfg.sample_steps)))
+            edit = make_edit(
+                block=cfg.block_name("late"),
+                stream="image",
+                method=method,
+                sae=sae,
+                feats=feats,
+                targets=list(range(10)),
+                rows_per_target=B // 10,
+                strengths_native=s,
+                steps=set(range(cfg.sample_steps)),
+            )
         times = []
         for _ in range(args.repeats):
             t = time.perf_counter()
@@ -53,7 +64,9 @@ def main() -> None:
     base = run(None)
     rows = [("unsteered", base)] + [(m, run(m)) for m in ("additive", "surgery", "clamp", "boost_active")]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"testbed sampling, {cfg.sample_steps} Euler steps with CFG, batch {B}, 1 thread, median of {args.repeats}")
+    print(
+        f"testbed sampling, {cfg.sample_steps} Euler steps with CFG, batch {B}, 1 thread, median of {args.repeats}"
+    )
     print(f"{'edit':<14}{'images/s':>10}{'vs unsteered':>14}")
     for name, ips in rows:
         print(f"{name:<14}{ips:>10.1f}{ips / base:>14.2f}")

@@ -14,6 +14,7 @@ sparsify is measured when importable by the given interpreter (`pip install --no
 einops natsort simple-parsing docstring-parser` into a venv made with `--system-site-packages`); its
 package `__init__` (which pulls in `datasets`) is bypassed and only `sparse_coder` is used.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,9 +59,22 @@ def run_saekit(data, heldout, steps, warmup, autocast):
     from saekit.train.metrics import read_log
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(arch="topk", k=K, d_sae=D_SAE, batch_size=BATCH, total_tokens=steps * BATCH, lr=LR,
-                          lr_warmup_steps=0, lr_decay="none", dead_tokens=10_000_000, log_every=warmup,
-                          checkpoint_every=10**9, quiet=True, autocast=autocast, init_sample=4096)
+        cfg = TrainConfig(
+            arch="topk",
+            k=K,
+            d_sae=D_SAE,
+            batch_size=BATCH,
+            total_tokens=steps * BATCH,
+            lr=LR,
+            lr_warmup_steps=0,
+            lr_decay="none",
+            dead_tokens=10_000_000,
+            log_every=warmup,
+            checkpoint_every=10**9,
+            quiet=True,
+            autocast=autocast,
+            init_sample=4096,
+        )
         res = Trainer(cfg, TensorSource(data), out=tmp).run()
         log = read_log(f"{tmp}/train_log.jsonl")
     t_w = next(r["elapsed_s"] for r in log if r["step"] == warmup)
@@ -81,8 +95,12 @@ def run_dense(data, heldout, steps, warmup):
     torch.manual_seed(0)
     W_dec = torch.randn(D_SAE, D_IN)
     W_dec /= W_dec.norm(dim=-1, keepdim=True)
-    params = {"W_enc": nn.Parameter(W_dec.T.clone()), "b_enc": nn.Parameter(torch.zeros(D_SAE)),
-              "W_dec": nn.Parameter(W_dec), "b_dec": nn.Parameter(data[:4096].mean(0))}
+    params = {
+        "W_enc": nn.Parameter(W_dec.T.clone()),
+        "b_enc": nn.Parameter(torch.zeros(D_SAE)),
+        "W_dec": nn.Parameter(W_dec),
+        "b_dec": nn.Parameter(data[:4096].mean(0)),
+    }
     opt = torch.optim.Adam(params.values(), lr=LR)
 
     def forward(x):
@@ -183,8 +201,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sparsify-python", default="/tmp/sparsify-venv/bin/python")
-    ap.add_argument("--bf16", choices=["auto", "yes", "no"], default="auto",
-                    help="measure saekit bf16 (auto: only on CPUs with AVX512-BF16/AMX; elsewhere it is emulated)")
+    ap.add_argument(
+        "--bf16",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="measure saekit bf16 (auto: only on CPUs with AVX512-BF16/AMX; elsewhere it is emulated)",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -197,12 +219,19 @@ def main() -> None:
     if args.bf16 == "yes" or (args.bf16 == "auto" and cpu_has_native_bf16()):
         methods["saekit-bf16"] = sys.executable
     else:
-        notes.append("saekit-bf16 skipped: this CPU has no AVX512-BF16/AMX, so torch emulates bf16 matmuls "
-                     "(measured ~100x slower than fp32 here); use --bf16 yes to force")
+        notes.append(
+            "saekit-bf16 skipped: this CPU has no AVX512-BF16/AMX, so torch emulates bf16 matmuls "
+            "(measured ~100x slower than fp32 here); use --bf16 yes to force"
+        )
     sp = args.sparsify_python
-    ok = os.path.exists(sp) and subprocess.run(
-        [sp, "-c", "import importlib.util,sys; sys.exit(importlib.util.find_spec('sparsify') is None)"],
-        capture_output=True).returncode == 0
+    ok = (
+        os.path.exists(sp)
+        and subprocess.run(
+            [sp, "-c", "import importlib.util,sys; sys.exit(importlib.util.find_spec('sparsify') is None)"],
+            capture_output=True,
+        ).returncode
+        == 0
+    )
     if ok:
         methods["sparsify"] = sp
     else:
@@ -210,26 +239,48 @@ def main() -> None:
     results: dict[str, list[dict]] = {m: [] for m in methods}
     for rep in range(args.repeats):
         for method, py in methods.items():
-            cmd = [py, os.path.abspath(__file__), "--child", method, "--steps", str(args.steps),
-                   "--warmup", str(args.warmup), "--threads", str(args.threads)]
+            cmd = [
+                py,
+                os.path.abspath(__file__),
+                "--child",
+                method,
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--threads",
+                str(args.threads),
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 print(f"{method} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
                 continue
             rec = json.loads(proc.stdout.strip().splitlines()[-1])
             results[method].append(rec)
-            print(f"  repeat {rep}: {method:12s} {rec['tokens_per_s']:9.0f} tok/s  FVU {rec['fvu']:.4f}", flush=True)
-    med = {m: {k: statistics.median(r[k] for r in rs) for k in ("tokens_per_s", "fvu", "peak_rss_mb")}
-           for m, rs in results.items() if rs}
+            print(
+                f"  repeat {rep}: {method:12s} {rec['tokens_per_s']:9.0f} tok/s  FVU {rec['fvu']:.4f}",
+                flush=True,
+            )
+    med = {
+        m: {k: statistics.median(r[k] for r in rs) for k in ("tokens_per_s", "fvu", "peak_rss_mb")}
+        for m, rs in results.items()
+        if rs
+    }
     dense = med.get("dense-ref", {}).get("tokens_per_s")
     spars = med.get("sparsify", {}).get("tokens_per_s")
-    print(f"\nTopK SAE training, d_in={D_IN} d_sae={D_SAE} k={K} batch={BATCH} fp32, {args.threads} threads, "
-          f"{args.steps} steps ({args.steps * BATCH} tokens), timed after {args.warmup}; median of {args.repeats}")
-    print(f"{'method':14s} {'tokens/s':>10s} {'x dense':>8s} {'x sparsify':>10s} {'FVU@tokens':>11s} {'peak RSS MB':>12s}")
+    print(
+        f"\nTopK SAE training, d_in={D_IN} d_sae={D_SAE} k={K} batch={BATCH} fp32, {args.threads} threads, "
+        f"{args.steps} steps ({args.steps * BATCH} tokens), timed after {args.warmup}; median of {args.repeats}"
+    )
+    print(
+        f"{'method':14s} {'tokens/s':>10s} {'x dense':>8s} {'x sparsify':>10s} {'FVU@tokens':>11s} {'peak RSS MB':>12s}"
+    )
     for m, r in med.items():
         xd = f"{r['tokens_per_s'] / dense:.2f}" if dense else "-"
         xs = f"{r['tokens_per_s'] / spars:.2f}" if spars else "-"
-        print(f"{m:14s} {r['tokens_per_s']:10.0f} {xd:>8s} {xs:>10s} {r['fvu']:11.4f} {r['peak_rss_mb']:12.0f}")
+        print(
+            f"{m:14s} {r['tokens_per_s']:10.0f} {xd:>8s} {xs:>10s} {r['fvu']:11.4f} {r['peak_rss_mb']:12.0f}"
+        )
     for n in notes:
         print(f"note: {n}")
 

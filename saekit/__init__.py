@@ -1,4 +1,5 @@
 """saekit: sparse autoencoders on real model activations — harvest, train, analyse, steer, measure."""
+
 from saekit.sae import SAE, SAEConfig, build, load_sae, save_sae
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 A reader (or a resumed run) therefore sees either the old complete file or the new complete file,
 never a half-written one, even when the process is killed mid-write.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,7 +72,9 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def save_tensors_atomic(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+def save_tensors_atomic(
+    path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None
+) -> None:
     """safetensors.torch.save_file, atomically. Tensors are made contiguous first."""
     from safetensors.torch import save_file
 

@@ -3,21 +3,31 @@
 Verbs are imported lazily so `saekit --help` is instant and a verb's heavy dependencies (diffusers,
 matplotlib) load only when used.
 """
+
 from __future__ import annotations
 
 import importlib
 import sys
 
 VERBS: dict[str, tuple[str, str]] = {
-    "demo": ("saekit.commands.demo", "the whole loop on the embedded default: harvest, train, eval, analyse, steer"),
+    "demo": (
+        "saekit.commands.demo",
+        "the whole loop on the embedded default: harvest, train, eval, analyse, steer",
+    ),
     "harvest": ("saekit.commands.harvest", "collect activations from a model at a hook point into a store"),
     "train": ("saekit.commands.train", "train an SAE on an activation store"),
-    "eval": ("saekit.commands.eval", "FVU, L0, dead %, CE loss recovered and KL of an SAE spliced into its model"),
+    "eval": (
+        "saekit.commands.eval",
+        "FVU, L0, dead %, CE loss recovered and KL of an SAE spliced into its model",
+    ),
     "analyze": ("saekit.commands.analyze", "what features mean: `analyze real|synthetic|compare`"),
     "scale": ("saekit.commands.scale", "measure activation scales at the hook point for steering strengths"),
     "steer": ("saekit.commands.steer", "steer generation with SAE features; side-by-side output"),
     "sweep": ("saekit.commands.sweep", "methods x layers x strengths x features, scored offline"),
-    "testbed": ("saekit.commands.testbed", "flow-matching digits testbed: measure diffusion steering end to end"),
+    "testbed": (
+        "saekit.commands.testbed",
+        "flow-matching digits testbed: measure diffusion steering end to end",
+    ),
     "info": ("saekit.commands.info", "describe an SAE folder or activation store"),
 }
 

@@ -3,6 +3,7 @@
 Every message names the offending file / tensor / hook, what was expected, what was found and what to
 do about it, so users never have to read a traceback from deep inside torch.
 """
+
 from __future__ import annotations
 
 

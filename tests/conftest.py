@@ -1,4 +1,5 @@
 """Suite-wide guards."""
+
 import pytest
 import torch
 
@@ -19,9 +20,17 @@ def tiny_flux():
     from diffusers import FluxTransformer2DModel
 
     torch.manual_seed(0)
-    model = FluxTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1,
-                                   attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
-                                   pooled_projection_dim=32, axes_dims_rope=(4, 4, 8))
+    model = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=(4, 4, 8),
+    )
     return model.eval()
 
 
@@ -30,7 +39,12 @@ def flux_inputs():
     """Keyword inputs for `tiny_flux`: a 4x4 latent image (16 tokens) and 5 text tokens."""
     g = torch.Generator().manual_seed(1)
     h, w, text = 4, 4, 5
-    return dict(hidden_states=torch.randn(1, h * w, 4, generator=g),
-                encoder_hidden_states=torch.randn(1, text, 32, generator=g),
-                pooled_projections=torch.randn(1, 32, generator=g), timestep=torch.tensor([0.5]),
-                img_ids=torch.zeros(h * w, 3), txt_ids=torch.zeros(text, 3), return_dict=False)
+    return dict(
+        hidden_states=torch.randn(1, h * w, 4, generator=g),
+        encoder_hidden_states=torch.randn(1, text, 32, generator=g),
+        pooled_projections=torch.randn(1, 32, generator=g),
+        timestep=torch.tensor([0.5]),
+        img_ids=torch.zeros(h * w, 3),
+        txt_ids=torch.zeros(text, 3),
+        return_dict=False,
+    )

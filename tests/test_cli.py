@@ -1,4 +1,5 @@
 """The `saekit` dispatcher, called in-process."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,13 @@ def test_unknown_verb_without_close_match(capsys):
 
 
 def test_info_on_sae_folder(tmp_path, capsys):
-    cfg = SAEConfig(d_in=8, d_sae=24, arch="topk", k=4,
-                    provenance=Provenance(model="smollm2", hook_point="model.layers.3", layer=3))
+    cfg = SAEConfig(
+        d_in=8,
+        d_sae=24,
+        arch="topk",
+        k=4,
+        provenance=Provenance(model="smollm2", hook_point="model.layers.3", layer=3),
+    )
     sae = build(cfg, seed=0)
     sae.input_scale.fill_(0.5)
     sae.save(tmp_path / "sae")

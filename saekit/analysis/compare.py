@@ -9,6 +9,7 @@ For each feature with both parts in the analysis document:
 * `last_token_in_real_focus`: fraction of synthetic sequences whose last token (where the feature is
   read) is one of the real focus tokens.
 """
+
 from __future__ import annotations
 
 from saekit.errors import SaekitError
@@ -22,7 +23,9 @@ def compare_feature(feat: dict) -> dict:
     """Comparison metrics for one feature entry of the analysis document."""
     syn = feat.get("synthetic")
     if syn is None or "top_examples" not in feat:
-        raise SaekitError(f"feature {feat.get('index')}: compare needs both `analyze real` and `analyze synthetic` results")
+        raise SaekitError(
+            f"feature {feat.get('index')}: compare needs both `analyze real` and `analyze synthetic` results"
+        )
     real_max = feat["stats"]["max"]
     seqs = syn["sequences"]
     best = seqs[0]["activation"] if seqs else 0.0
@@ -50,6 +53,8 @@ def compare_document(doc: dict) -> dict[str, dict]:
             feat["comparison"] = compare_feature(feat)
             out[key] = feat["comparison"]
     if not out:
-        raise SaekitError("no feature has both real and synthetic results; run `analyze real` and `analyze synthetic` "
-                          "with the same --out and --features first")
+        raise SaekitError(
+            "no feature has both real and synthetic results; run `analyze real` and `analyze synthetic` "
+            "with the same --out and --features first"
+        )
     return out

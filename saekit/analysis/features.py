@@ -6,6 +6,7 @@ turns the parsed items into indices, which may need data (`top:N` needs firing c
 needs a function that scores a prompt). Ranges are inclusive (`0-20` is 21 features) because that is
 how people write them in a shell.
 """
+
 from __future__ import annotations
 
 import re
@@ -47,7 +48,7 @@ def _split(spec: str) -> list[str]:
         else:
             buf.append(ch)
     if quoted:
-        raise FeatureSpecError(f"feature spec {spec!r}: unbalanced double quote; write active:\"your prompt\"")
+        raise FeatureSpecError(f'feature spec {spec!r}: unbalanced double quote; write active:"your prompt"')
     parts.append("".join(buf))
     return [p.strip() for p in parts]
 
@@ -76,9 +77,9 @@ def parse_feature_spec(spec: str) -> list[SpecItem]:
             if len(body) >= 2 and body[0] == body[-1] == '"':
                 body = body[1:-1]
             if not body.strip():
-                raise FeatureSpecError(f"{where}: active: needs a prompt, e.g. active:\"The cat sat\"")
+                raise FeatureSpecError(f'{where}: active: needs a prompt, e.g. active:"The cat sat"')
             if n == 0:
-                raise FeatureSpecError(f"{where}: active:N:\"prompt\" needs N >= 1")
+                raise FeatureSpecError(f'{where}: active:N:"prompt" needs N >= 1')
             items.append(SpecItem("active", lo=n, prompt=body))
         elif part.isdigit():
             items.append(SpecItem("index", lo=int(part)))
@@ -90,7 +91,7 @@ def parse_feature_spec(spec: str) -> list[SpecItem]:
         else:
             raise FeatureSpecError(
                 f"{where}: not understood; accepted forms are an index (5), an inclusive range (0-20), "
-                "top:N (N most frequent features) and active:\"prompt\" (or active:N:\"prompt\")"
+                'top:N (N most frequent features) and active:"prompt" (or active:N:"prompt")'
             )
     return items
 
@@ -107,8 +108,9 @@ def resolve_features(
     `firing_counts [d_sae]` is needed for `top:N`; `prompt_scores(prompt) -> [d_sae]` (e.g. the max
     activation of each feature over the prompt's tokens) for `active:`. Indices must be < d_sae.
     """
-    items = (parse_feature_spec(spec) if isinstance(spec, str)
-             else [SpecItem("index", lo=int(i)) for i in spec])
+    items = (
+        parse_feature_spec(spec) if isinstance(spec, str) else [SpecItem("index", lo=int(i)) for i in spec]
+    )
     out: list[int] = []
     seen: set[int] = set()
     for it in items:
@@ -131,7 +133,7 @@ def resolve_features(
         else:
             if prompt_scores is None:
                 raise FeatureSpecError(
-                    f"active:\"{it.prompt}\" needs a model to run the prompt through; give --model (or a "
+                    f'active:"{it.prompt}" needs a model to run the prompt through; give --model (or a '
                     "store whose manifest names its model) or pass explicit indices"
                 )
             scores = prompt_scores(it.prompt).detach().float().cpu()

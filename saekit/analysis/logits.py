@@ -7,6 +7,7 @@ the per-token `1 / rms(x)` factor is dropped. That factor is one positive number
 scales all logits equally and does not change which tokens rank top/bottom; the biases are constant
 offsets and are dropped too. Effects are therefore in "logit per unit of normalised direction".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,11 +17,20 @@ from torch import Tensor, nn
 
 from saekit.errors import ModelLoadError
 
-_NORM_PATHS = ("model.norm", "model.final_layernorm", "transformer.ln_f", "gpt_neox.final_layer_norm",
-               "model.decoder.final_layer_norm", "norm", "ln_f")
+_NORM_PATHS = (
+    "model.norm",
+    "model.final_layernorm",
+    "transformer.ln_f",
+    "gpt_neox.final_layer_norm",
+    "model.decoder.final_layer_norm",
+    "norm",
+    "ln_f",
+)
 
-APPROXIMATION = ("direct path from the hook point to the unembedding; final norm linearised (gamma * d, "
-                 "centred first for LayerNorm, 1/rms scale dropped: it rescales all logits equally)")
+APPROXIMATION = (
+    "direct path from the hook point to the unembedding; final norm linearised (gamma * d, "
+    "centred first for LayerNorm, 1/rms scale dropped: it rescales all logits equally)"
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,9 @@ class LogitEffect:
 
 
 @torch.no_grad()
-def logit_effects(directions_FD: Tensor, unembed: Unembed, features: list[int], k: int = 10) -> list[LogitEffect]:
+def logit_effects(
+    directions_FD: Tensor, unembed: Unembed, features: list[int], k: int = 10
+) -> list[LogitEffect]:
     """Effects of `directions_FD[features]` (unit decoder rows, `[d_sae, d_model]`) on every token."""
     d = directions_FD[features].detach().float()
     if unembed.centre:
@@ -83,7 +95,10 @@ def logit_effects(directions_FD: Tensor, unembed: Unembed, features: list[int], 
     top = logits_FV.topk(k, dim=1)
     bot = (-logits_FV).topk(k, dim=1)
     return [
-        LogitEffect(f, list(zip(top.indices[i].tolist(), top.values[i].tolist())),
-                    list(zip(bot.indices[i].tolist(), (-bot.values[i]).tolist())))
+        LogitEffect(
+            f,
+            list(zip(top.indices[i].tolist(), top.values[i].tolist())),
+            list(zip(bot.indices[i].tolist(), (-bot.values[i]).tolist())),
+        )
         for i, f in enumerate(features)
     ]

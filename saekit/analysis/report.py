@@ -17,6 +17,7 @@ Schema (version 1):
                    logit_effects{promoted[{token_id, token, effect}], suppressed[...]} | null,
                    synthetic{...} | absent, comparison{...} | absent}}
 """
+
 from __future__ import annotations
 
 import json
@@ -39,14 +40,28 @@ def finite_or_none(x: float) -> float | None:
 
 
 def new_document(sae_info: dict, source: dict, config: dict) -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "format": FORMAT, "sae": sae_info, "source": source,
-            "config": config, "summary": {}, "all_features": {}, "features": {}}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "format": FORMAT,
+        "sae": sae_info,
+        "source": source,
+        "config": config,
+        "summary": {},
+        "all_features": {},
+        "features": {},
+    }
 
 
 def sae_info(sae, path: str | None) -> dict:
     cfg = sae.cfg.to_dict()
-    return {"path": path, "arch": sae.arch, "d_in": sae.d_in, "d_sae": sae.d_sae, "k": cfg.get("k"),
-            "provenance": cfg.get("provenance")}
+    return {
+        "path": path,
+        "arch": sae.arch,
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        "k": cfg.get("k"),
+        "provenance": cfg.get("provenance"),
+    }
 
 
 def save(doc: dict, folder: str | Path) -> Path:
@@ -58,7 +73,9 @@ def save(doc: dict, folder: str | Path) -> Path:
 def load(folder: str | Path) -> dict:
     path = Path(folder) / FILE_NAME
     if not path.is_file():
-        raise SaekitError(f"no {FILE_NAME} in {folder}; run `saekit analyze real` (or synthetic) with --out {folder} first")
+        raise SaekitError(
+            f"no {FILE_NAME} in {folder}; run `saekit analyze real` (or synthetic) with --out {folder} first"
+        )
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -66,7 +83,9 @@ def load(folder: str | Path) -> dict:
     if doc.get("format") != FORMAT or not isinstance(doc.get("schema_version"), int):
         raise SaekitError(f"{path} is not a saekit analysis document (format={doc.get('format')!r})")
     if doc["schema_version"] > SCHEMA_VERSION:
-        raise SaekitError(f"{path} has schema_version {doc['schema_version']}, newer than this saekit ({SCHEMA_VERSION}); upgrade saekit")
+        raise SaekitError(
+            f"{path} has schema_version {doc['schema_version']}, newer than this saekit ({SCHEMA_VERSION}); upgrade saekit"
+        )
     return doc
 
 
@@ -87,14 +106,25 @@ def synthetic_entry(result, cfg, tokenizer, real_max: float | None) -> dict:
     seqs = []
     for s in result.sequences:
         toks = [token_text(tokenizer, t) for t in s.token_ids]
-        seqs.append({
-            "token_ids": s.token_ids, "tokens": toks,
-            "text": tokenizer.decode(s.token_ids) if tokenizer is not None else " ".join(toks),
-            "activation": s.activation, "pre_activation": s.pre_activation, "ce": finite_or_none(s.ce),
-            "perplexity": finite_or_none(s.perplexity),
-            "ratio_to_real_max": s.activation / real_max if real_max else None, "restart": s.restart,
-        })
+        seqs.append(
+            {
+                "token_ids": s.token_ids,
+                "tokens": toks,
+                "text": tokenizer.decode(s.token_ids) if tokenizer is not None else " ".join(toks),
+                "activation": s.activation,
+                "pre_activation": s.pre_activation,
+                "ce": finite_or_none(s.ce),
+                "perplexity": finite_or_none(s.perplexity),
+                "ratio_to_real_max": s.activation / real_max if real_max else None,
+                "restart": s.restart,
+            }
+        )
     conf = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "quiet"}
-    return {"config": conf, "real_max": real_max, "sequences": seqs, "trajectories": result.trajectories,
-            "random_activations": result.random_activations,
-            "objective": "SAE pre-activation of the feature at the last token; fluency = model CE (nats/token)"}
+    return {
+        "config": conf,
+        "real_max": real_max,
+        "sequences": seqs,
+        "trajectories": result.trajectories,
+        "random_activations": result.random_activations,
+        "objective": "SAE pre-activation of the feature at the last token; fluency = model CE (nats/token)",
+    }

@@ -10,6 +10,7 @@ is tracked separately). A shift is far cheaper than a log per active latent. Mem
 `O(features x buckets)` (`64 x 28` buckets by default), independent of the number of tokens. The
 same buckets give the histogram.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,12 +45,14 @@ def _bits(x: float) -> int:
 class FeatureStats:
     """Accumulates statistics of `n_features` latents over a stream of batches."""
 
-    def __init__(self, n_features: int, cfg: SketchConfig = SketchConfig(), device: torch.device | str = "cpu"):
+    def __init__(
+        self, n_features: int, cfg: SketchConfig = SketchConfig(), device: torch.device | str = "cpu"
+    ):
         self.cfg = cfg
         self.n_features = n_features
         self.shift = 23 - cfg.mantissa_bits
-        self.b_min = _bits(2.0 ** cfg.min_exp) >> self.shift
-        self.b_max = (_bits(2.0 ** cfg.max_exp) >> self.shift) - 1
+        self.b_min = _bits(2.0**cfg.min_exp) >> self.shift
+        self.b_max = (_bits(2.0**cfg.max_exp) >> self.shift) - 1
         self.n_buckets = self.b_max - self.b_min + 1
         self.n_rows = 0
         self.sum_F = torch.zeros(n_features, dtype=torch.float64, device=device)
@@ -143,6 +146,6 @@ class FeatureStats:
         per = max(1, math.ceil((hi - lo) / n_bins))
         edges_all = self.bucket_edges()
         starts = list(range(lo, hi, per))
-        counts = [int(row[s:min(s + per, hi)].sum()) for s in starts]
+        counts = [int(row[s : min(s + per, hi)].sum()) for s in starts]
         edges = [float(edges_all[s]) for s in starts] + [float(edges_all[min(starts[-1] + per, hi)])]
         return edges, counts

@@ -6,6 +6,7 @@ memory-mapped safetensors shards (`acts`, `doc_id`, `position`, `token_id`; see 
 and re-encode them with the SAE. The stored activations are the ones the pass saw, so the highlighted
 values match the top-example values exactly, and no model is needed.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -37,7 +38,9 @@ class StoreRows:
         self.folder = Path(folder)
         mpath = self.folder / "manifest.json"
         if not mpath.is_file():
-            raise StoreError(f"no manifest.json in {self.folder}: not an activation store (run `saekit harvest`)")
+            raise StoreError(
+                f"no manifest.json in {self.folder}: not an activation store (run `saekit harvest`)"
+            )
         try:
             self.manifest = json.loads(mpath.read_text(encoding="utf-8"))
             shards = self.manifest["shards"]

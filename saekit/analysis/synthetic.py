@@ -20,6 +20,7 @@ Methods:
 
 Everything is seeded (`seed`, restart r uses seed * 1000 + r), so runs are deterministic on CPU.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,7 +65,9 @@ class SyntheticConfig:
     def __post_init__(self) -> None:
         for name in ("n_steps", "seq_len", "restarts", "top_k_tokens", "n_candidates", "fluency_top"):
             if getattr(self, name) < 1:
-                raise SaekitError(f"synthetic: --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise SaekitError(
+                    f"synthetic: --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
         if self.seq_len < 2 and self.fluency_weight > 0:
             raise SaekitError("synthetic: --seq-len must be >= 2 for a fluency (cross-entropy) term")
         if self.method not in ("gcg", "soft"):
@@ -145,7 +148,7 @@ class FeatureObjective:
         """(pre-activation [B], true activation [B]) for token sequences."""
         pres, acts = [], []
         for s in range(0, ids_BT.shape[0], batch):
-            h = self.hidden(input_ids=ids_BT[s:s + batch])
+            h = self.hidden(input_ids=ids_BT[s : s + batch])
             pres.append(self.pre_act(h, feature).float())
             acts.append(self.sae.encode(h[:, -1, :])[:, feature].float())
         return torch.cat(pres), torch.cat(acts)
@@ -154,8 +157,9 @@ class FeatureObjective:
     def cross_entropy(self, ids_BT: Tensor) -> Tensor:
         """Mean next-token CE (nats/token) of the full model on each sequence, `[B]`."""
         logits = self.model(input_ids=ids_BT, use_cache=False).logits.float()
-        ce = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), ids_BT[:, 1:].reshape(-1),
-                             reduction="none")
+        ce = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), ids_BT[:, 1:].reshape(-1), reduction="none"
+        )
         return ce.reshape(ids_BT.shape[0], -1).mean(1)
 
 
@@ -169,14 +173,23 @@ def allowed_tokens(vocab_size: int, tokenizer=None) -> Tensor:
     return mask
 
 
-def _gcg_restart(obj: FeatureObjective, feature: int, cfg: SyntheticConfig, allowed: Tensor, scale: float,
-                 g: torch.Generator, bar) -> tuple[Tensor, list[float]]:
+def _gcg_restart(
+    obj: FeatureObjective,
+    feature: int,
+    cfg: SyntheticConfig,
+    allowed: Tensor,
+    scale: float,
+    g: torch.Generator,
+    bar,
+) -> tuple[Tensor, list[float]]:
     V = obj.W_E.shape[0]
     pool = allowed.nonzero().flatten()
     ids = pool[torch.randint(0, pool.numel(), (cfg.seq_len,), generator=g)]
     use_ce = cfg.fluency_weight > 0
     cur_pre = float(obj.score_ids(ids[None], feature)[0][0])
-    cur_score = cur_pre - (cfg.fluency_weight * scale * float(obj.cross_entropy(ids[None])[0]) if use_ce else 0.0)
+    cur_score = cur_pre - (
+        cfg.fluency_weight * scale * float(obj.cross_entropy(ids[None])[0]) if use_ce else 0.0
+    )
     traj = []
     W_E = obj.W_E.detach()
     for _ in range(cfg.n_steps):
@@ -203,8 +216,15 @@ def _gcg_restart(obj: FeatureObjective, feature: int, cfg: SyntheticConfig, allo
     return ids, traj
 
 
-def _soft_restart(obj: FeatureObjective, feature: int, cfg: SyntheticConfig, allowed: Tensor, scale: float,
-                  g: torch.Generator, bar) -> tuple[Tensor, list[float]]:
+def _soft_restart(
+    obj: FeatureObjective,
+    feature: int,
+    cfg: SyntheticConfig,
+    allowed: Tensor,
+    scale: float,
+    g: torch.Generator,
+    bar,
+) -> tuple[Tensor, list[float]]:
     W_E = obj.W_E.detach().float()
     pool = allowed.nonzero().flatten()
     init = pool[torch.randint(0, pool.numel(), (cfg.seq_len,), generator=g)]
@@ -239,8 +259,17 @@ def _soft_restart(obj: FeatureObjective, feature: int, cfg: SyntheticConfig, all
     return ids_BT[int(score.argmax())], traj
 
 
-def maximise_feature(model: nn.Module, sae, hook_point: str, feature: int, cfg: SyntheticConfig = SyntheticConfig(),
-                     *, tokenizer=None, real_max: float | None = None, n_random: int = 32) -> SyntheticResult:
+def maximise_feature(
+    model: nn.Module,
+    sae,
+    hook_point: str,
+    feature: int,
+    cfg: SyntheticConfig = SyntheticConfig(),
+    *,
+    tokenizer=None,
+    real_max: float | None = None,
+    n_random: int = 32,
+) -> SyntheticResult:
     """Run `cfg.restarts` optimisations of `feature`; results sorted by true activation."""
     if not 0 <= feature < sae.d_sae:
         raise SaekitError(f"feature {feature} out of range: the SAE has d_sae={sae.d_sae}")
@@ -253,8 +282,10 @@ def maximise_feature(model: nn.Module, sae, hook_point: str, feature: int, cfg: 
     scale = float(real_max) if real_max and real_max > 0 else 1.0
     has_lm = getattr(model, "get_output_embeddings", lambda: None)() is not None
     if cfg.fluency_weight > 0 and not has_lm:
-        raise SaekitError(f"{type(model).__name__} has no language-model head, so no fluency cross-entropy; "
-                          "pass --fluency-weight 0")
+        raise SaekitError(
+            f"{type(model).__name__} has no language-model head, so no fluency cross-entropy; "
+            "pass --fluency-weight 0"
+        )
     seqs, trajs = [], []
     bar = tqdm(total=cfg.n_steps * cfg.restarts, disable=cfg.quiet, desc=f"synthetic feature {feature}")
     for r in range(cfg.restarts):

@@ -14,6 +14,7 @@ merge is fully vectorised:
 Ties at equal value keep the entry seen first (smaller key on the same batch), so results are
 deterministic. Keys are int64 and opaque here (the real pass uses the global row index).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -71,7 +72,11 @@ class TopKTracker:
 
     def update_dense(self, latents_BF: Tensor, keys_B: Tensor) -> None:
         """Merge a dense batch `[B, n_features]`."""
-        if latents_BF.ndim != 2 or latents_BF.shape[1] != self.n_features or keys_B.shape != latents_BF.shape[:1]:
+        if (
+            latents_BF.ndim != 2
+            or latents_BF.shape[1] != self.n_features
+            or keys_B.shape != latents_BF.shape[:1]
+        ):
             raise ShapeError(
                 f"update_dense expects latents [B, {self.n_features}] and keys [B]; got "
                 f"{tuple(latents_BF.shape)}, {tuple(keys_B.shape)}"

@@ -5,6 +5,7 @@
 * `compare`: real + synthetic (reusing what --out already holds for those features) + comparison.
 All three write/extend `OUT/analysis.json` and PNGs in OUT.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -132,7 +133,9 @@ def run_real(a: RealArgs) -> dict:
     from saekit.analysis.store_rows import StoreRows
 
     if not a.store:
-        raise SaekitError("analyze real needs --store STORE_FOLDER (an activation store from `saekit harvest`)")
+        raise SaekitError(
+            "analyze real needs --store STORE_FOLDER (an activation store from `saekit harvest`)"
+        )
     sae = _load_sae(a.sae)
     manifest = StoreRows(a.store).manifest
     lm = tokenizer = unembed = scorer = None
@@ -142,10 +145,24 @@ def run_real(a: RealArgs) -> dict:
         if lm.kind == "causal_lm":
             unembed = find_unembed(lm.model)
         scorer = _prompt_scorer(lm, sae, _hook_point(a, sae, manifest))
-    cfg = RealConfig(n_top=a.n_top, batch_size=a.batch_size, context_before=a.context_before,
-                     context_after=a.context_after, max_rows=a.max_rows, quiet=a.quiet)
-    doc = analyze_store(sae, a.store, a.features, cfg, tokenizer=tokenizer, unembed=unembed, sae_path=a.sae,
-                        prompt_scores=scorer)
+    cfg = RealConfig(
+        n_top=a.n_top,
+        batch_size=a.batch_size,
+        context_before=a.context_before,
+        context_after=a.context_after,
+        max_rows=a.max_rows,
+        quiet=a.quiet,
+    )
+    doc = analyze_store(
+        sae,
+        a.store,
+        a.features,
+        cfg,
+        tokenizer=tokenizer,
+        unembed=unembed,
+        sae_path=a.sae,
+        prompt_scores=scorer,
+    )
     out = Path(a.out)
     report.save(doc, out)
     if not a.no_plots:
@@ -157,8 +174,10 @@ def run_real(a: RealArgs) -> dict:
         P.statistics_real_png(doc, out)
     if not a.quiet:
         s = doc["summary"]
-        print(f"analyze real: {s['n_rows']:,} tokens, {s['n_selected']} features reported, {s['n_dead']} of "
-              f"{s['n_features']} never fired -> {out / report.FILE_NAME}")
+        print(
+            f"analyze real: {s['n_rows']:,} tokens, {s['n_selected']} features reported, {s['n_dead']} of "
+            f"{s['n_features']} never fired -> {out / report.FILE_NAME}"
+        )
     return doc
 
 
@@ -171,20 +190,34 @@ def run_synthetic(a: SyntheticArgs, doc: dict | None = None) -> dict:
     out = Path(a.out)
     if doc is None and (out / report.FILE_NAME).is_file():
         doc = report.load(out)
-    manifest = {"model": doc["source"].get("model"), "hook_point": doc["source"].get("hook_point")} if doc else None
+    manifest = (
+        {"model": doc["source"].get("model"), "hook_point": doc["source"].get("hook_point")} if doc else None
+    )
     lm = _load_model(a, sae, manifest)
     hp = _hook_point(a, sae, manifest)
     counts = None
     if doc and doc.get("all_features"):
         n_rows = doc["summary"]["n_rows"]
         counts = torch.tensor(doc["all_features"]["frequency"]) * n_rows
-    features = resolve_features(a.features, sae.d_sae, firing_counts=counts, prompt_scores=_prompt_scorer(lm, sae, hp))
+    features = resolve_features(
+        a.features, sae.d_sae, firing_counts=counts, prompt_scores=_prompt_scorer(lm, sae, hp)
+    )
     if doc is None:
-        doc = report.new_document(report.sae_info(sae, a.sae), {"kind": "model", "model": lm.name, "hook_point": hp},
-                                  {})
-    cfg = SyntheticConfig(n_steps=a.n_steps, seq_len=a.seq_len, learning_rate=a.learning_rate, restarts=a.restarts,
-                          seed=a.seed, method=a.method, n_candidates=a.n_candidates, top_k_tokens=a.top_k_tokens,
-                          fluency_weight=a.fluency_weight, quiet=a.quiet)
+        doc = report.new_document(
+            report.sae_info(sae, a.sae), {"kind": "model", "model": lm.name, "hook_point": hp}, {}
+        )
+    cfg = SyntheticConfig(
+        n_steps=a.n_steps,
+        seq_len=a.seq_len,
+        learning_rate=a.learning_rate,
+        restarts=a.restarts,
+        seed=a.seed,
+        method=a.method,
+        n_candidates=a.n_candidates,
+        top_k_tokens=a.top_k_tokens,
+        fluency_weight=a.fluency_weight,
+        quiet=a.quiet,
+    )
     model = lm.model.float() if a.model_dtype == "float32" else lm.model
     for f in features:
         feat = doc["features"].setdefault(str(f), {"index": f})
@@ -214,8 +247,12 @@ def run_compare(a: CompareArgs) -> dict:
         doc = run_real(RealArgs(**{f.name: getattr(a, f.name) for f in dataclasses.fields(RealArgs)}))
     feats = [k for k, f in doc["features"].items() if "top_examples" in f]
     if a.rerun or not all("synthetic" in doc["features"][k] for k in feats):
-        syn_args = SyntheticArgs(**{**{f.name: getattr(a, f.name) for f in dataclasses.fields(SyntheticArgs)},
-                                    "features": ",".join(feats)})
+        syn_args = SyntheticArgs(
+            **{
+                **{f.name: getattr(a, f.name) for f in dataclasses.fields(SyntheticArgs)},
+                "features": ",".join(feats),
+            }
+        )
         doc = run_synthetic(syn_args, doc)
     comp = compare_document(doc)
     report.save(doc, out)
@@ -226,7 +263,11 @@ def run_compare(a: CompareArgs) -> dict:
     if not a.quiet:
         for k, c in comp.items():
             r = c["ratio_to_real_max"]
-            print(f"feature {k}: synthetic/real max = {r:.2f}" if r is not None else f"feature {k}: never fired in real data")
+            print(
+                f"feature {k}: synthetic/real max = {r:.2f}"
+                if r is not None
+                else f"feature {k}: never fired in real data"
+            )
     return doc
 
 

@@ -5,6 +5,7 @@ spliced CE recovered, KL) -> analyze compare (top contexts, logit effects, synth
 -> scale + steer (unsteered vs steered continuation). Every step writes into --out and is resumable:
 rerunning the command continues an interrupted harvest or training and reuses finished steps.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,10 @@ def _call(verb: str, argv: list[str]) -> None:
     print("$ saekit " + verb + " " + " ".join(a if " " not in a else repr(a) for a in argv), flush=True)
     rc = cli_main([verb, *argv])
     if rc != 0:
-        raise SaekitError(f"demo step `saekit {verb}` failed with exit code {rc}; fix the error above and rerun "
-                          "`saekit demo` (finished steps are reused)")
+        raise SaekitError(
+            f"demo step `saekit {verb}` failed with exit code {rc}; fix the error above and rerun "
+            "`saekit demo` (finished steps are reused)"
+        )
 
 
 def pick_feature(analysis_json: Path) -> int:
@@ -92,7 +95,12 @@ def pick_feature(analysis_json: Path) -> int:
 
 def run(cfg: DemoConfig) -> None:
     out = Path(cfg.out)
-    tokens, train_tokens, expansion, eval_tokens = cfg.tokens, cfg.train_tokens, cfg.expansion, cfg.eval_tokens
+    tokens, train_tokens, expansion, eval_tokens = (
+        cfg.tokens,
+        cfg.train_tokens,
+        cfg.expansion,
+        cfg.eval_tokens,
+    )
     synth_steps, features = cfg.synthetic_steps, cfg.features
     if cfg.quick:
         tokens, train_tokens, expansion, eval_tokens = 20_000, 40_000, 4, 1024
@@ -102,35 +110,115 @@ def run(cfg: DemoConfig) -> None:
     t_all = time.perf_counter()
 
     t0 = _step(f"1/5 harvest {tokens:,} activations of {cfg.model} at {cfg.hook}")
-    _call("harvest", ["--model", cfg.model, "--hook", cfg.hook, "--corpus", cfg.corpus, "--tokens", str(tokens),
-                      "--out", str(acts), *q])
+    _call(
+        "harvest",
+        [
+            "--model",
+            cfg.model,
+            "--hook",
+            cfg.hook,
+            "--corpus",
+            cfg.corpus,
+            "--tokens",
+            str(tokens),
+            "--out",
+            str(acts),
+            *q,
+        ],
+    )
     _done(t0)
 
     t0 = _step(f"2/5 train a TopK SAE (k={cfg.k}, {expansion}x) on {train_tokens:,} rows")
-    _call("train", ["--acts", str(acts), "--arch", "topk", "--k", str(cfg.k), "--expansion", str(expansion),
-                    "--total-tokens", str(train_tokens), "--batch-size", str(cfg.batch_size), "--lr", str(cfg.lr),
-                    "--out", str(sae), *q])
+    _call(
+        "train",
+        [
+            "--acts",
+            str(acts),
+            "--arch",
+            "topk",
+            "--k",
+            str(cfg.k),
+            "--expansion",
+            str(expansion),
+            "--total-tokens",
+            str(train_tokens),
+            "--batch-size",
+            str(cfg.batch_size),
+            "--lr",
+            str(cfg.lr),
+            "--out",
+            str(sae),
+            *q,
+        ],
+    )
     _done(t0)
 
     t0 = _step("3/5 evaluate: reconstruction on held-out activations, CE loss with the SAE spliced in")
-    _call("eval", [str(sae), "--corpus", "shakespeare", "--tokens", str(eval_tokens), "--acts", str(acts), *q])
+    _call(
+        "eval", [str(sae), "--corpus", "shakespeare", "--tokens", str(eval_tokens), "--acts", str(acts), *q]
+    )
     _done(t0)
 
     t0 = _step(f"4/5 analyse features {features}: real top contexts, logit effects, synthetic maximisers")
-    _call("analyze", ["compare", "--sae", str(sae), "--store", str(acts), "--features", features,
-                      "--out", str(analysis), "--n-steps", str(synth_steps), "--restarts", "1", *q])
+    _call(
+        "analyze",
+        [
+            "compare",
+            "--sae",
+            str(sae),
+            "--store",
+            str(acts),
+            "--features",
+            features,
+            "--out",
+            str(analysis),
+            "--n-steps",
+            str(synth_steps),
+            "--restarts",
+            "1",
+            *q,
+        ],
+    )
     _done(t0)
 
     t0 = _step("5/5 calibrate strengths and steer generation")
     _call("scale", ["--sae", str(sae), "--tokens", "8192", *q])
     feature = cfg.steer_feature if cfg.steer_feature is not None else pick_feature(analysis / "analysis.json")
-    _call("steer", ["--sae", str(sae), "--analysis", str(analysis / "analysis.json"),
-                    "--explain-prompt", cfg.steer_prompt, "--top-n", "5"])
-    _call("steer", ["--sae", str(sae), "--feature", str(feature), "--method", cfg.steer_method,
-                    "--strength", cfg.steer_strength, "--prompt", cfg.steer_prompt, "--max-new-tokens", "40"])
+    _call(
+        "steer",
+        [
+            "--sae",
+            str(sae),
+            "--analysis",
+            str(analysis / "analysis.json"),
+            "--explain-prompt",
+            cfg.steer_prompt,
+            "--top-n",
+            "5",
+        ],
+    )
+    _call(
+        "steer",
+        [
+            "--sae",
+            str(sae),
+            "--feature",
+            str(feature),
+            "--method",
+            cfg.steer_method,
+            "--strength",
+            cfg.steer_strength,
+            "--prompt",
+            cfg.steer_prompt,
+            "--max-new-tokens",
+            "40",
+        ],
+    )
     _done(t0)
-    print(f"\nall done in {time.perf_counter() - t_all:.0f} s. Outputs in {out}/: acts/ (activation store), "
-          f"sae/ (SAE + eval/eval.json, eval.png), analysis/ (analysis.json + PNG reports)")
+    print(
+        f"\nall done in {time.perf_counter() - t_all:.0f} s. Outputs in {out}/: acts/ (activation store), "
+        f"sae/ (SAE + eval/eval.json, eval.png), analysis/ (analysis.json + PNG reports)"
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
 """`saekit info PATH`: describe an SAE folder or an activation store."""
+
 from __future__ import annotations
 
 import json
@@ -16,14 +17,23 @@ def main(argv: list[str]) -> int:
         from saekit.sae.io import load_sae
 
         sae = load_sae(path)
-        info = {"kind": "sae", "arch": sae.arch, "d_in": sae.d_in, "d_sae": sae.d_sae, "k": sae.cfg.k,
-                "dtype": sae.cfg.dtype, "input_scale": float(sae.input_scale),
-                "provenance": sae.cfg.to_dict()["provenance"]}
+        info = {
+            "kind": "sae",
+            "arch": sae.arch,
+            "d_in": sae.d_in,
+            "d_sae": sae.d_sae,
+            "k": sae.cfg.k,
+            "dtype": sae.cfg.dtype,
+            "input_scale": float(sae.input_scale),
+            "provenance": sae.cfg.to_dict()["provenance"],
+        }
     elif (path / "manifest.json").exists():
         info = json.loads((path / "manifest.json").read_text())
         info.pop("shards", None)
         info = {"kind": "activation_store", **info}
     else:
-        raise SaekitError(f"{path} is neither an SAE folder (config.json) nor an activation store (manifest.json)")
+        raise SaekitError(
+            f"{path} is neither an SAE folder (config.json) nor an activation store (manifest.json)"
+        )
     print(json.dumps(info, indent=2))
     return 0

@@ -1,4 +1,5 @@
 """`saekit scale`: measure activation scales at an SAE's hook point (for `norm` / `max` strengths)."""
+
 from __future__ import annotations
 
 import sys
@@ -45,16 +46,28 @@ def main(argv: list[str]) -> int:
         s = open_session(cfg.sae, model=cfg.model, dtype=cfg.dtype, hook_point=cfg.hook_point)
         texts = [d.text for d in load_corpus(cfg.corpus)]
         with torch.no_grad():  # scoped: a global switch would leak into callers (tests, the demo)
-            cal = calibrate_model(s.lm.model, s.lm.tokenizer, s.sae, s.hook_point, texts, tokens=cfg.tokens,
-                                  context_len=cfg.context_len, batch_size=cfg.batch_size, quiet=cfg.quiet,
-                                  model_name=s.lm.name, corpus=cfg.corpus)
+            cal = calibrate_model(
+                s.lm.model,
+                s.lm.tokenizer,
+                s.sae,
+                s.hook_point,
+                texts,
+                tokens=cfg.tokens,
+                context_len=cfg.context_len,
+                batch_size=cfg.batch_size,
+                quiet=cfg.quiet,
+                model_name=s.lm.name,
+                corpus=cfg.corpus,
+            )
         json_path, _ = save_calibration(cfg.sae, cal)
     except SaekitError as exc:
         print(f"saekit scale: {exc}", file=sys.stderr)
         return 1
     fired = int((cal.max_active > 0).sum())
-    print(f"hook {cal.hook_point}: {cal.n_tokens} tokens, activation norm mean {cal.mean_norm:.3f}, "
-          f"median {cal.median_norm:.3f}; {fired}/{cal.max_active.numel()} features fired "
-          f"(median max activation of those {float(cal.max_active[cal.max_active > 0].median()) if fired else 0:.3f})")
+    print(
+        f"hook {cal.hook_point}: {cal.n_tokens} tokens, activation norm mean {cal.mean_norm:.3f}, "
+        f"median {cal.median_norm:.3f}; {fired}/{cal.max_active.numel()} features fired "
+        f"(median max activation of those {float(cal.max_active[cal.max_active > 0].median()) if fired else 0:.3f})"
+    )
     print(f"wrote {json_path} (+ scales.safetensors)")
     return 0

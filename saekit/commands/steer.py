@@ -1,4 +1,5 @@
 """`saekit steer`: continue a prompt with and without steering, side by side; or explain a prompt."""
+
 from __future__ import annotations
 
 import sys
@@ -91,23 +92,50 @@ def run(cfg: SteerConfig, lm=None) -> str:
         raise SteeringError("give --prompt and --feature (or --explain-prompt to find features)")
     strengths = parse_strengths(cfg.strength)
     if len(strengths) not in (1, len(cfg.feature)):
-        raise SteeringError(f"{len(strengths)} strengths for {len(cfg.feature)} features; give one, or one per feature")
+        raise SteeringError(
+            f"{len(strengths)} strengths for {len(cfg.feature)} features; give one, or one per feature"
+        )
     features = list(cfg.feature)
     abs_s = [0.0] * len(features) if cfg.method == "ablate" else []
     for i, j in enumerate(features if cfg.method != "ablate" else []):
         st = strengths[0] if len(strengths) == 1 else strengths[i]
         abs_s += resolve_for_features(st, METHOD_SPACE[cfg.method], s.sae, [j], s.calibration, s.sae_folder)
-    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, greedy=not cfg.sample, temperature=cfg.temperature,
-                           seed=cfg.seed, chat=None if cfg.chat else False)
-    pair = generate_pair(model, tok, cfg.prompt, lambda: steer_sae(
-        model, s.sae, cfg.method, features, abs_s, hook_point=s.hook_point, positions=cfg.positions,
-        keep_error=cfg.keep_error), gen)
+    gen = GenerationConfig(
+        max_new_tokens=cfg.max_new_tokens,
+        greedy=not cfg.sample,
+        temperature=cfg.temperature,
+        seed=cfg.seed,
+        chat=None if cfg.chat else False,
+    )
+    pair = generate_pair(
+        model,
+        tok,
+        cfg.prompt,
+        lambda: steer_sae(
+            model,
+            s.sae,
+            cfg.method,
+            features,
+            abs_s,
+            hook_point=s.hook_point,
+            positions=cfg.positions,
+            keep_error=cfg.keep_error,
+        ),
+        gen,
+    )
     desc = ", ".join(f"f{j}={v:.3g}" for j, v in zip(features, abs_s))
-    head = (f"prompt: {cfg.prompt!r}\nhook {s.hook_point}; {cfg.method} {cfg.strength} -> {desc} "
-            f"({METHOD_SPACE[cfg.method]} units); positions={cfg.positions}; "
-            f"{'sampled, seed ' + str(cfg.seed) if cfg.sample else 'greedy'}\n")
-    return head + side_by_side("unsteered", pair.unsteered.text, f"steered ({cfg.method} {cfg.strength})",
-                               pair.steered.text, cfg.width)
+    head = (
+        f"prompt: {cfg.prompt!r}\nhook {s.hook_point}; {cfg.method} {cfg.strength} -> {desc} "
+        f"({METHOD_SPACE[cfg.method]} units); positions={cfg.positions}; "
+        f"{'sampled, seed ' + str(cfg.seed) if cfg.sample else 'greedy'}\n"
+    )
+    return head + side_by_side(
+        "unsteered",
+        pair.unsteered.text,
+        f"steered ({cfg.method} {cfg.strength})",
+        pair.steered.text,
+        cfg.width,
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,5 @@
 """`saekit sweep`: methods x layers x strengths x concepts, scored offline; JSON + table + PNGs."""
+
 from __future__ import annotations
 
 import sys
@@ -23,6 +24,8 @@ def main(argv: list[str]) -> int:
         print(f"saekit sweep: {exc}", file=sys.stderr)
         return 1
     print(format_table(result))
-    print(f"\n{len(result.records)} continuations in {result.seconds:.0f} s; wrote "
-          + ", ".join(str(p) for p in paths.values()))
+    print(
+        f"\n{len(result.records)} continuations in {result.seconds:.0f} s; wrote "
+        + ", ".join(str(p) for p in paths.values())
+    )
     return 0

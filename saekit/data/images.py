@@ -4,6 +4,7 @@ Specs: `skimage` (the sample images that ship inside scikit-image, no download),
 common image suffixes, sorted so ids are stable), or a single image file. Captions: `.jsonl` with a
 `caption` (or `text`) field per line, `.csv` with a `caption` (or `text`) column.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,9 +17,30 @@ import numpy as np
 from saekit.errors import CorpusError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-SKIMAGE_SAMPLES = ("astronaut", "brick", "camera", "cat", "checkerboard", "clock", "coffee", "coins", "colorwheel",
-                   "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo", "moon", "page",
-                   "retina", "rocket", "text", "chelsea", "microaneurysms")
+SKIMAGE_SAMPLES = (
+    "astronaut",
+    "brick",
+    "camera",
+    "cat",
+    "checkerboard",
+    "clock",
+    "coffee",
+    "coins",
+    "colorwheel",
+    "grass",
+    "gravel",
+    "horse",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "logo",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "text",
+    "chelsea",
+    "microaneurysms",
+)
 """scikit-image sample images stored inside the package (others need a download and are skipped)."""
 
 
@@ -69,8 +91,12 @@ def load_images(spec: str | Path, *, limit: int | None = None) -> list[ImageItem
         return items[:limit] if limit else items
     path = Path(spec)
     if not path.exists():
-        raise CorpusError(f"image corpus {str(spec)!r} does not exist; give 'skimage', a folder of images or an image file")
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        raise CorpusError(
+            f"image corpus {str(spec)!r} does not exist; give 'skimage', a folder of images or an image file"
+        )
+    files = (
+        [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    )
     if not files:
         raise CorpusError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {path}")
     from PIL import Image
@@ -79,7 +105,9 @@ def load_images(spec: str | Path, *, limit: int | None = None) -> list[ImageItem
     for f in files[:limit] if limit else files:
         try:
             with Image.open(f) as im:
-                items.append(ImageItem(len(items), to_rgb_uint8(np.asarray(im.convert("RGB")), str(f)), str(f)))
+                items.append(
+                    ImageItem(len(items), to_rgb_uint8(np.asarray(im.convert("RGB")), str(f)), str(f))
+                )
         except OSError as exc:
             raise CorpusError(f"cannot read image {f}: {exc}; remove or fix the file") from exc
     return items
@@ -99,10 +127,14 @@ def load_captions(path: str | Path, *, field: str | None = None) -> list[str]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise CorpusError(f"{p}:{i}: not valid JSON ({exc.msg}); each line must be an object") from exc
+                raise CorpusError(
+                    f"{p}:{i}: not valid JSON ({exc.msg}); each line must be an object"
+                ) from exc
             key = next((f for f in fields if isinstance(row, dict) and f in row), None)
             if key is None:
-                raise CorpusError(f"{p}:{i}: no {' or '.join(fields)} field; found {list(row) if isinstance(row, dict) else type(row).__name__}")
+                raise CorpusError(
+                    f"{p}:{i}: no {' or '.join(fields)} field; found {list(row) if isinstance(row, dict) else type(row).__name__}"
+                )
             out.append(str(row[key]))
     elif p.suffix.lower() == ".csv":
         with open(p, newline="", encoding="utf-8") as fh:

@@ -1,4 +1,5 @@
 """The activation store manifest: what produced the activations and which shards hold them."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,21 @@ from saekit.errors import StoreError
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 STORE_DTYPES = ("float32", "bfloat16")
-IDENTITY_KEYS = ("model", "hook_point", "dtype", "model_dtype", "d", "corpus", "context_len", "exclusions",
-                 "tokens_requested", "prepend_bos", "shard_rows", "batch_size", "max_norm_ratio")
+IDENTITY_KEYS = (
+    "model",
+    "hook_point",
+    "dtype",
+    "model_dtype",
+    "d",
+    "corpus",
+    "context_len",
+    "exclusions",
+    "tokens_requested",
+    "prepend_bos",
+    "shard_rows",
+    "batch_size",
+    "max_norm_ratio",
+)
 """Fields that must agree before an interrupted store may be resumed (present ones only)."""
 
 
@@ -23,7 +37,9 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     """Read and sanity-check `folder/manifest.json`; errors say what is wrong and what to do."""
     path = folder / MANIFEST
     if not path.is_file():
-        raise StoreError(f"{folder} is not an activation store: {MANIFEST} is missing. Create one with `saekit harvest --out {folder}`")
+        raise StoreError(
+            f"{folder} is not an activation store: {MANIFEST} is missing. Create one with `saekit harvest --out {folder}`"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -32,8 +48,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise StoreError(f"{path}: expected a JSON object, found {type(manifest).__name__}")
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise StoreError(f"{path}: schema_version {version!r} is not supported (this saekit reads {SCHEMA_VERSION}); "
-                         f"re-harvest or upgrade saekit")
+        raise StoreError(
+            f"{path}: schema_version {version!r} is not supported (this saekit reads {SCHEMA_VERSION}); "
+            f"re-harvest or upgrade saekit"
+        )
     missing = [k for k in ("d", "count", "dtype", "shards") if k not in manifest]
     if missing:
         raise StoreError(f"{path}: missing fields {missing}; the manifest was edited or truncated")
@@ -41,8 +59,10 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise StoreError(f"{path}: dtype {manifest['dtype']!r} is not one of {STORE_DTYPES}")
     total = sum(int(s["count"]) for s in manifest["shards"])
     if total != manifest["count"]:
-        raise StoreError(f"{path}: count {manifest['count']} disagrees with the shard counts (sum {total}); "
-                         f"the manifest was edited or is from another store")
+        raise StoreError(
+            f"{path}: count {manifest['count']} disagrees with the shard counts (sum {total}); "
+            f"the manifest was edited or is from another store"
+        )
     return manifest
 
 

@@ -4,6 +4,7 @@ safetensors is an 8-byte little-endian header length, a JSON header (dtype, shap
 tensor) and the raw data; mapping the data with numpy lets the reader gather random rows without
 loading whole shards, and lets us say precisely what is wrong with a truncated or altered file.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ class ShardView:
     def __init__(self, path: Path, expected_rows: int, expected_d: int, acts_dtype: str, fix: str):
         self.path = path
         if not path.is_file():
-            raise StoreError(f"store shard {path} is missing (manifest lists it with {expected_rows} rows). {fix}")
+            raise StoreError(
+                f"store shard {path} is missing (manifest lists it with {expected_rows} rows). {fix}"
+            )
         size = path.stat().st_size
         try:
             with open(path, "rb") as fh:
@@ -35,7 +38,9 @@ class ShardView:
                     raise ValueError(f"header length {header_len} exceeds file size {size}")
                 header = json.loads(fh.read(header_len))
         except (struct.error, ValueError, UnicodeDecodeError) as exc:
-            raise StoreError(f"store shard {path} is corrupt: unreadable safetensors header ({exc}). {fix}") from exc
+            raise StoreError(
+                f"store shard {path} is corrupt: unreadable safetensors header ({exc}). {fix}"
+            ) from exc
         header.pop("__metadata__", None)
         data_start = 8 + header_len
         self.arrays: dict[str, np.ndarray] = {}
@@ -43,14 +48,19 @@ class ShardView:
         for name, info in header.items():
             dtype, shape, (begin, end) = info["dtype"], info["shape"], info["data_offsets"]
             if dtype not in _NP or end - begin != int(np.prod(shape, dtype=np.int64)) * _SIZES[dtype]:
-                raise StoreError(f"store shard {path}: tensor {name!r} has a bad dtype/shape/offsets {info}. {fix}")
+                raise StoreError(
+                    f"store shard {path}: tensor {name!r} has a bad dtype/shape/offsets {info}. {fix}"
+                )
             if data_start + end > size:
                 raise StoreError(
                     f"store shard {path} is truncated: tensor {name!r} needs bytes up to {data_start + end}, "
                     f"file has {size}. {fix}"
                 )
-            self.arrays[name] = np.memmap(path, dtype=_NP[dtype], mode="r", offset=data_start + begin, shape=tuple(shape)) \
-                if end > begin else np.zeros(shape, dtype=_NP[dtype])
+            self.arrays[name] = (
+                np.memmap(path, dtype=_NP[dtype], mode="r", offset=data_start + begin, shape=tuple(shape))
+                if end > begin
+                else np.zeros(shape, dtype=_NP[dtype])
+            )
             self.dtypes[name] = dtype
         acts = self.arrays.get("acts")
         if acts is None or acts.shape != (expected_rows, expected_d) or self.dtypes["acts"] != acts_dtype:
@@ -61,12 +71,16 @@ class ShardView:
             )
         for name, arr in self.arrays.items():
             if arr.shape[0] != expected_rows:
-                raise StoreError(f"store shard {path}: {name} has {arr.shape[0]} rows, manifest says {expected_rows}. {fix}")
+                raise StoreError(
+                    f"store shard {path}: {name} has {arr.shape[0]} rows, manifest says {expected_rows}. {fix}"
+                )
 
     def rows(self, name: str, index: np.ndarray | slice) -> torch.Tensor:
         """Rows of tensor `name` (a copy), as torch; bf16 stored as uint16 bits is viewed back."""
         arr_all = self.arrays[name]
-        picked = arr_all[index] if isinstance(index, slice) else np.take(arr_all, index, axis=0)  # take: ~2x fancy
+        picked = (
+            arr_all[index] if isinstance(index, slice) else np.take(arr_all, index, axis=0)
+        )  # take: ~2x fancy
         # a slice of a memmap is a read-only view: copy it; fancy indexing already made a fresh array
         arr = np.array(picked) if isinstance(index, slice) else np.ascontiguousarray(picked)
         t = torch.from_numpy(arr)

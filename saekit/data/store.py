@@ -4,6 +4,7 @@ Shuffled reading draws one permutation of all rows (numpy PCG64, seeded) and gat
 one sorted fancy-index per touched shard, so it is deterministic per seed, resumable from any row
 offset, and never loops over rows in Python.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -51,7 +52,9 @@ class ActivationStore:
                     f"store shard {path} has {path.stat().st_size} bytes, manifest says {entry['bytes']}: "
                     f"truncated or replaced. {fix}"
                 )
-            shards.append(ShardView(path, int(entry["count"]), int(manifest["d"]), _st_dtype(manifest["dtype"]), fix))
+            shards.append(
+                ShardView(path, int(entry["count"]), int(manifest["d"]), _st_dtype(manifest["dtype"]), fix)
+            )
         return cls(folder, manifest, shards)
 
     # -- basic facts -----------------------------------------------------------------------------
@@ -69,8 +72,10 @@ class ActivationStore:
 
     def __repr__(self) -> str:
         m = self.manifest
-        return (f"ActivationStore({str(self.folder)!r}, rows={len(self)}, d={self.d}, dtype={m['dtype']}, "
-                f"model={m.get('model')!r}, hook_point={m.get('hook_point')!r})")
+        return (
+            f"ActivationStore({str(self.folder)!r}, rows={len(self)}, d={self.d}, dtype={m['dtype']}, "
+            f"model={m.get('model')!r}, hook_point={m.get('hook_point')!r})"
+        )
 
     # -- reading -----------------------------------------------------------------------------------
     def _gather(self, idx: np.ndarray, name: str = "acts") -> torch.Tensor:
@@ -112,8 +117,16 @@ class ActivationStore:
             return self.shards[0].rows(name, slice(0, 0)) if self.shards else torch.empty(0, self.d)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def iter_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0, start_row: int = 0,
-                     drop_last: bool = False, dtype: torch.dtype = torch.float32) -> Iterator[torch.Tensor]:
+    def iter_batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        start_row: int = 0,
+        drop_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[torch.Tensor]:
         """Yield `[B, d]` batches in a fixed order per seed; `start_row` = rows already consumed.
 
         One pass over the store; call again (e.g. with seed + epoch) for another epoch.
@@ -134,8 +147,9 @@ class ActivationStore:
     def meta_fields(self) -> list[str]:
         return [k for k in self.shards[0].arrays if k != "acts"] if self.shards else []
 
-    def iter_rows_with_meta(self, batch_size: int, *, dtype: torch.dtype = torch.float32
-                            ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    def iter_rows_with_meta(
+        self, batch_size: int, *, dtype: torch.dtype = torch.float32
+    ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
         """Sequential `(acts [B, d], {doc_id, position, token_id, ...: [B]})` in storage order."""
         for s in range(0, len(self), batch_size):
             e = min(s + batch_size, len(self))
@@ -152,7 +166,9 @@ class ActivationStore:
         if self._tokens is None:
             path = self.folder / TOKENS_FILE
             if not path.is_file():
-                raise StoreError(f"store {self.folder} has no {TOKENS_FILE}: it was not written by a text harvest")
+                raise StoreError(
+                    f"store {self.folder} has no {TOKENS_FILE}: it was not written by a text harvest"
+                )
             from safetensors.torch import load_file
 
             self._tokens = load_file(str(path))
@@ -171,8 +187,10 @@ class ActivationStore:
             if bad.any():
                 from saekit.errors import NonFiniteError
 
-                raise NonFiniteError(f"store shard {shard.path}: {int(bad.sum())} rows contain NaN/inf "
-                                     f"(first local row {int(bad.nonzero()[0])})")
+                raise NonFiniteError(
+                    f"store shard {shard.path}: {int(bad.sum())} rows contain NaN/inf "
+                    f"(first local row {int(bad.nonzero()[0])})"
+                )
 
 
 def _st_dtype(name: str) -> str:

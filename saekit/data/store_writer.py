@@ -4,6 +4,7 @@ The manifest is rewritten after each shard, so a killed harvest leaves a valid, 
 re-running the same harvest resumes after the last listed shard, and because shard boundaries fall
 every `shard_rows` rows the finished store is byte-identical to an uninterrupted one.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,15 @@ def _meta_dtype(t: torch.Tensor) -> torch.dtype:
 class StoreWriter:
     """Write `acts [n, d]` plus per-row metadata (`doc_id`, `position`, `token_id`, optional `timestep`)."""
 
-    def __init__(self, folder: str | Path, manifest_fields: dict[str, Any], shard_rows: int = 32768, *,
-                 resume: bool = True, overwrite: bool = False):
+    def __init__(
+        self,
+        folder: str | Path,
+        manifest_fields: dict[str, Any],
+        shard_rows: int = 32768,
+        *,
+        resume: bool = True,
+        overwrite: bool = False,
+    ):
         if shard_rows < 1:
             raise StoreError(f"shard_rows must be >= 1, found {shard_rows}")
         self.folder = Path(folder)
@@ -42,7 +50,9 @@ class StoreWriter:
         self.storage_dtype = getattr(torch, self.fields["dtype"])
         self._buffer: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
         self._buffered = 0
-        self._units: list[tuple[int, int, int]] = []  # (unit, first row offset in unit, rows) per buffered chunk
+        self._units: list[
+            tuple[int, int, int]
+        ] = []  # (unit, first row offset in unit, rows) per buffered chunk
         self.resume_cursor: tuple[int, int] | None = None
         """(unit, rows of that unit already stored) after the last committed shard, as given to add()."""
         self.shards: list[dict[str, Any]] = []
@@ -52,7 +62,10 @@ class StoreWriter:
 
     # -- setup ---------------------------------------------------------------------------------
     def _wipe(self) -> None:
-        for path in list(self.folder.glob("shard_*.safetensors")) + [self.folder / MANIFEST, self.folder / TOKENS_FILE]:
+        for path in list(self.folder.glob("shard_*.safetensors")) + [
+            self.folder / MANIFEST,
+            self.folder / TOKENS_FILE,
+        ]:
             if path.exists():
                 path.unlink()
 
@@ -69,7 +82,11 @@ class StoreWriter:
                 want, have = identity(self.fields), identity(old)
                 if want != have:
                     if not overwrite:
-                        diff = {k: (have.get(k), want.get(k)) for k in set(want) | set(have) if want.get(k) != have.get(k)}
+                        diff = {
+                            k: (have.get(k), want.get(k))
+                            for k in set(want) | set(have)
+                            if want.get(k) != have.get(k)
+                        }
                         raise StoreError(
                             f"{self.folder} already holds a different activation store; differing fields "
                             f"(found in folder, requested): {diff}. Use another --out folder or --overwrite"
@@ -84,10 +101,14 @@ class StoreWriter:
                     self._check_listed_shards()
                     return
                 elif not overwrite:
-                    raise StoreError(f"{self.folder} holds an interrupted store; pass resume=True (default) or overwrite=True")
+                    raise StoreError(
+                        f"{self.folder} holds an interrupted store; pass resume=True (default) or overwrite=True"
+                    )
             self._wipe()
         elif any(self.folder.glob("shard_*.safetensors")) and not overwrite:
-            raise StoreError(f"{self.folder} has shard files but no {MANIFEST}; delete them or pass --overwrite")
+            raise StoreError(
+                f"{self.folder} has shard files but no {MANIFEST}; delete them or pass --overwrite"
+            )
         else:
             self._wipe()
         self._write_manifest()
@@ -108,13 +129,21 @@ class StoreWriter:
         return sum(int(s["count"]) for s in self.shards)
 
     def manifest(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, **self.fields, "count": self.count, "complete": self.complete,
-                "resume_cursor": None if self.complete else self.resume_cursor, "shards": self.shards}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            **self.fields,
+            "count": self.count,
+            "complete": self.complete,
+            "resume_cursor": None if self.complete else self.resume_cursor,
+            "shards": self.shards,
+        }
 
     def _write_manifest(self) -> None:
         write_json_atomic(self.folder / MANIFEST, self.manifest())
 
-    def add(self, acts: torch.Tensor, meta: dict[str, torch.Tensor], *, unit: int = 0, offset: int = 0) -> None:
+    def add(
+        self, acts: torch.Tensor, meta: dict[str, torch.Tensor], *, unit: int = 0, offset: int = 0
+    ) -> None:
         """Buffer rows `acts [n, d]` with `meta[name] [n]`; full shards are written as they fill.
 
         `unit`/`offset` say where these rows come from in the caller's deterministic stream (e.g.
@@ -124,15 +153,23 @@ class StoreWriter:
         if self.complete:
             raise StoreError(f"store {self.folder} is already complete; nothing more can be added")
         if acts.ndim != 2 or acts.shape[1] != self.d:
-            raise ShapeError(f"store {self.folder}: expected activations [n, {self.d}], found {list(acts.shape)}")
+            raise ShapeError(
+                f"store {self.folder}: expected activations [n, {self.d}], found {list(acts.shape)}"
+            )
         for name, value in meta.items():
             if value.shape != (acts.shape[0],):
-                raise ShapeError(f"store {self.folder}: meta {name!r} must be [{acts.shape[0]}], found {list(value.shape)}")
+                raise ShapeError(
+                    f"store {self.folder}: meta {name!r} must be [{acts.shape[0]}], found {list(value.shape)}"
+                )
         if self._buffer and set(meta) != set(self._buffer[0][1]):
-            raise StoreError(f"store {self.folder}: meta fields changed from {sorted(self._buffer[0][1])} to {sorted(meta)}")
+            raise StoreError(
+                f"store {self.folder}: meta fields changed from {sorted(self._buffer[0][1])} to {sorted(meta)}"
+            )
         stored = acts.detach().to(self.storage_dtype)
         self._refuse_non_finite(stored, meta)
-        self._buffer.append((stored.contiguous(), {k: v.detach().to(_meta_dtype(v)) for k, v in meta.items()}))
+        self._buffer.append(
+            (stored.contiguous(), {k: v.detach().to(_meta_dtype(v)) for k, v in meta.items()})
+        )
         self._buffered += acts.shape[0]
         self._units.append((unit, offset, acts.shape[0]))
         while self._buffered >= self.shard_rows:
@@ -145,7 +182,13 @@ class StoreWriter:
             return
         rows = bad_rows.nonzero().flatten()[:5].tolist()
         where = ", ".join(
-            "row " + str(r) + "".join(f" {k}={meta[k][r].item()}" for k in ("doc_id", "position", "token_id", "timestep") if k in meta)
+            "row "
+            + str(r)
+            + "".join(
+                f" {k}={meta[k][r].item()}"
+                for k in ("doc_id", "position", "token_id", "timestep")
+                if k in meta
+            )
             for r in rows
         )
         raise NonFiniteError(
@@ -180,14 +223,18 @@ class StoreWriter:
         name = shard_name(len(self.shards))
         path = self.folder / name
         save_tensors_atomic(path, tensors, metadata={"format": "saekit-activations"})
-        self.shards.append({"file": name, "count": int(tensors["acts"].shape[0]), "bytes": path.stat().st_size})
+        self.shards.append(
+            {"file": name, "count": int(tensors["acts"].shape[0]), "bytes": path.stat().st_size}
+        )
         self._write_manifest()
 
     def write_token_table(self, doc_tokens: list[list[int]]) -> None:
         """Save every document's tokens so `store.tokens(doc_id, ...)` can show contexts later."""
         lengths = torch.tensor([0] + [len(t) for t in doc_tokens], dtype=torch.int64)
         flat = torch.tensor([tok for doc in doc_tokens for tok in doc], dtype=torch.int32)
-        save_tensors_atomic(self.folder / TOKENS_FILE, {"doc_tokens": flat, "doc_offsets": torch.cumsum(lengths, 0)})
+        save_tensors_atomic(
+            self.folder / TOKENS_FILE, {"doc_tokens": flat, "doc_offsets": torch.cumsum(lengths, 0)}
+        )
 
     def close(self) -> dict[str, Any]:
         """Write the last partial shard and mark the store complete; returns the manifest."""
@@ -204,4 +251,3 @@ class StoreWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-

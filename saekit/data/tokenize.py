@@ -10,6 +10,7 @@ SmolLM2's tokenizer does not add its BOS `<|im_start|>` and harvest does not pre
 (`prepend_bos=True` to change): the first context position is an attention sink with a huge norm
 (~24,000 vs a median ~170 at layer 15) either way, and it is excluded from stores by default.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -48,7 +49,9 @@ def _special_ids(tokenizer: Any, *, prepend_bos: bool, encoder: bool) -> tuple[l
             tail.append(tokenizer.sep_token_id)
     elif prepend_bos:
         if getattr(tokenizer, "bos_token_id", None) is None:
-            raise CorpusError(f"prepend_bos=True but the tokenizer {type(tokenizer).__name__} has no BOS token")
+            raise CorpusError(
+                f"prepend_bos=True but the tokenizer {type(tokenizer).__name__} has no BOS token"
+            )
         head.append(tokenizer.bos_token_id)
     return head, tail
 
@@ -70,7 +73,9 @@ def tokenize_corpus(
     head, tail = _special_ids(tokenizer, prepend_bos=prepend_bos, encoder=encoder)
     body = context_len - len(head) - len(tail)
     if body < 1:
-        raise CorpusError(f"context_len={context_len} leaves no room for text after special tokens {head + tail}")
+        raise CorpusError(
+            f"context_len={context_len} leaves no room for text after special tokens {head + tail}"
+        )
     pad = getattr(tokenizer, "pad_token_id", None)
     pad = 0 if pad is None else pad
     rows_tok: list[list[int]] = []
@@ -80,7 +85,9 @@ def tokenize_corpus(
     total = 0
     for expected_id, doc in enumerate(docs):
         if doc.id != expected_id:
-            raise CorpusError(f"documents must be numbered 0..n-1 in order; found id {doc.id} at index {expected_id}")
+            raise CorpusError(
+                f"documents must be numbered 0..n-1 in order; found id {doc.id} at index {expected_id}"
+            )
         ids = tokenizer(doc.text, add_special_tokens=False, verbose=False)["input_ids"]
         doc_tokens.append(list(ids))
         for start in range(0, len(ids), body):
@@ -110,8 +117,13 @@ def tokenize_corpus(
     return TokenBatch(token_id, doc_id, position, mask, doc_tokens)
 
 
-def keep_mask(batch: TokenBatch, *, special_ids: list[int] | set[int], exclude_special: bool = True,
-              exclude_first: int = 1) -> torch.Tensor:
+def keep_mask(
+    batch: TokenBatch,
+    *,
+    special_ids: list[int] | set[int],
+    exclude_special: bool = True,
+    exclude_first: int = 1,
+) -> torch.Tensor:
     """Which tokens become store rows: real tokens, minus special tokens and the first
     `exclude_first` positions of every context (attention sinks with outlier norms). `[n, T]` bool."""
     keep = batch.mask.clone()

@@ -3,6 +3,7 @@
 FVU is centred: `sum ||x - x_hat||^2 / sum ||x - mean(x)||^2` with the mean over *all* rows, computed
 from per-dimension running sums in float64 so batching does not change the answer.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -73,6 +74,12 @@ def activation_metrics(sae, batches: Iterable[Tensor]) -> ActivationMetrics:
     if n == 0:
         raise ShapeError("no activation rows to evaluate on")
     var = float((sum_x2 - sum_x.pow(2) / n).sum())
-    return ActivationMetrics(fvu=err / max(var, 1e-30), mse=err / (n * sae.d_in), l0=l0_sum / n,
-                             dead_pct=100.0 * float((fired_count == 0).double().mean()),
-                             shrinkage=shrink_sum / n, n_rows=n, density=(fired_count / n).float())
+    return ActivationMetrics(
+        fvu=err / max(var, 1e-30),
+        mse=err / (n * sae.d_in),
+        l0=l0_sum / n,
+        dead_pct=100.0 * float((fired_count == 0).double().mean()),
+        shrinkage=shrink_sum / n,
+        n_rows=n,
+        density=(fired_count / n).float(),
+    )

@@ -1,4 +1,5 @@
 """`saekit eval`: held-out reconstruction metrics plus spliced-in CE / KL, as a JSON report and a PNG."""
+
 from __future__ import annotations
 
 import json
@@ -82,10 +83,17 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     model_name = cfg.model or prov.model
     hook = cfg.hook or prov.hook_point
     if not model_name or not hook:
-        raise SaekitError(f"{cfg.sae}: the SAE's provenance does not name its model/hook point; pass --model and --hook")
+        raise SaekitError(
+            f"{cfg.sae}: the SAE's provenance does not name its model/hook point; pass --model and --hook"
+        )
     out_dir = Path(cfg.out) if cfg.out else Path(cfg.sae) / "eval"
-    report: dict[str, Any] = {"sae": str(cfg.sae), "model": model_name, "hook_point": hook,
-                              "config": asdict(cfg), "sae_config": sae.cfg.to_dict()}
+    report: dict[str, Any] = {
+        "sae": str(cfg.sae),
+        "model": model_name,
+        "hook_point": hook,
+        "config": asdict(cfg),
+        "sae_config": sae.cfg.to_dict(),
+    }
     if cfg.acts:
         from saekit.train.source import open_source
 
@@ -116,8 +124,17 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
 
     bar = tqdm(total=int(pos.sum()), desc="eval", unit="tok", disable=cfg.quiet)
     try:
-        sp = spliced_metrics(loaded.model, hp, _sae_reconstructor(sae), ids, mask, pos, batch_size=cfg.batch_size,
-                             on_activations=on_acts, progress=bar)
+        sp = spliced_metrics(
+            loaded.model,
+            hp,
+            _sae_reconstructor(sae),
+            ids,
+            mask,
+            pos,
+            batch_size=cfg.batch_size,
+            on_activations=on_acts,
+            progress=bar,
+        )
     finally:
         bar.close()
     heldout = activation_metrics(sae, acts)
@@ -126,9 +143,13 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     log_path = Path(cfg.sae) / "train_log.jsonl"
     log = read_log(log_path) if log_path.exists() else None
     out_dir.mkdir(parents=True, exist_ok=True)
-    png = eval_png(out_dir / "eval.png", heldout.density, log,
-                   title=f"{sae.arch} d_sae={sae.d_sae} @ {model_name}:{hook}  FVU {heldout.fvu:.3f}  "
-                         f"L0 {heldout.l0:.1f}  CE recovered {sp.ce_recovered:.3f}")
+    png = eval_png(
+        out_dir / "eval.png",
+        heldout.density,
+        log,
+        title=f"{sae.arch} d_sae={sae.d_sae} @ {model_name}:{hook}  FVU {heldout.fvu:.3f}  "
+        f"L0 {heldout.l0:.1f}  CE recovered {sp.ce_recovered:.3f}",
+    )
     report["png"] = str(png)
     write_json_atomic(out_dir / "eval.json", report)
     return report
@@ -136,9 +157,11 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
 
 def summary_line(report: dict[str, Any]) -> str:
     h, s = report["heldout_metrics"], report["spliced"]
-    return (f"FVU {h['fvu']:.4f}  L0 {h['l0']:.1f}  dead {h['dead_pct']:.2f}%  shrinkage {h['shrinkage']:.3f}  "
-            f"CE orig {s['ce_orig']:.4f} sae {s['ce_sae']:.4f} zero {s['ce_zero']:.4f}  "
-            f"recovered {s['ce_recovered']:.4f}  KL {s['kl']:.4f}  ({s['n_tokens']} tokens)")
+    return (
+        f"FVU {h['fvu']:.4f}  L0 {h['l0']:.1f}  dead {h['dead_pct']:.2f}%  shrinkage {h['shrinkage']:.3f}  "
+        f"CE orig {s['ce_orig']:.4f} sae {s['ce_sae']:.4f} zero {s['ce_zero']:.4f}  "
+        f"recovered {s['ce_recovered']:.4f}  KL {s['kl']:.4f}  ({s['n_tokens']} tokens)"
+    )
 
 
 def dumps(report: dict[str, Any]) -> str:

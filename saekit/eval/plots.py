@@ -1,4 +1,5 @@
 """Evaluation figure: L0 and FVU over training (from train_log.jsonl) and the latent-density histogram."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,7 +30,14 @@ def eval_png(path: str | Path, density, log_records: list[dict] | None = None, t
         ax_dead.legend(loc="upper right", fontsize=9)
     else:
         for ax in (ax_fvu, ax_l0):
-            ax.text(0.5, 0.5, "no train_log.jsonl next to the SAE", ha="center", va="center", transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                "no train_log.jsonl next to the SAE",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
     ax_fvu.set(title="FVU (centred) during training", xlabel="tokens", ylabel="FVU (batch)")
     ax_l0.set(title="L0 during training", xlabel="tokens", ylabel="active latents per token")
     dens = torch.as_tensor(density).float()
@@ -37,8 +45,11 @@ def eval_png(path: str | Path, density, log_records: list[dict] | None = None, t
     n_dead = int((dens == 0).sum())
     if alive.numel():
         ax_den.hist(alive.log10().numpy(), bins=50, color="tab:green")
-    ax_den.set(title=f"held-out latent density ({n_dead}/{dens.numel()} never fired)",
-               xlabel="log10(fraction of tokens where the latent fires)", ylabel="latents")
+    ax_den.set(
+        title=f"held-out latent density ({n_dead}/{dens.numel()} never fired)",
+        xlabel="log10(fraction of tokens where the latent fires)",
+        ylabel="latents",
+    )
     for ax in axes:
         ax.grid(alpha=0.3)
     if title:

@@ -6,9 +6,11 @@ original, SAE-spliced (`x -> x_hat` at the hook point) and zero-ablated (`x -> 0
 only evaluated positions, so attention sinks (position 0 / BOS, huge norms the SAE never trained on)
 stay intact. CE loss recovered = (H_zero - H_sae) / (H_zero - H_orig); KL is KL(p_orig || p_sae) in nats.
 """
+
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +50,18 @@ def _logits(model, ids: Tensor, attn: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def spliced_metrics(model, hook_point, reconstruct: Callable[[Tensor], Tensor], token_id: Tensor, mask: Tensor,
-                    positions: Tensor, *, batch_size: int = 8, on_activations: Callable[[Tensor], None] | None = None,
-                    progress=None) -> SplicedMetrics:
+def spliced_metrics(
+    model,
+    hook_point,
+    reconstruct: Callable[[Tensor], Tensor],
+    token_id: Tensor,
+    mask: Tensor,
+    positions: Tensor,
+    *,
+    batch_size: int = 8,
+    on_activations: Callable[[Tensor], None] | None = None,
+    progress=None,
+) -> SplicedMetrics:
     """CE (orig / spliced / zero) and KL over `positions` of `token_id [N, T]`.
 
     `reconstruct(x [n, d]) -> x_hat [n, d]` maps raw activations (model dtype in, model dtype out).
@@ -61,7 +72,11 @@ def spliced_metrics(model, hook_point, reconstruct: Callable[[Tensor], Tensor], 
     sums = {"orig": 0.0, "sae": 0.0, "zero": 0.0, "kl": 0.0}
     count = 0
     for lo in range(0, token_id.shape[0], batch_size):
-        ids, attn, pos = token_id[lo:lo + batch_size], mask[lo:lo + batch_size], positions[lo:lo + batch_size]
+        ids, attn, pos = (
+            token_id[lo : lo + batch_size],
+            mask[lo : lo + batch_size],
+            positions[lo : lo + batch_size],
+        )
         if not pos.any():
             continue
         targets = ids[:, 1:][pos[:, :-1]]
@@ -84,8 +99,10 @@ def spliced_metrics(model, hook_point, reconstruct: Callable[[Tensor], Tensor], 
         with intervene(model, hook_point, lambda x: splice(x, torch.zeros_like)):
             lo_zero = _logits(model, ids, attn)
         sel = pos[:, :-1]
-        lp = {k: F.log_softmax(v[:, :-1][sel], dim=-1) for k, v in
-              (("orig", lo_orig), ("sae", lo_sae), ("zero", lo_zero))}
+        lp = {
+            k: F.log_softmax(v[:, :-1][sel], dim=-1)
+            for k, v in (("orig", lo_orig), ("sae", lo_sae), ("zero", lo_zero))
+        }
         for k in ("orig", "sae", "zero"):
             sums[k] += float(-lp[k].gather(-1, targets[:, None]).sum())
         sums["kl"] += float((lp["orig"].exp() * (lp["orig"] - lp["sae"])).sum())

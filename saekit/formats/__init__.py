@@ -4,6 +4,7 @@ Each converter reproduces the foreign library's encode/decode exactly (up to flo
 rewriting weights into the native layout and folding any differing conventions into them; see the
 module docstrings for the facts each relies on. `load_any` detects the format and dispatches.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -19,8 +20,9 @@ from saekit.formats.saelens import load_saelens
 from saekit.formats.sparsify import load_sparsify
 
 
-def load_any(path: str | Path, device: str | torch.device | None = None, *, format: str | None = None,
-             **options: Any):
+def load_any(
+    path: str | Path, device: str | torch.device | None = None, *, format: str | None = None, **options: Any
+):
     """Load a native or foreign SAE folder/file as a saekit `SAE`.
 
     `format` skips detection (one of `known_formats()`); `options` go to the converter, e.g.

@@ -4,6 +4,7 @@ Every converter reads foreign tensors, rewrites them into the native layout (`W_
 `W_dec [d_sae, d_in]`, ...) and hands them to `assemble`, which checks names, shapes and finiteness
 once, so each format file only holds the facts of its own format.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,9 @@ FOLD_DTYPE = torch.float64
 def read_json(path: Path) -> dict[str, Any]:
     """Parse a JSON object, naming the file on any failure."""
     if not path.exists():
-        raise SAEFormatError(f"missing {path.name} in {path.parent}; the folder is incomplete — re-download it")
+        raise SAEFormatError(
+            f"missing {path.name} in {path.parent}; the folder is incomplete — re-download it"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -83,7 +86,9 @@ def require(tensors: dict[str, Tensor], names: list[str], source: Path, what: st
         )
 
 
-def expect_shape(tensors: dict[str, Tensor], name: str, shape: tuple[int, ...], source: Path, hint: str) -> Tensor:
+def expect_shape(
+    tensors: dict[str, Tensor], name: str, shape: tuple[int, ...], source: Path, hint: str
+) -> Tensor:
     """Return `tensors[name]` after checking its shape; `hint` says where `shape` came from."""
     found = tuple(tensors[name].shape)
     if found != tuple(shape):
@@ -99,8 +104,15 @@ def native_dtype(dtype: torch.dtype | str | None) -> str:
     if dtype is None:
         return "float32"
     name = str(dtype).replace("torch.", "")
-    name = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32",
-            "double": "float64", "fp64": "float64"}.get(name, name)
+    name = {
+        "bf16": "bfloat16",
+        "fp16": "float16",
+        "half": "float16",
+        "fp32": "float32",
+        "float": "float32",
+        "double": "float64",
+        "fp64": "float64",
+    }.get(name, name)
     return name if name in DTYPES else "float32"
 
 
@@ -168,8 +180,11 @@ def assemble(cfg: SAEConfig, tensors: dict[str, Tensor], source: Path, device: s
 
 def check_int(value: Any, key: str, source: Path) -> int:
     """A positive integer config value, or a clear error naming the key."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or (
-        isinstance(value, float) and not math.isfinite(value)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value <= 0
+        or (isinstance(value, float) and not math.isfinite(value))
     ):
         raise SAEFormatError(f"{source}: config key {key!r} must be a positive integer, found {value!r}")
     return round(value)

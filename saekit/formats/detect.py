@@ -4,6 +4,7 @@ Each format is one `FormatSpec`: a name, the files that identify it, and a probe
 matches wins; when none does, the error lists every known format with the files it looked for and
 what the folder actually holds, so the user can see at a glance what is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,7 +75,11 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
     for spec in FORMATS:
         if (target.is_dir() or spec.name == "dictionary_learning") and spec.probe(target):
             return spec.name, target
-    found = sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir())[:20] if target.is_dir() else [target.name]
+    found = (
+        sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir())[:20]
+        if target.is_dir()
+        else [target.name]
+    )
     looked = "; ".join(f"{s.name}: {s.files}" for s in FORMATS)
     raise SAEFormatError(
         f"cannot tell which SAE format {path} is in. Looked for — {looked}. Found: {found or 'an empty folder'}. "

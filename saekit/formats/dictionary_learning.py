@@ -17,6 +17,7 @@
 Final `ae.pt` files already have the activation-norm factor folded into the biases; a mid-training
 backup (`{"ae": state_dict, "norm_factor": f, ...}`) does not, so `input_scale = 1/f` there.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -46,11 +47,16 @@ CONFIG_FILE = "config.json"
 
 #: dict_class -> (native arch, state-dict keys that identify it)
 DICT_CLASSES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "GatedAutoEncoder": ("gated", ("encoder.weight", "decoder.weight", "decoder_bias", "gate_bias", "mag_bias",
-                                   "r_mag")),
+    "GatedAutoEncoder": (
+        "gated",
+        ("encoder.weight", "decoder.weight", "decoder_bias", "gate_bias", "mag_bias", "r_mag"),
+    ),
     "JumpReluAutoEncoder": ("jumprelu", ("W_enc", "b_enc", "W_dec", "b_dec", "threshold")),
     "MatryoshkaBatchTopKSAE": ("batchtopk", ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "k")),
-    "BatchTopKSAE": ("batchtopk", ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "threshold", "k")),
+    "BatchTopKSAE": (
+        "batchtopk",
+        ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "threshold", "k"),
+    ),
     "AutoEncoderTopK": ("topk", ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "k")),
     "AutoEncoderNew": ("relu", ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias")),
     "AutoEncoder": ("relu", ("encoder.weight", "encoder.bias", "decoder.weight", "bias")),
@@ -102,7 +108,9 @@ def _split_checkpoint(obj: Any, source: Path) -> tuple[dict[str, Tensor], float]
     return state, scale
 
 
-def load_dictionary_learning(path: str | Path, device: str | torch.device | None = None, *, dict_class: str | None = None):
+def load_dictionary_learning(
+    path: str | Path, device: str | torch.device | None = None, *, dict_class: str | None = None
+):
     """Convert a dictionary_learning folder (`ae.pt` + `config.json`) or `.pt` file into a native SAE.
 
     `dict_class` overrides the class named in config.json (needed for a bare BatchTopKSAE `.pt`).
@@ -139,7 +147,9 @@ def load_dictionary_learning(path: str | Path, device: str | torch.device | None
     W_dec = expect_shape(s, dec_name, (d_sae, d_in) if dec_name == "W_dec" else (d_in, d_sae), weights, hint)
     W_dec = W_dec if dec_name == "W_dec" else W_dec.T.contiguous()
     if tuple(b_dec.shape) != (d_in,):
-        raise SAEFormatError(f"{weights}: decoder bias has shape {tuple(b_dec.shape)} but {hint} implies ({d_in},)")
+        raise SAEFormatError(
+            f"{weights}: decoder bias has shape {tuple(b_dec.shape)} but {hint} implies ({d_in},)"
+        )
     out: dict[str, Tensor] = {"W_dec": W_dec, "b_dec": b_dec}
     k = None
 
@@ -159,7 +169,9 @@ def load_dictionary_learning(path: str | Path, device: str | torch.device | None
     if arch in ("topk", "batchtopk"):
         k_val = trainer.get("k", state["k"].item() if "k" in state else None)
         if k_val is None:
-            raise SAEFormatError(f"{weights}: {name} needs k, found neither a 'k' buffer nor trainer.k in config.json")
+            raise SAEFormatError(
+                f"{weights}: {name} needs k, found neither a 'k' buffer nor trainer.k in config.json"
+            )
         k = check_int(k_val, "k", weights)
     if arch == "batchtopk":
         theta = float(state["threshold"].reshape(-1)[0])

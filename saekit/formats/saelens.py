@@ -14,6 +14,7 @@ work is in the config semantics:
   (`constant_norm_rescale`, `layer_norm`) cannot be expressed as a constant and are refused.
 - pre-6.0 `scaling_factor [d_sae]` (finetuning scale on latents before decoding): folded into W_dec.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -113,7 +114,9 @@ def _uses_expected_norm(cfg: dict[str, Any]) -> bool:
 
 def _provenance(cfg: dict[str, Any]) -> Provenance:
     meta = cfg.get("metadata") or {}
-    get = lambda key, *alts: next((src[k] for k in (key, *alts) for src in (meta, cfg) if src.get(k) is not None), None)
+    get = lambda key, *alts: next(
+        (src[k] for k in (key, *alts) for src in (meta, cfg) if src.get(k) is not None), None
+    )
     hook = get("hook_name", "hook_point")
     layer = get("hook_layer")
     return Provenance(

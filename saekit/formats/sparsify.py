@@ -10,6 +10,7 @@ the same indices, so dense latents are identical. Transcoders (`transcode=True`)
 that is folded into b_enc, and the converted SAE's decode then predicts the transcoder's target.
 A root folder holding several hookpoint folders is rejected with the list to choose from.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -62,7 +63,9 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
     src = folder / WEIGHTS_FILE
     tensors = read_safetensors(src)
     if "d_in" not in cfg:
-        raise SAEFormatError(f"{cfg_path} lacks 'd_in'; sparsify writes it beside the SAE config — re-save it")
+        raise SAEFormatError(
+            f"{cfg_path} lacks 'd_in'; sparsify writes it beside the SAE config — re-save it"
+        )
     d_in = check_int(cfg["d_in"], "d_in", cfg_path)
     num_latents = cfg.get("num_latents") or 0
     d_sae = (
@@ -105,6 +108,11 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
         normalize_decoder=bool(cfg.get("normalize_decoder", True)),
         provenance=Provenance(hook_point=folder.name, layer=layer_from_hook(folder.name)),
     )
-    out = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec,
-           "input_scale": torch.ones((), dtype=torch.float32)}
+    out = {
+        "W_enc": W_enc,
+        "b_enc": b_enc,
+        "W_dec": W_dec,
+        "b_dec": b_dec,
+        "input_scale": torch.ones((), dtype=torch.float32),
+    }
     return assemble(scfg, out, src, device)

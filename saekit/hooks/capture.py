@@ -3,6 +3,7 @@
 Stopping after the last hooked module is what makes harvesting a mid-depth layer cheap: the layers
 after it, and the 49k-vocabulary output projection, are never run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -102,13 +103,17 @@ def capture(
         key = str(hp)
         if hp.direction == "out":
 
-            def out_hook(mod: nn.Module, args: Any, output: Any, _key: str = key, _hp: HookPoint = hp) -> None:
+            def out_hook(
+                mod: nn.Module, args: Any, output: Any, _key: str = key, _hp: HookPoint = hp
+            ) -> None:
                 record(_key, resolve_stream(mod, output, _hp.stream, text_len=text_len).select(output))
 
             handles.append(module.register_forward_hook(out_hook))
         else:
 
-            def in_hook(mod: nn.Module, args: tuple, kwargs: dict, _key: str = key, _hp: HookPoint = hp) -> None:
+            def in_hook(
+                mod: nn.Module, args: tuple, kwargs: dict, _key: str = key, _hp: HookPoint = hp
+            ) -> None:
                 record(_key, resolve_input_stream(mod, args, kwargs, _hp.stream).select(args, kwargs))
 
             handles.append(module.register_forward_pre_hook(in_hook, with_kwargs=True))

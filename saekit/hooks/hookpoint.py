@@ -5,6 +5,7 @@ Grammar: ``module.path[:in|:out][@stream]`` -- e.g. ``model.layers.15`` (the mod
 chosen by name) or ``single_transformer_blocks.0@1`` (chosen by index). Names rather than indices are
 the point: tuple orders change between library versions, names are resolved per module class.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,9 @@ class HookPoint:
                 f"hook point {self.module!r}: direction must be 'out' or 'in', found {self.direction!r}"
             )
         if isinstance(self.stream, int) and self.stream < 0:
-            raise HookPointError(f"hook point {self.module!r}: stream index must be >= 0, found {self.stream}")
+            raise HookPointError(
+                f"hook point {self.module!r}: stream index must be >= 0, found {self.stream}"
+            )
 
     @classmethod
     def parse(cls, spec: str | HookPoint) -> HookPoint:
@@ -42,7 +45,9 @@ class HookPoint:
         if isinstance(spec, HookPoint):
             return spec
         if not isinstance(spec, str):
-            raise HookPointError(f"hook point must be a string like 'model.layers.15', found {type(spec).__name__}")
+            raise HookPointError(
+                f"hook point must be a string like 'model.layers.15', found {type(spec).__name__}"
+            )
         text = spec.strip()
         m = _SPEC_RE.match(text)
         if m is None or (text and text.startswith(".")) or ".." in text or text.endswith("."):

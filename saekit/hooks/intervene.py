@@ -1,4 +1,5 @@
 """`intervene`: replace one stream of a module's output (or input) with `edit_fn(stream)`."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Find the module a hook point names, with helpful suggestions when the path is wrong."""
+
 from __future__ import annotations
 
 import difflib
@@ -32,7 +33,11 @@ def resolve_module(model: nn.Module, hp: HookPoint | str) -> nn.Module:
             close = [n for n in names if n.startswith(prefix) and n.count(".") == prefix.count(".")][:5]
             if close:
                 break
-    hint = f" Did you mean: {', '.join(close)}?" if close else f" Top-level modules: {', '.join(n for n in names if '.' not in n)[:300]}"
+    hint = (
+        f" Did you mean: {', '.join(close)}?"
+        if close
+        else f" Top-level modules: {', '.join(n for n in names if '.' not in n)[:300]}"
+    )
     raise HookPointError(
         f"hook point {str(hp)!r}: the model ({type(model).__name__}) has no module {hp.module!r}.{hint} "
         f"List all with `[n for n, _ in model.named_modules()]`."

@@ -15,6 +15,7 @@ Tuple orders differ between libraries and versions, so names are resolved per mo
 Anything else: index streams always work; names that cannot be resolved are refused with a message
 that lists the element shapes, so the user can pick an index.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -102,12 +103,18 @@ def _refuse(module: nn.Module, value: Any, name: Any, why: str) -> HookPointErro
     return HookPointError(
         f"stream {name!r} of {type(module).__name__}: {why}. The module returned {describe(value)}. "
         f"Pick an element by index (e.g. @0) or a known name"
-        + (f" ({', '.join(TUPLE_OUTPUT_NAMES[type(module).__name__])})" if type(module).__name__ in TUPLE_OUTPUT_NAMES else "")
+        + (
+            f" ({', '.join(TUPLE_OUTPUT_NAMES[type(module).__name__])})"
+            if type(module).__name__ in TUPLE_OUTPUT_NAMES
+            else ""
+        )
         + "."
     )
 
 
-def resolve_stream(module: nn.Module, output: Any, name: str | int | None, *, text_len: int | None = None) -> StreamSel:
+def resolve_stream(
+    module: nn.Module, output: Any, name: str | int | None, *, text_len: int | None = None
+) -> StreamSel:
     """Resolve stream `name` of `module`'s `output` to a StreamSel (see module docstring for the rules)."""
     cls = type(module).__name__
     if isinstance(output, torch.Tensor):
@@ -116,13 +123,20 @@ def resolve_stream(module: nn.Module, output: Any, name: str | int | None, *, te
         if cls in CONCAT_TEXT_IMAGE and name in ("text", "image"):
             if text_len is None:
                 raise _refuse(
-                    module, output, name,
+                    module,
+                    output,
+                    name,
                     "this module returned one concatenated [text; image] tensor (older diffusers, or "
                     "attention inside a single block), so the split point is unknown; pass text_len= "
                     "(the number of text tokens) to capture/intervene, or hook the whole tensor without @stream",
                 )
             if not 0 <= text_len <= output.shape[1]:
-                raise _refuse(module, output, name, f"text_len={text_len} is outside the sequence length {output.shape[1]}")
+                raise _refuse(
+                    module,
+                    output,
+                    name,
+                    f"text_len={text_len} is outside the sequence length {output.shape[1]}",
+                )
             return StreamSel(None, 0, text_len) if name == "text" else StreamSel(None, text_len, None)
         raise _refuse(module, output, name, "the output is a single tensor, not a tuple; drop the @stream")
     if isinstance(output, dict):
@@ -135,25 +149,41 @@ def resolve_stream(module: nn.Module, output: Any, name: str | int | None, *, te
         raise _refuse(module, output, name, f"the output is a {type(output).__name__}, which has no streams")
     if isinstance(name, int):
         if name >= len(output) or not isinstance(output[name], torch.Tensor):
-            raise _refuse(module, output, name, f"index {name} is not a tensor element of the {len(output)}-tuple")
+            raise _refuse(
+                module, output, name, f"index {name} is not a tensor element of the {len(output)}-tuple"
+            )
         return StreamSel(name)
     tensor_idx = [i for i, v in enumerate(output) if isinstance(v, torch.Tensor)]
     if name is None:
         if len(tensor_idx) == 1:
             return StreamSel(tensor_idx[0])
-        raise _refuse(module, output, name, "the output is a tuple with several tensors, so @stream is required")
+        raise _refuse(
+            module, output, name, "the output is a tuple with several tensors, so @stream is required"
+        )
     names = TUPLE_OUTPUT_NAMES.get(cls)
     if names is not None:
         if len(output) != len(names):
-            raise _refuse(module, output, name, f"expected a {len(names)}-tuple {names} for this class; the library version may differ")
+            raise _refuse(
+                module,
+                output,
+                name,
+                f"expected a {len(names)}-tuple {names} for this class; the library version may differ",
+            )
         if name not in names:
             raise _refuse(module, output, name, f"unknown name; this class's outputs are named {names}")
         return StreamSel(names.index(name))
-    if name == "out" and (_is_transformers_attention(module) or len(tensor_idx) == 1) and tensor_idx and tensor_idx[0] == 0:
+    if (
+        name == "out"
+        and (_is_transformers_attention(module) or len(tensor_idx) == 1)
+        and tensor_idx
+        and tensor_idx[0] == 0
+    ):
         return StreamSel(0)
     if name in ("attn_weights", "weights") and _is_transformers_attention(module) and len(output) > 1:
         if not isinstance(output[1], torch.Tensor):
-            raise _refuse(module, output, name, "attention weights were not returned (enable output_attentions)")
+            raise _refuse(
+                module, output, name, "attention weights were not returned (enable output_attentions)"
+            )
         return StreamSel(1)
     raise _refuse(module, output, name, "this name is ambiguous or unknown for this module class")
 
@@ -214,7 +244,10 @@ def resolve_input_stream(module: nn.Module, args: tuple, kwargs: dict, name: str
             return _check_input(module, args, kwargs, name, InputSel(None, key))
         if key in params and params.index(key) < len(args):
             return _check_input(module, args, kwargs, name, InputSel(params.index(key), None))
-    shown = ", ".join([f"#{i}: {describe(a)}" for i, a in enumerate(args)] + [f"{k}: {describe(v)}" for k, v in kwargs.items()])
+    shown = ", ".join(
+        [f"#{i}: {describe(a)}" for i, a in enumerate(args)]
+        + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
+    )
     raise HookPointError(
         f"input stream {name!r} of {type(module).__name__}: not found among the call's inputs ({shown or 'none'}). "
         f"Use :in@<index> or :in@<keyword>."

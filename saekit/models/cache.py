@@ -1,4 +1,5 @@
 """Where saekit caches converted models: `$SAEKIT_CACHE`, else `~/.cache/saekit`."""
+
 from __future__ import annotations
 
 import contextlib

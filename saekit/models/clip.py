@@ -9,6 +9,7 @@ indexing (tested).
 transformers 5.x module paths: `CLIPVisionModel` / `CLIPTextModel` have no `vision_model.` /
 `text_model.` prefix (`encoder.layers.N`), `CLIPModel` does (`vision_model.encoder.layers.N`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
@@ -39,7 +40,9 @@ class ClipSite:
         if self.tower not in ("vision", "text"):
             raise HookPointError(f"CLIP tower must be 'vision' or 'text', found {self.tower!r}")
         if isinstance(self.token, str) and self.token not in ("cls", "eos", "mean", "all", "pooled"):
-            raise HookPointError(f"CLIP token {self.token!r} unknown; use cls, eos, mean, all, pooled or a position")
+            raise HookPointError(
+                f"CLIP token {self.token!r} unknown; use cls, eos, mean, all, pooled or a position"
+            )
         if self.token == "eos" and self.tower != "text":
             raise HookPointError("token='eos' is for the text tower; images use 'cls' (position 0)")
 
@@ -67,7 +70,9 @@ def hidden_state_hook(model: nn.Module, site: ClipSite) -> str:
     n = len(tm.encoder.layers)
     idx = site.layer if site.layer >= 0 else n + 1 + site.layer
     if not 0 <= idx <= n:
-        raise HookPointError(f"CLIP layer {site.layer} out of range: hidden_states has {n + 1} entries (0..{n}, or -1..-{n + 1})")
+        raise HookPointError(
+            f"CLIP layer {site.layer} out of range: hidden_states has {n + 1} entries (0..{n}, or -1..-{n + 1})"
+        )
     if idx == 0:
         return prefix + ("pre_layrnorm" if site.tower == "vision" else "embeddings")
     return f"{prefix}encoder.layers.{idx - 1}"
@@ -84,14 +89,24 @@ def eos_positions(model: nn.Module, input_ids: Tensor) -> Tensor:
     return (input_ids == eos).to(torch.int).argmax(dim=-1)
 
 
-def select_tokens(h_BTD: Tensor, site: ClipSite, *, input_ids: Tensor | None = None, attention_mask: Tensor | None = None,
-                  model: nn.Module | None = None) -> Tensor:
+def select_tokens(
+    h_BTD: Tensor,
+    site: ClipSite,
+    *,
+    input_ids: Tensor | None = None,
+    attention_mask: Tensor | None = None,
+    model: nn.Module | None = None,
+) -> Tensor:
     """`[B, T, d]` -> `[B, d]` (or `[B*T_valid, d]` for "all") per the site's token choice."""
     if site.token == "cls":
         return h_BTD[:, 0]
     if isinstance(site.token, int):
         return h_BTD[:, site.token]
-    valid = attention_mask.bool() if attention_mask is not None else torch.ones(h_BTD.shape[:2], dtype=torch.bool, device=h_BTD.device)
+    valid = (
+        attention_mask.bool()
+        if attention_mask is not None
+        else torch.ones(h_BTD.shape[:2], dtype=torch.bool, device=h_BTD.device)
+    )
     if site.token == "eos":
         if input_ids is None or model is None:
             raise HookPointError("token='eos' needs input_ids and the model")
@@ -104,8 +119,14 @@ def select_tokens(h_BTD: Tensor, site: ClipSite, *, input_ids: Tensor | None = N
 
 
 @torch.no_grad()
-def clip_activations(model: nn.Module, site: ClipSite, *, pixel_values: Tensor | None = None,
-                     input_ids: Tensor | None = None, attention_mask: Tensor | None = None) -> Tensor:
+def clip_activations(
+    model: nn.Module,
+    site: ClipSite,
+    *,
+    pixel_values: Tensor | None = None,
+    input_ids: Tensor | None = None,
+    attention_mask: Tensor | None = None,
+) -> Tensor:
     """Embeddings at `site` for one batch: `[B, d]` (`[n_tokens, d]` for token="all")."""
     from saekit.hooks import capture
 
@@ -138,12 +159,21 @@ class LoadedClip(NamedTuple):
     name: str
 
 
-def load_clip(name_or_path: str, *, tower: Literal["vision", "text", "both"] = "vision", dtype: str = "float32",
-              device: str = "cpu") -> LoadedClip:
+def load_clip(
+    name_or_path: str,
+    *,
+    tower: Literal["vision", "text", "both"] = "vision",
+    dtype: str = "float32",
+    device: str = "cpu",
+) -> LoadedClip:
     """`from_pretrained` the right CLIP class (users with the weights; never called in tests)."""
     import transformers
 
-    cls = {"vision": transformers.CLIPVisionModel, "text": transformers.CLIPTextModel, "both": transformers.CLIPModel}[tower]
+    cls = {
+        "vision": transformers.CLIPVisionModel,
+        "text": transformers.CLIPTextModel,
+        "both": transformers.CLIPModel,
+    }[tower]
     try:
         model = cls.from_pretrained(name_or_path, dtype=getattr(torch, dtype)).to(device).eval()
         proc = transformers.CLIPImageProcessor.from_pretrained(name_or_path) if tower != "text" else None
@@ -162,15 +192,31 @@ def iter_image_batches(images: Iterable, processor, batch_size: int) -> Iterator
     for item in images:
         buf.append(item)
         if len(buf) == batch_size:
-            yield [i.id for i in buf], processor(images=[i.pixels for i in buf], return_tensors="pt")["pixel_values"]
+            yield (
+                [i.id for i in buf],
+                processor(images=[i.pixels for i in buf], return_tensors="pt")["pixel_values"],
+            )
             buf = []
     if buf:
-        yield [i.id for i in buf], processor(images=[i.pixels for i in buf], return_tensors="pt")["pixel_values"]
+        yield (
+            [i.id for i in buf],
+            processor(images=[i.pixels for i in buf], return_tensors="pt")["pixel_values"],
+        )
 
 
 @torch.no_grad()
-def harvest_clip(model: nn.Module, site: ClipSite, writer, *, images: Iterable | None = None, processor=None,
-                 captions: list[str] | None = None, tokenizer=None, batch_size: int = 16, quiet: bool = False) -> int:
+def harvest_clip(
+    model: nn.Module,
+    site: ClipSite,
+    writer,
+    *,
+    images: Iterable | None = None,
+    processor=None,
+    captions: list[str] | None = None,
+    tokenizer=None,
+    batch_size: int = 16,
+    quiet: bool = False,
+) -> int:
     """Write CLIP activations at `site` into a `StoreWriter` (`doc_id` = image/caption index,
     `position` = token position or -1 for pooled/mean rows). Returns rows written."""
     from tqdm import tqdm
@@ -179,15 +225,23 @@ def harvest_clip(model: nn.Module, site: ClipSite, writer, *, images: Iterable |
     if site.tower == "vision":
         if images is None or processor is None:
             raise HookPointError("harvesting the vision tower needs images and an image processor")
-        batches = ((ids, {"pixel_values": pv.to(model.dtype)}) for ids, pv in iter_image_batches(images, processor, batch_size))
+        batches = (
+            (ids, {"pixel_values": pv.to(model.dtype)})
+            for ids, pv in iter_image_batches(images, processor, batch_size)
+        )
     else:
         if captions is None or tokenizer is None:
             raise HookPointError("harvesting the text tower needs captions and a tokenizer")
 
         def text_batches():
             for s in range(0, len(captions), batch_size):
-                enc = tokenizer(captions[s : s + batch_size], padding=True, truncation=True, return_tensors="pt")
-                yield list(range(s, s + len(enc["input_ids"]))), {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+                enc = tokenizer(
+                    captions[s : s + batch_size], padding=True, truncation=True, return_tensors="pt"
+                )
+                yield (
+                    list(range(s, s + len(enc["input_ids"]))),
+                    {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
+                )
 
         batches = text_batches()
     for ids, kw in tqdm(batches, desc=f"CLIP {site.tower}", disable=quiet):
@@ -202,7 +256,9 @@ def harvest_clip(model: nn.Module, site: ClipSite, writer, *, images: Iterable |
                 doc = doc[:, None].expand_as(mask)[mask]
                 pos = torch.arange(mask.shape[1], dtype=torch.int32)[None].expand_as(mask)[mask]
         else:
-            pos = torch.full((len(ids),), site.token if isinstance(site.token, int) else -1, dtype=torch.int32)
+            pos = torch.full(
+                (len(ids),), site.token if isinstance(site.token, int) else -1, dtype=torch.int32
+            )
         writer.add(acts, {"doc_id": doc, "position": pos, "token_id": torch.full_like(doc, -1)})
         rows += len(acts)
     return rows

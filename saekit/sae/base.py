@@ -4,6 +4,7 @@ Architectures subclass `SAE` and implement `activation` (inference latents from 
 `forward` (training losses). Everything else — shape checks, dtype handling, input normalisation,
 decoder geometry, save/load — lives here once.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -101,9 +102,7 @@ class SAE(nn.Module):
     def decode(self, latents: Tensor) -> Tensor:
         """Reconstruction `[..., d_in]` in raw units from dense latents `[..., d_sae]`."""
         if latents.ndim == 0 or latents.shape[-1] != self.d_sae:
-            raise ShapeError(
-                f"latents have shape {tuple(latents.shape)} but this SAE has d_sae={self.d_sae}"
-            )
+            raise ShapeError(f"latents have shape {tuple(latents.shape)} but this SAE has d_sae={self.d_sae}")
         lead = latents.shape[:-1]
         out = self.decode_normalized(latents.reshape(-1, self.d_sae).to(self.dtype))
         return (out / self.input_scale.to(self.dtype)).reshape(*lead, self.d_in)
@@ -112,7 +111,9 @@ class SAE(nn.Module):
         """`decode(encode(x))` at inference."""
         return self.decode(self.encode(x))
 
-    def forward(self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0) -> SAEOutput:
+    def forward(
+        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
         raise NotImplementedError
 
     # -- shared loss helpers --------------------------------------------------------------------
@@ -183,7 +184,7 @@ class SAE(nn.Module):
         return save_sae(self, folder)
 
     @classmethod
-    def load(cls, folder: str | Path, device: str | torch.device | None = None) -> "SAE":
+    def load(cls, folder: str | Path, device: str | torch.device | None = None) -> SAE:
         from saekit.sae.io import load_sae
 
         return load_sae(folder, device=device)

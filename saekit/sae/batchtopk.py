@@ -4,6 +4,7 @@ Rows may use more or fewer than k latents while the batch average is k. Inferenc
 batch, so a single JumpReLU-style threshold is estimated during training (running mean of the smallest
 kept activation per batch) and saved with the weights as the `threshold` buffer.
 """
+
 from __future__ import annotations
 
 import torch
@@ -59,7 +60,9 @@ class BatchTopKSAE(SAE):
             m = self.threshold_momentum
             self.threshold.mul_(m).add_((1 - m) * batch_min)
 
-    def forward(self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0) -> SAEOutput:
+    def forward(
+        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
         x_n = self._prepare_batch(x)
         pre = self.pre_activation(x_n)
         if self.training:
@@ -70,5 +73,7 @@ class BatchTopKSAE(SAE):
         recon_n = self.decode_normalized(latents)
         aux = None
         if dead_mask is not None and self.training:
-            aux = aux_k_loss(pre, x_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient)
+            aux = aux_k_loss(
+                pre, x_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient
+            )
         return self._output(x_n, recon_n, latents, aux=aux)

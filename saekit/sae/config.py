@@ -1,4 +1,5 @@
 """SAE configuration: one frozen dataclass serialised to `config.json` and used for CLI flags."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -121,7 +122,7 @@ class SAEConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SAEConfig":
+    def from_dict(cls, data: dict[str, Any]) -> SAEConfig:
         """Build from a dict, rejecting unknown keys with a message that names them."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -137,5 +138,5 @@ class SAEConfig:
             data["provenance"] = Provenance(**prov)
         return cls(**data)
 
-    def replace(self, **changes: Any) -> "SAEConfig":
+    def replace(self, **changes: Any) -> SAEConfig:
         return dataclasses.replace(self, **changes)

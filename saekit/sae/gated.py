@@ -6,6 +6,7 @@ latents:    f = 1[pi_gate > 0] * relu(pi_mag)
 The L1 penalty acts on relu(pi_gate) only (so magnitudes do not shrink), and an auxiliary loss
 reconstructs x from relu(pi_gate) through a frozen copy of the decoder so the gate path gets gradients.
 """
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,9 @@ class GatedSAE(SAE):
     def activation(self, pre_BF: Tensor) -> Tensor:  # pragma: no cover - encode_normalized is used
         raise NotImplementedError("GatedSAE latents need the magnitude path; use encode()")
 
-    def forward(self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0) -> SAEOutput:
+    def forward(
+        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
         x_n = self._prepare_batch(x)
         pi_gate, pi_mag = self._paths(x_n)
         latents = (pi_gate > 0).to(pi_mag.dtype) * pi_mag.relu()

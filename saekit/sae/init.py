@@ -6,6 +6,7 @@
 - b_dec from the geometric median (or mean) of a data sample
 - input scale so the mean row norm is sqrt(d_in) (saved with the weights)
 """
+
 from __future__ import annotations
 
 import math
@@ -16,14 +17,18 @@ from torch import Tensor
 from saekit.errors import ShapeError
 
 
-def random_unit_rows(n: int, d: int, *, dtype=torch.float32, generator: torch.Generator | None = None) -> Tensor:
+def random_unit_rows(
+    n: int, d: int, *, dtype=torch.float32, generator: torch.Generator | None = None
+) -> Tensor:
     w = torch.randn(n, d, generator=generator, dtype=torch.float32)
     if dtype == torch.float64:
         w = w.double()  # normalise in float64 so a float64 SAE's rows are unit to its own precision
     return (w / w.norm(dim=-1, keepdim=True)).to(dtype)
 
 
-def orthonormal_blocks(n: int, d: int, *, dtype=torch.float32, generator: torch.Generator | None = None) -> Tensor:
+def orthonormal_blocks(
+    n: int, d: int, *, dtype=torch.float32, generator: torch.Generator | None = None
+) -> Tensor:
     """`[n, d]` rows; every consecutive block of `d` rows (the last may be shorter) is orthonormal."""
     blocks = []
     remaining = n
@@ -56,7 +61,9 @@ def reset_parameters_(sae, generator: torch.Generator | None = None) -> None:
         sae.W_enc.copy_(sae.W_dec.T)
     else:
         bound = 1.0 / math.sqrt(cfg.d_in)
-        sae.W_enc.copy_(torch.empty(cfg.d_in, cfg.d_sae).uniform_(-bound, bound, generator=generator).to(sae.dtype))
+        sae.W_enc.copy_(
+            torch.empty(cfg.d_in, cfg.d_sae).uniform_(-bound, bound, generator=generator).to(sae.dtype)
+        )
     sae.b_enc.zero_()
     sae.b_dec.zero_()
     post = getattr(sae, "_post_reset_", None)

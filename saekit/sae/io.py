@@ -5,6 +5,7 @@ model.safetensors holds every parameter and buffer by its module name in the lay
 `SAEConfig` (`W_enc [d_in, d_sae]`, `W_dec [d_sae, d_in]`, `input_scale []`, ...). Both files are
 written atomically; loading validates everything and names what is wrong.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,10 +31,15 @@ def save_sae(sae, folder: str | Path) -> Path:
     if actual != cfg.dtype:  # the module was cast with .to(dtype): record what is actually saved
         cfg = cfg.replace(dtype=actual)
     tensors = {name: t.detach().cpu() for name, t in sae.state_dict().items()}
-    save_tensors_atomic(folder / WEIGHTS_FILE, tensors, metadata={"format": "saekit.sae",
-                                                                  "schema_version": str(SCHEMA_VERSION)})
-    write_json_atomic(folder / CONFIG_FILE, {"schema_version": SCHEMA_VERSION, "format": "saekit.sae",
-                                             "config": cfg.to_dict()})
+    save_tensors_atomic(
+        folder / WEIGHTS_FILE,
+        tensors,
+        metadata={"format": "saekit.sae", "schema_version": str(SCHEMA_VERSION)},
+    )
+    write_json_atomic(
+        folder / CONFIG_FILE,
+        {"schema_version": SCHEMA_VERSION, "format": "saekit.sae", "config": cfg.to_dict()},
+    )
     return folder
 
 
@@ -43,7 +49,9 @@ def read_config(folder: str | Path) -> SAEConfig:
     if not folder.exists():
         raise SAEFormatError(f"no SAE at {folder}: the folder does not exist")
     if folder.is_file():
-        raise SAEFormatError(f"{folder} is a file; an SAE is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}")
+        raise SAEFormatError(
+            f"{folder} is a file; an SAE is a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}"
+        )
     path = folder / CONFIG_FILE
     if not path.exists():
         raise SAEFormatError(
@@ -53,7 +61,9 @@ def read_config(folder: str | Path) -> SAEConfig:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SAEFormatError(f"{path} is not valid JSON ({exc}); the file is corrupt or truncated — re-save the SAE") from None
+        raise SAEFormatError(
+            f"{path} is not valid JSON ({exc}); the file is corrupt or truncated — re-save the SAE"
+        ) from None
     if not isinstance(raw, dict) or "config" not in raw or "schema_version" not in raw:
         raise SAEFormatError(f"{path} lacks 'schema_version'/'config' keys; not a saekit SAE config")
     version = raw["schema_version"]
@@ -77,7 +87,9 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not path.exists():
-        raise SAEFormatError(f"missing weights file {path}; the SAE folder is incomplete — re-save or re-download it")
+        raise SAEFormatError(
+            f"missing weights file {path}; the SAE folder is incomplete — re-save or re-download it"
+        )
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:

@@ -4,6 +4,7 @@ The step function has zero gradient almost everywhere, so the threshold is train
 straight-through estimator: the derivative of the Heaviside step is replaced by a rectangle kernel of
 width `bandwidth` (epsilon) around the threshold. The sparsity penalty is a (pseudo-)L0.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,12 @@ class JumpReLUSAE(SAE):
 
     def _init_extra(self, device) -> None:
         self.log_threshold = nn.Parameter(
-            torch.full((self.cfg.d_sae,), math.log(self.cfg.jumprelu_init_threshold), dtype=self.cfg.torch_dtype,
-                       device=device)
+            torch.full(
+                (self.cfg.d_sae,),
+                math.log(self.cfg.jumprelu_init_threshold),
+                dtype=self.cfg.torch_dtype,
+                device=device,
+            )
         )
 
     def _post_reset_(self) -> None:
@@ -75,7 +80,9 @@ class JumpReLUSAE(SAE):
     def activation(self, pre_BF: Tensor) -> Tensor:
         return pre_BF * (pre_BF > self.threshold)
 
-    def forward(self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0) -> SAEOutput:
+    def forward(
+        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
         x_n = self._prepare_batch(x)
         pre = self.pre_activation(x_n)
         theta = self.threshold

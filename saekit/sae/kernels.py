@@ -19,6 +19,7 @@ float rounding (~1e-6 relative), not bitwise; the kernel itself is deterministic
 `matmul_dtype=torch.bfloat16` runs only the encoder matmul in bf16 (weights cast per step from fp32
 masters); everything else stays in the parameter dtype.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -79,7 +80,9 @@ def _bags_by_latent(lat_N: Tensor, n_latents: int) -> tuple[Tensor, Tensor]:
 
 def _scatter_rows(src_RD: Tensor, rows_N: Tensor, weights_N: Tensor, offsets_F: Tensor) -> Tensor:
     """`out[j] = sum_{n in bag j} weights[n] * src[rows[n]]` -> `[n_latents, d]` (transposed embedding bag)."""
-    return F.embedding_bag(rows_N, src_RD, offsets_F, mode="sum", per_sample_weights=weights_N.to(src_RD.dtype))
+    return F.embedding_bag(
+        rows_N, src_RD, offsets_F, mode="sum", per_sample_weights=weights_N.to(src_RD.dtype)
+    )
 
 
 def _topk_dead(pre_BF: Tensor, dead_F: Tensor, k_aux: int) -> tuple[Tensor, Tensor]:
@@ -169,23 +172,36 @@ class _TopKFunction(torch.autograd.Function):
         if need_x or need_bd:
             if need_x:
                 # only when the caller wants input gradients: one more sparse product
-                grad_x = F.embedding_bag(idx if not has_aux else torch.cat([idx, a_idx], 1), W_enc.T.contiguous(),
-                                         per_sample_weights=g_all.view(B, -1), mode="sum")
+                grad_x = F.embedding_bag(
+                    idx if not has_aux else torch.cat([idx, a_idx], 1),
+                    W_enc.T.contiguous(),
+                    per_sample_weights=g_all.view(B, -1),
+                    mode="sum",
+                )
             if need_bd:
                 grad_b_dec = g_recon.sum(0) - W_enc @ grad_b_enc_F
         return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None, None, None, None
 
 
-def topk_forward(x_BD: Tensor, W_enc_DF: Tensor, b_enc_F: Tensor, W_dec_FD: Tensor, b_dec_D: Tensor, k: int,
-                 dead_mask_F: Tensor | None = None, k_aux: int = 0,
-                 matmul_dtype: torch.dtype | None = None) -> TopKForwardOut:
+def topk_forward(
+    x_BD: Tensor,
+    W_enc_DF: Tensor,
+    b_enc_F: Tensor,
+    W_dec_FD: Tensor,
+    b_dec_D: Tensor,
+    k: int,
+    dead_mask_F: Tensor | None = None,
+    k_aux: int = 0,
+    matmul_dtype: torch.dtype | None = None,
+) -> TopKForwardOut:
     """TopK encode + sparse decode (+ aux-k selection among dead latents) with the sparse backward.
 
     `x_BD` is the normalised input; returns values after ReLU. Gradients flow to every tensor argument.
     """
     dead = dead_mask_F.to(x_BD.device) if dead_mask_F is not None and k_aux > 0 else None
     recon, vals, idx, a_recon, a_vals, a_idx = _TopKFunction.apply(
-        x_BD, W_enc_DF, b_enc_F, W_dec_FD, b_dec_D, int(k), dead, int(k_aux), matmul_dtype)
+        x_BD, W_enc_DF, b_enc_F, W_dec_FD, b_dec_D, int(k), dead, int(k_aux), matmul_dtype
+    )
     if a_idx.shape[1] == 0:
         return TopKForwardOut(recon, vals, idx, None, None, None)
     return TopKForwardOut(recon, vals, idx, a_recon, a_vals, a_idx)

@@ -1,4 +1,5 @@
 """Named outputs of an SAE forward pass (never positional tuples of mystery tensors)."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

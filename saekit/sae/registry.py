@@ -1,4 +1,5 @@
 """Architecture name -> SAE class. Adding an architecture = one file + `@register`."""
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 Weighting by ||W_dec_j|| stops the optimiser from shrinking latents while growing decoder rows, so the
 penalty is meaningful even without a unit-norm constraint.
 """
+
 from __future__ import annotations
 
 from torch import Tensor
@@ -19,7 +20,9 @@ class ReLUSAE(SAE):
     def activation(self, pre_BF: Tensor) -> Tensor:
         return pre_BF.relu()
 
-    def forward(self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0) -> SAEOutput:
+    def forward(
+        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
         x_n = self._prepare_batch(x)
         latents = self.activation(self.pre_activation(x_n))
         recon_n = self.decode_normalized(latents)

@@ -4,6 +4,7 @@ The sparse form `(values, indices)` is the native one: decoding gathers k decode
 `embedding_bag`, so cost scales with k, not d_sae. Dead latents are revived by the aux-k loss (OpenAI,
 Gao et al. 2024): the top `aux_k` dead latents reconstruct the residual the live ones leave.
 """
+
 from __future__ import annotations
 
 import torch
@@ -73,25 +74,40 @@ class TopKSAE(SAE):
     def decode_sparse(self, values: Tensor, indices: Tensor) -> Tensor:
         """Raw-unit reconstruction from the sparse form (any leading dims)."""
         if values.shape != indices.shape or values.ndim == 0:
-            raise ShapeError(f"decode_sparse: values {tuple(values.shape)} and indices {tuple(indices.shape)} must "
-                             "have the same shape [..., k]")
+            raise ShapeError(
+                f"decode_sparse: values {tuple(values.shape)} and indices {tuple(indices.shape)} must "
+                "have the same shape [..., k]"
+            )
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.d_sae):
-            raise ShapeError(f"decode_sparse: indices must be in [0, d_sae={self.d_sae}), found "
-                             f"[{int(indices.min())}, {int(indices.max())}]")
+            raise ShapeError(
+                f"decode_sparse: indices must be in [0, d_sae={self.d_sae}), found "
+                f"[{int(indices.min())}, {int(indices.max())}]"
+            )
         lead = values.shape[:-1]
         k = values.shape[-1]
         out = sparse_decode(values.reshape(-1, k), indices.reshape(-1, k), self.W_dec) + self.b_dec
         return (out / self.input_scale.to(self.dtype)).reshape(*lead, self.d_in)
 
-    def forward(self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0) -> SAEOutput:
+    def forward(
+        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> SAEOutput:
         """Training forward on the sparse fast path (`saekit.sae.kernels`): the backward touches only the
         k active (and k_aux dead) latents. Under `torch.autocast` the encoder matmul runs in its dtype."""
         x_n = self._prepare_batch(x)
         dev = x_n.device.type
         mm_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
         use_dead = dead_mask is not None and self.training and self.cfg.aux_k_coefficient > 0
-        out = topk_forward(x_n, self.W_enc, self.b_enc, self.W_dec, self.b_dec, self.k,
-                           dead_mask if use_dead else None, self.k_aux if use_dead else 0, mm_dtype)
+        out = topk_forward(
+            x_n,
+            self.W_enc,
+            self.b_enc,
+            self.W_dec,
+            self.b_dec,
+            self.k,
+            dead_mask if use_dead else None,
+            self.k_aux if use_dead else 0,
+            mm_dtype,
+        )
         aux = None
         if out.aux_recon_BD is not None:
             residual = (x_n - out.recon_BD).detach()

@@ -12,6 +12,7 @@ call continues after the tokens seen so far. Chunked prefill is not supported (s
 A position is "generated" when its *input* token was generated, so with `positions="generated"` the
 first new token (predicted at the last prompt position) is still unsteered; `all` steers it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,7 +46,9 @@ class PositionTracker:
         if self.positions not in POSITIONS:
             raise SteeringError(f"positions must be one of {', '.join(POSITIONS)}, found {self.positions!r}")
         if self.positions != "all" and self.prompt_len is None:
-            raise SteeringError(f"positions={self.positions!r} needs prompt_len (the number of prompt tokens)")
+            raise SteeringError(
+                f"positions={self.positions!r} needs prompt_len (the number of prompt tokens)"
+            )
 
     def reset(self, prompt_len: int | None = None) -> None:
         """Start a new sequence (call before each generate)."""
@@ -63,12 +66,18 @@ class PositionTracker:
         return pos < self.prompt_len if self.positions == "prompt" else pos >= self.prompt_len
 
 
-def cast_edit(edit_fn: Callable[[Tensor], Tensor], compute_dtype: torch.dtype, device=None,
-              tracker: PositionTracker | None = None) -> Callable[[Tensor], Tensor]:
+def cast_edit(
+    edit_fn: Callable[[Tensor], Tensor],
+    compute_dtype: torch.dtype,
+    device=None,
+    tracker: PositionTracker | None = None,
+) -> Callable[[Tensor], Tensor]:
     """Wrap an edit on compute-dtype tensors into one on model-dtype `[B, T, d]` tensors."""
 
     def wrapped(x_BTD: Tensor) -> Tensor:
-        mask_T = tracker.mask(x_BTD.shape[1], x_BTD.device) if tracker is not None and x_BTD.ndim == 3 else None
+        mask_T = (
+            tracker.mask(x_BTD.shape[1], x_BTD.device) if tracker is not None and x_BTD.ndim == 3 else None
+        )
         if mask_T is not None and not bool(mask_T.any()):
             return x_BTD
         x_c = x_BTD.to(dtype=compute_dtype, device=device or x_BTD.device)
@@ -81,9 +90,16 @@ def cast_edit(edit_fn: Callable[[Tensor], Tensor], compute_dtype: torch.dtype, d
 
 
 @contextlib.contextmanager
-def steering(model, hook_point: str | HookPoint, edit_fn: Callable[[Tensor], Tensor], *,
-             compute_dtype: torch.dtype = torch.float32, device=None, positions: str = "all",
-             prompt_len: int | None = None) -> Iterator[PositionTracker]:
+def steering(
+    model,
+    hook_point: str | HookPoint,
+    edit_fn: Callable[[Tensor], Tensor],
+    *,
+    compute_dtype: torch.dtype = torch.float32,
+    device=None,
+    positions: str = "all",
+    prompt_len: int | None = None,
+) -> Iterator[PositionTracker]:
     """Context manager: edit the hooked stream with `edit_fn` (on `compute_dtype` tensors).
 
     Yields the PositionTracker; call `tracker.reset(prompt_len)` between sequences.
@@ -93,7 +109,9 @@ def steering(model, hook_point: str | HookPoint, edit_fn: Callable[[Tensor], Ten
         yield tracker
 
 
-def sae_edit(sae, method: str, features, strengths, *, keep_error: bool = False) -> Callable[[Tensor], Tensor]:
+def sae_edit(
+    sae, method: str, features, strengths, *, keep_error: bool = False
+) -> Callable[[Tensor], Tensor]:
     """`x -> method(x)` for an SAE method with absolute strengths (per feature, or `[B, 1, n]` per row)."""
     check_method(method)
     s = torch.as_tensor(strengths, dtype=sae.dtype, device=sae.device)
@@ -108,12 +126,31 @@ def direction_edit(direction_D: Tensor, strengths) -> Callable[[Tensor], Tensor]
 
 
 @contextlib.contextmanager
-def steer_sae(model, sae, method: str, features, strengths, *, hook_point: str | HookPoint | None = None,
-              positions: str = "all", prompt_len: int | None = None, keep_error: bool = False) -> Iterator[PositionTracker]:
+def steer_sae(
+    model,
+    sae,
+    method: str,
+    features,
+    strengths,
+    *,
+    hook_point: str | HookPoint | None = None,
+    positions: str = "all",
+    prompt_len: int | None = None,
+    keep_error: bool = False,
+) -> Iterator[PositionTracker]:
     """Steer `model` with an SAE method at the SAE's own hook point (from its provenance) by default."""
     hp = hook_point or sae.cfg.provenance.hook_point
     if not hp:
-        raise SteeringError("the SAE's config has no provenance.hook_point; pass hook_point= (e.g. 'model.layers.15')")
-    with steering(model, hp, sae_edit(sae, method, features, strengths, keep_error=keep_error),
-                  compute_dtype=sae.dtype, device=sae.device, positions=positions, prompt_len=prompt_len) as tr:
+        raise SteeringError(
+            "the SAE's config has no provenance.hook_point; pass hook_point= (e.g. 'model.layers.15')"
+        )
+    with steering(
+        model,
+        hp,
+        sae_edit(sae, method, features, strengths, keep_error=keep_error),
+        compute_dtype=sae.dtype,
+        device=sae.device,
+        positions=positions,
+        prompt_len=prompt_len,
+    ) as tr:
         yield tr

@@ -5,6 +5,7 @@ Stored beside the SAE, written atomically:
 - `scales.safetensors`: per feature `mean_active [d_sae]`, `max_active [d_sae]`, `freq [d_sae]`
   (fraction of tokens where the feature is > 0). Features that never fired have 0 mean and max.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,9 @@ class Calibration:
 
 
 @torch.no_grad()
-def measure(sae, batches: Iterable[Tensor], *, quiet: bool = True, total: int | None = None, **meta) -> Calibration:
+def measure(
+    sae, batches: Iterable[Tensor], *, quiet: bool = True, total: int | None = None, **meta
+) -> Calibration:
     """Accumulate norms and per-feature active statistics over batches of raw activations `[B, d_in]`."""
     from tqdm import tqdm
 
@@ -85,24 +88,32 @@ def save_calibration(folder: str | Path, cal: Calibration) -> tuple[Path, Path]:
     """Write `scales.json` + `scales.safetensors` atomically beside the SAE."""
     folder = Path(folder)
     tensors_path, json_path = folder / SCALES_TENSORS, folder / SCALES_JSON
-    save_tensors_atomic(tensors_path, {"mean_active": cal.mean_active, "max_active": cal.max_active,
-                                       "freq": cal.freq}, metadata={"schema_version": str(SCHEMA_VERSION)})
-    write_json_atomic(json_path, {
-        "schema_version": SCHEMA_VERSION,
-        "format": "saekit.scales",
-        "hook_point": cal.hook_point,
-        "model": cal.model,
-        "corpus": cal.corpus,
-        "n_tokens": cal.n_tokens,
-        "mean_norm": cal.mean_norm,
-        "median_norm": cal.median_norm,
-        "d_sae": int(cal.max_active.numel()),
-        "tensors": SCALES_TENSORS,
-    })
+    save_tensors_atomic(
+        tensors_path,
+        {"mean_active": cal.mean_active, "max_active": cal.max_active, "freq": cal.freq},
+        metadata={"schema_version": str(SCHEMA_VERSION)},
+    )
+    write_json_atomic(
+        json_path,
+        {
+            "schema_version": SCHEMA_VERSION,
+            "format": "saekit.scales",
+            "hook_point": cal.hook_point,
+            "model": cal.model,
+            "corpus": cal.corpus,
+            "n_tokens": cal.n_tokens,
+            "mean_norm": cal.mean_norm,
+            "median_norm": cal.median_norm,
+            "d_sae": int(cal.max_active.numel()),
+            "tensors": SCALES_TENSORS,
+        },
+    )
     return json_path, tensors_path
 
 
-def load_calibration(folder: str | Path, *, d_sae: int | None = None, required: bool = False) -> Calibration | None:
+def load_calibration(
+    folder: str | Path, *, d_sae: int | None = None, required: bool = False
+) -> Calibration | None:
     """Read the calibration stored beside an SAE; None (or SteeringError if `required`) when absent."""
     from safetensors.torch import load_file
 
@@ -119,10 +130,14 @@ def load_calibration(folder: str | Path, *, d_sae: int | None = None, required: 
         meta = json.loads(json_path.read_text())
         tensors = load_file(str(tensors_path))
     except (OSError, ValueError) as exc:
-        raise SteeringError(f"cannot read calibration in {folder}: {exc}; re-run `saekit scale --sae {folder}`") from exc
+        raise SteeringError(
+            f"cannot read calibration in {folder}: {exc}; re-run `saekit scale --sae {folder}`"
+        ) from exc
     if meta.get("schema_version") != SCHEMA_VERSION:
-        raise SteeringError(f"{json_path}: schema_version {meta.get('schema_version')!r}, expected {SCHEMA_VERSION}; "
-                            f"re-run `saekit scale --sae {folder}`")
+        raise SteeringError(
+            f"{json_path}: schema_version {meta.get('schema_version')!r}, expected {SCHEMA_VERSION}; "
+            f"re-run `saekit scale --sae {folder}`"
+        )
     missing = {"mean_active", "max_active", "freq"} - set(tensors)
     if missing:
         raise SteeringError(f"{tensors_path} lacks {sorted(missing)}; re-run `saekit scale --sae {folder}`")
@@ -132,15 +147,32 @@ def load_calibration(folder: str | Path, *, d_sae: int | None = None, required: 
             f"the calibration belongs to another SAE — re-run `saekit scale --sae {folder}`"
         )
     return Calibration(
-        mean_norm=float(meta["mean_norm"]), median_norm=float(meta["median_norm"]), n_tokens=int(meta["n_tokens"]),
-        mean_active=tensors["mean_active"], max_active=tensors["max_active"], freq=tensors["freq"],
-        hook_point=meta.get("hook_point"), model=meta.get("model"), corpus=meta.get("corpus"),
+        mean_norm=float(meta["mean_norm"]),
+        median_norm=float(meta["median_norm"]),
+        n_tokens=int(meta["n_tokens"]),
+        mean_active=tensors["mean_active"],
+        max_active=tensors["max_active"],
+        freq=tensors["freq"],
+        hook_point=meta.get("hook_point"),
+        model=meta.get("model"),
+        corpus=meta.get("corpus"),
     )
 
 
-def calibrate_model(model, tokenizer, sae, hook_point: str, texts, *, tokens: int = 20_000, context_len: int = 128,
-                    batch_size: int = 8, quiet: bool = True, model_name: str | None = None,
-                    corpus: str | None = None) -> Calibration:
+def calibrate_model(
+    model,
+    tokenizer,
+    sae,
+    hook_point: str,
+    texts,
+    *,
+    tokens: int = 20_000,
+    context_len: int = 128,
+    batch_size: int = 8,
+    quiet: bool = True,
+    model_name: str | None = None,
+    corpus: str | None = None,
+) -> Calibration:
     """Run `model` over `texts` (first `tokens` tokens, windows of `context_len`) and measure scales."""
     from saekit.steer.corpus_acts import iter_window_acts, token_windows
 
@@ -149,5 +181,12 @@ def calibrate_model(model, tokenizer, sae, hook_point: str, texts, *, tokens: in
         raise SteeringError("the corpus produced no token windows; is it empty?")
     batches = iter_window_acts(model, hook_point, windows, batch_size=batch_size)
     n_batches = (len(windows) + batch_size - 1) // batch_size
-    return measure(sae, batches, quiet=quiet, total=n_batches, hook_point=str(hook_point), model=model_name,
-                   corpus=corpus)
+    return measure(
+        sae,
+        batches,
+        quiet=quiet,
+        total=n_batches,
+        hook_point=str(hook_point),
+        model=model_name,
+        corpus=corpus,
+    )

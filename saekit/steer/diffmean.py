@@ -5,6 +5,7 @@ added along its unit direction with the same strength grid as the SAE methods. T
 concept is chosen by the same contrast in latent space: `argmax_j mean f_j(concept) − mean f_j(other)`,
 so SAE methods and DiffMean start from the same evidence.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,11 +29,15 @@ class FeatureChoice(NamedTuple):
 
 
 @torch.no_grad()
-def text_activations(model, tokenizer, hook_point: str, texts: Sequence[str], *, context_len: int = 64,
-                     batch_size: int = 16) -> Tensor:
+def text_activations(
+    model, tokenizer, hook_point: str, texts: Sequence[str], *, context_len: int = 64, batch_size: int = 16
+) -> Tensor:
     """All (non-first) token activations `[n, d]` float32 of `texts` at `hook_point`."""
-    chunks = list(iter_window_acts(model, hook_point, token_windows(tokenizer, texts, context_len),
-                                   batch_size=batch_size))
+    chunks = list(
+        iter_window_acts(
+            model, hook_point, token_windows(tokenizer, texts, context_len), batch_size=batch_size
+        )
+    )
     if not chunks:
         raise SteeringError("no token activations: the texts are empty")
     return torch.cat(chunks)

@@ -10,6 +10,7 @@ vector) *before* it enters the generator with `clamp`, keeping the SAE error ter
 `decode(f with f_j := v) + (x − decode(encode(x)))` — the Kandinsky recipe. Clamping to the current
 values is no edit at all and returns the embedding bit for bit (tested through a whole pipeline).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,7 +45,9 @@ def parse_steps(spec: str | None, n_steps: int | None = None) -> set[int] | None
     for part in spec.split(","):
         part = part.strip()
         if part.endswith("-") and n_steps is None:
-            raise SteeringError(f"step range {part!r} is open-ended; give the end (e.g. {part}{n_steps or 3}) or the step count")
+            raise SteeringError(
+                f"step range {part!r} is open-ended; give the end (e.g. {part}{n_steps or 3}) or the step count"
+            )
         try:
             if "-" in part:
                 a, b = part.split("-", 1)
@@ -59,9 +62,16 @@ def parse_steps(spec: str | None, n_steps: int | None = None) -> set[int] | None
 
 
 @contextlib.contextmanager
-def steer_in_loop(transformer: nn.Module, hook_point: str, edit_fn: EditFn, *, steps: Container[int] | None = None,
-                  cfg_layout: CfgLayout = "none", uncond_edit_fn: EditFn | None = None,
-                  text_len: int | None = None) -> Iterator[StepState]:
+def steer_in_loop(
+    transformer: nn.Module,
+    hook_point: str,
+    edit_fn: EditFn,
+    *,
+    steps: Container[int] | None = None,
+    cfg_layout: CfgLayout = "none",
+    uncond_edit_fn: EditFn | None = None,
+    text_len: int | None = None,
+) -> Iterator[StepState]:
     """While active, `edit_fn` edits `hook_point` on the conditional branch of the chosen `steps`.
 
     `uncond_edit_fn` (optional) edits the unconditional branch of the same steps. With
@@ -90,7 +100,9 @@ def steer_in_loop(transformer: nn.Module, hook_point: str, edit_fn: EditFn, *, s
 
 
 @torch.no_grad()
-def steer_conditioning(embeds: Tensor, sae, features: Sequence[int], values: Tensor | float | None = None) -> Tensor:
+def steer_conditioning(
+    embeds: Tensor, sae, features: Sequence[int], values: Tensor | float | None = None
+) -> Tensor:
     """Clamp SAE features of a conditioning embedding `[..., d]`, keeping the error term.
 
     `values` = the target latent values (`[n_features]`, a scalar, or broadcastable per row);
@@ -99,8 +111,10 @@ def steer_conditioning(embeds: Tensor, sae, features: Sequence[int], values: Ten
     from saekit.steer.methods import clamp
 
     if embeds.shape[-1] != sae.d_in:
-        raise SteeringError(f"conditioning embeds have d={embeds.shape[-1]} but the SAE has d_in={sae.d_in}; "
-                            "use an SAE trained on these embeddings")
+        raise SteeringError(
+            f"conditioning embeds have d={embeds.shape[-1]} but the SAE has d_in={sae.d_in}; "
+            "use an SAE trained on these embeddings"
+        )
     if values is None:
         idx = torch.as_tensor(list(features), dtype=torch.long)
         values = sae.encode(embeds.to(sae.dtype))[..., idx]

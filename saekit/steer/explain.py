@@ -10,6 +10,7 @@ Token lists come from two places:
   applies only the norm's elementwise weight (the RMS division is a positive scale, so the ranking
   is unchanged). Good for late-ish layers, rough for early ones.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -91,9 +92,18 @@ def logit_effect_tokens(model, tokenizer, directions_ND: Tensor, n_tokens: int =
 
 
 @torch.no_grad()
-def explain_prompt(model, tokenizer, sae, hook_point: str, prompt_ids_BP: Tensor, *, top_n: int = 10,
-                   n_tokens: int = 8, skip_first: bool = True,
-                   example_tokens: dict[int, tuple[str, ...]] | None = None) -> list[FeatureExplanation]:
+def explain_prompt(
+    model,
+    tokenizer,
+    sae,
+    hook_point: str,
+    prompt_ids_BP: Tensor,
+    *,
+    top_n: int = 10,
+    n_tokens: int = 8,
+    skip_first: bool = True,
+    example_tokens: dict[int, tuple[str, ...]] | None = None,
+) -> list[FeatureExplanation]:
     """Features with the highest max activation on the prompt (first/BOS token skipped by default:
     its huge norm lights up features unrelated to the text)."""
     with capture(model, hook_point, stop_after_last=True) as cap:
@@ -106,16 +116,24 @@ def explain_prompt(model, tokenizer, sae, hook_point: str, prompt_ids_BP: Tensor
     max_F = f_TF.max(0).values
     n = min(top_n, int((max_F > 0).sum()))
     feats = max_F.topk(n).indices.tolist() if n else []
-    logit_toks = logit_effect_tokens(model, tokenizer, sae.decoder_directions()[feats], n_tokens) if feats else []
+    logit_toks = (
+        logit_effect_tokens(model, tokenizer, sae.decoder_directions()[feats], n_tokens) if feats else []
+    )
     out = []
     for j, lt in zip(feats, logit_toks):
         col = f_TF[:, j]
         order = col.argsort(descending=True)[: min(5, int((col > 0).sum()))]
-        out.append(FeatureExplanation(
-            feature=int(j), max_act=float(col.max()), mean_act=float(col.mean()), n_active=int((col > 0).sum()),
-            prompt_tokens=tuple(tokenizer.decode([int(ids[t])]) for t in order), logit_tokens=lt,
-            example_tokens=(example_tokens or {}).get(int(j), ()),
-        ))
+        out.append(
+            FeatureExplanation(
+                feature=int(j),
+                max_act=float(col.max()),
+                mean_act=float(col.mean()),
+                n_active=int((col > 0).sum()),
+                prompt_tokens=tuple(tokenizer.decode([int(ids[t])]) for t in order),
+                logit_tokens=lt,
+                example_tokens=(example_tokens or {}).get(int(j), ()),
+            )
+        )
     return out
 
 
@@ -123,11 +141,15 @@ def format_explanations(items: list[FeatureExplanation]) -> str:
     """A plain-text table for the terminal."""
     if not items:
         return "no feature is active on this prompt"
-    lines = [f"{'feature':>8} {'max':>8} {'mean':>7} {'#tok':>5}  prompt tokens | promoted tokens (direct logit effect)"]
+    lines = [
+        f"{'feature':>8} {'max':>8} {'mean':>7} {'#tok':>5}  prompt tokens | promoted tokens (direct logit effect)"
+    ]
     for e in items:
         pt = " ".join(repr(t) for t in e.prompt_tokens)
         lt = " ".join(repr(t) for t in e.logit_tokens)
         lines.append(f"{e.feature:>8} {e.max_act:>8.3f} {e.mean_act:>7.3f} {e.n_active:>5}  {pt} | {lt}")
         if e.example_tokens:
-            lines.append(f"{'':>31}top examples (analysis JSON): " + " ".join(repr(t) for t in e.example_tokens))
+            lines.append(
+                f"{'':>31}top examples (analysis JSON): " + " ".join(repr(t) for t in e.example_tokens)
+            )
     return "\n".join(lines)

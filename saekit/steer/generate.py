@@ -5,6 +5,7 @@ A small explicit decoding loop (KV cache, greedy or temperature/top-p sampling f
 random stream identically, so any difference in the text comes from the edit, and the position
 tracker of `saekit.steer.apply` sees exactly one prefill call followed by one-token calls.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -64,9 +65,15 @@ def encode_prompt(tokenizer, prompt: str, chat: bool | None = None) -> Tensor:
     use_chat = bool(getattr(tokenizer, "chat_template", None)) if chat is None else chat
     if use_chat:
         if not getattr(tokenizer, "chat_template", None):
-            raise SteeringError("chat=True but the tokenizer has no chat template; pass chat=False (--no-chat)")
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                            return_tensors=None, tokenize=True)
+            raise SteeringError(
+                "chat=True but the tokenizer has no chat template; pass chat=False (--no-chat)"
+            )
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}],
+            add_generation_prompt=True,
+            return_tensors=None,
+            tokenize=True,
+        )
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
         return torch.tensor([list(ids)], dtype=torch.long)
@@ -81,8 +88,13 @@ def _model_device(model) -> torch.device:
 
 
 @torch.no_grad()
-def generate_ids(model, prompt_ids_BP: Tensor, cfg: GenerationConfig, eos_id: int | None = None,
-                 on_reset: Callable[[int], None] | None = None) -> Tensor:
+def generate_ids(
+    model,
+    prompt_ids_BP: Tensor,
+    cfg: GenerationConfig,
+    eos_id: int | None = None,
+    on_reset: Callable[[int], None] | None = None,
+) -> Tensor:
     """Continue every row of `prompt_ids [B, P]` by `max_new_tokens`; returns `[B, max_new_tokens]`.
 
     `on_reset(prompt_len)` runs before the prefill (steering trackers reset there). After EOS a row
@@ -137,8 +149,13 @@ def decode_rows(tokenizer, new_BN: Tensor, eos_id: int | None) -> list[Continuat
     return rows
 
 
-def generate_pair(model, tokenizer, prompt: str, steer_cm: Callable[[], contextlib.AbstractContextManager],
-                  cfg: GenerationConfig = GenerationConfig()) -> SteeredPair:
+def generate_pair(
+    model,
+    tokenizer,
+    prompt: str,
+    steer_cm: Callable[[], contextlib.AbstractContextManager],
+    cfg: GenerationConfig = GenerationConfig(),
+) -> SteeredPair:
     """Continue `prompt` without steering and inside `steer_cm()` (which yields a PositionTracker)."""
     ids = encode_prompt(tokenizer, prompt, cfg.chat)
     eos = getattr(tokenizer, "eos_token_id", None)

@@ -18,6 +18,7 @@ Two modes:
 The lead wires it into `saekit/commands/steer.py:main` with
 `if image_cli.wants_image(argv): return image_cli.main(argv)`.
 """
+
 from __future__ import annotations
 
 import sys
@@ -143,7 +144,9 @@ def hook_with_stream(hook: str, stream: str | None) -> str:
         return hook
     if "@" in hook:
         if hook.split("@", 1)[1] != stream:
-            raise SteeringError(f"--hook {hook!r} already names a stream, which differs from --stream {stream!r}; give one")
+            raise SteeringError(
+                f"--hook {hook!r} already names a stream, which differs from --stream {stream!r}; give one"
+            )
         return hook
     return f"{hook}@{stream}"
 
@@ -153,7 +156,9 @@ def _conditioning_kwargs(cfg: ImageSteerConfig, pipe) -> dict[str, Any]:
         raise SteeringError("give exactly one of --prompt TEXT or --prompt-embeds FILE.safetensors")
     if cfg.prompt is not None:
         if getattr(pipe, "text_encoder", None) is None:
-            raise SteeringError(f"{cfg.model!r} has no text encoders; pass --prompt-embeds FILE.safetensors instead of --prompt")
+            raise SteeringError(
+                f"{cfg.model!r} has no text encoders; pass --prompt-embeds FILE.safetensors instead of --prompt"
+            )
         kw: dict[str, Any] = {"prompt": cfg.prompt}
         if cfg.negative_prompt is not None:
             kw["negative_prompt"] = cfg.negative_prompt
@@ -165,13 +170,23 @@ def _conditioning_kwargs(cfg: ImageSteerConfig, pipe) -> dict[str, Any]:
     except Exception as exc:
         raise SteeringError(f"cannot read --prompt-embeds {cfg.prompt_embeds}: {exc}") from exc
     if "prompt_embeds" not in t or "pooled_prompt_embeds" not in t:
-        raise SteeringError(f"{cfg.prompt_embeds} must hold prompt_embeds and pooled_prompt_embeds; found {sorted(t)}")
+        raise SteeringError(
+            f"{cfg.prompt_embeds} must hold prompt_embeds and pooled_prompt_embeds; found {sorted(t)}"
+        )
     n = t["prompt_embeds"].shape[0]
     if not 0 <= cfg.embeds_row < n:
         raise SteeringError(f"--embeds-row {cfg.embeds_row} is outside the {n} rows of {cfg.prompt_embeds}")
     r = slice(cfg.embeds_row, cfg.embeds_row + 1)
-    kw = {k: t[k][r] for k in ("prompt_embeds", "pooled_prompt_embeds", "negative_prompt_embeds",
-                                "negative_pooled_prompt_embeds") if k in t}
+    kw = {
+        k: t[k][r]
+        for k in (
+            "prompt_embeds",
+            "pooled_prompt_embeds",
+            "negative_prompt_embeds",
+            "negative_pooled_prompt_embeds",
+        )
+        if k in t
+    }
     dt = pipe.transformer.dtype
     return {k: v.to(dt) for k, v in kw.items()}
 
@@ -184,7 +199,9 @@ def _strengths(cfg: ImageSteerConfig, sae, space: str) -> list[float]:
         return [0.0] * len(cfg.feature)
     strengths = parse_strengths(cfg.strength)
     if len(strengths) not in (1, len(cfg.feature)):
-        raise SteeringError(f"{len(strengths)} strengths for {len(cfg.feature)} features; give one, or one per feature")
+        raise SteeringError(
+            f"{len(strengths)} strengths for {len(cfg.feature)} features; give one, or one per feature"
+        )
     cal = load_calibration(cfg.sae, d_sae=sae.d_sae)
     out: list[float] = []
     for i, j in enumerate(cfg.feature):
@@ -229,7 +246,9 @@ def run(cfg: ImageSteerConfig, pipe=None) -> ImagePair:
     if pipe is None:
         pipe = load_model(cfg.model, dtype=resolve_dtype(cfg.dtype), device=cfg.device, quiet=cfg.quiet)
     if not hasattr(pipe, "transformer"):
-        raise SteeringError(f"{cfg.model!r} is not a diffusers pipeline; use `saekit steer` with --sae only for language models")
+        raise SteeringError(
+            f"{cfg.model!r} is not a diffusers pipeline; use `saekit steer` with --sae only for language models"
+        )
     pipe.set_progress_bar_config(disable=cfg.quiet)
     sae = load_sae_folder(cfg.sae).eval()
     d_sae = sae.d_sae
@@ -239,13 +258,23 @@ def run(cfg: ImageSteerConfig, pipe=None) -> ImagePair:
     kwargs = _conditioning_kwargs(cfg, pipe)
     true_cfg = cfg.true_cfg_scale > 1 and ("negative_prompt" in kwargs or "negative_prompt_embeds" in kwargs)
     if cfg.branch != "cond" and not true_cfg:
-        raise SteeringError(f"--branch {cfg.branch} needs an unconditional branch: set --true-cfg-scale > 1 and give "
-                            "--negative-prompt (or negative_prompt_embeds); guidance-distilled FLUX has none")
-    common = {"num_inference_steps": cfg.num_inference_steps, "height": cfg.height, "width": cfg.width,
-              "guidance_scale": cfg.guidance_scale, "true_cfg_scale": cfg.true_cfg_scale, "output_type": "pil"}
+        raise SteeringError(
+            f"--branch {cfg.branch} needs an unconditional branch: set --true-cfg-scale > 1 and give "
+            "--negative-prompt (or negative_prompt_embeds); guidance-distilled FLUX has none"
+        )
+    common = {
+        "num_inference_steps": cfg.num_inference_steps,
+        "height": cfg.height,
+        "width": cfg.width,
+        "guidance_scale": cfg.guidance_scale,
+        "true_cfg_scale": cfg.true_cfg_scale,
+        "output_type": "pil",
+    }
 
     def generate(**over) -> Any:
-        return pipe(**{**kwargs, **over, **common}, generator=torch.Generator().manual_seed(cfg.seed)).images[0]
+        return pipe(**{**kwargs, **over, **common}, generator=torch.Generator().manual_seed(cfg.seed)).images[
+            0
+        ]
 
     unsteered = generate()
     features = list(cfg.feature)
@@ -266,11 +295,21 @@ def run(cfg: ImageSteerConfig, pipe=None) -> ImagePair:
                 raise SteeringError("--branch opposite has no meaning for ablate; use cond or both")
             uncond = sae_edit(cfg.method, sae, features, [-s for s in strengths], keep_error=cfg.keep_error)
         text_len = kwargs["prompt_embeds"].shape[1] if "prompt_embeds" in kwargs else 512
-        with steer_in_loop(pipe.transformer, hp, edit, steps=steps, cfg_layout="calls" if true_cfg else "none",
-                           uncond_edit_fn=uncond, text_len=text_len):
+        with steer_in_loop(
+            pipe.transformer,
+            hp,
+            edit,
+            steps=steps,
+            cfg_layout="calls" if true_cfg else "none",
+            uncond_edit_fn=uncond,
+            text_len=text_len,
+        ):
             steered = generate()
-        desc = (f"{cfg.method} {cfg.strength} -> " + ", ".join(f"f{j}={v:.3g}" for j, v in zip(features, strengths))
-                + f" at {hp}, steps {cfg.steps}, branch {cfg.branch}")
+        desc = (
+            f"{cfg.method} {cfg.strength} -> "
+            + ", ".join(f"f{j}={v:.3g}" for j, v in zip(features, strengths))
+            + f" at {hp}, steps {cfg.steps}, branch {cfg.branch}"
+        )
     path = _save_pair(unsteered, steered, cfg.out)
     return ImagePair(unsteered, steered, path, desc)
 
@@ -280,14 +319,29 @@ def _steer_conditioning(cfg: ImageSteerConfig, sae, kwargs: dict, generate, stee
     from saekit.steer.methods import METHOD_SPACE
 
     if cfg.method != "clamp":
-        raise SteeringError(f"--conditioning edits embeddings with clamp (keeping the SAE error); found --method {cfg.method}")
+        raise SteeringError(
+            f"--conditioning edits embeddings with clamp (keeping the SAE error); found --method {cfg.method}"
+        )
     if "prompt_embeds" not in kwargs:
-        raise SteeringError("--conditioning needs --prompt-embeds (the embeddings to edit); encode your prompt first")
-    values = None if cfg.strength.strip() == "current" else torch.tensor(_strengths(cfg, sae, METHOD_SPACE["clamp"]))
-    targets = {"pooled": ["pooled_prompt_embeds"], "text": ["prompt_embeds"],
-               "both": ["pooled_prompt_embeds", "prompt_embeds"]}[cfg.conditioning]
+        raise SteeringError(
+            "--conditioning needs --prompt-embeds (the embeddings to edit); encode your prompt first"
+        )
+    values = (
+        None
+        if cfg.strength.strip() == "current"
+        else torch.tensor(_strengths(cfg, sae, METHOD_SPACE["clamp"]))
+    )
+    targets = {
+        "pooled": ["pooled_prompt_embeds"],
+        "text": ["prompt_embeds"],
+        "both": ["pooled_prompt_embeds", "prompt_embeds"],
+    }[cfg.conditioning]
     edited = {k: steer_conditioning(kwargs[k], sae, list(cfg.feature), values) for k in targets}
-    shown = "current values" if values is None else ", ".join(f"f{j}={v:.3g}" for j, v in zip(cfg.feature, values.tolist()))
+    shown = (
+        "current values"
+        if values is None
+        else ", ".join(f"f{j}={v:.3g}" for j, v in zip(cfg.feature, values.tolist()))
+    )
     return generate(**edited), f"clamp {shown} on {', '.join(targets)} (error term kept)"
 
 
@@ -295,8 +349,12 @@ def main(argv: list[str]) -> int:
     """`saekit steer` for image models; returns the exit code."""
     import tyro
 
-    cfg = tyro.cli(ImageSteerConfig, args=argv, prog="saekit steer",
-                   description="Steer a diffusers pipeline (FLUX) with SAE features; writes unsteered|steered PNGs.")
+    cfg = tyro.cli(
+        ImageSteerConfig,
+        args=argv,
+        prog="saekit steer",
+        description="Steer a diffusers pipeline (FLUX) with SAE features; writes unsteered|steered PNGs.",
+    )
     try:
         pair = run(cfg)
     except SaekitError as exc:

@@ -28,6 +28,7 @@ Several features at once: `features` is a sequence of ids, `strengths` broadcast
 `x.shape[:-1] + (n_features,)` — a scalar, one value per feature, or per row (e.g. `[B, 1, n]` to
 run several strengths in one batch).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence

@@ -13,6 +13,7 @@
 - overall    : harmonic mean of the three (0 if any is 0), as in AxBench.
 Also the target feature's activation when the unsteered model re-reads the text (`reread`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -39,8 +40,13 @@ class MiniLMJudge:
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> Tensor:
         out = []
         for b in range(0, len(texts), batch_size):
-            enc = self.tokenizer(list(texts[b:b + batch_size]), padding=True, truncation=True,
-                                 max_length=self.max_length, return_tensors="pt")
+            enc = self.tokenizer(
+                list(texts[b : b + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
             hidden = self.model(**enc).last_hidden_state.float()
             m = enc["attention_mask"][..., None].float()
             pooled = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
@@ -71,8 +77,9 @@ def distinct_bigrams(ids: Sequence[int]) -> float:
 
 
 @torch.no_grad()
-def score_continuations(model, conts: Sequence[Tensor], *, sae=None, hook_point=None,
-                        feature: int | None = None) -> list[TextScores]:
+def score_continuations(
+    model, conts: Sequence[Tensor], *, sae=None, hook_point=None, feature: int | None = None
+) -> list[TextScores]:
     """One batched forward of the unsteered model over the continuations *alone* (right padded).
 
     Alone, because fluency should judge the text, not how expected its topic was after the prompt
@@ -84,7 +91,7 @@ def score_continuations(model, conts: Sequence[Tensor], *, sae=None, hook_point=
     T = max([len(c) for c in conts] + [2])
     ids = torch.zeros(len(conts), T, dtype=torch.long)
     for i, c in enumerate(conts):
-        ids[i, :len(c)] = c
+        ids[i, : len(c)] = c
     use_sae = sae is not None and hook_point is not None and feature is not None
     if use_sae:
         with capture(model, hook_point) as cap:

@@ -3,12 +3,11 @@
 The hook point and model default to the SAE's provenance, so `saekit steer --sae sae/` needs no
 other flag for an SAE saekit trained.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from saekit.errors import SteeringError
 
@@ -34,14 +33,18 @@ def load_sae_folder(folder: str | Path):
 
     folder = Path(folder)
     if not (folder / "config.json").exists():
-        raise SteeringError(f"{folder} is not an SAE folder (no config.json); pass --sae <folder saved by saekit train>")
+        raise SteeringError(
+            f"{folder} is not an SAE folder (no config.json); pass --sae <folder saved by saekit train>"
+        )
     return load_sae(folder)
 
 
 def hook_point_of(sae, override: str | None = None) -> str:
     hp = override or sae.cfg.provenance.hook_point
     if not hp:
-        raise SteeringError("the SAE's config.json has no provenance.hook_point; pass --hook-point (e.g. model.layers.15)")
+        raise SteeringError(
+            "the SAE's config.json has no provenance.hook_point; pass --hook-point (e.g. model.layers.15)"
+        )
     return hp
 
 
@@ -56,8 +59,14 @@ def load_lm(name: str, dtype: str = "auto"):
     return load_model(name, dtype=resolve_dtype(dtype))
 
 
-def open_session(sae_folder: str | Path, *, model: str | None = None, dtype: str = "auto",
-                 hook_point: str | None = None, lm=None) -> SteerSession:
+def open_session(
+    sae_folder: str | Path,
+    *,
+    model: str | None = None,
+    dtype: str = "auto",
+    hook_point: str | None = None,
+    lm=None,
+) -> SteerSession:
     """Load SAE + calibration + model (or reuse `lm`)."""
     from saekit.steer.calibration import load_calibration
 

@@ -10,6 +10,7 @@ resolved to a length *and* a latent value, and a method takes the one in its own
 therefore pushes the activation equally far with additive, clamp or DiffMean, which is what makes a
 sweep across methods comparable. `norm` and `max` need `saekit scale` to have run (calibration).
 """
+
 from __future__ import annotations
 
 import re
@@ -68,8 +69,16 @@ def parse_strengths(text: str | list) -> list[Strength]:
     return out
 
 
-def resolve(strength: Strength, space: str, *, gain: float | None = None, mean_norm: float | None = None,
-            feature_max: float | None = None, feature: int | None = None, sae_folder: str | None = None) -> float:
+def resolve(
+    strength: Strength,
+    space: str,
+    *,
+    gain: float | None = None,
+    mean_norm: float | None = None,
+    feature_max: float | None = None,
+    feature: int | None = None,
+    sae_folder: str | None = None,
+) -> float:
     """Absolute strength in `space` ("activation" length or "latent" value).
 
     `gain` = g_j of the target feature (None for non-SAE directions such as DiffMean, where only
@@ -84,17 +93,23 @@ def resolve(strength: Strength, space: str, *, gain: float | None = None, mean_n
     fix = f"run `saekit scale --sae {sae_folder or '<sae folder>'} --model <model> --corpus <corpus>` first"
     if strength.unit == "norm":
         if mean_norm is None:
-            raise SteeringError(f"strength {strength} needs the mean activation norm at the hook point, "
-                                f"but no calibration (scales.json) was found{where}; {fix}")
+            raise SteeringError(
+                f"strength {strength} needs the mean activation norm at the hook point, "
+                f"but no calibration (scales.json) was found{where}; {fix}"
+            )
         length = strength.value * mean_norm
         if space == "activation":
             return length
         if not gain:
-            raise SteeringError(f"strength {strength}: feature {feature} has a zero decoder row, cannot convert")
+            raise SteeringError(
+                f"strength {strength}: feature {feature} has a zero decoder row, cannot convert"
+            )
         return length / gain
     if feature_max is None:
-        raise SteeringError(f"strength {strength} needs feature {feature}'s max activation, but no calibration "
-                            f"(scales.json / scales.safetensors) was found{where}; {fix}")
+        raise SteeringError(
+            f"strength {strength} needs feature {feature}'s max activation, but no calibration "
+            f"(scales.json / scales.safetensors) was found{where}; {fix}"
+        )
     if feature_max <= 0:
         raise SteeringError(
             f"strength {strength}: feature {feature} never fired during calibration (max activation 0), so "
@@ -108,8 +123,9 @@ def resolve(strength: Strength, space: str, *, gain: float | None = None, mean_n
     return latent * gain
 
 
-def resolve_for_features(strength: Strength | str, method_space: str, sae, features, cal=None,
-                         sae_folder: str | None = None) -> list[float]:
+def resolve_for_features(
+    strength: Strength | str, method_space: str, sae, features, cal=None, sae_folder: str | None = None
+) -> list[float]:
     """One absolute strength per feature for a method whose native unit is `method_space`."""
     from saekit.steer.methods import feature_gain
 
@@ -117,10 +133,15 @@ def resolve_for_features(strength: Strength | str, method_space: str, sae, featu
     gains = feature_gain(sae, features).float().tolist()
     out = []
     for j, g in zip(list(features), gains):
-        out.append(resolve(
-            strength, method_space, gain=g,
-            mean_norm=None if cal is None else cal.mean_norm,
-            feature_max=None if cal is None else float(cal.max_active[int(j)]),
-            feature=int(j), sae_folder=sae_folder,
-        ))
+        out.append(
+            resolve(
+                strength,
+                method_space,
+                gain=g,
+                mean_norm=None if cal is None else cal.mean_norm,
+                feature_max=None if cal is None else float(cal.max_active[int(j)]),
+                feature=int(j),
+                sae_folder=sae_folder,
+            )
+        )
     return out

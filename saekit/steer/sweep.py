@@ -7,6 +7,7 @@ per strength, per-row strengths), which is what keeps the default sweep to minut
 Baselines: `diffmean` (same strength grid, activation units) and `prompting` (the concept named in
 the prompt, no edit; one point). Metrics: `saekit.steer.metrics`.
 """
+
 from __future__ import annotations
 
 import math
@@ -97,11 +98,22 @@ def _ensure_calibration(sae, folder, lm, hp, cfg: SweepConfig, quiet: bool):
     from saekit.data import load_corpus
 
     if not quiet:
-        print(f"saekit sweep: {folder} has no scales.json; calibrating on {cfg.calib_tokens} tokens of "
-              f"{cfg.calib_corpus} (run `saekit scale` for more)")
+        print(
+            f"saekit sweep: {folder} has no scales.json; calibrating on {cfg.calib_tokens} tokens of "
+            f"{cfg.calib_corpus} (run `saekit scale` for more)"
+        )
     texts = [d.text for d in load_corpus(cfg.calib_corpus)]
-    cal = calibrate_model(lm.model, lm.tokenizer, sae, hp, texts, tokens=cfg.calib_tokens, quiet=quiet,
-                          model_name=lm.name, corpus=cfg.calib_corpus)
+    cal = calibrate_model(
+        lm.model,
+        lm.tokenizer,
+        sae,
+        hp,
+        texts,
+        tokens=cfg.calib_tokens,
+        quiet=quiet,
+        model_name=lm.name,
+        corpus=cfg.calib_corpus,
+    )
     save_calibration(folder, cal)
     return cal
 
@@ -142,8 +154,9 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], Non
     judge = judge or MT.MiniLMJudge()
     model, tok = lm.model, lm.tokenizer
     eos = getattr(tok, "eos_token_id", None)
-    gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens, greedy=cfg.greedy, seed=cfg.seed,
-                           chat=None if cfg.chat else False)
+    gen = GenerationConfig(
+        max_new_tokens=cfg.max_new_tokens, greedy=cfg.greedy, seed=cfg.seed, chat=None if cfg.chat else False
+    )
     prompt_ids = [encode_prompt(tok, p, gen.chat) for p in cfg.prompts]
     result = SweepResult(config=asdict(cfg), concepts=[])
 
@@ -156,8 +169,15 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], Non
         ids = ids_1P.repeat(n_rows, 1)
         if edit is None:
             return decode_rows(tok, generate_ids(model, ids, gen, eos), eos)
-        with steering(model, hp, edit, compute_dtype=dtype, device=device, positions=cfg.positions,
-                      prompt_len=ids.shape[1]) as tr:
+        with steering(
+            model,
+            hp,
+            edit,
+            compute_dtype=dtype,
+            device=device,
+            positions=cfg.positions,
+            prompt_len=ids.shape[1],
+        ) as tr:
             return decode_rows(tok, generate_ids(model, ids, gen, eos, on_reset=tr.reset), eos)
 
     # unsteered and prompting continuations do not depend on the layer: generate them once
@@ -168,7 +188,9 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], Non
     if "prompting" in cfg.baselines:
         for ci, c in enumerate(concepts):
             for pi, p in enumerate(cfg.prompts):
-                ids = encode_prompt(tok, PROMPTING_TEMPLATE.format(prompt=p, description=c.description), gen.chat)
+                ids = encode_prompt(
+                    tok, PROMPTING_TEMPLATE.format(prompt=p, description=c.description), gen.chat
+                )
                 prompted[ci, pi] = generate(ids, 1)[0]
 
     runs = [m for m in cfg.methods] + (["diffmean"] if "diffmean" in cfg.baselines else [])
@@ -192,13 +214,25 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], Non
             gain = float(feature_gain(sae, [feat])[0])
             fmax = None if cal is None else float(cal.max_active[feat])
             mean_norm = None if cal is None else cal.mean_norm
-            result.concepts.append({"layer": layer, "hook_point": hp, "sae": folder, "concept": c.name,
-                                    "description": c.description, "feature": feat, "contrast": contrast,
-                                    "gain": gain, "feature_max": fmax, "diffmean_norm": float(dm.norm())})
+            result.concepts.append(
+                {
+                    "layer": layer,
+                    "hook_point": hp,
+                    "sae": folder,
+                    "concept": c.name,
+                    "description": c.description,
+                    "feature": feat,
+                    "contrast": contrast,
+                    "gain": gain,
+                    "feature_max": fmax,
+                    "diffmean_norm": float(dm.norm()),
+                }
+            )
 
             def score(pi, conts, method, labels, abs_vals):
-                sc = MT.score_continuations(model, [x.token_ids for x in conts], sae=sae, hook_point=hp,
-                                            feature=feat)
+                sc = MT.score_continuations(
+                    model, [x.token_ids for x in conts], sae=sae, hook_point=hp, feature=feat
+                )
                 ref = ref_scores[pi]
                 texts = [x.text for x in conts]
                 ccos = judge.cosine(texts, [c.description]).tolist()
@@ -207,24 +241,49 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None, log: Callable[[str], Non
                     concept = MT.concept_score(ccos[k], plain_concept_cos[ci][pi], on_anchor[ci])
                     flu = MT.fluency_score(sc[k].nll, ref.nll, sc[k].distinct2, ref.distinct2)
                     rel = MT.clip01(pcos[k] / plain_prompt_cos[pi]) if plain_prompt_cos[pi] > 0 else 0.0
-                    result.records.append({
-                        "layer": layer, "hook_point": hp, "concept": c.name, "feature": feat, "method": method,
-                        "strength": labels[k], "strength_abs": abs_vals[k], "prompt_idx": pi, "text": x.text,
-                        "concept_cos": ccos[k], "prompt_cos": pcos[k], "nll": sc[k].nll,
-                        "distinct2": sc[k].distinct2, "reread": sc[k].reread,
-                        "reread_rel": (sc[k].reread / fmax) if fmax else None,
-                        "concept_score": concept, "fluency": flu, "relevance": rel,
-                        "overall": MT.harmonic_mean(concept, flu, rel),
-                    })
+                    result.records.append(
+                        {
+                            "layer": layer,
+                            "hook_point": hp,
+                            "concept": c.name,
+                            "feature": feat,
+                            "method": method,
+                            "strength": labels[k],
+                            "strength_abs": abs_vals[k],
+                            "prompt_idx": pi,
+                            "text": x.text,
+                            "concept_cos": ccos[k],
+                            "prompt_cos": pcos[k],
+                            "nll": sc[k].nll,
+                            "distinct2": sc[k].distinct2,
+                            "reread": sc[k].reread,
+                            "reread_rel": (sc[k].reread / fmax) if fmax else None,
+                            "concept_score": concept,
+                            "fluency": flu,
+                            "relevance": rel,
+                            "overall": MT.harmonic_mean(concept, flu, rel),
+                        }
+                    )
 
-            ref_scores = MT.score_continuations(model, [x.token_ids for x in plain], sae=sae, hook_point=hp,
-                                                feature=feat)
+            ref_scores = MT.score_continuations(
+                model, [x.token_ids for x in plain], sae=sae, hook_point=hp, feature=feat
+            )
             for pi in range(len(cfg.prompts)):
                 score(pi, [plain[pi]], "unsteered", ["0"], [0.0])
             for method in runs:
                 space = "activation" if method == "diffmean" else METHOD_SPACE[method]
-                abs_vals = [resolve(s, space, gain=gain, mean_norm=mean_norm, feature_max=fmax, feature=feat,
-                                    sae_folder=folder) for s in strengths]
+                abs_vals = [
+                    resolve(
+                        s,
+                        space,
+                        gain=gain,
+                        mean_norm=mean_norm,
+                        feature_max=fmax,
+                        feature=feat,
+                        sae_folder=folder,
+                    )
+                    for s in strengths
+                ]
                 s_B11 = torch.tensor(abs_vals, dtype=torch.float32).reshape(-1, 1, 1)
                 if method == "diffmean":
                     edit, dtype, dev = direction_edit(dm, s_B11), torch.float32, None
@@ -269,8 +328,15 @@ def summarize(records: list[dict]) -> tuple[list[dict], list[dict]]:
     summary = []
     for key in order:
         rows = groups[key]
-        summary.append({"layer": key[0], "method": key[1], "strength": key[2], "n": len(rows),
-                        **{m: _mean([r.get(m) for r in rows]) for m in METRICS}})
+        summary.append(
+            {
+                "layer": key[0],
+                "method": key[1],
+                "strength": key[2],
+                "n": len(rows),
+                **{m: _mean([r.get(m) for r in rows]) for m in METRICS},
+            }
+        )
     best = []
     by_method: dict[tuple, list[dict]] = defaultdict(list)
     for s in summary:
@@ -282,27 +348,46 @@ def summarize(records: list[dict]) -> tuple[list[dict], list[dict]]:
             if r["layer"] == layer and r["method"] == method:
                 per_concept[r["concept"]][r["strength"]].append(r["overall"])
         oracle = _mean([max(_mean(v) for v in d.values()) for d in per_concept.values()])
-        best.append({"layer": layer, "method": method, "best_strength": top["strength"], "overall": top["overall"],
-                     "concept_score": top["concept_score"], "fluency": top["fluency"], "relevance": top["relevance"],
-                     "per_concept_best_overall": oracle})
+        best.append(
+            {
+                "layer": layer,
+                "method": method,
+                "best_strength": top["strength"],
+                "overall": top["overall"],
+                "concept_score": top["concept_score"],
+                "fluency": top["fluency"],
+                "relevance": top["relevance"],
+                "per_concept_best_overall": oracle,
+            }
+        )
     return summary, best
 
 
 def format_table(result: SweepResult) -> str:
     """Markdown tables: summary per method x strength, then best per method."""
+
     def f(x):
         return "-" if x is None else f"{x:.3f}"
 
-    lines = ["| layer | method | strength | overall | concept | fluency | relevance | reread/max | concept cos | nll |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| layer | method | strength | overall | concept | fluency | relevance | reread/max | concept cos | nll |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in result.summary:
-        lines.append(f"| {s['layer']} | {s['method']} | {s['strength']} | {f(s['overall'])} | {f(s['concept_score'])} | "
-                     f"{f(s['fluency'])} | {f(s['relevance'])} | {f(s['reread_rel'])} | {f(s['concept_cos'])} | {f(s['nll'])} |")
-    lines += ["", "| layer | method | best strength | overall | concept | fluency | relevance | per-concept best |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {s['layer']} | {s['method']} | {s['strength']} | {f(s['overall'])} | {f(s['concept_score'])} | "
+            f"{f(s['fluency'])} | {f(s['relevance'])} | {f(s['reread_rel'])} | {f(s['concept_cos'])} | {f(s['nll'])} |"
+        )
+    lines += [
+        "",
+        "| layer | method | best strength | overall | concept | fluency | relevance | per-concept best |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for b in sorted(result.best, key=lambda b: -(b["overall"] or 0)):
-        lines.append(f"| {b['layer']} | {b['method']} | {b['best_strength']} | {f(b['overall'])} | {f(b['concept_score'])} | "
-                     f"{f(b['fluency'])} | {f(b['relevance'])} | {f(b['per_concept_best_overall'])} |")
+        lines.append(
+            f"| {b['layer']} | {b['method']} | {b['best_strength']} | {f(b['overall'])} | {f(b['concept_score'])} | "
+            f"{f(b['fluency'])} | {f(b['relevance'])} | {f(b['per_concept_best_overall'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -313,8 +398,12 @@ def save_result(result: SweepResult, out: str | Path) -> dict[str, Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "sweep.json", "table": out / "table.md", "strength_png": out / "score_vs_strength.png",
-             "tradeoff_png": out / "tradeoff.png"}
+    paths = {
+        "json": out / "sweep.json",
+        "table": out / "table.md",
+        "strength_png": out / "score_vs_strength.png",
+        "tradeoff_png": out / "tradeoff.png",
+    }
     write_json_atomic(paths["json"], {"schema_version": 1, "format": "saekit.sweep", **asdict(result)})
     write_text_atomic(paths["table"], format_table(result) + "\n")
     plot_score_vs_strength(result.summary, paths["strength_png"])

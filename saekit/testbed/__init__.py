@@ -6,6 +6,7 @@ transformer (joint text/image blocks, then single blocks on the concatenation, a
 class) trained on scikit-learn's bundled 8x8 digits in minutes on a CPU, so every steering question
 (method, block, stream, strength unit, step window) can be answered with numbers.
 """
+
 from saekit.testbed.config import TestbedConfig
 
 __all__ = ["TestbedConfig"]

@@ -1,4 +1,5 @@
 """A small MLP digit classifier: the judge of steering success and confidence."""
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,16 @@ class DigitClassifier(nn.Module):
 
     def __init__(self, hidden: int = 256):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.GELU(), nn.Dropout(0.2),
-                                 nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(0.2), nn.Linear(hidden, 10))
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64, hidden),
+            nn.GELU(),
+            nn.Dropout(0.2),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Dropout(0.2),
+            nn.Linear(hidden, 10),
+        )
 
     def forward(self, img_BHW: Tensor) -> Tensor:
         return self.net(img_BHW)

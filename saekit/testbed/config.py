@@ -1,4 +1,5 @@
 """The testbed's one configuration dataclass (also the `saekit testbed` flags)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -105,10 +106,16 @@ class TestbedConfig:
         if self.d_model % self.n_heads:
             raise bad("d_model must be divisible by n_heads", (self.d_model, self.n_heads), "change either")
         if self.n_joint < 1 or self.n_single < 1:
-            raise bad("need at least one joint and one single block", (self.n_joint, self.n_single), "raise them")
-        for name, vals, known in (("methods", self.methods, METHODS), ("units", self.units, UNITS),
-                                  ("windows", self.windows, WINDOWS), ("streams", self.streams, STREAMS),
-                                  ("depths", self.depths, ("early", "middle", "late"))):
+            raise bad(
+                "need at least one joint and one single block", (self.n_joint, self.n_single), "raise them"
+            )
+        for name, vals, known in (
+            ("methods", self.methods, METHODS),
+            ("units", self.units, UNITS),
+            ("windows", self.windows, WINDOWS),
+            ("streams", self.streams, STREAMS),
+            ("depths", self.depths, ("early", "middle", "late")),
+        ):
             unknown = [v for v in vals if v not in known]
             if unknown or not vals:
                 raise bad(f"{name} must be a non-empty subset of {known}", vals, "fix the list")
@@ -133,8 +140,21 @@ class TestbedConfig:
 
     def model_key(self) -> dict[str, Any]:
         """Fields that decide the trained generator/classifier (cache key)."""
-        keys = ("seed", "d_model", "n_heads", "n_joint", "n_single", "mlp_ratio", "text_tokens", "patch", "train_steps",
-                "batch_size", "lr", "cfg_dropout", "classifier_steps")
+        keys = (
+            "seed",
+            "d_model",
+            "n_heads",
+            "n_joint",
+            "n_single",
+            "mlp_ratio",
+            "text_tokens",
+            "patch",
+            "train_steps",
+            "batch_size",
+            "lr",
+            "cfg_dropout",
+            "classifier_steps",
+        )
         key = {k: getattr(self, k) for k in keys}
         if not self.pooled_class:  # only when off, so caches made before this option stay valid
             key["pooled_class"] = False
@@ -143,16 +163,32 @@ class TestbedConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes: Any) -> "TestbedConfig":
+    def replace(self, **changes: Any) -> TestbedConfig:
         return dataclasses.replace(self, **changes)
 
 
 def ci_config(**changes: Any) -> TestbedConfig:
     """A tiny configuration that trains and sweeps in well under a minute (tests)."""
     base = TestbedConfig(
-        d_model=32, n_heads=2, n_joint=1, n_single=1, train_steps=700, batch_size=64, lr=3e-3, classifier_steps=200,
-        sample_steps=8, harvest_images=60, sae_steps=200, sae_batch=256, methods=("additive", "clamp"),
-        streams=("image",), depths=("late",), units=("norm",), rel_strengths=(1.0, 4.0), windows=("all",),
-        eval_per_target=3, quiet=True,
+        d_model=32,
+        n_heads=2,
+        n_joint=1,
+        n_single=1,
+        train_steps=700,
+        batch_size=64,
+        lr=3e-3,
+        classifier_steps=200,
+        sample_steps=8,
+        harvest_images=60,
+        sae_steps=200,
+        sae_batch=256,
+        methods=("additive", "clamp"),
+        streams=("image",),
+        depths=("late",),
+        units=("norm",),
+        rel_strengths=(1.0, 4.0),
+        windows=("all",),
+        eval_per_target=3,
+        quiet=True,
     )
     return base.replace(**changes)

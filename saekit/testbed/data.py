@@ -1,4 +1,5 @@
 """The 8x8 digits that ship with scikit-learn, scaled to [-1, 1] and cut into 2x2 patches."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -5,6 +5,7 @@ on the null class (unconditional; `source="null"`) or on a *different* digit (`s
 success is never the conditioning doing the work. The unsteered success rate is the floor (about
 chance for null), conditioning directly on the target the ceiling.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -18,11 +19,11 @@ from tqdm import tqdm
 
 from saekit.testbed.config import TestbedConfig
 from saekit.testbed.data import N_CLASSES, unpatchify
-from saekit.testbed.features import ClassFeatures, class_features
+from saekit.testbed.features import class_features
 from saekit.testbed.flow import sample
 from saekit.testbed.harvest import harvest_blocks
-from saekit.testbed.model import NULL_CLASS
 from saekit.testbed.metrics import nearest_real_distance, row_metrics, summarize
+from saekit.testbed.model import NULL_CLASS
 from saekit.testbed.sae_fit import fit_topk_sae
 from saekit.testbed.steering import make_edit, native_strength, window_steps
 from saekit.testbed.training import train_or_load
@@ -67,8 +68,22 @@ def sae_cache_key(cfg: TestbedConfig) -> str:
     import hashlib
     import json
 
-    fields = {**cfg.model_key(), **{k: getattr(cfg, k) for k in ("sample_steps", "guidance", "harvest_images",
-              "tokens_per_step", "sae_expansion", "sae_k", "sae_steps", "sae_batch")}}
+    fields = {
+        **cfg.model_key(),
+        **{
+            k: getattr(cfg, k)
+            for k in (
+                "sample_steps",
+                "guidance",
+                "harvest_images",
+                "tokens_per_step",
+                "sae_expansion",
+                "sae_k",
+                "sae_steps",
+                "sae_batch",
+            )
+        },
+    }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -99,32 +114,50 @@ def run_testbed(cfg: TestbedConfig, out_dir: str | Path | None = None) -> Testbe
     # --- floor and ceiling on the eval noise -------------------------------------------------
     ev = make_eval_set(cfg)
     P = cfg.eval_per_target
-    x_base, traj = sample(model, ev.noise, ev.source, steps=cfg.sample_steps, guidance=cfg.guidance,
-                          keep_trajectory=True)
+    x_base, traj = sample(
+        model, ev.noise, ev.source, steps=cfg.sample_steps, guidance=cfg.guidance, keep_trajectory=True
+    )
     base_img = to_images(x_base, cfg)
     x_oracle, _ = sample(model, ev.noise, ev.target, steps=cfg.sample_steps, guidance=cfg.guidance)
     floor = summarize(row_metrics(clf, base_img, ev.target, real, base_img), threshold)
     ceiling = summarize(row_metrics(clf, to_images(x_oracle, cfg), ev.target, real, base_img), threshold)
-    x_own, _ = sample(model, ev.noise, (ev.target + 1) % N_CLASSES, steps=cfg.sample_steps, guidance=cfg.guidance)
-    own = summarize(row_metrics(clf, to_images(x_own, cfg), (ev.target + 1) % N_CLASSES, real, base_img), threshold)
+    x_own, _ = sample(
+        model, ev.noise, (ev.target + 1) % N_CLASSES, steps=cfg.sample_steps, guidance=cfg.guidance
+    )
+    own = summarize(
+        row_metrics(clf, to_images(x_own, cfg), (ev.target + 1) % N_CLASSES, real, base_img), threshold
+    )
 
     # --- harvest + SAEs + features ------------------------------------------------------------
     t1 = time.time()
     blocks = sorted({cfg.block_name(d) for d in cfg.depths})
-    harvest = harvest_blocks(model, cfg, blocks, list(cfg.streams), n_images=cfg.harvest_images, seed=cfg.seed + 7)
+    harvest = harvest_blocks(
+        model, cfg, blocks, list(cfg.streams), n_images=cfg.harvest_images, seed=cfg.seed + 7
+    )
     timings["harvest_s"] = time.time() - t1
     t1 = time.time()
     saes, feats, sae_info = {}, {}, {}
     sae_key = sae_cache_key(cfg)
     for (block, stream), h in harvest.items():
-        sae, fvu = fit_topk_sae(h.acts, d_sae=cfg.sae_expansion * cfg.d_model, k=cfg.sae_k, steps=cfg.sae_steps,
-                                batch=cfg.sae_batch, seed=cfg.seed, hook_point=block, stream=stream,
-                                out=None if out_dir is None else Path(out_dir) / "saes" / sae_key / f"{block}@{stream}")
+        sae, fvu = fit_topk_sae(
+            h.acts,
+            d_sae=cfg.sae_expansion * cfg.d_model,
+            k=cfg.sae_k,
+            steps=cfg.sae_steps,
+            batch=cfg.sae_batch,
+            seed=cfg.seed,
+            hook_point=block,
+            stream=stream,
+            out=None if out_dir is None else Path(out_dir) / "saes" / sae_key / f"{block}@{stream}",
+        )
         cf = class_features(sae, h.acts, h.label)
         saes[(block, stream)], feats[(block, stream)] = sae, cf
         sae_info[f"{block}@{stream}"] = {
-            "rows": len(h.acts), "fvu": fvu, "mean_norm": cf.mean_norm,
-            "features": cf.feature.tolist(), "selectivity": [round(float(v), 4) for v in cf.selectivity],
+            "rows": len(h.acts),
+            "fvu": fvu,
+            "mean_norm": cf.mean_norm,
+            "features": cf.feature.tolist(),
+            "selectivity": [round(float(v), 4) for v in cf.selectivity],
             "feature_max": [round(float(v), 4) for v in cf.feature_max],
         }
     timings["sae_s"] = time.time() - t1
@@ -150,10 +183,28 @@ def run_testbed(cfg: TestbedConfig, out_dir: str | Path | None = None) -> Testbe
             v = x.reshape(N_CLASSES, 1, P, *x.shape[1:]).expand(N_CLASSES, S, P, *x.shape[1:])
             return v.reshape(N_CLASSES * S * P, *x.shape[1:])
 
-        edit = make_edit(block=block, stream=stream, method=method, sae=sae, feats=cf, targets=targets,
-                         rows_per_target=S * P, strengths_native=s_rows, steps=steps, steer_uncond=cfg.steer_uncond)
-        x, _ = sample(model, expand(ev.noise), expand(ev.source), steps=cfg.sample_steps, guidance=cfg.guidance,
-                      edit=edit, start_step=k0, x_start=expand(traj_stack[k0]))
+        edit = make_edit(
+            block=block,
+            stream=stream,
+            method=method,
+            sae=sae,
+            feats=cf,
+            targets=targets,
+            rows_per_target=S * P,
+            strengths_native=s_rows,
+            steps=steps,
+            steer_uncond=cfg.steer_uncond,
+        )
+        x, _ = sample(
+            model,
+            expand(ev.noise),
+            expand(ev.source),
+            steps=cfg.sample_steps,
+            guidance=cfg.guidance,
+            edit=edit,
+            start_step=k0,
+            x_start=expand(traj_stack[k0]),
+        )
         img = to_images(x, cfg)
         tgt, base = expand(ev.target), expand(base_img)
         m = row_metrics(clf, img, tgt, real, base)
@@ -165,18 +216,34 @@ def run_testbed(cfg: TestbedConfig, out_dir: str | Path | None = None) -> Testbe
             sel[:, si] = True
             sel = sel.reshape(-1)
             sub = type(m)(*(f[sel] for f in m))
-            rows.append({"depth": depth, "block": block, "stream": stream, "method": method, "unit": unit,
-                         "window": window, "strength": value,
-                         "native_strength_mean": float(native[:, si].mean()), **summarize(sub, threshold)})
+            rows.append(
+                {
+                    "depth": depth,
+                    "block": block,
+                    "stream": stream,
+                    "method": method,
+                    "unit": unit,
+                    "window": window,
+                    "strength": value,
+                    "native_strength_mean": float(native[:, si].mean()),
+                    **summarize(sub, threshold),
+                }
+            )
     timings["sweep_s"] = time.time() - t1
     timings["total_s"] = time.time() - t0
 
     results = {
         "schema_version": 1,
         "config": cfg.to_dict(),
-        "model": {"classifier_test_acc": tm.classifier_test_acc, "final_flow_loss": tm.final_flow_loss,
-                  "cached": tm.cached, "own_class_accuracy": own["success"], "own_nn_dist": own["nn_dist"],
-                  "real_test_nn_dist_mean": float(test_nn.mean()), "realistic_threshold": threshold},
+        "model": {
+            "classifier_test_acc": tm.classifier_test_acc,
+            "final_flow_loss": tm.final_flow_loss,
+            "cached": tm.cached,
+            "own_class_accuracy": own["success"],
+            "own_nn_dist": own["nn_dist"],
+            "real_test_nn_dist_mean": float(test_nn.mean()),
+            "realistic_threshold": threshold,
+        },
         "floor_unsteered": floor,
         "ceiling_conditioned_on_target": ceiling,
         "saes": sae_info,
@@ -205,6 +272,9 @@ def best_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def seed_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The seed recipe: surgery on the late block, absolute strengths (2-92), all steps."""
-    sel = [r for r in rows if r["method"] == "surgery" and r["depth"] == "late" and r["unit"] == "abs"
-           and r["window"] == "all"]
+    sel = [
+        r
+        for r in rows
+        if r["method"] == "surgery" and r["depth"] == "late" and r["unit"] == "abs" and r["window"] == "all"
+    ]
     return {"rows": sel, "best": max(sel, key=_rank) if sel else None}

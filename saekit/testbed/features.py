@@ -1,4 +1,5 @@
 """Which SAE feature tracks each class, the DiffMean directions, and the scales strengths refer to."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -48,4 +49,6 @@ def class_features(sae: SAE, acts_ND: Tensor, label_N: Tensor, batch: int = 8192
     dirs = cls_mu - mu
     dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     proj = (acts_ND - mu) @ dirs.T
-    return ClassFeatures(feat, sel, fmax[feat], dirs, proj.max(0).values, float(acts_ND.norm(dim=-1).mean()), means)
+    return ClassFeatures(
+        feat, sel, fmax[feat], dirs, proj.max(0).values, float(acts_ND.norm(dim=-1).mean()), means
+    )

@@ -1,5 +1,6 @@
 """Rectified flow: `x_t = (1 - t) x0 + t noise`, the model predicts `v = noise - x0`; Euler sampler
 with classifier-free guidance and a per-step, per-branch edit callback (where steering plugs in)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,7 +27,9 @@ Edit = Callable[[StepContext, str, str, Tensor], Tensor]
 """`edit(ctx, block_name, stream, x [B, T, d]) -> x'`."""
 
 
-def flow_loss(model: FlowTransformer, x0_BTP: Tensor, y_B: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def flow_loss(
+    model: FlowTransformer, x0_BTP: Tensor, y_B: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
     """Mean squared velocity error at uniformly drawn t."""
     B = x0_BTP.shape[0]
     t = torch.rand(B, generator=generator)
@@ -42,8 +45,15 @@ def timesteps(n_steps: int) -> list[float]:
 
 
 @torch.no_grad()
-def velocity(model: FlowTransformer, x_BTP: Tensor, t: float, y_B: Tensor, guidance: float, step: int,
-             edit: Edit | None = None) -> Tensor:
+def velocity(
+    model: FlowTransformer,
+    x_BTP: Tensor,
+    t: float,
+    y_B: Tensor,
+    guidance: float,
+    step: int,
+    edit: Edit | None = None,
+) -> Tensor:
     """Guided velocity; conditional and unconditional branches run as one batch `[cond; uncond]`."""
     B = x_BTP.shape[0]
     t_B = torch.full((2 * B,), t)
@@ -61,9 +71,18 @@ def velocity(model: FlowTransformer, x_BTP: Tensor, t: float, y_B: Tensor, guida
 
 
 @torch.no_grad()
-def sample(model: FlowTransformer, noise_BTP: Tensor, y_B: Tensor, *, steps: int, guidance: float,
-           edit: Edit | None = None, start_step: int = 0, x_start: Tensor | None = None,
-           keep_trajectory: bool = False) -> tuple[Tensor, list[Tensor]]:
+def sample(
+    model: FlowTransformer,
+    noise_BTP: Tensor,
+    y_B: Tensor,
+    *,
+    steps: int,
+    guidance: float,
+    edit: Edit | None = None,
+    start_step: int = 0,
+    x_start: Tensor | None = None,
+    keep_trajectory: bool = False,
+) -> tuple[Tensor, list[Tensor]]:
     """Euler-integrate from `noise` (or `x_start` at `start_step`) to t=0.
 
     Returns the final tokens and, with `keep_trajectory`, the state *before* every step (so a

@@ -1,4 +1,5 @@
 """Harvest block activations on the conditional branch while the testbed model samples."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -25,15 +26,25 @@ class Harvest(NamedTuple):
 
 
 @torch.no_grad()
-def harvest_blocks(model: FlowTransformer, cfg: TestbedConfig, blocks: list[str], streams: list[str],
-                   *, n_images: int, seed: int, batch: int = 100) -> dict[tuple[str, str], Harvest]:
+def harvest_blocks(
+    model: FlowTransformer,
+    cfg: TestbedConfig,
+    blocks: list[str],
+    streams: list[str],
+    *,
+    n_images: int,
+    seed: int,
+    batch: int = 100,
+) -> dict[tuple[str, str], Harvest]:
     """Sample `n_images` (classes cycled) and keep cond-branch outputs of `blocks` x `streams` at every step.
 
     With `cfg.tokens_per_step > 0` only that many random tokens per image and step are kept (the
     seed FLUX recipe keeps 256 of 4096); 0 keeps all.
     """
     g = torch.Generator().manual_seed(seed)
-    rows: dict[tuple[str, str], list[tuple[Tensor, Tensor, int, float]]] = {(b, s): [] for b in blocks for s in streams}
+    rows: dict[tuple[str, str], list[tuple[Tensor, Tensor, int, float]]] = {
+        (b, s): [] for b in blocks for s in streams
+    }
     wanted = set(rows)
 
     for start in range(0, n_images, batch):
@@ -47,8 +58,14 @@ def harvest_blocks(model: FlowTransformer, cfg: TestbedConfig, blocks: list[str]
                 if cfg.tokens_per_step and cfg.tokens_per_step < x.shape[1]:
                     idx = torch.rand(x.shape[:2], generator=g).argsort(dim=1)[:, : cfg.tokens_per_step]
                     keep = x.gather(1, idx[..., None].expand(-1, -1, x.shape[-1]))
-                rows[(name, stream)].append((keep.reshape(-1, x.shape[-1]).float().clone(),
-                                             y.repeat_interleave(keep.shape[1]), ctx.step, ctx.t))
+                rows[(name, stream)].append(
+                    (
+                        keep.reshape(-1, x.shape[-1]).float().clone(),
+                        y.repeat_interleave(keep.shape[1]),
+                        ctx.step,
+                        ctx.t,
+                    )
+                )
             return x
 
         sample(model, noise, y, steps=cfg.sample_steps, guidance=cfg.guidance, edit=record)

@@ -1,4 +1,5 @@
 """How well a steered generation hit its target and how much it still looks like a digit."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -24,16 +25,23 @@ class RowMetrics(NamedTuple):
 
 @torch.no_grad()
 def nearest_real_distance(img_BHW: Tensor, real_NHW: Tensor) -> Tensor:
-    return torch.cdist(img_BHW.reshape(len(img_BHW), -1), real_NHW.reshape(len(real_NHW), -1)).min(dim=1).values
+    return (
+        torch.cdist(img_BHW.reshape(len(img_BHW), -1), real_NHW.reshape(len(real_NHW), -1)).min(dim=1).values
+    )
 
 
 @torch.no_grad()
-def row_metrics(clf: DigitClassifier, img_BHW: Tensor, target_B: Tensor, real_NHW: Tensor,
-                base_BHW: Tensor) -> RowMetrics:
+def row_metrics(
+    clf: DigitClassifier, img_BHW: Tensor, target_B: Tensor, real_NHW: Tensor, base_BHW: Tensor
+) -> RowMetrics:
     probs = clf(img_BHW).softmax(-1)
     conf = probs.gather(1, target_B[:, None]).squeeze(1)
-    return RowMetrics(probs.argmax(-1) == target_B, conf, nearest_real_distance(img_BHW, real_NHW),
-                      (img_BHW - base_BHW).reshape(len(img_BHW), -1).norm(dim=-1))
+    return RowMetrics(
+        probs.argmax(-1) == target_B,
+        conf,
+        nearest_real_distance(img_BHW, real_NHW),
+        (img_BHW - base_BHW).reshape(len(img_BHW), -1).norm(dim=-1),
+    )
 
 
 def summarize(m: RowMetrics, realistic_threshold: float) -> dict[str, float]:

@@ -11,6 +11,7 @@
 `forward(..., tap=fn)` calls `fn(block_name, stream, x [B, T, d]) -> x'` on every block output, which
 is how the testbed reads and edits activations without torch hooks (hooks live in `saekit.hooks`).
 """
+
 from __future__ import annotations
 
 import math
@@ -60,7 +61,9 @@ class StreamParams(nn.Module):
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
         self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.GELU(approximate="tanh"), nn.Linear(mlp_ratio * d, d))
+        self.mlp = nn.Sequential(
+            nn.Linear(d, mlp_ratio * d), nn.GELU(approximate="tanh"), nn.Linear(mlp_ratio * d, d)
+        )
         nn.init.zeros_(self.mod.weight)
         nn.init.zeros_(self.mod.bias)
 
@@ -84,7 +87,10 @@ class JointBlock(nn.Module):
         q, k, v = (torch.cat([parts[0][i], parts[1][i]], dim=1) for i in range(3))
         a = attention(q, k, v, self.n_heads)
         outs = []
-        for x, p, m, a_s in ((text_BTD, self.text, mods[0], a[:, :n_text]), (image_BID, self.image, mods[1], a[:, n_text:])):
+        for x, p, m, a_s in (
+            (text_BTD, self.text, mods[0], a[:, :n_text]),
+            (image_BID, self.image, mods[1], a[:, n_text:]),
+        ):
             x = x + m[2][:, None] * p.proj(a_s)
             x = x + m[5][:, None] * p.mlp(modulate(p.norm2(x), m[3], m[4]))
             outs.append(x)
@@ -128,8 +134,12 @@ class FlowTransformer(nn.Module):
         self.prompt = nn.Parameter(torch.randn(N_CLASSES + 1, cfg.text_tokens, d) * 0.5)
         self.pooled = nn.Embedding(N_CLASSES + 1, d)
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
-        self.transformer_blocks = nn.ModuleList(JointBlock(d, cfg.n_heads, cfg.mlp_ratio) for _ in range(cfg.n_joint))
-        self.single_transformer_blocks = nn.ModuleList(SingleBlock(d, cfg.n_heads, cfg.mlp_ratio) for _ in range(cfg.n_single))
+        self.transformer_blocks = nn.ModuleList(
+            JointBlock(d, cfg.n_heads, cfg.mlp_ratio) for _ in range(cfg.n_joint)
+        )
+        self.single_transformer_blocks = nn.ModuleList(
+            SingleBlock(d, cfg.n_heads, cfg.mlp_ratio) for _ in range(cfg.n_single)
+        )
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.mod_out = nn.Linear(d, 2 * d)
         self.proj_out = nn.Linear(d, p2)

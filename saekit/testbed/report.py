@@ -1,4 +1,5 @@
 """Write the testbed's JSON, markdown summary table and PNGs into the output folder."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,21 @@ from saekit.atomic import write_json_atomic, write_text_atomic
 from saekit.testbed.config import TestbedConfig
 from saekit.testbed.experiment import TestbedResult, config_key, strengths_for
 
-COLUMNS = ("method", "depth", "block", "stream", "unit", "window", "strength", "success", "faithful_success",
-           "confidence", "nn_dist", "realistic", "change")
+COLUMNS = (
+    "method",
+    "depth",
+    "block",
+    "stream",
+    "unit",
+    "window",
+    "strength",
+    "success",
+    "faithful_success",
+    "confidence",
+    "nn_dist",
+    "realistic",
+    "change",
+)
 
 
 def _fmt(v: Any) -> str:
@@ -41,7 +55,8 @@ def summary_markdown(res: dict[str, Any]) -> str:
         "",
         "floor (unsteered): " + ", ".join(f"{k} {v:.3f}" for k, v in res["floor_unsteered"].items()),
         "",
-        "ceiling (conditioned on target): " + ", ".join(f"{k} {v:.3f}" for k, v in res["ceiling_conditioned_on_target"].items()),
+        "ceiling (conditioned on target): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in res["ceiling_conditioned_on_target"].items()),
         "",
         "## Seed configuration, every strength and stream",
         table(seed["rows"]),
@@ -70,18 +85,53 @@ def write_reports(result: TestbedResult, cfg: TestbedConfig, out_dir: str | Path
                 for window in windows:
                     imgs = {m: result.images[config_key(depth, stream, m, unit, window)] for m in cfg.methods}
                     title = f"{depth} block, {stream} stream, strength unit {unit}, window {window}"
-                    written.append(steering_grid(out / f"grid_{depth}_{stream}_{unit}_{window}.png", imgs,
-                                                 list(cfg.methods), strengths_for(cfg, unit), title, unit,
-                                                 baseline=base_images))
+                    written.append(
+                        steering_grid(
+                            out / f"grid_{depth}_{stream}_{unit}_{window}.png",
+                            imgs,
+                            list(cfg.methods),
+                            strengths_for(cfg, unit),
+                            title,
+                            unit,
+                            baseline=base_images,
+                        )
+                    )
     b = res["best"]["overall"]
     if b is not None and b["window"] not in windows:
-        imgs = {m: result.images[config_key(b["depth"], b["stream"], m, b["unit"], b["window"])] for m in cfg.methods}
-        written.append(steering_grid(out / "grid_best.png", imgs, list(cfg.methods), strengths_for(cfg, b["unit"]),
-                                     f"best: {b['depth']} block, {b['stream']} stream, {b['unit']}, window {b['window']}",
-                                     b["unit"], baseline=base_images))
+        imgs = {
+            m: result.images[config_key(b["depth"], b["stream"], m, b["unit"], b["window"])]
+            for m in cfg.methods
+        }
+        written.append(
+            steering_grid(
+                out / "grid_best.png",
+                imgs,
+                list(cfg.methods),
+                strengths_for(cfg, b["unit"]),
+                f"best: {b['depth']} block, {b['stream']} stream, {b['unit']}, window {b['window']}",
+                b["unit"],
+                baseline=base_images,
+            )
+        )
     floor, ceil = res["floor_unsteered"], res["ceiling_conditioned_on_target"]
-    written.append(tradeoff_plot(out / "tradeoff_success_vs_realism.png", res["rows"], "nn_dist",
-                                 "mean distance to nearest real digit (lower = more realistic)", floor, ceil))
-    written.append(tradeoff_plot(out / "tradeoff_success_vs_change.png", res["rows"], "change",
-                                 "mean change vs unsteered sample (same noise)", floor, ceil))
+    written.append(
+        tradeoff_plot(
+            out / "tradeoff_success_vs_realism.png",
+            res["rows"],
+            "nn_dist",
+            "mean distance to nearest real digit (lower = more realistic)",
+            floor,
+            ceil,
+        )
+    )
+    written.append(
+        tradeoff_plot(
+            out / "tradeoff_success_vs_change.png",
+            res["rows"],
+            "change",
+            "mean change vs unsteered sample (same noise)",
+            floor,
+            ceil,
+        )
+    )
     return written

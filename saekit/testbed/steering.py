@@ -5,11 +5,11 @@ surgery/clamp/boost_active, an activation length for additive/DiffMean); `norm` 
 mean activation norm (a length, converted to a latent value by the feature gain g_j); `max` a multiple
 of the feature's observed max latent (DiffMean: of its max centred projection).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor
 
 from saekit.errors import SteeringError
@@ -19,7 +19,9 @@ from saekit.testbed.features import ClassFeatures
 from saekit.testbed.flow import Edit, StepContext
 
 
-def native_strength(method: str, unit: str, value: float, target: int, sae: SAE, feats: ClassFeatures) -> float:
+def native_strength(
+    method: str, unit: str, value: float, target: int, sae: SAE, feats: ClassFeatures
+) -> float:
     """Strength `value` in `unit` for `target`'s feature, converted to `method`'s native unit."""
     if method == "diffmean":
         scale = {"abs": 1.0, "norm": feats.mean_norm, "max": float(feats.diffmean_max[target])}[unit]
@@ -52,8 +54,19 @@ def opposite(method: str) -> tuple[str, float]:
     return (method, 0.0) if method == "clamp" else (method, -1.0)
 
 
-def make_edit(*, block: str, stream: str, method: str, sae: SAE, feats: ClassFeatures, targets: Sequence[int],
-              rows_per_target: int, strengths_native: Tensor, steps: set[int], steer_uncond: bool = False) -> Edit:
+def make_edit(
+    *,
+    block: str,
+    stream: str,
+    method: str,
+    sae: SAE,
+    feats: ClassFeatures,
+    targets: Sequence[int],
+    rows_per_target: int,
+    strengths_native: Tensor,
+    steps: set[int],
+    steer_uncond: bool = False,
+) -> Edit:
     """Edit callback for rows ordered target-major (`rows_per_target` rows per target, in order).
 
     `strengths_native [n_targets, rows_per_target]` is in each method's native unit. Only the named

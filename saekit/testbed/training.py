@@ -1,4 +1,5 @@
 """Train (or load from the output folder's cache) the flow model and the digit classifier."""
+
 from __future__ import annotations
 
 import hashlib
@@ -96,7 +97,9 @@ def train_or_load(cfg: TestbedConfig, out_dir: str | Path | None) -> TrainedMode
         model.eval()
         clf.eval()
         meta = json.loads(path.with_suffix(".json").read_text())
-        return TrainedModels(model, clf, data, accuracy(clf, data.test_x, data.test_y), meta["final_flow_loss"], True)
+        return TrainedModels(
+            model, clf, data, accuracy(clf, data.test_x, data.test_y), meta["final_flow_loss"], True
+        )
     model, loss = train_flow(cfg, data)
     clf, acc = train_classifier(cfg, data)
     if path is not None:
@@ -105,6 +108,8 @@ def train_or_load(cfg: TestbedConfig, out_dir: str | Path | None) -> TrainedMode
         save_tensors_atomic(path, tensors, metadata={"config": json.dumps(cfg.model_key())})
         from saekit.atomic import write_json_atomic
 
-        write_json_atomic(path.with_suffix(".json"), {"config": cfg.model_key(), "final_flow_loss": loss,
-                                                      "classifier_test_acc": acc})
+        write_json_atomic(
+            path.with_suffix(".json"),
+            {"config": cfg.model_key(), "final_flow_loss": loss, "classifier_test_acc": acc},
+        )
     return TrainedModels(model, clf, data, acc, loss, False)

@@ -5,13 +5,13 @@ Layout of `out/checkpoint/`: `state.json` names the tensor file of the same step
 file is written first under a new name, then `state.json` is replaced atomically, then older tensor
 files are deleted, so a kill at any instant leaves a complete (older or newer) checkpoint.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from saekit.atomic import save_tensors_atomic, write_json_atomic
@@ -25,10 +25,14 @@ def save_checkpoint(folder: str | Path, step: int, tensors: dict[str, Tensor], s
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     name = f"state_{step:09d}.safetensors"
-    save_tensors_atomic(folder / name, {k: v.detach().cpu() for k, v in tensors.items()},
-                        metadata={"format": "saekit.train_checkpoint", "step": str(step)})
-    write_json_atomic(folder / STATE_FILE, {"schema_version": SCHEMA_VERSION, "step": step, "tensors": name,
-                                            **state})
+    save_tensors_atomic(
+        folder / name,
+        {k: v.detach().cpu() for k, v in tensors.items()},
+        metadata={"format": "saekit.train_checkpoint", "step": str(step)},
+    )
+    write_json_atomic(
+        folder / STATE_FILE, {"schema_version": SCHEMA_VERSION, "step": step, "tensors": name, **state}
+    )
     for old in folder.glob("state_*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)
@@ -48,13 +52,18 @@ def load_checkpoint(folder: str | Path) -> tuple[dict[str, Any], dict[str, Tenso
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}; delete {folder} to start over") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {exc}; delete {folder} to start over"
+        ) from None
     if state.get("schema_version", 0) > SCHEMA_VERSION:
-        raise CheckpointError(f"{path} has schema_version {state.get('schema_version')}, newer than this saekit")
+        raise CheckpointError(
+            f"{path} has schema_version {state.get('schema_version')}, newer than this saekit"
+        )
     tpath = folder / str(state.get("tensors", ""))
     try:
         tensors = load_file(str(tpath))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types
-        raise CheckpointError(f"checkpoint tensors {tpath} unreadable ({exc}); delete {folder} to start over") from None
+        raise CheckpointError(
+            f"checkpoint tensors {tpath} unreadable ({exc}); delete {folder} to start over"
+        ) from None
     return state, tensors
-

@@ -1,4 +1,5 @@
 """Training configuration: one frozen dataclass that is saved with checkpoints and drives `saekit train`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -105,7 +106,9 @@ class TrainConfig:
         if not 0.0 <= self.lr_decay_start <= 1.0:
             raise SAEConfigError(f"lr_decay_start is a fraction in [0, 1], got {self.lr_decay_start}")
         if not 0.0 <= self.sparsity_warmup_frac <= 1.0:
-            raise SAEConfigError(f"sparsity_warmup_frac is a fraction in [0, 1], got {self.sparsity_warmup_frac}")
+            raise SAEConfigError(
+                f"sparsity_warmup_frac is a fraction in [0, 1], got {self.sparsity_warmup_frac}"
+            )
         if self.lr is not None and self.lr <= 0:
             raise SAEConfigError(f"lr must be positive, got {self.lr}")
         if self.log_every <= 0 or self.checkpoint_every <= 0:
@@ -114,18 +117,27 @@ class TrainConfig:
             raise SAEConfigError(f"arch={self.arch!r} needs --k (active latents per row), e.g. --k 32")
 
     #: fields that do not change the numbers a run produces (may differ when resuming)
-    COSMETIC = ("quiet", "tensorboard", "wandb", "num_threads", "log_every", "checkpoint_every", "acts", "out")
+    COSMETIC = (
+        "quiet",
+        "tensorboard",
+        "wandb",
+        "num_threads",
+        "log_every",
+        "checkpoint_every",
+        "acts",
+        "out",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise SAEConfigError(f"unknown train config field(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -1,4 +1,5 @@
 """Dead-latent bookkeeping: rows seen since each latent last fired."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Training metrics and where they go: JSONL always, TensorBoard / wandb (offline) when importable."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,15 @@ def reconstruction_metrics(x_BD: Tensor, recon_BD: Tensor) -> dict[str, float]:
 class MetricsLogger:
     """Appends one JSON object per log step to `path`; mirrors to TensorBoard / wandb when asked."""
 
-    def __init__(self, path: str | Path, *, resume_step: int = 0, tensorboard: bool = False,
-                 wandb: bool = False, run_config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        resume_step: int = 0,
+        tensorboard: bool = False,
+        wandb: bool = False,
+        run_config: dict[str, Any] | None = None,
+    ):
         self.path = Path(path)
         self._truncate_after(resume_step)
         self._tb = None

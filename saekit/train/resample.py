@@ -5,6 +5,7 @@ proportional to their squared reconstruction loss, point the dead decoder row at
 input, set the encoder column to that direction scaled to 0.2x the mean live encoder norm, zero the
 encoder bias, and reset the Adam moments of every touched entry so stale momentum does not undo it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,9 @@ from torch import Tensor
 
 
 @torch.no_grad()
-def resample_dead_(sae, optimizer: torch.optim.Optimizer, dead_F: Tensor, x_BD: Tensor,
-                   generator: torch.Generator) -> int:
+def resample_dead_(
+    sae, optimizer: torch.optim.Optimizer, dead_F: Tensor, x_BD: Tensor, generator: torch.Generator
+) -> int:
     """Resample the latents in `dead_F` using rows of the raw batch `x_BD`; returns how many."""
     dead_idx = dead_F.nonzero().flatten()
     n = dead_idx.numel()

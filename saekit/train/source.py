@@ -4,6 +4,7 @@ The activation store (`saekit.data.store.ActivationStore`) satisfies this protoc
 in-memory version for tests, on-the-fly activations and small experiments. The trainer only relies on
 the protocol, so both are interchangeable and resume identically.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -25,8 +26,16 @@ class ActivationSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def iter_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0, start_row: int = 0,
-                     drop_last: bool = False, dtype: torch.dtype = torch.float32) -> Iterator[Tensor]: ...
+    def iter_batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        start_row: int = 0,
+        drop_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[Tensor]: ...
 
     def sample(self, n: int, seed: int) -> Tensor: ...
 
@@ -55,8 +64,16 @@ class TensorSource:
         g = torch.Generator().manual_seed(seed)
         return torch.randperm(len(self), generator=g)
 
-    def iter_batches(self, batch_size: int, *, shuffle: bool = True, seed: int = 0, start_row: int = 0,
-                     drop_last: bool = False, dtype: torch.dtype = torch.float32) -> Iterator[Tensor]:
+    def iter_batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        start_row: int = 0,
+        drop_last: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[Tensor]:
         order = self._order(shuffle, seed)
         n = len(self)
         for lo in range(start_row, n, batch_size):
@@ -75,7 +92,9 @@ def open_source(path: str | Path) -> ActivationSource:
     """Open an activation store folder, with a clear error when it is not one."""
     path = Path(path)
     if not path.exists():
-        raise StoreError(f"no activation store at {path}: the folder does not exist; run `saekit harvest` first")
+        raise StoreError(
+            f"no activation store at {path}: the folder does not exist; run `saekit harvest` first"
+        )
     if not (path / "manifest.json").exists():
         raise StoreError(f"{path} has no manifest.json: not an activation store (made by `saekit harvest`)")
     from saekit.data.store import ActivationStore

@@ -6,6 +6,7 @@ log, checkpoint. Everything the next step depends on (weights, Adam moments, ste
 is in the checkpoint; the LR/sparsity schedules are pure functions of the step and the data order is a
 pure function of (seed, epoch, row offset), so a killed run continues exactly where it stopped.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,8 +57,14 @@ def _provenance(manifest: dict[str, Any], tokens: int) -> Provenance:
 
         m = re.search(r"layers?\.(\d+)", hp)
         layer = int(m.group(1)) if m else None
-    return Provenance(model=manifest.get("model"), hook_point=hp, stream=manifest.get("stream"),
-                      layer=layer, tokens_trained=int(tokens), model_dtype=manifest.get("model_dtype"))
+    return Provenance(
+        model=manifest.get("model"),
+        hook_point=hp,
+        stream=manifest.get("stream"),
+        layer=layer,
+        tokens_trained=int(tokens),
+        model_dtype=manifest.get("model_dtype"),
+    )
 
 
 class Trainer:
@@ -88,7 +95,9 @@ class Trainer:
         if resample is None:
             resample = max(1, self.total_steps // 4) if cfg.arch == "relu" else 0
         if resample and cfg.arch != "relu":
-            raise SAEConfigError(f"--resample-every is for relu SAEs; arch={cfg.arch!r} revives latents with aux-k")
+            raise SAEConfigError(
+                f"--resample-every is for relu SAEs; arch={cfg.arch!r} revives latents with aux-k"
+            )
         self.resample_every = int(resample)
         manifest = dict(getattr(source, "manifest", {}) or {})
         self.manifest = manifest
@@ -101,9 +110,19 @@ class Trainer:
         k = c.k if c.arch in ("topk", "batchtopk") else None
         if k is not None and k > self.d_sae:
             raise SAEConfigError(f"k={k} exceeds d_sae={self.d_sae}; lower --k or raise --expansion")
-        return SAEConfig(d_in=self.d_in, d_sae=self.d_sae, arch=c.arch, k=k, dtype=c.dtype, aux_k=c.aux_k,
-                         aux_k_coefficient=c.aux_k_coefficient, normalize_decoder=c.normalize_decoder,
-                         normalization=c.normalization, provenance=provenance, **extra)
+        return SAEConfig(
+            d_in=self.d_in,
+            d_sae=self.d_sae,
+            arch=c.arch,
+            k=k,
+            dtype=c.dtype,
+            aux_k=c.aux_k,
+            aux_k_coefficient=c.aux_k_coefficient,
+            normalize_decoder=c.normalize_decoder,
+            normalization=c.normalization,
+            provenance=provenance,
+            **extra,
+        )
 
     def _fresh(self):
         sae = build(self.sae_cfg, seed=self.cfg.seed)
@@ -152,8 +171,11 @@ class Trainer:
 
     def _check_resume_config(self, saved: dict[str, Any]) -> None:
         now = self.cfg.to_dict()
-        diffs = [f"{k}: checkpoint={saved.get(k)!r} now={now[k]!r}" for k in now
-                 if k not in TrainConfig.COSMETIC and saved.get(k) != now[k]]
+        diffs = [
+            f"{k}: checkpoint={saved.get(k)!r} now={now[k]!r}"
+            for k in now
+            if k not in TrainConfig.COSMETIC and saved.get(k) != now[k]
+        ]
         if diffs:
             raise CheckpointError(
                 f"{self.out / CHECKPOINT_DIR} was written by a run with different settings ({'; '.join(diffs)}); "
@@ -166,8 +188,14 @@ class Trainer:
         B = self.cfg.batch_size
         while True:
             epoch, within = divmod(step, self.steps_per_epoch)
-            for x in self.source.iter_batches(B, shuffle=True, seed=self.cfg.seed + epoch, start_row=within * B,
-                                              drop_last=True, dtype=torch.float32):
+            for x in self.source.iter_batches(
+                B,
+                shuffle=True,
+                seed=self.cfg.seed + epoch,
+                start_row=within * B,
+                drop_last=True,
+                dtype=torch.float32,
+            ):
                 yield x
                 step += 1
                 if step % self.steps_per_epoch == 0:
@@ -202,11 +230,19 @@ class Trainer:
             sae = self._fresh()
             opt = self._optimizer(sae)
         sae.train()
-        logger = MetricsLogger(self.out / LOG_FILE, resume_step=start, tensorboard=cfg.tensorboard,
-                               wandb=cfg.wandb, run_config=cfg.to_dict())
+        logger = MetricsLogger(
+            self.out / LOG_FILE,
+            resume_step=start,
+            tensorboard=cfg.tensorboard,
+            wandb=cfg.wandb,
+            run_config=cfg.to_dict(),
+        )
         uses_dead = cfg.arch in ("topk", "batchtopk") and cfg.aux_k_coefficient > 0
-        autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if cfg.autocast == "bfloat16"
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast("cpu", dtype=torch.bfloat16)
+            if cfg.autocast == "bfloat16"
+            else contextlib.nullcontext()
+        )
         bar = None
         if not cfg.quiet:
             from tqdm.auto import tqdm
@@ -224,8 +260,9 @@ class Trainer:
                 x = next(batches)
                 if x.shape[-1] != self.d_in:
                     raise ShapeError(f"batch has d={x.shape[-1]}, expected {self.d_in}")
-                lr = self.peak_lr * lr_factor(step, self.total_steps, cfg.lr_warmup_steps, cfg.lr_decay,
-                                              cfg.lr_decay_start)
+                lr = self.peak_lr * lr_factor(
+                    step, self.total_steps, cfg.lr_warmup_steps, cfg.lr_decay, cfg.lr_decay_start
+                )
                 for group in opt.param_groups:
                     group["lr"] = lr
                 scale = sparsity_scale(step, self.total_steps, cfg.sparsity_warmup_frac)
@@ -256,14 +293,23 @@ class Trainer:
                     last = self._record(step, lr, scale, x, out, tracker, t0, done_here, n_resampled)
                     logger.log(last)
                     if bar is not None:
-                        bar.set_postfix(fvu=f"{last['fvu']:.3f}", l0=f"{last['l0']:.1f}",
-                                        dead=f"{last['dead_pct']:.1f}%")
+                        bar.set_postfix(
+                            fvu=f"{last['fvu']:.3f}", l0=f"{last['l0']:.1f}", dead=f"{last['dead_pct']:.1f}%"
+                        )
                 if bar is not None:
                     bar.update(1)
                 if step % cfg.checkpoint_every == 0 or step == self.total_steps:
-                    save_checkpoint(ckpt_dir, step, self._state_tensors(sae, opt, tracker, gen),
-                                    {"train_config": cfg.to_dict(), "total_steps": self.total_steps,
-                                     "d_in": self.d_in, "d_sae": self.d_sae})
+                    save_checkpoint(
+                        ckpt_dir,
+                        step,
+                        self._state_tensors(sae, opt, tracker, gen),
+                        {
+                            "train_config": cfg.to_dict(),
+                            "total_steps": self.total_steps,
+                            "d_in": self.d_in,
+                            "d_sae": self.d_sae,
+                        },
+                    )
         finally:
             if bar is not None:
                 bar.close()
@@ -272,13 +318,25 @@ class Trainer:
         return TrainResult(sae, step, True, final)
 
     def _record(self, step, lr, scale, x, out, tracker, t0, done_here, n_resampled) -> dict[str, Any]:
-        rec = {"step": step, "tokens": step * self.cfg.batch_size, "lr": lr, "sparsity_scale": scale,
-               "elapsed_s": time.perf_counter() - t0}
+        rec = {
+            "step": step,
+            "tokens": step * self.cfg.batch_size,
+            "lr": lr,
+            "sparsity_scale": scale,
+            "elapsed_s": time.perf_counter() - t0,
+        }
         rec.update(reconstruction_metrics(x, out.recon))
-        rec.update({"l0": float(out.l0), "dead_pct": 100.0 * tracker.dead_fraction,
-                    "loss": float(out.losses.total.detach()), "recon_loss": float(out.losses.recon.detach()),
-                    "aux_loss": float(out.losses.aux.detach()), "sparsity_loss": float(out.losses.sparsity.detach()),
-                    "tokens_per_s": done_here * self.cfg.batch_size / max(time.perf_counter() - t0, 1e-9)})
+        rec.update(
+            {
+                "l0": float(out.l0),
+                "dead_pct": 100.0 * tracker.dead_fraction,
+                "loss": float(out.losses.total.detach()),
+                "recon_loss": float(out.losses.recon.detach()),
+                "aux_loss": float(out.losses.aux.detach()),
+                "sparsity_loss": float(out.losses.sparsity.detach()),
+                "tokens_per_s": done_here * self.cfg.batch_size / max(time.perf_counter() - t0, 1e-9),
+            }
+        )
         if n_resampled:
             rec["resampled"] = n_resampled
         return rec
@@ -292,14 +350,26 @@ class Trainer:
         recon = torch.cat([sae(chunk).recon for chunk in sample.split(self.cfg.batch_size)])
         lat_l0 = torch.cat([(sae.encode(c) != 0).sum(-1).float() for c in sample.split(self.cfg.batch_size)])
         metrics = reconstruction_metrics(sample, recon)
-        metrics.update({"l0": float(lat_l0.mean()), "dead_pct": 100.0 * tracker.dead_fraction,
-                        "tokens_trained": self.total_tokens, "steps": self.total_steps})
+        metrics.update(
+            {
+                "l0": float(lat_l0.mean()),
+                "dead_pct": 100.0 * tracker.dead_fraction,
+                "tokens_trained": self.total_tokens,
+                "steps": self.total_steps,
+            }
+        )
         sae.save(self.out)
         from saekit.atomic import write_json_atomic
 
-        write_json_atomic(self.out / SUMMARY_FILE, {"final_metrics_on_train_sample": metrics,
-                                                     "train_config": self.cfg.to_dict(),
-                                                     "dead_tokens": self.dead_tokens, "lr": self.peak_lr})
+        write_json_atomic(
+            self.out / SUMMARY_FILE,
+            {
+                "final_metrics_on_train_sample": metrics,
+                "train_config": self.cfg.to_dict(),
+                "dead_tokens": self.dead_tokens,
+                "lr": self.peak_lr,
+            },
+        )
         return metrics
 
 

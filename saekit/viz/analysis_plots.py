@@ -3,6 +3,7 @@
 Headless (Agg). Token text is drawn with `parse_math=False` so `$` in tokens is literal, and
 whitespace/newlines are made visible (`·`, `⏎`) so highlighted contexts stay readable.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,17 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _highlight_row(ax, tokens: list[str], acts: list[float], vmax: float, y: float, focus: int | None,
-                   x0: float = 0.0, x_max: float = 0.99, fontsize: float = 10) -> None:
+def _highlight_row(
+    ax,
+    tokens: list[str],
+    acts: list[float],
+    vmax: float,
+    y: float,
+    focus: int | None,
+    x0: float = 0.0,
+    x_max: float = 0.99,
+    fontsize: float = 10,
+) -> None:
     """Draw tokens left to right at height y, background shaded by activation (orange)."""
     cmap = colormaps["Oranges"]
     fig = ax.figure
@@ -47,11 +57,24 @@ def _highlight_row(ax, tokens: list[str], acts: list[float], vmax: float, y: flo
     for i, (tok, a) in enumerate(zip(tokens, acts)):
         level = max(0.0, a) / vmax if vmax > 0 else 0.0
         face = cmap(0.15 + 0.75 * level) if a > 0 else (1, 1, 1, 0)
-        t = ax.text(x, y, show_token(tok), transform=ax.transAxes, fontsize=fontsize, va="center", ha="left",
-                    family="DejaVu Sans Mono", parse_math=False,
-                    fontweight="bold" if i == focus else "normal",
-                    bbox={"boxstyle": "square,pad=0.15", "fc": face,
-                          "ec": "black" if i == focus else "none", "lw": 1.0})
+        t = ax.text(
+            x,
+            y,
+            show_token(tok),
+            transform=ax.transAxes,
+            fontsize=fontsize,
+            va="center",
+            ha="left",
+            family="DejaVu Sans Mono",
+            parse_math=False,
+            fontweight="bold" if i == focus else "normal",
+            bbox={
+                "boxstyle": "square,pad=0.15",
+                "fc": face,
+                "ec": "black" if i == focus else "none",
+                "lw": 1.0,
+            },
+        )
         bb = inv.transform(t.get_window_extent(renderer).get_points())
         x = bb[1, 0] + 0.004
         if x > x_max:
@@ -109,14 +132,36 @@ def feature_real_png(doc: dict, feature: int, out_dir: str | Path, n_contexts: i
     le = feat.get("logit_effects")
     fig = plt.figure(figsize=(14, 11 if le else 8.5))
     heights = [1.0, 1.45, 0.95] if le else [1.0, 1.45]
-    gs = fig.add_gridspec(len(heights), 2, height_ratios=heights, hspace=0.45, wspace=0.35,
-                          left=0.07, right=0.97, top=0.93, bottom=0.06)
-    fig.suptitle(f"Feature {feature} — real activations ({doc['source'].get('model') or 'store'}, "
-                 f"{doc['source'].get('hook_point') or ''})", fontsize=14, fontweight="bold")
+    gs = fig.add_gridspec(
+        len(heights),
+        2,
+        height_ratios=heights,
+        hspace=0.45,
+        wspace=0.35,
+        left=0.07,
+        right=0.97,
+        top=0.93,
+        bottom=0.06,
+    )
+    fig.suptitle(
+        f"Feature {feature} — real activations ({doc['source'].get('model') or 'store'}, "
+        f"{doc['source'].get('hook_point') or ''})",
+        fontsize=14,
+        fontweight="bold",
+    )
     ax = fig.add_subplot(gs[0, 0])
     ax.set_axis_off()
-    ax.text(0.0, 1.0, _stats_text(feat, doc["summary"]), va="top", ha="left", family="DejaVu Sans Mono",
-            fontsize=11, transform=ax.transAxes, parse_math=False)
+    ax.text(
+        0.0,
+        1.0,
+        _stats_text(feat, doc["summary"]),
+        va="top",
+        ha="left",
+        family="DejaVu Sans Mono",
+        fontsize=11,
+        transform=ax.transAxes,
+        parse_math=False,
+    )
     _histogram(fig.add_subplot(gs[0, 1]), feat)
     ax = fig.add_subplot(gs[1, :])
     ax.set_axis_off()
@@ -125,12 +170,28 @@ def feature_real_png(doc: dict, feature: int, out_dir: str | Path, n_contexts: i
     n = max(len(examples), 1)
     for i, e in enumerate(examples):
         y = 1.0 - (i + 0.5) / n
-        ax.text(0.0, y, f"{e['activation']:.3g}", transform=ax.transAxes, va="center", ha="left",
-                family="DejaVu Sans Mono", fontsize=10, parse_math=False)
+        ax.text(
+            0.0,
+            y,
+            f"{e['activation']:.3g}",
+            transform=ax.transAxes,
+            va="center",
+            ha="left",
+            family="DejaVu Sans Mono",
+            fontsize=10,
+            parse_math=False,
+        )
         cx = e["context"]
         _highlight_row(ax, cx["tokens"], cx["activations"], vmax, y, cx["focus"], x0=0.07)
     if not examples:
-        ax.text(0.5, 0.5, "no activating examples (dead feature)", ha="center", transform=ax.transAxes, fontsize=13)
+        ax.text(
+            0.5,
+            0.5,
+            "no activating examples (dead feature)",
+            ha="center",
+            transform=ax.transAxes,
+            fontsize=13,
+        )
     if le:
         _logit_bars(fig.add_subplot(gs[2, 0]), le["promoted"], "logit effect: promoted", "tab:green")
         _logit_bars(fig.add_subplot(gs[2, 1]), le["suppressed"], "logit effect: suppressed", "tab:red")
@@ -142,10 +203,15 @@ def feature_synthetic_png(doc: dict, feature: int, out_dir: str | Path) -> Path:
     feat = doc["features"][str(feature)]
     syn = feat["synthetic"]
     fig = plt.figure(figsize=(13, 8.5))
-    gs = fig.add_gridspec(2, 1, height_ratios=[1.2, 1.0], hspace=0.35, left=0.08, right=0.97, top=0.92, bottom=0.05)
-    fig.suptitle(f"Feature {feature} — synthetic maximisation ({syn['config']['method']}, "
-                 f"{syn['config']['n_steps']} steps × {syn['config']['restarts']} restarts)", fontsize=14,
-                 fontweight="bold")
+    gs = fig.add_gridspec(
+        2, 1, height_ratios=[1.2, 1.0], hspace=0.35, left=0.08, right=0.97, top=0.92, bottom=0.05
+    )
+    fig.suptitle(
+        f"Feature {feature} — synthetic maximisation ({syn['config']['method']}, "
+        f"{syn['config']['n_steps']} steps × {syn['config']['restarts']} restarts)",
+        fontsize=14,
+        fontweight="bold",
+    )
     ax = fig.add_subplot(gs[0])
     for r, traj in enumerate(syn["trajectories"]):
         ax.plot(range(1, len(traj) + 1), traj, lw=2, label=f"restart {r}")
@@ -167,12 +233,16 @@ def feature_synthetic_png(doc: dict, feature: int, out_dir: str | Path) -> Path:
     for i, s in enumerate(seqs):
         y = 1.0 - (i + 0.5) / n
         ratio = s.get("ratio_to_real_max")
-        head = f"act {s['activation']:.3g}" + (f" ({ratio:.2f}× real max)" if ratio is not None else "") + \
-            f"   ppl {s['perplexity']:.3g}"
+        head = (
+            f"act {s['activation']:.3g}"
+            + (f" ({ratio:.2f}× real max)" if ratio is not None else "")
+            + f"   ppl {s['perplexity']:.3g}"
+        )
         ax.text(0.0, y + 0.18 / n, head, transform=ax.transAxes, va="center", fontsize=10, parse_math=False)
         acts = [0.0] * (len(s["tokens"]) - 1) + [max(s["activation"], 0.0)]
-        _highlight_row(ax, s["tokens"], acts, max(s["activation"], 1e-9), y - 0.18 / n,
-                       len(s["tokens"]) - 1, x0=0.0)
+        _highlight_row(
+            ax, s["tokens"], acts, max(s["activation"], 1e-9), y - 0.18 / n, len(s["tokens"]) - 1, x0=0.0
+        )
     return _save(fig, Path(out_dir) / f"feature_{feature}_synthetic.png")
 
 
@@ -214,8 +284,12 @@ def statistics_real_png(doc: dict, out_dir: str | Path) -> Path:
     freq = af["frequency"]
     alive = [(f, m) for f, m in zip(freq, af["mean_when_active"]) if f > 0 and m is not None]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
-    fig.suptitle(f"All {summ['n_features']:,} features over {summ['n_rows']:,} tokens — "
-                 f"{summ['n_dead']:,} never fired", fontsize=14, fontweight="bold")
+    fig.suptitle(
+        f"All {summ['n_features']:,} features over {summ['n_rows']:,} tokens — "
+        f"{summ['n_dead']:,} never fired",
+        fontsize=14,
+        fontweight="bold",
+    )
     ax = axes[0]
     if alive:
         logs = [math.log10(f) for f, _ in alive]
@@ -243,16 +317,34 @@ def comparison_png(doc: dict, out_dir: str | Path) -> Path:
     names = [str(f["index"]) for f in feats]
     n = len(feats)
     fig = plt.figure(figsize=(14, 4.5 + 0.55 * n))
-    gs = fig.add_gridspec(2, 1, height_ratios=[4.0, 0.55 * n + 0.6], hspace=0.3, left=0.07, right=0.98,
-                          top=0.93, bottom=0.03)
+    gs = fig.add_gridspec(
+        2, 1, height_ratios=[4.0, 0.55 * n + 0.6], hspace=0.3, left=0.07, right=0.98, top=0.93, bottom=0.03
+    )
     fig.suptitle("Real vs synthetic: how far can each feature be pushed?", fontsize=14, fontweight="bold")
     ax = fig.add_subplot(gs[0])
     w = 0.27
     xs = range(n)
-    ax.bar([x - w for x in xs], [f["comparison"]["real_max"] for f in feats], w, label="real max", color="tab:blue")
-    ax.bar(list(xs), [f["comparison"]["synthetic_best"] for f in feats], w, label="synthetic best", color="tab:orange")
-    ax.bar([x + w for x in xs], [f["comparison"]["random_max"] or 0 for f in feats], w, label="random-input max",
-           color="tab:gray")
+    ax.bar(
+        [x - w for x in xs],
+        [f["comparison"]["real_max"] for f in feats],
+        w,
+        label="real max",
+        color="tab:blue",
+    )
+    ax.bar(
+        list(xs),
+        [f["comparison"]["synthetic_best"] for f in feats],
+        w,
+        label="synthetic best",
+        color="tab:orange",
+    )
+    ax.bar(
+        [x + w for x in xs],
+        [f["comparison"]["random_max"] or 0 for f in feats],
+        w,
+        label="random-input max",
+        color="tab:gray",
+    )
     for x, f in zip(xs, feats):
         r = f["comparison"]["ratio_to_real_max"]
         if r is not None:
@@ -275,8 +367,12 @@ def comparison_png(doc: dict, out_dir: str | Path) -> Path:
             e = f["top_examples"][0]["context"]
             focus = e["focus"]
             toks, acts = e["tokens"][: focus + 1][-9:], e["activations"][: focus + 1][-9:]
-            _highlight_row(ax, toks, acts, max(acts + [1e-9]), y, len(toks) - 1, x0=0.07, x_max=0.52, fontsize=9)
+            _highlight_row(
+                ax, toks, acts, max(acts + [1e-9]), y, len(toks) - 1, x0=0.07, x_max=0.52, fontsize=9
+            )
         s = f["synthetic"]["sequences"][0]
         acts = [0.0] * (len(s["tokens"]) - 1) + [max(s["activation"], 0.0)]
-        _highlight_row(ax, s["tokens"], acts, max(acts + [1e-9]), y, len(acts) - 1, x0=0.54, x_max=0.99, fontsize=9)
+        _highlight_row(
+            ax, s["tokens"], acts, max(acts + [1e-9]), y, len(acts) - 1, x0=0.54, x_max=0.99, fontsize=9
+        )
     return _save(fig, Path(out_dir) / "real_vs_synthetic_comparison.png")

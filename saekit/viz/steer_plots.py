@@ -1,4 +1,5 @@
 """Sweep plots: scores vs strength per method, and the concept-vs-fluency trade-off."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -6,8 +7,12 @@ from pathlib import Path
 
 from saekit.atomic import atomic_path
 
-PANELS = (("overall", "overall (harmonic mean)"), ("concept_score", "concept score"),
-          ("fluency", "fluency"), ("relevance", "instruction relevance"))
+PANELS = (
+    ("overall", "overall (harmonic mean)"),
+    ("concept_score", "concept score"),
+    ("fluency", "fluency"),
+    ("relevance", "instruction relevance"),
+)
 SINGLE_POINT = ("prompting", "unsteered")
 
 
@@ -53,8 +58,12 @@ def plot_score_vs_strength(summary: list[dict], path: str | Path) -> None:
             ax.plot(xs, ys, marker="o", label=name, linestyle="--" if name.startswith("diffmean") else "-")
         for name, r in points.items():
             if r[key] is not None:
-                ax.axhline(r[key], color="gray" if name == "unsteered" else "black",
-                           linestyle=":" if name == "unsteered" else "-.", label=name)
+                ax.axhline(
+                    r[key],
+                    color="gray" if name == "unsteered" else "black",
+                    linestyle=":" if name == "unsteered" else "-.",
+                    label=name,
+                )
         ax.set_title(title)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xticks(range(len(labels)), labels)
@@ -77,12 +86,23 @@ def plot_tradeoff(summary: list[dict], path: str | Path) -> None:
     for name, rows in series.items():
         xs = [r["fluency"] or 0.0 for _, r in rows]
         ys = [r["concept_score"] or 0.0 for _, r in rows]
-        line, = ax.plot(xs, ys, marker="o", label=name, linestyle="--" if name.startswith("diffmean") else "-")
+        (line,) = ax.plot(
+            xs, ys, marker="o", label=name, linestyle="--" if name.startswith("diffmean") else "-"
+        )
         for (st, _), x, y in zip(rows, xs, ys):
-            ax.annotate(st, (x, y), fontsize=7, color=line.get_color(), xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                st, (x, y), fontsize=7, color=line.get_color(), xytext=(3, 3), textcoords="offset points"
+            )
     for name, r in points.items():
-        ax.scatter([r["fluency"] or 0.0], [r["concept_score"] or 0.0], marker="*" if name == "prompting" else "x",
-                   s=120, color="black" if name == "prompting" else "gray", label=name, zorder=5)
+        ax.scatter(
+            [r["fluency"] or 0.0],
+            [r["concept_score"] or 0.0],
+            marker="*" if name == "prompting" else "x",
+            s=120,
+            color="black" if name == "prompting" else "gray",
+            label=name,
+            zorder=5,
+        )
     ax.set_xlabel("fluency (unsteered-model perplexity of the text, relative; repetition-penalised)")
     ax.set_ylabel("concept score (MiniLM, rescaled)")
     ax.set_xlim(-0.02, 1.05)

@@ -1,4 +1,5 @@
 """Fixtures: a tiny SAE and a tiny activation store written in the documented shard format."""
+
 import json
 
 import pytest
@@ -16,13 +17,30 @@ def write_store(folder, acts, doc_id, position, token_id, shard_rows=70):
     for i, s in enumerate(range(0, acts.shape[0], shard_rows)):
         e = min(s + shard_rows, acts.shape[0])
         name = f"shard_{i:05d}.safetensors"
-        save_file({"acts": acts[s:e].contiguous(), "doc_id": doc_id[s:e].int().contiguous(),
-                   "position": position[s:e].int().contiguous(), "token_id": token_id[s:e].int().contiguous()},
-                  str(folder / name))
+        save_file(
+            {
+                "acts": acts[s:e].contiguous(),
+                "doc_id": doc_id[s:e].int().contiguous(),
+                "position": position[s:e].int().contiguous(),
+                "token_id": token_id[s:e].int().contiguous(),
+            },
+            str(folder / name),
+        )
         shards.append({"file": name, "count": e - s})
-    (folder / "manifest.json").write_text(json.dumps({
-        "schema_version": 1, "complete": True, "model": "tiny", "hook_point": "model.layers.0", "d": acts.shape[1], "count": acts.shape[0],
-        "dtype": "float32", "shards": shards}))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "complete": True,
+                "model": "tiny",
+                "hook_point": "model.layers.0",
+                "d": acts.shape[1],
+                "count": acts.shape[0],
+                "dtype": "float32",
+                "shards": shards,
+            }
+        )
+    )
     return folder
 
 
@@ -43,8 +61,28 @@ def tiny_sae(request):
     return build(SAEConfig(d_in=8, d_sae=16, arch=request.param, k=k), seed=0).eval()
 
 
-WORDS = ["the", "cat", "dog", "sat", "on", "mat", "a", "big", "red", "ran", "to", "house", "and", "then", "it",
-         "was", "happy", "sad", "green", "tree"]
+WORDS = [
+    "the",
+    "cat",
+    "dog",
+    "sat",
+    "on",
+    "mat",
+    "a",
+    "big",
+    "red",
+    "ran",
+    "to",
+    "house",
+    "and",
+    "then",
+    "it",
+    "was",
+    "happy",
+    "sad",
+    "green",
+    "tree",
+]
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +97,14 @@ def tiny_lm_folder(tmp_path_factory):
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(folder)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     LlamaForCausalLM(cfg).save_pretrained(folder)
     return folder
 
@@ -79,7 +123,9 @@ def tiny_lm_store(tiny_lm_folder, tmp_path_factory):
         model(input_ids=ids)
     acts = cap.activations["model.layers.0"].reshape(-1, 16).float()
     folder = tmp_path_factory.mktemp("lm_store") / "store"
-    write_store(folder, acts, torch.arange(12).repeat_interleave(16), torch.arange(16).repeat(12), ids.reshape(-1))
+    write_store(
+        folder, acts, torch.arange(12).repeat_interleave(16), torch.arange(16).repeat(12), ids.reshape(-1)
+    )
     import json
 
     man = json.loads((folder / "manifest.json").read_text())

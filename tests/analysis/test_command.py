@@ -1,4 +1,5 @@
 """End to end: `saekit analyze real|synthetic|compare` on a tiny LM, its store and a tiny SAE."""
+
 import json
 
 import pytest
@@ -10,8 +11,13 @@ from saekit.sae import Provenance, SAEConfig, build
 
 @pytest.fixture
 def sae_folder(tmp_path, tiny_lm_folder):
-    cfg = SAEConfig(d_in=16, d_sae=24, arch="topk", k=4,
-                    provenance=Provenance(model=str(tiny_lm_folder), hook_point="model.layers.0"))
+    cfg = SAEConfig(
+        d_in=16,
+        d_sae=24,
+        arch="topk",
+        k=4,
+        provenance=Provenance(model=str(tiny_lm_folder), hook_point="model.layers.0"),
+    )
     sae = build(cfg, seed=0)
     return sae.save(tmp_path / "sae")
 
@@ -27,9 +33,30 @@ def _png_ok(path, min_w=600, min_h=400):
 
 def test_compare_end_to_end(tmp_path, sae_folder, tiny_lm_store):
     out = tmp_path / "report"
-    argv = ["compare", "--sae", str(sae_folder), "--store", str(tiny_lm_store), "--features", "top:3",
-            "--out", str(out), "--quiet", "--n-steps", "3", "--restarts", "1", "--seq-len", "4",
-            "--n-candidates", "8", "--n-top", "5", "--batch-size", "50"]
+    argv = [
+        "compare",
+        "--sae",
+        str(sae_folder),
+        "--store",
+        str(tiny_lm_store),
+        "--features",
+        "top:3",
+        "--out",
+        str(out),
+        "--quiet",
+        "--n-steps",
+        "3",
+        "--restarts",
+        "1",
+        "--seq-len",
+        "4",
+        "--n-candidates",
+        "8",
+        "--n-top",
+        "5",
+        "--batch-size",
+        "50",
+    ]
     assert main(argv) == 0
     doc = json.loads((out / "analysis.json").read_text())
     assert doc["schema_version"] == 1 and doc["format"] == "saekit.analysis"
@@ -52,10 +79,39 @@ def test_active_spec_and_bad_spec(tmp_path, sae_folder, tiny_lm_store):
     from saekit.errors import FeatureSpecError
 
     out = tmp_path / "r"
-    assert main(["real", "--sae", str(sae_folder), "--store", str(tiny_lm_store), "--features",
-                 'active:2:"the cat sat"', "--out", str(out), "--quiet", "--no-plots"]) == 0
+    assert (
+        main(
+            [
+                "real",
+                "--sae",
+                str(sae_folder),
+                "--store",
+                str(tiny_lm_store),
+                "--features",
+                'active:2:"the cat sat"',
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     doc = json.loads((out / "analysis.json").read_text())
     assert len(doc["features"]) == 2
     with pytest.raises(FeatureSpecError, match="out of range"):
-        main(["real", "--sae", str(sae_folder), "--store", str(tiny_lm_store), "--features", "20-30",
-              "--out", str(out), "--quiet", "--no-plots"])
+        main(
+            [
+                "real",
+                "--sae",
+                str(sae_folder),
+                "--store",
+                str(tiny_lm_store),
+                "--features",
+                "20-30",
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-plots",
+            ]
+        )

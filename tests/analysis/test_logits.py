@@ -7,19 +7,30 @@ torch.set_num_threads(2)
 
 
 def _tiny_llama():
-    cfg = LlamaConfig(vocab_size=6, hidden_size=4, intermediate_size=8, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=6,
+        hidden_size=4,
+        intermediate_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():
         model.model.norm.weight.copy_(torch.tensor([1.0, 2.0, 0.5, 1.0]))
-        model.lm_head.weight.copy_(torch.tensor([
-            [1.0, 0, 0, 0],   # token 0 reads channel 0
-            [0, 1.0, 0, 0],   # token 1 reads channel 1 (gamma 2)
-            [0, 0, 1.0, 0],   # token 2 reads channel 2 (gamma 0.5)
-            [-1.0, 0, 0, 0],  # token 3 anti channel 0
-            [0, 0, 0, 1.0],
-            [0, 0, 0, 0],
-        ]))
+        model.lm_head.weight.copy_(
+            torch.tensor(
+                [
+                    [1.0, 0, 0, 0],  # token 0 reads channel 0
+                    [0, 1.0, 0, 0],  # token 1 reads channel 1 (gamma 2)
+                    [0, 0, 1.0, 0],  # token 2 reads channel 2 (gamma 0.5)
+                    [-1.0, 0, 0, 0],  # token 3 anti channel 0
+                    [0, 0, 0, 1.0],
+                    [0, 0, 0, 0],
+                ]
+            )
+        )
     return model
 
 

@@ -1,4 +1,5 @@
 """Small checks on the embedded SmolLM2 (float32): logit effects and the synthetic maximiser."""
+
 import pytest
 import torch
 
@@ -24,7 +25,10 @@ def test_logit_effects_equal_norm_then_unembed_of_the_direction(smollm2):
     d = d / d.norm()
     eff = logit_effects(d[None], ue, [0], k=10)[0]
     with torch.no_grad():
-        ref = model.lm_head(model.model.norm(d[None, None]))[0, 0] * (d.pow(2).mean() + model.model.norm.variance_epsilon).sqrt()
+        ref = (
+            model.lm_head(model.model.norm(d[None, None]))[0, 0]
+            * (d.pow(2).mean() + model.model.norm.variance_epsilon).sqrt()
+        )
     top = ref.topk(10)
     assert [t for t, _ in eff.promoted] == top.indices.tolist()
     torch.testing.assert_close(torch.tensor([v for _, v in eff.promoted]), top.values, rtol=1e-3, atol=1e-3)
@@ -41,9 +45,12 @@ def test_gcg_raises_feature_on_smollm2_with_early_stop(smollm2):
     last = smollm2.model.model.layers[-1]
     h = last.register_forward_hook(lambda *a: calls.append(1))
     try:
-        cfg = SyntheticConfig(n_steps=3, seq_len=5, restarts=1, n_candidates=8, top_k_tokens=32, fluency_top=1,
-                              quiet=True)
-        res = maximise_feature(smollm2.model, sae, "model.layers.1", 5, cfg, tokenizer=smollm2.tokenizer, n_random=4)
+        cfg = SyntheticConfig(
+            n_steps=3, seq_len=5, restarts=1, n_candidates=8, top_k_tokens=32, fluency_top=1, quiet=True
+        )
+        res = maximise_feature(
+            smollm2.model, sae, "model.layers.1", 5, cfg, tokenizer=smollm2.tokenizer, n_random=4
+        )
     finally:
         h.remove()
     best = res.sequences[0]

@@ -17,7 +17,7 @@ def test_dense_stats_match_numpy():
     x = _data()
     st = FeatureStats(6)
     for s in range(0, 500, 64):
-        st.update_dense(x[s:s + 64])
+        st.update_dense(x[s : s + 64])
     xn = x.numpy()
     np.testing.assert_allclose(st.frequency().numpy(), (xn > 0).mean(0))
     qs = [0.1, 0.5, 0.9, 0.99, 1.0]

@@ -11,8 +11,14 @@ torch.set_num_threads(2)
 
 def _setup(arch="relu"):
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     model = LlamaForCausalLM(cfg).eval()
     sae = build(SAEConfig(d_in=16, d_sae=8, arch=arch, k=2 if arch == "topk" else None), seed=1).eval()
     with torch.no_grad():  # planted feature 3: reads a fixed direction of the layer-0 residual
@@ -25,8 +31,17 @@ def _setup(arch="relu"):
 @pytest.mark.parametrize("method", ["gcg", "soft"])
 def test_optimiser_raises_planted_feature_above_random(method):
     model, sae = _setup()
-    cfg = SyntheticConfig(n_steps=12, seq_len=5, restarts=2, method=method, n_candidates=32, top_k_tokens=16,
-                          learning_rate=0.3, quiet=True, fluency_weight=0.01)
+    cfg = SyntheticConfig(
+        n_steps=12,
+        seq_len=5,
+        restarts=2,
+        method=method,
+        n_candidates=32,
+        top_k_tokens=16,
+        learning_rate=0.3,
+        quiet=True,
+        fluency_weight=0.01,
+    )
     res = maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=64)
     rand = torch.tensor(res.random_activations)
     best = res.sequences[0]

@@ -31,8 +31,12 @@ def check(tracker, dense, n):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    seed=st.integers(0, 10_000), n_rows=st.integers(1, 60), n_feat=st.integers(1, 12), n=st.integers(1, 7),
-    batch=st.integers(1, 16), ties=st.booleans(),
+    seed=st.integers(0, 10_000),
+    n_rows=st.integers(1, 60),
+    n_feat=st.integers(1, 12),
+    n=st.integers(1, 7),
+    batch=st.integers(1, 16),
+    ties=st.booleans(),
 )
 def test_dense_merge_matches_brute_force(seed, n_rows, n_feat, n, batch, ties):
     g = torch.Generator().manual_seed(seed)
@@ -42,13 +46,18 @@ def test_dense_merge_matches_brute_force(seed, n_rows, n_feat, n, batch, ties):
     x = x.relu()
     tr = TopKTracker(n_feat, n)
     for s in range(0, n_rows, batch):
-        tr.update_dense(x[s:s + batch], torch.arange(s, min(s + batch, n_rows)))
+        tr.update_dense(x[s : s + batch], torch.arange(s, min(s + batch, n_rows)))
     check(tr, x.numpy(), n)
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10_000), n_rows=st.integers(1, 60), n_feat=st.integers(2, 12), n=st.integers(1, 7),
-       batch=st.integers(1, 16))
+@given(
+    seed=st.integers(0, 10_000),
+    n_rows=st.integers(1, 60),
+    n_feat=st.integers(2, 12),
+    n=st.integers(1, 7),
+    batch=st.integers(1, 16),
+)
 def test_sparse_merge_matches_brute_force(seed, n_rows, n_feat, n, batch):
     g = torch.Generator().manual_seed(seed)
     k = min(3, n_feat)

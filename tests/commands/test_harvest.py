@@ -1,4 +1,5 @@
 """harvest() / `saekit harvest` on a tiny random Llama (plus one real SmolLM2 run)."""
+
 from __future__ import annotations
 
 import json
@@ -28,10 +29,21 @@ def tiny_lm():
     from saekit.models import LoadedModel
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    return LoadedModel(LlamaForCausalLM(cfg).eval(), CharTokenizer(), "tiny-llama", "causal_lm", "float32", 16, 3)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    return LoadedModel(
+        LlamaForCausalLM(cfg).eval(), CharTokenizer(), "tiny-llama", "causal_lm", "float32", 16, 3
+    )
 
 
 @pytest.fixture()
@@ -39,13 +51,25 @@ def corpus(tmp_path):
     folder = tmp_path / "corpus"
     folder.mkdir()
     for i in range(5):
-        (folder / f"d{i}.txt").write_text(f"Doc {i}: " + "the quick brown fox jumps over the lazy dog. " * (2 + i))
+        (folder / f"d{i}.txt").write_text(
+            f"Doc {i}: " + "the quick brown fox jumps over the lazy dog. " * (2 + i)
+        )
     return str(folder)
 
 
 def _cfg(out, corpus, **kw):
-    base = dict(model="tiny", hook="model.layers.1", corpus=corpus, tokens=300, out=Path(out), context_len=32,
-                batch_size=3, shard_rows=64, quiet=True, dtype="float32")
+    base = dict(
+        model="tiny",
+        hook="model.layers.1",
+        corpus=corpus,
+        tokens=300,
+        out=Path(out),
+        context_len=32,
+        batch_size=3,
+        shard_rows=64,
+        quiet=True,
+        dtype="float32",
+    )
     base.update(kw)
     return HarvestConfig(**base)
 
@@ -73,8 +97,9 @@ def test_early_stop_gives_identical_store(tmp_path, corpus, tiny_lm):
     harvest(_cfg(tmp_path / "early", corpus), loaded=tiny_lm)
     harvest(_cfg(tmp_path / "full", corpus, stop_early=False), loaded=tiny_lm)
     a, b = ActivationStore.open(tmp_path / "early"), ActivationStore.open(tmp_path / "full")
-    torch.testing.assert_close(next(a.iter_batches(300, shuffle=False)), next(b.iter_batches(300, shuffle=False)),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        next(a.iter_batches(300, shuffle=False)), next(b.iter_batches(300, shuffle=False)), rtol=0, atol=0
+    )
 
 
 def test_kill_and_resume_identical(tmp_path, corpus, tiny_lm, monkeypatch):
@@ -103,7 +128,9 @@ def test_kill_and_resume_identical(tmp_path, corpus, tiny_lm, monkeypatch):
 
 
 def test_exclusions_configurable(tmp_path, corpus, tiny_lm):
-    st = harvest(_cfg(tmp_path / "x", corpus, exclude_first=0, prepend_bos=True, exclude_special=False), loaded=tiny_lm)
+    st = harvest(
+        _cfg(tmp_path / "x", corpus, exclude_first=0, prepend_bos=True, exclude_special=False), loaded=tiny_lm
+    )
     _, meta = next(st.iter_rows_with_meta(300))
     assert (meta["token_id"] == 1).any() and (meta["position"] == -1).any()
     st2 = harvest(_cfg(tmp_path / "y", corpus, exclude_first=0, prepend_bos=True), loaded=tiny_lm)
@@ -116,10 +143,32 @@ def test_cli_writes_store(tmp_path, corpus, tiny_lm, monkeypatch):
     from saekit.commands.harvest import main
 
     monkeypatch.setattr(saekit.models, "load_model", lambda *a, **k: tiny_lm)
-    rc = main(["--model", "tiny", "--hook", "model.layers.0", "--corpus", corpus, "--tokens", "100",
-               "--out", str(tmp_path / "cli"), "--context-len", "32", "--quiet", "--store-dtype", "bfloat16"])
+    rc = main(
+        [
+            "--model",
+            "tiny",
+            "--hook",
+            "model.layers.0",
+            "--corpus",
+            corpus,
+            "--tokens",
+            "100",
+            "--out",
+            str(tmp_path / "cli"),
+            "--context-len",
+            "32",
+            "--quiet",
+            "--store-dtype",
+            "bfloat16",
+        ]
+    )
     st = ActivationStore.open(tmp_path / "cli")
-    assert rc == 0 and len(st) == 100 and st.manifest["dtype"] == "bfloat16" and st.manifest["hook_point"] == "model.layers.0"
+    assert (
+        rc == 0
+        and len(st) == 100
+        and st.manifest["dtype"] == "bfloat16"
+        and st.manifest["hook_point"] == "model.layers.0"
+    )
 
 
 @pytest.mark.realmodel
@@ -128,8 +177,19 @@ def test_smollm2_harvest_matches_hidden_states(tmp_path):
     from saekit.models import load_model
 
     lm = load_model("smollm2", dtype="float32", quiet=True)
-    st = harvest(HarvestConfig(hook="model.layers.15", corpus="shakespeare", tokens=200, out=tmp_path / "s",
-                               context_len=48, batch_size=2, dtype="float32", quiet=True), loaded=lm)
+    st = harvest(
+        HarvestConfig(
+            hook="model.layers.15",
+            corpus="shakespeare",
+            tokens=200,
+            out=tmp_path / "s",
+            context_len=48,
+            batch_size=2,
+            dtype="float32",
+            quiet=True,
+        ),
+        loaded=lm,
+    )
     assert st.d == 576 and st.manifest["model"] == "smollm2" and st.manifest["model_dtype"] == "float32"
     acts, meta = next(st.iter_rows_with_meta(200))
     d, p = int(meta["doc_id"][5]), int(meta["position"][5])

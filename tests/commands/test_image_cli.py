@@ -5,6 +5,7 @@ Everything is built offline from configs and saved with `save_pretrained`, so th
 by path like a user's folder. The tiny FluxPipeline has no text encoders/tokenizers (they would need
 hub files): it is driven with `--prompt-embeds`. References are plain `output_hidden_states`
 indexing (CLIP) and raw torch hooks on the block and the transformer's timestep input (FLUX)."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,14 @@ from saekit.data.store import ActivationStore
 from saekit.errors import ModelLoadError, SAEConfigError
 
 torch.set_num_threads(2)
-VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4, "image_size": 32,
-          "patch_size": 8}
+VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "image_size": 32,
+    "patch_size": 8,
+}
 TEXT_LEN, SIDE, STEPS = 8, 16, 3
 
 
@@ -38,14 +45,27 @@ def folders(tmp_path_factory):
     torch.manual_seed(0)
     clip = CLIPVisionModel(CLIPVisionConfig(**VISION)).eval()
     clip.save_pretrained(root / "clip")
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(root / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        root / "clip"
+    )
     tiny_flux_pipeline(seed=0, num_layers=1, num_single_layers=1).save_pretrained(root / "flux")
     g = torch.Generator().manual_seed(0)
-    save_file({"prompt_embeds": torch.randn(3, TEXT_LEN, 32, generator=g),
-               "pooled_prompt_embeds": torch.randn(3, 32, generator=g)}, root / "embeds.safetensors")
-    save_file({"prompt_embeds": torch.randn(1, TEXT_LEN, 32, generator=g), "pooled_prompt_embeds": torch.randn(1, 32, generator=g),
-               "negative_prompt_embeds": torch.randn(1, TEXT_LEN, 32, generator=g),
-               "negative_pooled_prompt_embeds": torch.randn(1, 32, generator=g)}, root / "embeds_cfg.safetensors")
+    save_file(
+        {
+            "prompt_embeds": torch.randn(3, TEXT_LEN, 32, generator=g),
+            "pooled_prompt_embeds": torch.randn(3, 32, generator=g),
+        },
+        root / "embeds.safetensors",
+    )
+    save_file(
+        {
+            "prompt_embeds": torch.randn(1, TEXT_LEN, 32, generator=g),
+            "pooled_prompt_embeds": torch.randn(1, 32, generator=g),
+            "negative_prompt_embeds": torch.randn(1, TEXT_LEN, 32, generator=g),
+            "negative_pooled_prompt_embeds": torch.randn(1, 32, generator=g),
+        },
+        root / "embeds_cfg.safetensors",
+    )
     save_sae(build(SAEConfig(d_in=32, d_sae=64, arch="topk", k=8), seed=1), root / "sae")
     return root
 
@@ -79,10 +99,14 @@ def test_load_model_clip_folder_is_the_saved_model(folders):
     from saekit.models.clip import LoadedClip
 
     got = load_model(str(folders / "clip"), dtype="float32")
-    assert isinstance(got, LoadedClip) and isinstance(got.model, CLIPVisionModel) and got.processor is not None
+    assert (
+        isinstance(got, LoadedClip) and isinstance(got.model, CLIPVisionModel) and got.processor is not None
+    )
     ref = CLIPVisionModel.from_pretrained(folders / "clip").eval()
     pv = torch.randn(2, 3, 32, 32)
-    torch.testing.assert_close(got.model(pixel_values=pv).pooler_output, ref(pixel_values=pv).pooler_output, rtol=0, atol=0)
+    torch.testing.assert_close(
+        got.model(pixel_values=pv).pooler_output, ref(pixel_values=pv).pooler_output, rtol=0, atol=0
+    )
     with pytest.raises(ModelLoadError, match="only the vision tower"):
         load_model(str(folders / "clip"), clip_tower="text")
 
@@ -94,7 +118,11 @@ def test_load_model_flux_folder_without_text_encoders(folders):
     from saekit.models.flux import tiny_flux_pipeline
 
     pipe = load_model(str(folders / "flux"), dtype="float32", device="cpu")
-    assert isinstance(pipe, FluxPipeline) and pipe.text_encoder is None and pipe.transformer.dtype == torch.float32
+    assert (
+        isinstance(pipe, FluxPipeline)
+        and pipe.text_encoder is None
+        and pipe.transformer.dtype == torch.float32
+    )
     ref = tiny_flux_pipeline(seed=0, num_layers=1, num_single_layers=1).transformer.state_dict()
     got = pipe.transformer.state_dict()
     assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
@@ -125,8 +153,22 @@ def _clip_reference(folders, n_images=None):
 
 
 def test_cli_harvest_clip_skimage_rows_equal_penultimate_cls(folders, tmp_path):
-    args = ["harvest", "--model", str(folders / "clip"), "--images", "skimage", "--out", str(tmp_path / "s"),
-            "--dtype", "float32", "--batch-size", "4", "--shard-rows", "5", "--quiet"]
+    args = [
+        "harvest",
+        "--model",
+        str(folders / "clip"),
+        "--images",
+        "skimage",
+        "--out",
+        str(tmp_path / "s"),
+        "--dtype",
+        "float32",
+        "--batch-size",
+        "4",
+        "--shard-rows",
+        "5",
+        "--quiet",
+    ]
     assert cli(args) == 0
     acts, meta = _rows(tmp_path / "s")
     hs = _clip_reference(folders)
@@ -135,8 +177,23 @@ def test_cli_harvest_clip_skimage_rows_equal_penultimate_cls(folders, tmp_path):
     m = ActivationStore.open(tmp_path / "s").manifest
     assert m["site"] == "vision:-2:cls" and m["hook_point"] == "encoder.layers.1" and m["complete"]
     # another site: every token of the last layer
-    assert cli(args[:-9] + ["--site", "vision:-1:all", "--tokens", "30", "--out", str(tmp_path / "all"), "--dtype",
-                             "float32", "--quiet"]) == 0
+    assert (
+        cli(
+            args[:-9]
+            + [
+                "--site",
+                "vision:-1:all",
+                "--tokens",
+                "30",
+                "--out",
+                str(tmp_path / "all"),
+                "--dtype",
+                "float32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     acts, meta = _rows(tmp_path / "all")
     flat = hs[-1].reshape(-1, 32)[:30]
     torch.testing.assert_close(acts, flat, rtol=1e-5, atol=1e-5)
@@ -147,8 +204,14 @@ def test_clip_harvest_resumes_to_an_identical_store(folders, tmp_path, monkeypat
     import saekit.models.clip as clip_mod
     from saekit.data.harvest import HarvestConfig, harvest
 
-    cfg = {"model": str(folders / "clip"), "images": "skimage", "dtype": "float32", "batch_size": 3, "shard_rows": 4,
-           "quiet": True}
+    cfg = {
+        "model": str(folders / "clip"),
+        "images": "skimage",
+        "dtype": "float32",
+        "batch_size": 3,
+        "shard_rows": 4,
+        "quiet": True,
+    }
     harvest(HarvestConfig(out=tmp_path / "ref", **cfg))
     real, calls = clip_mod.harvest_clip, []
 
@@ -164,6 +227,7 @@ def test_clip_harvest_resumes_to_an_identical_store(folders, tmp_path, monkeypat
     monkeypatch.setattr(clip_mod, "harvest_clip", real)
     assert not ActivationStore.open(tmp_path / "cut", allow_incomplete=True).manifest["complete"]
     harvest(HarvestConfig(out=tmp_path / "cut", **cfg))
+
     def files(p):
         return {f.name: f.read_bytes() for f in sorted(Path(p).iterdir())}
 
@@ -187,14 +251,34 @@ def test_clip_text_tower_harvest_from_caption_file(tmp_path):
     from saekit.models.clip import LoadedClip
 
     torch.manual_seed(0)
-    txt = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                       vocab_size=100, max_position_embeddings=16, eos_token_id=99, bos_token_id=98,
-                                       pad_token_id=0)).eval()
+    txt = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=100,
+            max_position_embeddings=16,
+            eos_token_id=99,
+            bos_token_id=98,
+            pad_token_id=0,
+        )
+    ).eval()
     caps = ["a cat on a mat", "two dogs", "the moon at night over water", "red", "a b c"]
     (tmp_path / "caps.jsonl").write_text("\n".join(json.dumps({"caption": c}) for c in caps) + "\n")
     loaded = LoadedClip(txt, None, _WordTokenizer(), "tiny-clip-text")
-    harvest(HarvestConfig(model="tiny-clip-text", captions=tmp_path / "caps.jsonl", site="text:-2:eos", batch_size=2,
-                          shard_rows=3, out=tmp_path / "t", quiet=True), loaded=loaded)
+    harvest(
+        HarvestConfig(
+            model="tiny-clip-text",
+            captions=tmp_path / "caps.jsonl",
+            site="text:-2:eos",
+            batch_size=2,
+            shard_rows=3,
+            out=tmp_path / "t",
+            quiet=True,
+        ),
+        loaded=loaded,
+    )
     acts, meta = _rows(tmp_path / "t")
     enc = _WordTokenizer()(caps)
     with torch.no_grad():
@@ -222,14 +306,29 @@ def test_flags_of_another_model_kind_are_refused(folders, tmp_path):
     from saekit.data.harvest import HarvestConfig, harvest
 
     with pytest.raises(SAEConfigError, match="--site"):
-        harvest(HarvestConfig(model=str(folders / "flux"), hook="transformer_blocks.0@image", site="vision:-2:cls",
-                              prompt_embeds=folders / "embeds.safetensors", out=tmp_path / "a"))
+        harvest(
+            HarvestConfig(
+                model=str(folders / "flux"),
+                hook="transformer_blocks.0@image",
+                site="vision:-2:cls",
+                prompt_embeds=folders / "embeds.safetensors",
+                out=tmp_path / "a",
+            )
+        )
     with pytest.raises(SAEConfigError, match="--images"):
         harvest(HarvestConfig(model="smollm2", images="skimage", out=tmp_path / "b"))
     with pytest.raises(SAEConfigError, match="give --hook"):
-        harvest(HarvestConfig(model=str(folders / "flux"), prompt_embeds=folders / "embeds.safetensors", out=tmp_path / "c"))
+        harvest(
+            HarvestConfig(
+                model=str(folders / "flux"), prompt_embeds=folders / "embeds.safetensors", out=tmp_path / "c"
+            )
+        )
     with pytest.raises(SAEConfigError, match="--captions"):
-        harvest(HarvestConfig(model=str(folders / "clip"), images="skimage", site="text:-1:eos", out=tmp_path / "d"))
+        harvest(
+            HarvestConfig(
+                model=str(folders / "clip"), images="skimage", site="text:-1:eos", out=tmp_path / "d"
+            )
+        )
 
 
 # -- saekit harvest: FLUX ---------------------------------------------------------------------------
@@ -239,7 +338,8 @@ def _record_block_and_timesteps(pipe, block, **kwargs):
     """Run the pipeline once; return every call's block outputs and the transformer's timestep inputs."""
     seen, ts = [], []
     h1 = pipe.transformer.register_forward_pre_hook(
-        lambda m, a, kw: ts.append(float(kw["timestep"].reshape(-1)[0])), with_kwargs=True)
+        lambda m, a, kw: ts.append(float(kw["timestep"].reshape(-1)[0])), with_kwargs=True
+    )
     h2 = block.register_forward_hook(lambda m, a, o: seen.append([x.detach().clone() for x in o]))
     try:
         pipe(**kwargs)
@@ -253,10 +353,37 @@ def test_cli_harvest_flux_records_stream_and_timesteps(folders, tmp_path):
     from saekit.models import load_model
 
     out = tmp_path / "f"
-    assert cli(["harvest", "--model", str(folders / "flux"), "--hook", "transformer_blocks.0@text", "--prompt-embeds",
-                str(folders / "embeds.safetensors"), "--steps", "1-2", "--num-inference-steps", str(STEPS),
-                "--tokens-per-step", "0", "--height", str(SIDE), "--width", str(SIDE), "--batch-size", "2",
-                "--dtype", "float32", "--out", str(out), "--quiet"]) == 0
+    assert (
+        cli(
+            [
+                "harvest",
+                "--model",
+                str(folders / "flux"),
+                "--hook",
+                "transformer_blocks.0@text",
+                "--prompt-embeds",
+                str(folders / "embeds.safetensors"),
+                "--steps",
+                "1-2",
+                "--num-inference-steps",
+                str(STEPS),
+                "--tokens-per-step",
+                "0",
+                "--height",
+                str(SIDE),
+                "--width",
+                str(SIDE),
+                "--batch-size",
+                "2",
+                "--dtype",
+                "float32",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     acts, meta = _rows(out)
     # reference: the same generations (seed + batch index) with raw hooks
     pipe = load_model(str(folders / "flux"), dtype="float32", device="cpu")
@@ -268,11 +395,21 @@ def test_cli_harvest_flux_records_stream_and_timesteps(folders, tmp_path):
     ref_rows, ref_t, ref_doc = [], [], []
     for b, rows in enumerate([slice(0, 2), slice(2, 3)]):
         seen, ts = _record_block_and_timesteps(
-            pipe, block, prompt_embeds=emb["prompt_embeds"][rows], pooled_prompt_embeds=emb["pooled_prompt_embeds"][rows],
-            num_inference_steps=STEPS, height=SIDE, width=SIDE, guidance_scale=3.5, output_type="latent",
-            generator=torch.Generator().manual_seed(b))
+            pipe,
+            block,
+            prompt_embeds=emb["prompt_embeds"][rows],
+            pooled_prompt_embeds=emb["pooled_prompt_embeds"][rows],
+            num_inference_steps=STEPS,
+            height=SIDE,
+            width=SIDE,
+            guidance_scale=3.5,
+            output_type="latent",
+            generator=torch.Generator().manual_seed(b),
+        )
         for step in (1, 2):
-            text = next(x for x in seen[step] if x.shape[1] == TEXT_LEN)  # text stream identified by its length
+            text = next(
+                x for x in seen[step] if x.shape[1] == TEXT_LEN
+            )  # text stream identified by its length
             ref_rows.append(text.reshape(-1, 32))
             ref_t += [ts[step]] * text.shape[0] * TEXT_LEN
             ref_doc += [2 * b + i for i in range(text.shape[0]) for _ in range(TEXT_LEN)]
@@ -304,9 +441,19 @@ def test_flux_harvest_samples_tokens_and_resumes_identically(folders, tmp_path):
     from saekit.models import load_model
 
     pipe = load_model(str(folders / "flux"), dtype="float32", device="cpu")
-    cfg = {"model": str(folders / "flux"), "hook": "single_transformer_blocks.0@image", "prompt_embeds": folders / "embeds.safetensors",
-           "num_inference_steps": STEPS, "height": SIDE, "width": SIDE, "tokens_per_step": 5, "batch_size": 1,
-           "shard_rows": 4, "dtype": "float32", "quiet": True}
+    cfg = {
+        "model": str(folders / "flux"),
+        "hook": "single_transformer_blocks.0@image",
+        "prompt_embeds": folders / "embeds.safetensors",
+        "num_inference_steps": STEPS,
+        "height": SIDE,
+        "width": SIDE,
+        "tokens_per_step": 5,
+        "batch_size": 1,
+        "shard_rows": 4,
+        "dtype": "float32",
+        "quiet": True,
+    }
     harvest(HarvestConfig(out=tmp_path / "ref", **cfg), loaded=pipe)
     acts, meta = _rows(tmp_path / "ref")
     assert len(acts) == 3 * STEPS * 5 and meta["timestep"].unique().numel() == STEPS
@@ -316,7 +463,9 @@ def test_flux_harvest_samples_tokens_and_resumes_identically(folders, tmp_path):
             assert meta["position"][sel].unique().numel() == 5  # 5 distinct image tokens per image per step
     with pytest.raises(KeyboardInterrupt):
         harvest(HarvestConfig(out=tmp_path / "cut", **cfg), loaded=_DiesOnCall(pipe, 3))
-    assert ActivationStore.open(tmp_path / "cut", allow_incomplete=True).manifest["count"] == 28  # 30 rows, 4 per shard
+    assert (
+        ActivationStore.open(tmp_path / "cut", allow_incomplete=True).manifest["count"] == 28
+    )  # 30 rows, 4 per shard
     harvest(HarvestConfig(out=tmp_path / "cut", **cfg), loaded=pipe)
 
     def files(p):
@@ -337,12 +486,29 @@ def _halves(path):
 def test_image_steer_side_by_side(folders, tmp_path):
     from saekit.steer import image_cli
 
-    base = ["--model", str(folders / "flux"), "--sae", str(folders / "sae"), "--prompt-embeds",
-            str(folders / "embeds.safetensors"), "--num-inference-steps", str(STEPS), "--height", str(SIDE),
-            "--width", str(SIDE), "--dtype", "float32", "--quiet"]
+    base = [
+        "--model",
+        str(folders / "flux"),
+        "--sae",
+        str(folders / "sae"),
+        "--prompt-embeds",
+        str(folders / "embeds.safetensors"),
+        "--num-inference-steps",
+        str(STEPS),
+        "--height",
+        str(SIDE),
+        "--width",
+        str(SIDE),
+        "--dtype",
+        "float32",
+        "--quiet",
+    ]
     assert image_cli.wants_image(base) and not image_cli.wants_image(["--model", "smollm2", "--sae", "x"])
     loop = ["--hook", "transformer_blocks.0", "--stream", "image", "--feature", "3", "--method", "additive"]
-    assert image_cli.main(base + loop + ["--steps", "0-1", "--strength", "30", "--out", str(tmp_path / "s.png")]) == 0
+    assert (
+        image_cli.main(base + loop + ["--steps", "0-1", "--strength", "30", "--out", str(tmp_path / "s.png")])
+        == 0
+    )
     un, st = _halves(tmp_path / "s.png")
     assert un.shape == (SIDE, SIDE, 3) and (un != st).any()
     assert np.array_equal(np.asarray(Image.open(tmp_path / "s_unsteered.png").convert("RGB")), un)
@@ -351,12 +517,31 @@ def test_image_steer_side_by_side(folders, tmp_path):
     assert image_cli.main(base + loop + ["--strength", "0", "--out", str(tmp_path / "z.png")]) == 0
     z_un, z_st = _halves(tmp_path / "z.png")
     assert np.array_equal(z_un, z_st) and np.array_equal(z_un, un)
-    assert image_cli.main(base + ["--conditioning", "both", "--feature", "3", "--strength", "current",
-                                  "--out", str(tmp_path / "c.png")]) == 0
+    assert (
+        image_cli.main(
+            base
+            + [
+                "--conditioning",
+                "both",
+                "--feature",
+                "3",
+                "--strength",
+                "current",
+                "--out",
+                str(tmp_path / "c.png"),
+            ]
+        )
+        == 0
+    )
     c_un, c_st = _halves(tmp_path / "c.png")
     assert np.array_equal(c_un, c_st)
     # no unconditional branch without true CFG: refused with the fix
-    assert image_cli.main(base + loop + ["--strength", "1", "--branch", "opposite", "--out", str(tmp_path / "o.png")]) == 1
+    assert (
+        image_cli.main(
+            base + loop + ["--strength", "1", "--branch", "opposite", "--out", str(tmp_path / "o.png")]
+        )
+        == 1
+    )
     assert not (tmp_path / "o.png").exists()
 
 
@@ -364,10 +549,31 @@ def test_image_steer_true_cfg_branches(folders, tmp_path):
     """With true CFG, --branch decides what the unconditional call gets; a zero edit stays exact."""
     from saekit.steer import image_cli
 
-    base = ["--model", str(folders / "flux"), "--sae", str(folders / "sae"), "--prompt-embeds",
-            str(folders / "embeds_cfg.safetensors"), "--true-cfg-scale", "2", "--num-inference-steps", "2",
-            "--height", str(SIDE), "--width", str(SIDE), "--dtype", "float32", "--quiet", "--hook",
-            "transformer_blocks.0@image", "--feature", "5", "--method", "additive"]
+    base = [
+        "--model",
+        str(folders / "flux"),
+        "--sae",
+        str(folders / "sae"),
+        "--prompt-embeds",
+        str(folders / "embeds_cfg.safetensors"),
+        "--true-cfg-scale",
+        "2",
+        "--num-inference-steps",
+        "2",
+        "--height",
+        str(SIDE),
+        "--width",
+        str(SIDE),
+        "--dtype",
+        "float32",
+        "--quiet",
+        "--hook",
+        "transformer_blocks.0@image",
+        "--feature",
+        "5",
+        "--method",
+        "additive",
+    ]
     pics = {}
     for branch, strength in (("cond", "0"), ("cond", "30"), ("both", "30"), ("opposite", "30")):
         out = tmp_path / f"{branch}{strength}.png"
@@ -377,4 +583,8 @@ def test_image_steer_true_cfg_branches(folders, tmp_path):
     assert np.array_equal(pics["cond", "0"][1], un)
     steered = [pics[k][1] for k in (("cond", "30"), ("both", "30"), ("opposite", "30"))]
     assert all((s != un).any() for s in steered)
-    assert (steered[0] != steered[1]).any() and (steered[0] != steered[2]).any() and (steered[1] != steered[2]).any()
+    assert (
+        (steered[0] != steered[1]).any()
+        and (steered[0] != steered[2]).any()
+        and (steered[1] != steered[2]).any()
+    )

@@ -1,4 +1,5 @@
 """Shared fixtures: a toy character tokenizer and a small .txt corpus (no downloads)."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,5 +33,7 @@ def text_corpus(tmp_path):
     folder = tmp_path / "corpus"
     folder.mkdir()
     for i in range(6):
-        (folder / f"doc{i}.txt").write_text(f"Document {i}. " + "the quick brown fox jumps over the lazy dog " * (3 + i))
+        (folder / f"doc{i}.txt").write_text(
+            f"Document {i}. " + "the quick brown fox jumps over the lazy dog " * (3 + i)
+        )
     return folder

@@ -10,8 +10,11 @@ from saekit.errors import NonFiniteError, ShapeError, StoreError
 
 def _rows(n, d=6, start=0):
     acts = torch.arange(start * d, (start + n) * d, dtype=torch.float32).reshape(n, d)
-    meta = {"doc_id": torch.arange(start, start + n) // 10, "position": torch.arange(start, start + n) % 10,
-            "token_id": torch.arange(start, start + n) % 7}
+    meta = {
+        "doc_id": torch.arange(start, start + n) // 10,
+        "position": torch.arange(start, start + n) % 10,
+        "token_id": torch.arange(start, start + n) % 7,
+    }
     return acts, meta
 
 
@@ -140,7 +143,9 @@ def test_corrupt_and_mismatched_stores(tmp_path):
     # writing a different store into an existing folder is refused unless overwrite
     _write(tmp_path / "u")
     with pytest.raises(StoreError, match="different activation store.*'d'"):
-        StoreWriter(tmp_path / "u", {"model": "m", "hook_point": "h", "d": 8, "dtype": "float32"}, shard_rows=20)
+        StoreWriter(
+            tmp_path / "u", {"model": "m", "hook_point": "h", "d": 8, "dtype": "float32"}, shard_rows=20
+        )
     w = StoreWriter(tmp_path / "u", {"model": "m", "hook_point": "h", "d": 8}, shard_rows=20, overwrite=True)
     w.add(torch.ones(3, 8), {})
     assert w.close()["count"] == 3 and not (tmp_path / "u" / "shard_00001.safetensors").exists()

@@ -1,4 +1,5 @@
 """Tiny random-weight causal LM and a character tokenizer (no downloads)."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,15 +27,22 @@ def tiny_lm():
     from saekit.models import LoadedModel
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
     model = LlamaForCausalLM(cfg).eval()
     return LoadedModel(model, CharTokenizer(), "tiny-llama", "causal_lm", "float32", 32, 2)
 
 
 @pytest.fixture()
 def corpus_file(tmp_path):
-    text = ("the quick brown fox jumps over the lazy dog. " * 3 + "\n")
+    text = "the quick brown fox jumps over the lazy dog. " * 3 + "\n"
     path = tmp_path / "corpus.txt"
     path.write_text(text * 1)
     return path

@@ -1,4 +1,5 @@
 """Evaluation: exact accumulation, spliced CE/KL against known answers, the CLI path on a tiny model."""
+
 from __future__ import annotations
 
 import json
@@ -84,10 +85,16 @@ def _tiny_store(folder, acts, model="tiny-llama", hook="model.layers.0"):
     from saekit.data import StoreWriter
 
     n = acts.shape[0]
-    w = StoreWriter(folder, {"model": model, "hook_point": hook, "d": acts.shape[1], "model_dtype": "float32"},
-                    shard_rows=97)
-    meta = {"doc_id": torch.zeros(n, dtype=torch.int32), "position": torch.arange(n, dtype=torch.int32),
-            "token_id": torch.zeros(n, dtype=torch.int32)}
+    w = StoreWriter(
+        folder,
+        {"model": model, "hook_point": hook, "d": acts.shape[1], "model_dtype": "float32"},
+        shard_rows=97,
+    )
+    meta = {
+        "doc_id": torch.zeros(n, dtype=torch.int32),
+        "position": torch.arange(n, dtype=torch.int32),
+        "token_id": torch.zeros(n, dtype=torch.int32),
+    }
     w.add(acts, meta)
     w.close()
 
@@ -104,14 +111,41 @@ def test_train_on_store_then_eval_end_to_end(tmp_path, tiny_lm, corpus_file):
         tiny_lm.model(input_ids=ids)
     acts = cap.activations[hp][:, 1:].reshape(-1, 32).float()
     _tiny_store(tmp_path / "acts", acts)
-    rc = train_main(["--acts", str(tmp_path / "acts"), "--arch", "topk", "--k", "4", "--expansion", "2",
-                     "--batch-size", "128", "--total-tokens", str(128 * 30), "--out", str(tmp_path / "sae"),
-                     "--log-every", "5", "--quiet"])
+    rc = train_main(
+        [
+            "--acts",
+            str(tmp_path / "acts"),
+            "--arch",
+            "topk",
+            "--k",
+            "4",
+            "--expansion",
+            "2",
+            "--batch-size",
+            "128",
+            "--total-tokens",
+            str(128 * 30),
+            "--out",
+            str(tmp_path / "sae"),
+            "--log-every",
+            "5",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     log = [json.loads(line) for line in (tmp_path / "sae" / "train_log.jsonl").read_text().splitlines()]
     assert log[-1]["fvu"] < log[0]["fvu"]
-    rep = evaluate(EvalConfig(sae=str(tmp_path / "sae"), corpus=str(corpus_file), tokens=200, context_len=32,
-                              acts=str(tmp_path / "acts"), quiet=True), loaded=tiny_lm)
+    rep = evaluate(
+        EvalConfig(
+            sae=str(tmp_path / "sae"),
+            corpus=str(corpus_file),
+            tokens=200,
+            context_len=32,
+            acts=str(tmp_path / "acts"),
+            quiet=True,
+        ),
+        loaded=tiny_lm,
+    )
     assert rep["model"] == "tiny-llama" and rep["hook_point"] == hp  # from the store's manifest
     assert 0 < rep["heldout_metrics"]["fvu"] < 1
     assert rep["store_metrics"]["l0"] == pytest.approx(4.0, abs=0.5)
@@ -128,11 +162,23 @@ def test_train_on_store_then_eval_end_to_end(tmp_path, tiny_lm, corpus_file):
 def test_eval_refuses_store_of_other_width(tmp_path, tiny_lm, corpus_file):
     from saekit.eval import EvalConfig, evaluate
 
-    sae = build(SAEConfig(d_in=32, d_sae=64, arch="topk", k=4,
-                          provenance=__import__("saekit.sae.config", fromlist=["Provenance"]).Provenance(
-                              model="tiny-llama", hook_point="model.layers.0")))
+    sae = build(
+        SAEConfig(
+            d_in=32,
+            d_sae=64,
+            arch="topk",
+            k=4,
+            provenance=__import__("saekit.sae.config", fromlist=["Provenance"]).Provenance(
+                model="tiny-llama", hook_point="model.layers.0"
+            ),
+        )
+    )
     sae.save(tmp_path / "sae")
     _tiny_store(tmp_path / "acts", torch.randn(300, 24))
     with pytest.raises(ShapeError, match="activation store .* width d=24 but the SAE expects d_in=32"):
-        evaluate(EvalConfig(sae=str(tmp_path / "sae"), corpus=str(corpus_file), acts=str(tmp_path / "acts"),
-                            quiet=True), loaded=tiny_lm)
+        evaluate(
+            EvalConfig(
+                sae=str(tmp_path / "sae"), corpus=str(corpus_file), acts=str(tmp_path / "acts"), quiet=True
+            ),
+            loaded=tiny_lm,
+        )

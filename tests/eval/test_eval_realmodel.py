@@ -1,4 +1,5 @@
 """Spliced evaluation on the embedded SmolLM2 (a few hundred tokens): identity splice changes nothing."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,8 +20,9 @@ def test_identity_splice_on_smollm2_recovers_everything():
     batch = heldout_tokens(load_corpus("shakespeare"), lm.tokenizer, 64, 200)
     ids, mask = batch.token_id[:3], batch.mask[:3]
     pos = eval_positions(ids, mask, set(lm.tokenizer.all_special_ids))
-    m = spliced_metrics(lm.model, HookPoint.parse("model.layers.15"), lambda x: x.clone(), ids, mask, pos,
-                        batch_size=3)
+    m = spliced_metrics(
+        lm.model, HookPoint.parse("model.layers.15"), lambda x: x.clone(), ids, mask, pos, batch_size=3
+    )
     assert m.n_tokens == int(pos.sum()) > 100
     assert m.kl == pytest.approx(0.0, abs=1e-6)
     assert m.ce_recovered == pytest.approx(1.0, abs=1e-5)

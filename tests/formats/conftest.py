@@ -1,4 +1,5 @@
 """Shared helpers for the foreign-format tests: seeded random tensors and activations."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Format detection and `load_any` dispatch: right loader per layout, clear errors otherwise."""
+
 from __future__ import annotations
 
 import json
@@ -79,7 +80,9 @@ def test_corrupt_weights_named(tmp_path):
 
 def test_options_checked_against_the_detected_format(tmp_path):
     write_sparsify(tmp_path / "sp", sparsify_tensors())
-    with pytest.raises(SAEFormatError, match=r"'sparsify' format, which takes option\(s\) none; got \['scaling_factor'\]"):
+    with pytest.raises(
+        SAEFormatError, match=r"'sparsify' format, which takes option\(s\) none; got \['scaling_factor'\]"
+    ):
         load_any(tmp_path / "sp", scaling_factor=2.0)
     write_saelens(tmp_path / "sl", base_tensors(), architecture="standard")
     with pytest.raises(SAEFormatError, match="normalize_activations='none'"):

@@ -4,6 +4,7 @@ Checkpoints mimic `t.save(ae.state_dict(), "ae.pt")` with each class's parameter
 layouts, and config.json = {"trainer": trainer.config, "buffer": ...}. References follow each
 class's `encode`/`decode` from the library source.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,17 +22,30 @@ from .conftest import D_IN, D_SAE, acts, assert_close, rand
 def write_dl(folder, state, dict_class, **trainer):
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(state, folder / "ae.pt")
-    cfg = {"trainer": {"dict_class": dict_class, "trainer_class": "X", "activation_dim": D_IN, "dict_size": D_SAE,
-                       "lm_name": "EleutherAI/pythia-70m-deduped", "layer": 3, "submodule_name": "resid_post_layer_3",
-                       **trainer},
-           "buffer": {"d_submodule": D_IN, "ctx_len": 128}}
+    cfg = {
+        "trainer": {
+            "dict_class": dict_class,
+            "trainer_class": "X",
+            "activation_dim": D_IN,
+            "dict_size": D_SAE,
+            "lm_name": "EleutherAI/pythia-70m-deduped",
+            "layer": 3,
+            "submodule_name": "resid_post_layer_3",
+            **trainer,
+        },
+        "buffer": {"d_submodule": D_IN, "ctx_len": 128},
+    }
     (folder / "config.json").write_text(json.dumps(cfg))
     return folder
 
 
 def linear_ae(seed, bias_name="bias"):
-    return {"encoder.weight": rand(D_SAE, D_IN, seed=seed, scale=0.5), "encoder.bias": rand(D_SAE, seed=seed + 1, scale=0.3),
-            "decoder.weight": rand(D_IN, D_SAE, seed=seed + 2, scale=0.5), bias_name: rand(D_IN, seed=seed + 3, scale=0.3)}
+    return {
+        "encoder.weight": rand(D_SAE, D_IN, seed=seed, scale=0.5),
+        "encoder.bias": rand(D_SAE, seed=seed + 1, scale=0.3),
+        "decoder.weight": rand(D_IN, D_SAE, seed=seed + 2, scale=0.5),
+        bias_name: rand(D_IN, seed=seed + 3, scale=0.3),
+    }
 
 
 def lin(x, W, b=None):
@@ -95,10 +109,15 @@ def test_batchtopk_threshold_inference(tmp_path, theta):
 
 
 def test_matryoshka_batchtopk(tmp_path):
-    s = {"W_enc": rand(D_IN, D_SAE, seed=25, scale=0.5), "b_enc": rand(D_SAE, seed=26, scale=0.3),
-         "W_dec": rand(D_SAE, D_IN, seed=27, scale=0.5), "b_dec": rand(D_IN, seed=28, scale=0.3),
-         "k": torch.tensor(4, dtype=torch.int), "threshold": torch.tensor(0.2),
-         "group_sizes": torch.tensor([8, 24])}
+    s = {
+        "W_enc": rand(D_IN, D_SAE, seed=25, scale=0.5),
+        "b_enc": rand(D_SAE, seed=26, scale=0.3),
+        "W_dec": rand(D_SAE, D_IN, seed=27, scale=0.5),
+        "b_dec": rand(D_IN, seed=28, scale=0.3),
+        "k": torch.tensor(4, dtype=torch.int),
+        "threshold": torch.tensor(0.2),
+        "group_sizes": torch.tensor([8, 24]),
+    }
     sae = load_any(write_dl(tmp_path / "m", s, "MatryoshkaBatchTopKSAE", k=4))
     x = acts(seed=29)
     post = torch.relu((x - s["b_dec"]) @ s["W_enc"] + s["b_enc"])
@@ -107,9 +126,14 @@ def test_matryoshka_batchtopk(tmp_path):
 
 
 def test_gated(tmp_path):
-    s = {"decoder_bias": rand(D_IN, seed=30, scale=0.3), "encoder.weight": rand(D_SAE, D_IN, seed=31, scale=0.5),
-         "r_mag": rand(D_SAE, seed=32, scale=0.3), "gate_bias": rand(D_SAE, seed=33, scale=0.3),
-         "mag_bias": rand(D_SAE, seed=34, scale=0.3), "decoder.weight": rand(D_IN, D_SAE, seed=35, scale=0.5)}
+    s = {
+        "decoder_bias": rand(D_IN, seed=30, scale=0.3),
+        "encoder.weight": rand(D_SAE, D_IN, seed=31, scale=0.5),
+        "r_mag": rand(D_SAE, seed=32, scale=0.3),
+        "gate_bias": rand(D_SAE, seed=33, scale=0.3),
+        "mag_bias": rand(D_SAE, seed=34, scale=0.3),
+        "decoder.weight": rand(D_IN, D_SAE, seed=35, scale=0.5),
+    }
     sae = load_any(write_dl(tmp_path / "g", s, "GatedAutoEncoder"))
     x = acts(seed=36)
     x_enc = lin(x - s["decoder_bias"], s["encoder.weight"])
@@ -119,9 +143,13 @@ def test_gated(tmp_path):
 
 
 def test_jumprelu_without_b_dec_on_input(tmp_path):
-    s = {"W_enc": rand(D_IN, D_SAE, seed=40, scale=0.5), "b_enc": rand(D_SAE, seed=41, scale=0.3),
-         "W_dec": rand(D_SAE, D_IN, seed=42, scale=0.5), "b_dec": rand(D_IN, seed=43, scale=1.0),
-         "threshold": rand(D_SAE, seed=44, scale=0.4).abs()}
+    s = {
+        "W_enc": rand(D_IN, D_SAE, seed=40, scale=0.5),
+        "b_enc": rand(D_SAE, seed=41, scale=0.3),
+        "W_dec": rand(D_SAE, D_IN, seed=42, scale=0.5),
+        "b_dec": rand(D_IN, seed=43, scale=1.0),
+        "threshold": rand(D_SAE, seed=44, scale=0.4).abs(),
+    }
     s["threshold"][:3] = 0.0
     sae = load_any(write_dl(tmp_path / "j", s, "JumpReluAutoEncoder"))
     x = acts(seed=45)
@@ -141,8 +169,10 @@ def test_bare_pt_file_guesses_class_and_backup_uses_norm_factor(tmp_path):
     check(sae, x, f, lin(f, s["decoder.weight"]) + s["bias"], "bare .pt")
     # a mid-training backup: biases not yet scaled, inputs were divided by norm_factor during training
     nf = 3.0
-    torch.save({"step": 10, "ae": s, "optimizer": {"state": {}, "param_groups": []}, "norm_factor": nf},
-               tmp_path / "ae.pt")
+    torch.save(
+        {"step": 10, "ae": s, "optimizer": {"state": {}, "param_groups": []}, "norm_factor": nf},
+        tmp_path / "ae.pt",
+    )
     sae = load_dictionary_learning(tmp_path / "ae.pt", dict_class="AutoEncoder")
     f = torch.relu(lin(x / nf - s["bias"], s["encoder.weight"], s["encoder.bias"]))
     check(sae, x, f, (lin(f, s["decoder.weight"]) + s["bias"]) * nf, "backup")

@@ -3,6 +3,7 @@
 Checkpoints are written the way SAELens' `save_model` writes them (state dict names, our layout,
 `cfg.json` with `architecture` and `metadata`); the reference follows SAELens' encode/decode math.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,17 +23,32 @@ from .conftest import BATCH, D_IN, D_SAE, acts, assert_close, rand
 def write_saelens(folder, tensors, **cfg):
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / "sae_weights.safetensors"))
-    base = {"d_in": D_IN, "d_sae": D_SAE, "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
-            "normalize_activations": "none", "reshape_activations": "none",
-            "metadata": {"sae_lens_version": "6.5.1", "model_name": "gpt2", "hook_name": "blocks.3.hook_resid_pre"}}
+    base = {
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {
+            "sae_lens_version": "6.5.1",
+            "model_name": "gpt2",
+            "hook_name": "blocks.3.hook_resid_pre",
+        },
+    }
     base.update(cfg)
     (folder / "cfg.json").write_text(json.dumps(base))
     return folder
 
 
 def base_tensors(seed=0):
-    return {"W_enc": rand(D_IN, D_SAE, seed=seed, scale=0.5), "b_enc": rand(D_SAE, seed=seed + 1, scale=0.3),
-            "W_dec": rand(D_SAE, D_IN, seed=seed + 2, scale=0.5), "b_dec": rand(D_IN, seed=seed + 3, scale=0.3)}
+    return {
+        "W_enc": rand(D_IN, D_SAE, seed=seed, scale=0.5),
+        "b_enc": rand(D_SAE, seed=seed + 1, scale=0.3),
+        "W_dec": rand(D_SAE, D_IN, seed=seed + 2, scale=0.5),
+        "b_dec": rand(D_IN, seed=seed + 3, scale=0.3),
+    }
 
 
 # -- reference: SAELens math -----------------------------------------------------------------------
@@ -88,7 +104,9 @@ def test_architectures_match_reference(tmp_path, arch, apply_b_dec):
     f_ref = ref_encode(arch, t, x, apply_b_dec=apply_b_dec, k=extra.get("k"))
     f = sae.encode(x)
     assert_close(f, f_ref, f"{arch} latents")
-    assert (f != 0).sum() > 0 and (f == 0).sum() > 0, "test data must exercise both active and inactive latents"
+    assert (f != 0).sum() > 0 and (f == 0).sum() > 0, (
+        "test data must exercise both active and inactive latents"
+    )
     assert_close(sae.decode(f), ref_decode(t, f_ref), f"{arch} reconstruction")
     assert_close(sae.reconstruct(x), ref_decode(t, f_ref), f"{arch} reconstruct")
     assert sae.cfg.provenance.model == "gpt2" and sae.cfg.provenance.hook_point == "blocks.3.hook_resid_pre"
@@ -116,23 +134,39 @@ def test_pre_6_config_topk_via_activation_fn_kwargs_and_finetuning_scale(tmp_pat
     folder = tmp_path / "old"
     folder.mkdir()
     save_file(t, str(folder / "sae_weights.safetensors"))
-    (folder / "cfg.json").write_text(json.dumps({
-        "d_in": D_IN, "d_sae": D_SAE, "dtype": "torch.float32", "activation_fn_str": "topk",
-        "activation_fn_kwargs": {"k": 6}, "hook_point": "blocks.5.hook_resid_post", "hook_layer": 5,
-        "model_name": "pythia-70m", "finetuning_scaling_factor": True, "normalize_activations": False,
-        "sae_lens_training_version": "3.0.0"}))
+    (folder / "cfg.json").write_text(
+        json.dumps(
+            {
+                "d_in": D_IN,
+                "d_sae": D_SAE,
+                "dtype": "torch.float32",
+                "activation_fn_str": "topk",
+                "activation_fn_kwargs": {"k": 6},
+                "hook_point": "blocks.5.hook_resid_post",
+                "hook_layer": 5,
+                "model_name": "pythia-70m",
+                "finetuning_scaling_factor": True,
+                "normalize_activations": False,
+                "sae_lens_training_version": "3.0.0",
+            }
+        )
+    )
     sae = load_any(folder)
     assert sae.arch == "topk" and sae.cfg.k == 6
     x = acts(seed=32)
     f_ref = ref_encode("topk", t, x, k=6)
     assert_close(sae.encode(x), f_ref, "latents")
-    assert_close(sae.reconstruct(x), (f_ref * s) @ t["W_dec"] + t["b_dec"], "finetuning-scaled reconstruction")
+    assert_close(
+        sae.reconstruct(x), (f_ref * s) @ t["W_dec"] + t["b_dec"], "finetuning-scaled reconstruction"
+    )
     assert sae.cfg.provenance.hook_point == "blocks.5.hook_resid_post" and sae.cfg.provenance.layer == 5
 
 
 def test_expected_average_scaling_factor_argument(tmp_path):
     t = base_tensors(seed=40)
-    folder = write_saelens(tmp_path / "n", t, architecture="standard", normalize_activations="expected_average_only_in")
+    folder = write_saelens(
+        tmp_path / "n", t, architecture="standard", normalize_activations="expected_average_only_in"
+    )
     c = 0.37
     sae = load_any(folder, scaling_factor=c)
     x = acts(seed=41)
@@ -147,7 +181,9 @@ def test_expected_average_scaling_factor_argument(tmp_path):
 
 def test_expected_average_without_factor_warns_and_uses_scaler_file_when_present(tmp_path):
     t = base_tensors(seed=50)
-    folder = write_saelens(tmp_path / "n", t, architecture="standard", normalize_activations="expected_average_only_in")
+    folder = write_saelens(
+        tmp_path / "n", t, architecture="standard", normalize_activations="expected_average_only_in"
+    )
     with pytest.warns(UserWarning, match="#381"):
         sae = load_saelens(folder)
     assert float(sae.input_scale) == 1.0
@@ -156,7 +192,9 @@ def test_expected_average_without_factor_warns_and_uses_scaler_file_when_present
 
 
 def test_per_row_normalisation_is_refused(tmp_path):
-    folder = write_saelens(tmp_path / "n", base_tensors(), architecture="standard", normalize_activations="layer_norm")
+    folder = write_saelens(
+        tmp_path / "n", base_tensors(), architecture="standard", normalize_activations="layer_norm"
+    )
     with pytest.raises(SAEFormatError, match="layer_norm"):
         load_saelens(folder)
 

@@ -4,6 +4,7 @@ Checkpoints mimic `SparseCoder.save_to_disk`: `save_model` names (`encoder.weigh
 `encoder.bias`, `W_dec [d_sae, d_in]`, `b_dec`) and cfg.json = SparseCoderConfig fields + `d_in`.
 Reference: `relu(encoder(x - b_dec))`, top-k of the post-ReLU values, `sum top_acts * W_dec + b_dec`.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,16 +22,29 @@ from .conftest import D_IN, D_SAE, acts, assert_close, rand
 def write_sparsify(folder, tensors, **cfg):
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / "sae.safetensors"))
-    base = {"activation": "topk", "expansion_factor": 4, "normalize_decoder": True, "num_latents": 0, "k": 5,
-            "multi_topk": False, "skip_connection": False, "transcode": False, "d_in": D_IN}
+    base = {
+        "activation": "topk",
+        "expansion_factor": 4,
+        "normalize_decoder": True,
+        "num_latents": 0,
+        "k": 5,
+        "multi_topk": False,
+        "skip_connection": False,
+        "transcode": False,
+        "d_in": D_IN,
+    }
     base.update(cfg)
     (folder / "cfg.json").write_text(json.dumps(base))
     return folder
 
 
 def sparsify_tensors(seed=0):
-    return {"encoder.weight": rand(D_SAE, D_IN, seed=seed, scale=0.5), "encoder.bias": rand(D_SAE, seed=seed + 1, scale=0.3),
-            "W_dec": rand(D_SAE, D_IN, seed=seed + 2, scale=0.5), "b_dec": rand(D_IN, seed=seed + 3, scale=0.3)}
+    return {
+        "encoder.weight": rand(D_SAE, D_IN, seed=seed, scale=0.5),
+        "encoder.bias": rand(D_SAE, seed=seed + 1, scale=0.3),
+        "W_dec": rand(D_SAE, D_IN, seed=seed + 2, scale=0.5),
+        "b_dec": rand(D_IN, seed=seed + 3, scale=0.3),
+    }
 
 
 def ref_forward(t, x, k, transcode=False):
@@ -75,7 +89,9 @@ def test_transcoder_folds_b_dec(tmp_path):
         sae = load_sparsify(folder)
     x = acts(seed=21)
     dense, out, *_ = ref_forward(t, x, 4, transcode=True)
-    assert not torch.allclose(dense, ref_forward(t, x, 4, transcode=False)[0]), "b_dec must matter for this test"
+    assert not torch.allclose(dense, ref_forward(t, x, 4, transcode=False)[0]), (
+        "b_dec must matter for this test"
+    )
     assert_close(sae.encode(x), dense, "transcoder latents")
     assert_close(sae.reconstruct(x), out, "transcoder output")
 

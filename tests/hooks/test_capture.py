@@ -1,4 +1,5 @@
 """capture() against references: output_hidden_states, manual forward, early stop."""
+
 import pytest
 import torch
 
@@ -26,7 +27,9 @@ def test_input_equals_previous_output(tiny_llama):
     ids = _ids()
     with torch.no_grad(), capture(tiny_llama, ["model.layers.2:in", "model.layers.1"]) as cap:
         tiny_llama(ids)
-    torch.testing.assert_close(cap.activations["model.layers.2:in"], cap.activations["model.layers.1"], rtol=0, atol=0)
+    torch.testing.assert_close(
+        cap.activations["model.layers.2:in"], cap.activations["model.layers.1"], rtol=0, atol=0
+    )
 
 
 def test_stop_after_last_identical_and_skips_later_layers(tiny_llama):
@@ -45,7 +48,9 @@ def test_stop_after_last_identical_and_skips_later_layers(tiny_llama):
         handle.remove()
     assert n_full == 1 and len(calls) == 1, "layer 3 must not run when stopping after layer 1"
     assert out is None and after_call and early.stopped
-    torch.testing.assert_close(early.activations["model.layers.1"], full.activations["model.layers.1"], rtol=0, atol=0)
+    torch.testing.assert_close(
+        early.activations["model.layers.1"], full.activations["model.layers.1"], rtol=0, atol=0
+    )
     # hooks removed and forward restored afterwards
     assert "forward" not in tiny_llama.__dict__
     assert tiny_llama(ids).logits.shape == (2, 7, 64)
@@ -65,7 +70,10 @@ def test_intervene_output_changes_downstream(tiny_llama):
         base = tiny_llama(ids).logits
         with intervene(tiny_llama, "model.layers.1", lambda x: x):
             same = tiny_llama(ids).logits
-        with intervene(tiny_llama, "model.layers.1", lambda x: x * 0), capture(tiny_llama, "model.layers.1") as cap:
+        with (
+            intervene(tiny_llama, "model.layers.1", lambda x: x * 0),
+            capture(tiny_llama, "model.layers.1") as cap,
+        ):
             zeroed = tiny_llama(ids).logits
         after = tiny_llama(ids).logits
     torch.testing.assert_close(same, base, rtol=0, atol=0)

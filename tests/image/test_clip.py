@@ -1,10 +1,18 @@
 """CLIP harvest on tiny random CLIPs equals `output_hidden_states` indexing (the reference)."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextConfig, CLIPTextModel,
-                          CLIPVisionConfig, CLIPVisionModel)
+from transformers import (
+    CLIPConfig,
+    CLIPImageProcessor,
+    CLIPModel,
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+)
 
 from saekit.data.images import skimage_samples
 from saekit.errors import HookPointError
@@ -13,9 +21,25 @@ from saekit.models.clip import ClipSite, clip_activations, harvest_clip, hidden_
 torch.set_num_threads(1)
 EOS = 99
 
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=32, patch_size=8)
-TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4, vocab_size=100,
-            max_position_embeddings=16, eos_token_id=EOS, bos_token_id=98, pad_token_id=0)
+VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    image_size=32,
+    patch_size=8,
+)
+TEXT = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    vocab_size=100,
+    max_position_embeddings=16,
+    eos_token_id=EOS,
+    bos_token_id=98,
+    pad_token_id=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +73,9 @@ def test_vision_all_tokens_and_pooled(models):
     out = vis(pixel_values=pv, output_hidden_states=True)
     got = clip_activations(vis, ClipSite("vision", -2, "all"), pixel_values=pv)
     torch.testing.assert_close(got, out.hidden_states[-2].reshape(-1, 32), rtol=0, atol=0)
-    torch.testing.assert_close(clip_activations(vis, ClipSite("vision", -2, "pooled"), pixel_values=pv), out.pooler_output)
+    torch.testing.assert_close(
+        clip_activations(vis, ClipSite("vision", -2, "pooled"), pixel_values=pv), out.pooler_output
+    )
 
 
 def test_text_eos_equals_hidden_states_and_pooler(models):
@@ -61,7 +87,9 @@ def test_text_eos_equals_hidden_states_and_pooler(models):
         eos_pos = torch.tensor([4, 6])
         for layer in (-2, -1):
             got = clip_activations(model, ClipSite("text", layer, "eos"), input_ids=ids, attention_mask=mask)
-            torch.testing.assert_close(got, out.hidden_states[layer][torch.arange(2), eos_pos], rtol=0, atol=0)
+            torch.testing.assert_close(
+                got, out.hidden_states[layer][torch.arange(2), eos_pos], rtol=0, atol=0
+            )
         # the pooled text output is the final layer norm of the last layer at EOS
         last_eos = clip_activations(model, ClipSite("text", -1, "eos"), input_ids=ids, attention_mask=mask)
         torch.testing.assert_close(tower.final_layer_norm(last_eos), out.pooler_output)
@@ -101,7 +129,9 @@ def test_harvest_into_store_matches_direct_reads(models, tmp_path):
     proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     images = skimage_samples()[:5]
     site = ClipSite("vision", -2, "cls")
-    with StoreWriter(tmp_path / "v", {"model": "tiny-clip", "hook_point": "encoder.layers.1", "d": 32}, shard_rows=3) as w:
+    with StoreWriter(
+        tmp_path / "v", {"model": "tiny-clip", "hook_point": "encoder.layers.1", "d": 32}, shard_rows=3
+    ) as w:
         n = harvest_clip(vis, site, w, images=images, processor=proc, batch_size=2, quiet=True)
     assert n == 5
     store = ActivationStore.open(tmp_path / "v")
@@ -112,7 +142,15 @@ def test_harvest_into_store_matches_direct_reads(models, tmp_path):
 
     caps = ["a cat on a mat", "two dogs", "the moon at night over water"]
     with StoreWriter(tmp_path / "t", {"model": "tiny-clip", "hook_point": "encoder.layers.2", "d": 32}) as w:
-        harvest_clip(txt, ClipSite("text", -1, "eos"), w, captions=caps, tokenizer=_WordTokenizer(), batch_size=2, quiet=True)
+        harvest_clip(
+            txt,
+            ClipSite("text", -1, "eos"),
+            w,
+            captions=caps,
+            tokenizer=_WordTokenizer(),
+            batch_size=2,
+            quiet=True,
+        )
     rows = torch.cat([a for a, _ in ActivationStore.open(tmp_path / "t").iter_rows_with_meta(10)])
     enc = _WordTokenizer()(caps)
     out = txt(**enc, output_hidden_states=True)

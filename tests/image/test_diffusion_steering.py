@@ -1,5 +1,6 @@
 """Steering inside the denoising loop touches only the chosen steps and CFG branch; conditioning-level
 clamp with no edit reproduces the unsteered generation exactly."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,9 +24,15 @@ def _inputs(B: int, seed: int = 0):
     img_ids = torch.zeros(16, 3)
     img_ids[:, 1] = torch.arange(16) // 4
     img_ids[:, 2] = torch.arange(16) % 4
-    return dict(hidden_states=torch.randn(B, 16, 4, generator=g), encoder_hidden_states=torch.randn(B, 6, 32, generator=g),
-                pooled_projections=torch.randn(B, 32, generator=g), txt_ids=torch.zeros(6, 3), img_ids=img_ids,
-                guidance=None, return_dict=False)
+    return dict(
+        hidden_states=torch.randn(B, 16, 4, generator=g),
+        encoder_hidden_states=torch.randn(B, 6, 32, generator=g),
+        pooled_projections=torch.randn(B, 32, generator=g),
+        txt_ids=torch.zeros(6, 3),
+        img_ids=img_ids,
+        guidance=None,
+        return_dict=False,
+    )
 
 
 def _run_calls(tr, timesteps, branches_per_step, inputs):
@@ -42,7 +49,9 @@ def _add(v: float):
     return lambda x: x + v
 
 
-@pytest.mark.parametrize("hook", ["transformer_blocks.0@image", "transformer_blocks.0@text", "single_transformer_blocks.0@image"])
+@pytest.mark.parametrize(
+    "hook", ["transformer_blocks.0@image", "transformer_blocks.0@text", "single_transformer_blocks.0@image"]
+)
 def test_only_chosen_steps_and_cond_branch_change(pipe, hook):
     tr = pipe.transformer
     ts, inp = [1.0, 0.66, 0.33, 0.1], _inputs(2)
@@ -55,7 +64,16 @@ def test_only_chosen_steps_and_cond_branch_change(pipe, hook):
     assert changed == [False, False, True, False, True, False, False, False]
     with steer_in_loop(tr, hook, _add(1.0), steps={1}, cfg_layout="calls", uncond_edit_fn=_add(-1.0)):
         got = _run_calls(tr, ts, 2, inp)
-    assert [not torch.equal(a, b) for a, b in zip(ref, got)] == [False, False, True, True, False, False, False, False]
+    assert [not torch.equal(a, b) for a, b in zip(ref, got)] == [
+        False,
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
 
 
 def test_guidance_distilled_every_call_is_conditional(pipe):
@@ -107,8 +125,15 @@ def test_conditioning_clamp_without_edit_reproduces_the_image_exactly(pipe):
     pe, pooled = torch.randn(1, 6, 32, generator=g), torch.randn(1, 32, generator=g)
 
     def gen(pe_, pooled_):
-        return pipe(prompt_embeds=pe_, pooled_prompt_embeds=pooled_, num_inference_steps=3, height=16, width=16,
-                    output_type="pt", generator=torch.Generator().manual_seed(0)).images
+        return pipe(
+            prompt_embeds=pe_,
+            pooled_prompt_embeds=pooled_,
+            num_inference_steps=3,
+            height=16,
+            width=16,
+            output_type="pt",
+            generator=torch.Generator().manual_seed(0),
+        ).images
 
     ref = gen(pe, pooled)
     f = sae.encode(pooled)[0]

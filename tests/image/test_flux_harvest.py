@@ -3,6 +3,7 @@ with prompt embeddings, so it needs no tokenizers or text encoders).
 
 Reference: a second, identical pipeline run with plain torch hooks recording the block outputs and
 the transformer's `timestep` input per call (the "manual forward")."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,16 +25,25 @@ def pipe():
 
 def _kwargs(seed: int, n: int = 2):
     g = torch.Generator().manual_seed(seed)
-    return dict(prompt_embeds=torch.randn(n, TEXT_LEN, 32, generator=g), pooled_prompt_embeds=torch.randn(n, 32, generator=g),
-                num_inference_steps=STEPS, height=SIDE, width=SIDE, guidance_scale=3.5, output_type="latent",
-                generator=torch.Generator().manual_seed(seed))
+    return dict(
+        prompt_embeds=torch.randn(n, TEXT_LEN, 32, generator=g),
+        pooled_prompt_embeds=torch.randn(n, 32, generator=g),
+        num_inference_steps=STEPS,
+        height=SIDE,
+        width=SIDE,
+        guidance_scale=3.5,
+        output_type="latent",
+        generator=torch.Generator().manual_seed(seed),
+    )
 
 
 def _reference(pipe, module_path: str, kwargs):
     """Per transformer call: (timestep, text [B,T,d], image [B,I,d]) from raw hooks on the block."""
     module = pipe.transformer.get_submodule(module_path)
     calls, ts = [], []
-    h1 = pipe.transformer.register_forward_pre_hook(lambda m, a, kw: ts.append(float(kw["timestep"].reshape(-1)[0])), with_kwargs=True)
+    h1 = pipe.transformer.register_forward_pre_hook(
+        lambda m, a, kw: ts.append(float(kw["timestep"].reshape(-1)[0])), with_kwargs=True
+    )
     h2 = module.register_forward_hook(lambda m, a, out: calls.append(tuple(o.detach().clone() for o in out)))
     try:
         pipe(**kwargs)
@@ -54,8 +64,14 @@ def _rows(folder):
     return torch.cat(acts), meta
 
 
-@pytest.mark.parametrize("module_path,stream", [("transformer_blocks.0", "image"), ("transformer_blocks.0", "text"),
-                                                 ("single_transformer_blocks.1", "image")])
+@pytest.mark.parametrize(
+    "module_path,stream",
+    [
+        ("transformer_blocks.0", "image"),
+        ("transformer_blocks.0", "text"),
+        ("single_transformer_blocks.1", "image"),
+    ],
+)
 def test_all_tokens_all_steps_equal_manual_forward(pipe, tmp_path, module_path, stream):
     cfg = DiffusionHarvestConfig(hook_point=f"{module_path}@{stream}", tokens_per_step=0)
     with StoreWriter(tmp_path, {"model": "tiny-flux", "hook_point": cfg.hook_point, "d": 32}) as w:
@@ -75,12 +91,17 @@ def test_all_tokens_all_steps_equal_manual_forward(pipe, tmp_path, module_path, 
 
 
 def test_sampled_tokens_window_and_doc_ids_across_calls(pipe, tmp_path):
-    cfg = DiffusionHarvestConfig(hook_point="transformer_blocks.0@image", tokens_per_step=5, steps=(1, 3), seed=3)
+    cfg = DiffusionHarvestConfig(
+        hook_point="transformer_blocks.0@image", tokens_per_step=5, steps=(1, 3), seed=3
+    )
     with StoreWriter(tmp_path, {"model": "tiny-flux", "hook_point": cfg.hook_point, "d": 32}) as w:
         harvest_pipeline(pipe, [_kwargs(1), _kwargs(2, n=1)], cfg, w, quiet=True)
     acts, meta = _rows(tmp_path)
     assert len(acts) == 2 * 5 * 2 + 1 * 5 * 2  # 2 steps in window x 5 tokens x images
-    ref1, ref2 = _reference(pipe, "transformer_blocks.0", _kwargs(1)), _reference(pipe, "transformer_blocks.0", _kwargs(2, n=1))
+    ref1, ref2 = (
+        _reference(pipe, "transformer_blocks.0", _kwargs(1)),
+        _reference(pipe, "transformer_blocks.0", _kwargs(2, n=1)),
+    )
     assert set(meta["doc_id"].tolist()) == {0, 1, 2}
     step_of_t = {r[0]: i for i, r in enumerate(ref1)}
     for row in range(len(acts)):

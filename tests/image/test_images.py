@@ -1,4 +1,5 @@
 """Image corpora and caption files."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Shared fixtures for the SAE tests: tiny configs and synthetic sparse data with a known dictionary."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """Per-architecture behaviour: shapes, exact sparsity, gradients, and losses against hand computations."""
+
 from __future__ import annotations
 
 import math
@@ -9,10 +10,10 @@ import torch
 from saekit.errors import ShapeError
 from saekit.sae import SAEOutput, SparseLatents
 
-from .conftest import ARCHS, make_sae
-
+from .conftest import make_sae
 
 # -- shapes ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("lead", [(5,), (2, 3), (2, 1, 4), (1,)])
 def test_encode_decode_shapes_with_leading_dims(arch, lead):
@@ -69,6 +70,7 @@ def test_encode_rejects_wrong_width(arch):
 
 
 # -- sparsity -------------------------------------------------------------------------------------
+
 
 def test_topk_exactly_k_per_row_and_matches_reference():
     sae = make_sae("topk", d_sae=32, k=5)
@@ -148,7 +150,7 @@ def test_batchtopk_threshold_running_mean_and_inference():
         torch.testing.assert_close(out3.latents, ref)
         torch.testing.assert_close(sae.encode(x3), ref)
         # inference does not depend on the batch: row by row equals all at once
-        rows = torch.cat([sae.encode(x3[i:i + 1]) for i in range(7)])
+        rows = torch.cat([sae.encode(x3[i : i + 1]) for i in range(7)])
         torch.testing.assert_close(rows, ref)
 
 
@@ -164,6 +166,7 @@ def test_dense_architectures_zero_below_threshold():
 
 # -- gradients --------------------------------------------------------------------------------------
 
+
 def test_gradients_reach_every_parameter(arch):
     torch.manual_seed(1)
     sae = make_sae(arch, jumprelu_bandwidth=2.0, jumprelu_init_threshold=0.5).train()
@@ -178,7 +181,9 @@ def test_gradients_reach_every_parameter(arch):
     out.losses.total.backward()
     names = [n for n, _ in sae.named_parameters()]
     expected = {"W_enc", "b_enc", "W_dec", "b_dec"} | {
-        "jumprelu": {"log_threshold"}, "gated": {"r_mag", "b_mag"}}.get(arch, set())
+        "jumprelu": {"log_threshold"},
+        "gated": {"r_mag", "b_mag"},
+    }.get(arch, set())
     assert set(names) == expected
     for name, p in sae.named_parameters():
         assert p.grad is not None, f"{arch}: no gradient for {name}"
@@ -189,19 +194,23 @@ def test_gradients_reach_every_parameter(arch):
 def test_jumprelu_ste_gradient_matches_hand_formula():
     """Identity encoder/decoder so pre-activations are the inputs; check d total / d log_threshold."""
     eps, lam = 0.2, 0.3
-    sae = make_sae("jumprelu", d_in=4, d_sae=4, dtype="float64", jumprelu_bandwidth=eps,
-                   sparsity_coefficient=lam)
+    sae = make_sae(
+        "jumprelu", d_in=4, d_sae=4, dtype="float64", jumprelu_bandwidth=eps, sparsity_coefficient=lam
+    )
     theta = torch.tensor([0.5, 1.0, 0.3, 2.0], dtype=torch.float64)
     with torch.no_grad():
         sae.W_enc.copy_(torch.eye(4))
         sae.W_dec.copy_(torch.eye(4))
         sae.log_threshold.copy_(theta.log())
     # pre-activations inside the bandwidth (|z - theta| < eps/2) on both sides, and outside it
-    x = torch.tensor([
-        [0.55, 0.95, 0.0, 2.05],
-        [0.45, 1.50, 0.32, 1.00],
-        [2.00, 1.08, 0.25, 2.09],
-    ], dtype=torch.float64)
+    x = torch.tensor(
+        [
+            [0.55, 0.95, 0.0, 2.05],
+            [0.45, 1.50, 0.32, 1.00],
+            [2.00, 1.08, 0.25, 2.09],
+        ],
+        dtype=torch.float64,
+    )
     out = sae(x)
     out.losses.total.backward()
 
@@ -235,14 +244,15 @@ def test_jumprelu_threshold_gets_no_gradient_outside_bandwidth():
 
 # -- losses against hand computation -----------------------------------------------------------------
 
+
 def _set(sae, **tensors):
     with torch.no_grad():
         for name, value in tensors.items():
             getattr(sae, name).copy_(torch.as_tensor(value, dtype=sae.dtype))
 
 
-W_ENC = [[1.0, -0.5, 0.2], [0.3, 0.8, -1.0]]          # [d_in=2, d_sae=3]
-W_DEC = [[2.0, 0.0], [0.6, 0.8], [-1.0, 1.0]]          # [d_sae=3, d_in=2], row norms 2, 1, sqrt(2)
+W_ENC = [[1.0, -0.5, 0.2], [0.3, 0.8, -1.0]]  # [d_in=2, d_sae=3]
+W_DEC = [[2.0, 0.0], [0.6, 0.8], [-1.0, 1.0]]  # [d_sae=3, d_in=2], row norms 2, 1, sqrt(2)
 B_ENC = [0.1, -0.2, 0.05]
 B_DEC = [0.5, -0.5]
 X = [[1.0, 2.0], [-1.0, 0.5]]
@@ -263,8 +273,9 @@ def _sq(a, b):
 
 
 def test_relu_losses_by_hand():
-    sae = make_sae("relu", d_in=2, d_sae=3, dtype="float64", sparsity_coefficient=0.7,
-                   normalize_decoder=False)
+    sae = make_sae(
+        "relu", d_in=2, d_sae=3, dtype="float64", sparsity_coefficient=0.7, normalize_decoder=False
+    )
     _set(sae, W_enc=W_ENC, W_dec=W_DEC, b_enc=B_ENC, b_dec=B_DEC)
     norms = [math.hypot(*row) for row in W_DEC]
     recon, l1 = 0.0, 0.0
@@ -311,8 +322,9 @@ def test_gated_losses_by_hand():
 
 
 def test_topk_losses_and_aux_by_hand():
-    sae = make_sae("topk", d_in=2, d_sae=3, k=1, dtype="float64", aux_k=1, aux_k_coefficient=0.5,
-                   normalize_decoder=False)
+    sae = make_sae(
+        "topk", d_in=2, d_sae=3, k=1, dtype="float64", aux_k=1, aux_k_coefficient=0.5, normalize_decoder=False
+    )
     _set(sae, W_enc=W_ENC, W_dec=W_DEC, b_enc=B_ENC, b_dec=B_DEC)
     dead = torch.tensor([False, True, True])
     recon = aux = 0.0
@@ -332,7 +344,9 @@ def test_topk_losses_and_aux_by_hand():
     assert out.losses.aux.item() == pytest.approx(0.5 * aux)
     assert out.losses.sparsity.item() == 0.0
     # no dead latents -> no aux loss; eval mode -> no aux loss
-    assert sae(torch.tensor(X, dtype=torch.float64), dead_mask=torch.zeros(3, dtype=torch.bool)).losses.aux == 0
+    assert (
+        sae(torch.tensor(X, dtype=torch.float64), dead_mask=torch.zeros(3, dtype=torch.bool)).losses.aux == 0
+    )
     assert sae.eval()(torch.tensor(X, dtype=torch.float64), dead_mask=dead).losses.aux == 0
 
 

@@ -1,4 +1,5 @@
 """Initialisation options and decoder constraints."""
+
 from __future__ import annotations
 
 import math
@@ -69,7 +70,7 @@ def test_orthonormal_blocks_when_d_sae_gt_d_in(d_sae):
     sae = make_sae("relu", d_in=8, d_sae=d_sae, init_orthonormal=True, dtype="float64")
     W = sae.W_dec
     for start in range(0, d_sae, 8):
-        blk = W[start:start + 8]
+        blk = W[start : start + 8]
         torch.testing.assert_close(blk @ blk.T, torch.eye(blk.shape[0], dtype=torch.float64))
     # different blocks are different bases (not copies of one another)
     assert (W[:8] @ W[8:16].T).abs().max() < 1 - 1e-3
@@ -79,8 +80,10 @@ def test_orthonormal_blocks_function_float32():
     q = orthonormal_blocks(10, 4, generator=torch.Generator().manual_seed(0))
     assert q.shape == (10, 4) and q.dtype == torch.float32
     for start in (0, 4, 8):
-        blk = q[start:start + 4].double()
-        torch.testing.assert_close(blk @ blk.T, torch.eye(blk.shape[0], dtype=torch.float64), atol=1e-6, rtol=0)
+        blk = q[start : start + 4].double()
+        torch.testing.assert_close(
+            blk @ blk.T, torch.eye(blk.shape[0], dtype=torch.float64), atol=1e-6, rtol=0
+        )
 
 
 def _sum_dist(points: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """Native format: bit-exact round trips, raw-activation behaviour after loading, and every error case."""
+
 from __future__ import annotations
 
 import json
@@ -90,6 +91,7 @@ def test_load_to_device_argument(tmp_path):
 
 # -- error cases ------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def saved(tmp_path):
     sae, _ = _trained_ish("relu")
@@ -139,8 +141,9 @@ def test_truncated_safetensors(saved, keep):
     assert WEIGHTS_FILE in msg and "corrupt or truncated" in msg and f"({n} bytes)" in msg
 
 
-@pytest.mark.parametrize("garbage", [b"", b"\x00" * 3, b"not a safetensors file at all" * 10,
-                                     b"\xff" * 8 + b"{}" * 50])
+@pytest.mark.parametrize(
+    "garbage", [b"", b"\x00" * 3, b"not a safetensors file at all" * 10, b"\xff" * 8 + b"{}" * 50]
+)
 def test_garbage_weights(saved, garbage):
     (saved / WEIGHTS_FILE).write_bytes(garbage)
     msg = _load_error(saved)
@@ -154,9 +157,17 @@ def test_invalid_json(saved, text):
     assert CONFIG_FILE in msg and "not valid JSON" in msg
 
 
-@pytest.mark.parametrize("content", [[1, 2], {"config": {}}, {"schema_version": 1}, "just a string",
-                                     {"schema_version": 1, "config": [1, 2]},
-                                     {"schema_version": 1, "config": None}])
+@pytest.mark.parametrize(
+    "content",
+    [
+        [1, 2],
+        {"config": {}},
+        {"schema_version": 1},
+        "just a string",
+        {"schema_version": 1, "config": [1, 2]},
+        {"schema_version": 1, "config": None},
+    ],
+)
 def test_json_without_the_expected_keys(saved, content):
     (saved / CONFIG_FILE).write_text(json.dumps(content))
     assert CONFIG_FILE in _load_error(saved)

@@ -1,4 +1,5 @@
 """Hypothesis properties over architectures, dtypes and arbitrary leading dims."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,8 +11,12 @@ from saekit.errors import ShapeError
 
 from .conftest import ARCHS, make_sae
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64,
-          "float16": torch.float16}
+DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+    "float16": torch.float16,
+}
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # one SAE per (arch, dtype): building is the slow part and the properties do not need fresh weights
 _CACHE: dict = {}
@@ -31,8 +36,13 @@ leading = st.lists(st.integers(min_value=0, max_value=3), min_size=0, max_size=3
 
 
 @SETTINGS
-@given(arch=st.sampled_from(ARCHS), dtype=st.sampled_from(list(DTYPES)), lead=leading,
-       in_dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]), seed=st.integers(0, 2**16))
+@given(
+    arch=st.sampled_from(ARCHS),
+    dtype=st.sampled_from(list(DTYPES)),
+    lead=leading,
+    in_dtype=st.sampled_from([torch.float32, torch.float64, torch.bfloat16]),
+    seed=st.integers(0, 2**16),
+)
 def test_shapes_dtypes_and_sparsity(arch, dtype, lead, in_dtype, seed):
     sae = _sae(arch, dtype)
     x = torch.randn(*lead, 6, generator=torch.Generator().manual_seed(seed)).to(in_dtype)
@@ -55,14 +65,18 @@ def test_shapes_dtypes_and_sparsity(arch, dtype, lead, in_dtype, seed):
 
 
 @SETTINGS
-@given(arch=st.sampled_from(ARCHS), dtype=st.sampled_from(list(DTYPES)),
-       batch=st.integers(min_value=1, max_value=9), seed=st.integers(0, 2**16))
+@given(
+    arch=st.sampled_from(ARCHS),
+    dtype=st.sampled_from(list(DTYPES)),
+    batch=st.integers(min_value=1, max_value=9),
+    seed=st.integers(0, 2**16),
+)
 def test_rows_are_encoded_independently_at_inference(arch, dtype, batch, seed):
     sae = _sae(arch, dtype)
     x = torch.randn(batch, 6, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         whole = sae.encode(x).float()
-        rows = torch.cat([sae.encode(x[i:i + 1]) for i in range(batch)]).float()
+        rows = torch.cat([sae.encode(x[i : i + 1]) for i in range(batch)]).float()
     tol = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 2e-2, "float16": 3e-3}[dtype]
     # topk may break near-ties differently; compare reconstructions error, which is tie-robust
     if arch in ("topk", "batchtopk"):
@@ -73,8 +87,12 @@ def test_rows_are_encoded_independently_at_inference(arch, dtype, batch, seed):
 
 
 @SETTINGS
-@given(arch=st.sampled_from(ARCHS), dtype=st.sampled_from(list(DTYPES)), batch=st.integers(1, 8),
-       seed=st.integers(0, 2**16))
+@given(
+    arch=st.sampled_from(ARCHS),
+    dtype=st.sampled_from(list(DTYPES)),
+    batch=st.integers(1, 8),
+    seed=st.integers(0, 2**16),
+)
 def test_forward_losses_finite_and_consistent(arch, dtype, batch, seed):
     sae = _sae(arch, dtype)
     x = torch.randn(batch, 6, generator=torch.Generator().manual_seed(seed))

@@ -1,4 +1,5 @@
 """decode(encode(x)) improves when each architecture is trained on synthetic sparse data."""
+
 from __future__ import annotations
 
 import torch

@@ -6,14 +6,30 @@ import torch
 torch.set_num_threads(1)
 
 
-def make_sae(arch: str = "relu", d_in: int = 6, d_sae: int = 10, k: int | None = None, seed: int = 0,
-             dtype: str = "float32", input_scale: float = 1.0, hook_point: str | None = None):
+def make_sae(
+    arch: str = "relu",
+    d_in: int = 6,
+    d_sae: int = 10,
+    k: int | None = None,
+    seed: int = 0,
+    dtype: str = "float32",
+    input_scale: float = 1.0,
+    hook_point: str | None = None,
+):
     from saekit.sae import Provenance, SAEConfig, build
 
     if arch in ("topk", "batchtopk") and k is None:
         k = 3
-    cfg = SAEConfig(d_in=d_in, d_sae=d_sae, arch=arch, k=k, dtype=dtype, normalize_decoder=False,
-                    init_decoder_norm=1.0, provenance=Provenance(hook_point=hook_point))
+    cfg = SAEConfig(
+        d_in=d_in,
+        d_sae=d_sae,
+        arch=arch,
+        k=k,
+        dtype=dtype,
+        normalize_decoder=False,
+        init_decoder_norm=1.0,
+        provenance=Provenance(hook_point=hook_point),
+    )
     sae = build(cfg, seed=seed)
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
@@ -36,9 +52,16 @@ def tiny_lm():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=False)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+    )
     return LlamaForCausalLM(cfg).eval()
 
 
@@ -70,4 +93,3 @@ def planted_sae(model, token: int, hook_point: str = "model.layers.1"):
         sae.b_enc[3] = -0.5
         sae.W_dec[3] = unemb / unemb.norm()
     return sae
-

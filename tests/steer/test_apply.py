@@ -1,4 +1,5 @@
 """Hook application: chosen positions only, chosen stream only, dtype round trip, steered generation."""
+
 import pytest
 import torch
 
@@ -16,7 +17,7 @@ HP = "model.layers.0"
 def _layer_out(model, ids, ctx=None):
     import contextlib
 
-    with (ctx or contextlib.nullcontext()), capture(model, "model.layers.1") as cap:
+    with ctx or contextlib.nullcontext(), capture(model, "model.layers.1") as cap:
         model(input_ids=ids)
     return cap.activations["model.layers.1"]
 
@@ -61,7 +62,9 @@ def test_prompt_only_steering_leaves_generated_steps_alone(tiny_lm):
     seen = []
     with steer_sae(tiny_lm, sae, "additive", [1], 3.0, positions="prompt", prompt_len=5) as tr:
         with capture(tiny_lm, HP, keep_all=True) as cap:
-            generate_ids(tiny_lm, torch.arange(5)[None], GenerationConfig(max_new_tokens=3), on_reset=tr.reset)
+            generate_ids(
+                tiny_lm, torch.arange(5)[None], GenerationConfig(max_new_tokens=3), on_reset=tr.reset
+            )
         seen = cap.history[HP]
     # the captured value is the *edited* output (intervene hook registered first); compare with a plain run
     with capture(tiny_lm, HP, keep_all=True) as cap2:
@@ -72,6 +75,7 @@ def test_prompt_only_steering_leaves_generated_steps_alone(tiny_lm):
 
 def test_stream_selection_only_edits_that_stream():
     """A module returning (a, b): steering @1 edits b and leaves a untouched."""
+
     class Two(torch.nn.Module):
         def forward(self, x):
             return x * 1.0, x * 2.0
@@ -132,18 +136,28 @@ def test_steered_generation_raises_feature_on_reread(tiny_lm, tiny_tokenizer):
     sae = planted_sae(tiny_lm, token)
     cfg = GenerationConfig(max_new_tokens=12, chat=False)
     prompt = "w1 w2 w3 w4"
-    pair = generate_pair(tiny_lm, tiny_tokenizer, prompt,
-                         lambda: steer_sae(tiny_lm, sae, "clamp", [3], 40.0, positions="all"), cfg)
+    pair = generate_pair(
+        tiny_lm,
+        tiny_tokenizer,
+        prompt,
+        lambda: steer_sae(tiny_lm, sae, "clamp", [3], 40.0, positions="all"),
+        cfg,
+    )
     assert pair.steered.text != pair.unsteered.text
     assert pair.steered.token_ids.tolist().count(token) > pair.unsteered.token_ids.tolist().count(token)
 
     def reread(cont):
         ids = torch.cat([torch.tensor(tiny_tokenizer(prompt)["input_ids"]), cont.token_ids])[None]
         acts = _acts_at(tiny_lm, ids, "model.layers.1")
-        return sae.encode(acts)[0, -len(cont.token_ids):, 3].mean()
+        return sae.encode(acts)[0, -len(cont.token_ids) :, 3].mean()
 
     assert reread(pair.steered) > reread(pair.unsteered) + 0.1
     # same seed, no steering: identical text (determinism of the pair)
-    again = generate_pair(tiny_lm, tiny_tokenizer, prompt, lambda: steer_sae(tiny_lm, sae, "additive", [3], 0.0),
-                          GenerationConfig(max_new_tokens=12, chat=False, greedy=False, seed=3))
+    again = generate_pair(
+        tiny_lm,
+        tiny_tokenizer,
+        prompt,
+        lambda: steer_sae(tiny_lm, sae, "additive", [3], 0.0),
+        GenerationConfig(max_new_tokens=12, chat=False, greedy=False, seed=3),
+    )
     assert again.steered.text == again.unsteered.text

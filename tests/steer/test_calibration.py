@@ -1,4 +1,5 @@
 """Calibration: statistics against a direct computation, storage round trip, clear errors."""
+
 import json
 
 import pytest

@@ -1,4 +1,5 @@
 """Steering one stream of a tiny FLUX block; the steer command on a tiny model; CLI error paths."""
+
 import torch
 
 from saekit.hooks import capture
@@ -33,8 +34,18 @@ def test_steer_command_run(tmp_path, tiny_lm, tiny_tokenizer):
     sae.save(tmp_path / "sae")
     save_calibration(tmp_path / "sae", measure(sae, [torch.randn(64, 32)]))
     lm = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", "causal_lm", "float32", 32, 2)
-    text = run(SteerConfig(sae=str(tmp_path / "sae"), prompt="w1 w2 w3", feature=(3,), method="clamp",
-                           strength="40", max_new_tokens=6, chat=False), lm=lm)
+    text = run(
+        SteerConfig(
+            sae=str(tmp_path / "sae"),
+            prompt="w1 w2 w3",
+            feature=(3,),
+            method="clamp",
+            strength="40",
+            max_new_tokens=6,
+            chat=False,
+        ),
+        lm=lm,
+    )
     assert "unsteered" in text and "steered (clamp 40)" in text
     assert "w17 w17" in text.split("|", 2)[-1] or text.count("w17") >= 3
     explained = run(SteerConfig(sae=str(tmp_path / "sae"), explain_prompt="w17 w4 w17 w5"), lm=lm)
@@ -59,8 +70,16 @@ def test_explain_uses_analysis_json(tmp_path, tiny_lm, tiny_tokenizer):
 
     sae = planted_sae(tiny_lm, 17)
     sae.save(tmp_path / "sae")
-    doc = {"schema_version": 1, "format": "saekit.analysis",
-           "features": {"3": {"index": 3, "top_examples": [{"activation": 5.0, "token": "w17"}, {"activation": 4.0, "token": "w42"}]}}}
+    doc = {
+        "schema_version": 1,
+        "format": "saekit.analysis",
+        "features": {
+            "3": {
+                "index": 3,
+                "top_examples": [{"activation": 5.0, "token": "w17"}, {"activation": 4.0, "token": "w42"}],
+            }
+        },
+    }
     (tmp_path / "sae" / "analysis.json").write_text(json.dumps(doc))
     lm = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", "causal_lm", "float32", 32, 2)
     out = run(SteerConfig(sae=str(tmp_path / "sae"), explain_prompt="w17 w4 w17 w5"), lm=lm)

@@ -1,4 +1,5 @@
 """Steering methods vs hand-computed values and the no-op identity of error-preserving methods."""
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -87,8 +88,12 @@ ARCHS = ["relu", "topk", "batchtopk", "jumprelu", "gated"]
 
 
 @settings(max_examples=25, deadline=None)
-@given(arch=st.sampled_from(ARCHS), seed=st.integers(0, 10_000), feature=st.integers(0, 9),
-       scale=st.floats(0.25, 4.0))
+@given(
+    arch=st.sampled_from(ARCHS),
+    seed=st.integers(0, 10_000),
+    feature=st.integers(0, 9),
+    scale=st.floats(0.25, 4.0),
+)
 def test_noop_identity(arch, seed, feature, scale):
     sae = make_sae(arch, seed=seed % 7, input_scale=scale)
     x = torch.randn(4, 6, generator=torch.Generator().manual_seed(seed)) * 3
@@ -112,7 +117,7 @@ def test_topk_clamp_sets_feature_outside_topk():
     sae = make_sae("topk", k=2, seed=3)
     x = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
     f = sae.encode(x)
-    row_off = (f == 0)
+    row_off = f == 0
     j = int(row_off[0].nonzero()[0])
     out = M.clamp(x[:1], sae, [j], 5.0)
     expect = x[:1] + 5.0 * sae.W_dec[j]

@@ -1,4 +1,5 @@
 """Strength parsing and unit conversion against hand-computed values."""
+
 import pytest
 import torch
 
@@ -9,9 +10,19 @@ from saekit.steer.strength import Strength, parse_strength, parse_strengths, res
 from .conftest import make_sae
 
 
-@pytest.mark.parametrize("text,value,unit", [("4max", 4.0, "max"), ("0.5norm", 0.5, "norm"), ("12", 12.0, "abs"),
-                                             ("12abs", 12.0, "abs"), (" -2.5max ", -2.5, "max"), (".5norm", 0.5, "norm"),
-                                             ("1e1", 10.0, "abs"), (3, 3.0, "abs")])
+@pytest.mark.parametrize(
+    "text,value,unit",
+    [
+        ("4max", 4.0, "max"),
+        ("0.5norm", 0.5, "norm"),
+        ("12", 12.0, "abs"),
+        ("12abs", 12.0, "abs"),
+        (" -2.5max ", -2.5, "max"),
+        (".5norm", 0.5, "norm"),
+        ("1e1", 10.0, "abs"),
+        (3, 3.0, "abs"),
+    ],
+)
 def test_parse(text, value, unit):
     assert parse_strength(text) == Strength(value, unit)
 
@@ -45,13 +56,21 @@ def test_missing_calibration_names_the_command():
 
 def test_resolve_for_features_uses_sae_gain_and_calibration():
     sae = make_sae("relu", d_in=6, d_sae=10, input_scale=2.0)
-    cal = Calibration(mean_norm=8.0, median_norm=7.0, n_tokens=10, mean_active=torch.ones(10),
-                      max_active=torch.arange(10.0), freq=torch.ones(10))
+    cal = Calibration(
+        mean_norm=8.0,
+        median_norm=7.0,
+        n_tokens=10,
+        mean_active=torch.ones(10),
+        max_active=torch.arange(10.0),
+        freq=torch.ones(10),
+    )
     g = (sae.W_dec.norm(dim=-1) / 2.0).detach()
     out = resolve_for_features("0.5norm", "latent", sae, [1, 4], cal)
     assert out == pytest.approx([4.0 / float(g[1]), 4.0 / float(g[4])], rel=1e-5)
     assert resolve_for_features("2max", "latent", sae, [3], cal) == [6.0]
-    assert resolve_for_features("2max", "activation", sae, [3], cal) == pytest.approx([6.0 * float(g[3])], rel=1e-5)
+    assert resolve_for_features("2max", "activation", sae, [3], cal) == pytest.approx(
+        [6.0 * float(g[3])], rel=1e-5
+    )
     # 0.5norm means the same activation-space push for clamp (latent) and additive (activation)
     from saekit.steer.methods import additive, clamp
 
@@ -59,6 +78,8 @@ def test_resolve_for_features_uses_sae_gain_and_calibration():
     f4 = sae.encode(x)[0, 4]
     lat = resolve_for_features("0.5norm", "latent", sae, [4], cal)[0]
     moved_clamp = (clamp(x, sae, [4], f4 + lat) - x).norm()
-    moved_add = (additive(x, sae, [4], resolve_for_features("0.5norm", "activation", sae, [4], cal)[0]) - x).norm()
+    moved_add = (
+        additive(x, sae, [4], resolve_for_features("0.5norm", "activation", sae, [4], cal)[0]) - x
+    ).norm()
     assert float(moved_clamp) == pytest.approx(4.0, rel=1e-4)
     assert float(moved_add) == pytest.approx(4.0, rel=1e-4)

@@ -1,4 +1,5 @@
 """Metrics against hand values; DiffMean/feature choice on planted data; the sweep end to end on a tiny LM."""
+
 import json
 import math
 
@@ -19,7 +20,9 @@ def test_metric_formulas():
     assert MT.concept_score(0.3, off=0.1, on=0.5) == pytest.approx(0.5)
     assert MT.concept_score(0.05, off=0.1, on=0.5) == 0.0
     assert MT.fluency_score(nll=2.0, nll_ref=2.0, distinct2=1.0, distinct2_ref=1.0) == 1.0
-    assert MT.fluency_score(nll=3.0, nll_ref=2.0, distinct2=0.5, distinct2_ref=1.0) == pytest.approx(math.exp(-1) * 0.5)
+    assert MT.fluency_score(nll=3.0, nll_ref=2.0, distinct2=0.5, distinct2_ref=1.0) == pytest.approx(
+        math.exp(-1) * 0.5
+    )
 
 
 def test_score_continuations_nll_and_reread(tiny_lm):
@@ -81,19 +84,41 @@ def test_sweep_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
     ]
     (tmp_path / "c.json").write_text(json.dumps(concepts))
     lm = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", "causal_lm", "float32", 32, 2)
-    cfg = SweepConfig(sae=(str(folder),), out=str(tmp_path / "out"), concepts=str(tmp_path / "c.json"), n_concepts=2,
-                      methods=("additive", "clamp", "surgery", "boost_active"), strengths="0.5norm,4norm",
-                      prompts=("w1 w2 w3",), max_new_tokens=5, chat=False, quiet=True)
+    cfg = SweepConfig(
+        sae=(str(folder),),
+        out=str(tmp_path / "out"),
+        concepts=str(tmp_path / "c.json"),
+        n_concepts=2,
+        methods=("additive", "clamp", "surgery", "boost_active"),
+        strengths="0.5norm,4norm",
+        prompts=("w1 w2 w3",),
+        max_new_tokens=5,
+        chat=False,
+        quiet=True,
+    )
     res = run_sweep(cfg, lm=lm, judge=FakeJudge())
     paths = save_result(res, cfg.out)
-    n_runs = 2 * 1 * (4 + 1) * 2 + 2 * 1 + 2 * 1  # concepts x prompts x runs x strengths + prompting + unsteered
+    n_runs = (
+        2 * 1 * (4 + 1) * 2 + 2 * 1 + 2 * 1
+    )  # concepts x prompts x runs x strengths + prompting + unsteered
     assert len(res.records) == n_runs
-    assert {r["method"] for r in res.records} == {"additive", "clamp", "surgery", "boost_active", "diffmean",
-                                                 "prompting", "unsteered"}
+    assert {r["method"] for r in res.records} == {
+        "additive",
+        "clamp",
+        "surgery",
+        "boost_active",
+        "diffmean",
+        "prompting",
+        "unsteered",
+    }
     # the planted feature 3 is what the contrast picks for the 'seventeen' concept
     assert res.concepts[0]["feature"] == 3
     # clamp at 4norm on the planted feature makes the model write w17, raising the feature on re-reading
-    strong = [r for r in res.records if r["method"] == "clamp" and r["strength"] == "4norm" and r["concept"] == "seventeen"]
+    strong = [
+        r
+        for r in res.records
+        if r["method"] == "clamp" and r["strength"] == "4norm" and r["concept"] == "seventeen"
+    ]
     plain = [r for r in res.records if r["method"] == "unsteered" and r["concept"] == "seventeen"]
     assert sum(r["reread"] for r in strong) > sum(r["reread"] for r in plain)
     assert all(0.0 <= r["overall"] <= 1.0 for r in res.records)

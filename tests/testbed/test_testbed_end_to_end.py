@@ -1,5 +1,6 @@
 """The CI-sized testbed trains a generator whose samples a classifier recognises (well above chance),
 runs the steering sweep, writes its reports, and reuses the cached models on a second run."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ def test_ci_testbed_trains_sweeps_and_reports(tmp_path):
     assert m["own_class_accuracy"] >= 0.4
     assert res["ceiling_conditioned_on_target"]["success"] >= 0.4
     assert res["floor_unsteered"]["success"] <= 0.2
-    n_expected = len(cfg.methods) * len(cfg.streams) * len(cfg.depths) * len(cfg.windows) * len(cfg.rel_strengths)
+    n_expected = (
+        len(cfg.methods) * len(cfg.streams) * len(cfg.depths) * len(cfg.windows) * len(cfg.rel_strengths)
+    )
     assert len(res["rows"]) == n_expected
     assert all(0.0 <= r["success"] <= 1.0 and r["change"] >= 0 for r in res["rows"])
     # a stronger push changes the image more

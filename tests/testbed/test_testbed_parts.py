@@ -1,4 +1,5 @@
 """Fast unit tests of the testbed's pieces (no training)."""
+
 from __future__ import annotations
 
 import pytest
@@ -92,8 +93,17 @@ def test_make_edit_touches_only_chosen_block_stream_steps_and_branch():
     labels = torch.arange(500) % 10
     feats = class_features(sae, acts, labels)
     s = torch.full((10, 1), 3.0)
-    edit = make_edit(block="single_transformer_blocks.0", stream="image", method="additive", sae=sae, feats=feats,
-                     targets=list(range(10)), rows_per_target=1, strengths_native=s, steps={1})
+    edit = make_edit(
+        block="single_transformer_blocks.0",
+        stream="image",
+        method="additive",
+        sae=sae,
+        feats=feats,
+        targets=list(range(10)),
+        rows_per_target=1,
+        strengths_native=s,
+        steps={1},
+    )
     x = torch.randn(10, cfg.n_image_tokens, cfg.d_model)
     assert edit(StepContext(0, 1.0, "cond"), "single_transformer_blocks.0", "image", x) is x
     assert edit(StepContext(1, 0.5, "uncond"), "single_transformer_blocks.0", "image", x) is x
@@ -111,9 +121,15 @@ def test_strength_units_convert_consistently():
     acts = torch.randn(400, 8) * 3
     feats = class_features(sae, acts, torch.arange(400) % 10)
     assert native_strength("additive", "norm", 0.5, 3, sae, feats) == pytest.approx(0.5 * feats.mean_norm)
-    assert native_strength("clamp", "norm", 0.5, 3, sae, feats) == pytest.approx(0.5 * feats.mean_norm / 2.0, rel=1e-5)
-    assert native_strength("surgery", "max", 2.0, 3, sae, feats) == pytest.approx(2.0 * float(feats.feature_max[3]))
-    assert native_strength("additive", "max", 2.0, 3, sae, feats) == pytest.approx(4.0 * float(feats.feature_max[3]), rel=1e-5)
+    assert native_strength("clamp", "norm", 0.5, 3, sae, feats) == pytest.approx(
+        0.5 * feats.mean_norm / 2.0, rel=1e-5
+    )
+    assert native_strength("surgery", "max", 2.0, 3, sae, feats) == pytest.approx(
+        2.0 * float(feats.feature_max[3])
+    )
+    assert native_strength("additive", "max", 2.0, 3, sae, feats) == pytest.approx(
+        4.0 * float(feats.feature_max[3]), rel=1e-5
+    )
     assert native_strength("surgery", "abs", 32.0, 3, sae, feats) == 32.0
 
 

@@ -1,4 +1,5 @@
 """Killing a run and rerunning it reaches bit-identical weights (CPU), in-process and via SIGKILL."""
+
 from __future__ import annotations
 
 import json
@@ -23,14 +24,32 @@ def _data(n=2048, d=16, seed=0):
 
 
 def _cfg(arch, **kw):
-    base = dict(arch=arch, k=4, expansion=4, batch_size=128, total_tokens=128 * 30, quiet=True,
-                checkpoint_every=4, log_every=3, lr_warmup_steps=3, seed=3, init_sample=512)
+    base = dict(
+        arch=arch,
+        k=4,
+        expansion=4,
+        batch_size=128,
+        total_tokens=128 * 30,
+        quiet=True,
+        checkpoint_every=4,
+        log_every=3,
+        lr_warmup_steps=3,
+        seed=3,
+        init_sample=512,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("arch,extra", [("topk", {"dead_tokens": 256}), ("relu", {"resample_every": 9}),
-                                        ("batchtopk", {"dead_tokens": 256}), ("jumprelu", {})])
+@pytest.mark.parametrize(
+    "arch,extra",
+    [
+        ("topk", {"dead_tokens": 256}),
+        ("relu", {"resample_every": 9}),
+        ("batchtopk", {"dead_tokens": 256}),
+        ("jumprelu", {}),
+    ],
+)
 def test_interrupt_and_resume_is_bit_exact(tmp_path, arch, extra):
     src = TensorSource(_data())
     cfg = _cfg(arch, **extra, total_tokens=128 * 24)  # 24 steps: one epoch of 16 steps + part of a second
@@ -66,8 +85,11 @@ x = torch.randn(4096, 24, generator=g) @ torch.randn(24, 24, generator=g)
 cfg = TrainConfig(arch="topk", k=4, expansion=4, batch_size=128, total_tokens=128 * 60, quiet=True,
                   checkpoint_every=5, log_every=5, seed=1, init_sample=512, dead_tokens=512)
 """
-SCRIPT = "import sys, torch\ntorch.set_num_threads(1)\nsys.path.insert(0, {root!r})\n" + SETUP + \
-    "Trainer(cfg, TensorSource(x), out=sys.argv[1]).run()\n"
+SCRIPT = (
+    "import sys, torch\ntorch.set_num_threads(1)\nsys.path.insert(0, {root!r})\n"
+    + SETUP
+    + "Trainer(cfg, TensorSource(x), out=sys.argv[1]).run()\n"
+)
 
 
 @pytest.mark.slow  # spawns two Python processes (~100 s on a loaded 2-core machine); run with -m slow

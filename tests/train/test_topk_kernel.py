@@ -1,9 +1,9 @@
 """The sparse TopK fast path equals a dense autograd reference: forward values and every gradient."""
+
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from saekit.sae import SAEConfig, build
 

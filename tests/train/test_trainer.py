@@ -1,4 +1,5 @@
 """Trainer pieces against hand-computed values, aux-k revival of planted dead latents, bad inputs."""
+
 from __future__ import annotations
 
 import math
@@ -75,9 +76,21 @@ def test_dead_tracker_counts_rows_since_fired():
 def _planted_run(tmp_path, aux_coef):
     torch.manual_seed(0)
     x = torch.randn(4096, 16)
-    cfg = TrainConfig(arch="topk", k=4, expansion=4, batch_size=256, total_tokens=256 * 48, quiet=True,
-                      aux_k_coefficient=aux_coef, dead_tokens=256, normalization="none", b_dec_init="zeros",
-                      lr=3e-3, lr_warmup_steps=0, seed=0)
+    cfg = TrainConfig(
+        arch="topk",
+        k=4,
+        expansion=4,
+        batch_size=256,
+        total_tokens=256 * 48,
+        quiet=True,
+        aux_k_coefficient=aux_coef,
+        dead_tokens=256,
+        normalization="none",
+        b_dec_init="zeros",
+        lr=3e-3,
+        lr_warmup_steps=0,
+        seed=0,
+    )
     trainer = Trainer(cfg, TensorSource(x), out=tmp_path / f"aux{aux_coef}")
     planted = torch.arange(32, 64)
     orig_fresh = trainer._fresh
@@ -106,8 +119,18 @@ def test_aux_k_revives_planted_dead_latents(tmp_path):
 def test_relu_resampling_revives_dead_latents(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(2048, 16)
-    cfg = TrainConfig(arch="relu", expansion=4, batch_size=256, total_tokens=256 * 12, quiet=True,
-                      resample_every=6, dead_tokens=256, normalization="none", seed=0, sparsity_coefficient=1.0)
+    cfg = TrainConfig(
+        arch="relu",
+        expansion=4,
+        batch_size=256,
+        total_tokens=256 * 12,
+        quiet=True,
+        resample_every=6,
+        dead_tokens=256,
+        normalization="none",
+        seed=0,
+        sparsity_coefficient=1.0,
+    )
     trainer = Trainer(cfg, TensorSource(x), out=tmp_path)
     orig_fresh = trainer._fresh
 
@@ -130,8 +153,16 @@ def test_source_smaller_than_batch_is_refused():
 
 
 def test_resume_with_store_of_other_width_is_refused(tmp_path):
-    cfg = TrainConfig(arch="topk", k=2, expansion=2, batch_size=64, total_tokens=64 * 6, quiet=True,
-                      checkpoint_every=2, init_sample=128)
+    cfg = TrainConfig(
+        arch="topk",
+        k=2,
+        expansion=2,
+        batch_size=64,
+        total_tokens=64 * 6,
+        quiet=True,
+        checkpoint_every=2,
+        init_sample=128,
+    )
     Trainer(cfg, TensorSource(torch.randn(256, 8)), out=tmp_path).run(stop_after_steps=3)
     with pytest.raises(ShapeError, match="d_in=8 but the activation source has d=12"):
         Trainer(cfg, TensorSource(torch.randn(256, 12)), out=tmp_path).run()
@@ -140,8 +171,10 @@ def test_resume_with_store_of_other_width_is_refused(tmp_path):
 def test_trained_sae_saved_with_provenance(tmp_path):
     from saekit.sae.io import load_sae
 
-    src = TensorSource(torch.randn(512, 8) * 5 + 2, manifest={"model": "tiny", "hook_point": "model.layers.3",
-                                                              "model_dtype": "float32"})
+    src = TensorSource(
+        torch.randn(512, 8) * 5 + 2,
+        manifest={"model": "tiny", "hook_point": "model.layers.3", "model_dtype": "float32"},
+    )
     cfg = TrainConfig(arch="topk", k=2, expansion=2, batch_size=64, quiet=True, init_sample=256)
     res = Trainer(cfg, src, out=tmp_path).run()
     sae = load_sae(tmp_path)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from saekit.errors import SteeringError
 from saekit.models.flux import CfgLayout, StepState, branch_rows, track_steps
+from saekit.steps import parse_steps  # noqa: F401  (re-exported: the one step parser)
 
 EditFn = Callable[[Tensor], Tensor]
 
@@ -35,30 +36,6 @@ def sae_edit(method: str, sae, features: Sequence[int], strengths, *, keep_error
         return apply_method(method, x, sae, features, strengths, keep_error=keep_error).to(x.dtype)
 
     return edit
-
-
-def parse_steps(spec: str | None, n_steps: int | None = None) -> set[int] | None:
-    """`"0-3"` -> {0,1,2,3}; `"0,2,5"`; `"5-"` (to the end, needs n_steps); None/"all" -> None (every step)."""
-    if spec is None or spec.strip() in ("", "all"):
-        return None
-    out: set[int] = set()
-    for part in spec.split(","):
-        part = part.strip()
-        if part.endswith("-") and n_steps is None:
-            raise SteeringError(
-                f"step range {part!r} is open-ended; give the end (e.g. {part}{n_steps or 3}) or the step count"
-            )
-        try:
-            if "-" in part:
-                a, b = part.split("-", 1)
-                out.update(range(int(a), (int(b) if b else n_steps - 1) + 1))
-            else:
-                out.add(int(part))
-        except ValueError as exc:
-            raise SteeringError(f"cannot parse steps {spec!r}: use e.g. '0-3', '0,2,5' or 'all'") from exc
-    if any(s < 0 for s in out):
-        raise SteeringError(f"steps must be >= 0, found {sorted(out)}")
-    return out
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ def fit_topk_sae(
     manifest = {"model": "saekit-testbed", "hook_point": f"{hook_point}@{stream}", "stream": stream}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out) if out is not None else Path(tmp)
-        cfg = TrainConfig(
+        cfg = TrainConfig.flat(
             out=str(folder),
             arch="topk",
             k=k,

@@ -11,7 +11,6 @@ exactly where it stopped. `batch_size` is the global batch: each rank trains on 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import re
 import time
@@ -66,6 +65,12 @@ class _Run:
     tracker: DeadLatentTracker
     gen: torch.Generator
     step: int
+
+
+def _take(items, n: int):
+    """The first `n` items, as a generator (closable, unlike islice); range first, so no item is over-read."""
+    for _, item in zip(range(n), items):
+        yield item
 
 
 class _NullLogger:
@@ -211,7 +216,7 @@ class Trainer:
                     break
 
     def _batch_stream(self, start_step: int):
-        rows = itertools.islice(self._batches(start_step), self.total_steps - start_step)
+        rows = _take(self._batches(start_step), self.total_steps - start_step)
         if self.cfg.prefetch > 0:
             return Prefetcher(rows, self.cfg.prefetch, pin=self.device.type == "cuda")
         return contextlib.closing(rows)

@@ -10,9 +10,7 @@ exactly where it stopped. `batch_size` is the global batch: each rank trains on 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,11 +25,12 @@ from saekit.sae import SAEConfig, build
 from saekit.sae.config import Provenance
 from saekit.sae.init import fit_input_scale_, init_b_dec_
 from saekit.train import distributed as dd
+from saekit.train.batches import batch_stream
 from saekit.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from saekit.train.config import DEFAULT_DEAD_TOKENS, TrainConfig, default_lr
 from saekit.train.dead import DeadLatentTracker
-from saekit.train.metrics import MetricsLogger, reconstruction_metrics
-from saekit.train.prefetch import Prefetcher
+from saekit.train.metrics import MetricsLogger
+from saekit.train.records import NullLogger, final_metrics, provenance, step_record
 from saekit.train.resample import resample_dead_
 from saekit.train.sae_spec import to_sae_config
 from saekit.train.schedule import lr_factor, sparsity_scale
@@ -65,36 +64,6 @@ class _Run:
     tracker: DeadLatentTracker
     gen: torch.Generator
     step: int
-
-
-def _take(items, n: int):
-    """The first `n` items, as a generator (closable, unlike islice); range first, so no item is over-read."""
-    for _, item in zip(range(n), items):
-        yield item
-
-
-class _NullLogger:
-    def log(self, record: dict[str, Any]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _provenance(manifest: dict[str, Any], tokens: int) -> Provenance:
-    hp = manifest.get("hook_point")
-    layer = manifest.get("layer")
-    if layer is None and isinstance(hp, str):
-        m = re.search(r"layers?\.(\d+)", hp)
-        layer = int(m.group(1)) if m else None
-    return Provenance(
-        model=manifest.get("model"),
-        hook_point=hp,
-        stream=manifest.get("stream"),
-        layer=layer,
-        tokens_trained=int(tokens),
-        model_dtype=manifest.get("model_dtype"),
-    )
 
 
 class Trainer:
@@ -136,16 +105,16 @@ class Trainer:
             )
         self.resample_every = int(resample)
         self.manifest = dict(getattr(source, "manifest", {}) or {})
-        self.sae_cfg = self._sae_config(_provenance(self.manifest, 0))
+        self.sae_cfg = self._sae_config(provenance(self.manifest, 0))
 
     # -- setup ----------------------------------------------------------------------------------
-    def _sae_config(self, provenance: Provenance) -> SAEConfig:
+    def _sae_config(self, prov: Provenance) -> SAEConfig:
         spec = self.cfg.sae
         if spec.arch not in ("topk", "batchtopk"):
             spec = replace(spec, k=None)
         if spec.k is not None and spec.k > self.d_sae:
             raise SAEConfigError(f"k={spec.k} exceeds d_sae={self.d_sae}; lower --k or raise --expansion")
-        return to_sae_config(spec, self.d_in, self.d_sae, provenance)
+        return to_sae_config(spec, self.d_in, self.d_sae, prov)
 
     def _fresh(self):
         # Built and initialised on the host: `build(seed=)` seeds the host generator, so the same seed
@@ -196,30 +165,12 @@ class Trainer:
         return _Run(sae, opt, tracker, gen, int(state["step"]))
 
     # -- data -----------------------------------------------------------------------------------
-    def _batches(self, start_step: int):
-        """Host batches (this rank's share of each global batch) for steps `start_step..total_steps`."""
-        step = start_step
-        B = self.cfg.batch_size
-        while True:
-            epoch, within = divmod(step, self.steps_per_epoch)
-            for x in self.source.iter_batches(
-                B,
-                shuffle=True,
-                seed=self.cfg.seed + epoch,
-                start_row=within * B,
-                drop_last=True,
-                dtype=torch.float32,
-            ):
-                yield dd.rank_slice(x, self.dist)
-                step += 1
-                if step % self.steps_per_epoch == 0:
-                    break
-
     def _batch_stream(self, start_step: int):
-        rows = _take(self._batches(start_step), self.total_steps - start_step)
-        if self.cfg.prefetch > 0:
-            return Prefetcher(rows, self.cfg.prefetch, pin=self.device.type == "cuda")
-        return contextlib.closing(rows)
+        """This rank's batches for steps `start_step..total_steps` (see `saekit.train.batches`)."""
+        c = self.cfg
+        steps = self.total_steps - start_step
+        pin = self.device.type == "cuda"
+        return batch_stream(self.source, c.batch_size, c.seed, start_step, steps, self.dist, c.prefetch, pin)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, stop_after_steps: int | None = None, on_step=None) -> TrainResult:
@@ -306,7 +257,13 @@ class Trainer:
             run.tracker.reset(run.tracker.dead_mask)
         rec = None
         if step % cfg.log_every == 0 or step == self.total_steps:
-            rec = self._record(run, x, out, lr, scale, t0, step - start, n_resampled)
+            dead_pct = 100.0 * run.tracker.dead_fraction
+            rec = step_record(
+                out, x, step=step, batch_size=cfg.batch_size, lr=lr, scale=scale, dead_pct=dead_pct,
+                t0=t0, done_here=step - start, ctx=self.dist,
+            )  # fmt: skip
+            if n_resampled:
+                rec["resampled"] = n_resampled
         if self.dist.is_main and (step % cfg.checkpoint_every == 0 or step == self.total_steps):
             meta = {
                 "train_config": cfg.to_dict(),
@@ -319,44 +276,9 @@ class Trainer:
             )
         return rec
 
-    def _record(self, run: _Run, x, out, lr, scale, t0, done_here, n_resampled) -> dict[str, Any]:
-        """Metrics of the global batch (gathered over ranks, so they match a single-process run)."""
-        ls = out.losses
-        stats = torch.stack(
-            [out.l0.float()] + [t.detach().float() for t in (ls.total, ls.recon, ls.sparsity, ls.aux)]
-        )
-        l0, total, recon_l, sparsity_l, aux_l = dd.mean_over_ranks(stats, self.dist).tolist()
-        elapsed = time.perf_counter() - t0
-        rec = {
-            "step": run.step,
-            "tokens": run.step * self.cfg.batch_size,
-            "lr": lr,
-            "sparsity_scale": scale,
-            "elapsed_s": elapsed,
-        }
-        rec.update(
-            reconstruction_metrics(
-                dd.gather_rows(x, self.dist), dd.gather_rows(out.recon.detach(), self.dist)
-            )
-        )
-        rec.update(
-            {
-                "l0": l0,
-                "dead_pct": 100.0 * run.tracker.dead_fraction,
-                "loss": total,
-                "recon_loss": recon_l,
-                "aux_loss": aux_l,
-                "sparsity_loss": sparsity_l,
-                "tokens_per_s": done_here * self.cfg.batch_size / max(elapsed, 1e-9),
-            }
-        )
-        if n_resampled:
-            rec["resampled"] = n_resampled
-        return rec
-
     def _logger(self, start: int):
         if not self.dist.is_main:
-            return _NullLogger()  # only rank 0 writes the log
+            return NullLogger()  # only rank 0 writes the log
         cfg = self.cfg
         return MetricsLogger(
             self.out / LOG_FILE,
@@ -373,24 +295,14 @@ class Trainer:
 
         return tqdm(total=self.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
 
-    @torch.no_grad()
     def _finish(self, sae, tracker: DeadLatentTracker) -> dict[str, float]:
         """Final metrics on a sample; rank 0 saves the SAE with provenance and writes the summary."""
-        sae.cfg = sae.cfg.replace(provenance=_provenance(self.manifest, self.total_tokens))
+        sae.cfg = sae.cfg.replace(provenance=provenance(self.manifest, self.total_tokens))
         sae.eval()
         sample = self.source.sample(self.cfg.init_sample, self.cfg.seed + 7).to(self.device)
-        chunks = sample.split(self.cfg.batch_size)
-        recon = torch.cat([sae(chunk).recon for chunk in chunks])
-        lat_l0 = torch.cat([(sae.encode(c) != 0).sum(-1).float() for c in chunks])
-        metrics = reconstruction_metrics(sample, recon)
-        metrics.update(
-            {
-                "l0": float(lat_l0.mean()),
-                "dead_pct": 100.0 * tracker.dead_fraction,
-                "tokens_trained": self.total_tokens,
-                "steps": self.total_steps,
-            }
-        )
+        metrics = final_metrics(sae, sample, self.cfg.batch_size)
+        metrics.update({"dead_pct": 100.0 * tracker.dead_fraction, "tokens_trained": self.total_tokens})
+        metrics["steps"] = self.total_steps
         if self.dist.is_main:
             sae.save(self.out)
             from saekit.atomic import write_json_atomic

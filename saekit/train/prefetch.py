@@ -49,7 +49,7 @@ class Prefetcher:
     def _produce(self) -> None:
         try:
             for item in self._source:
-                if self._pin and hasattr(item, "pin_memory"):
+                if self._pin and getattr(item, "device", None) is not None and item.device.type == "cpu":
                     item = item.pin_memory()  # page-locked, so the host-to-GPU copy can be non-blocking
                 if not self._put(item):
                     return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
 def _module():
     spec = importlib.util.spec_from_file_location("saekit_gpu_benchmark", PATH)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 

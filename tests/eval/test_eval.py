@@ -182,3 +182,64 @@ def test_eval_refuses_store_of_other_width(tmp_path, tiny_lm, corpus_file):
             ),
             loaded=tiny_lm,
         )
+
+
+def _nonlinear_recon(x):
+    """A stand-in SAE whose splice really changes the activations (not identity, not zero)."""
+    return 0.7 * x + 0.3 * torch.tanh(x.flip(-1))
+
+
+@pytest.mark.parametrize("hook", ["model.layers.0", "model.layers.1"])
+def test_shared_prefix_equals_full_passes(tiny_lm, hook):
+    ids, mask = _ids()
+    pos = eval_positions(ids, mask, {0, 1})
+    args = (tiny_lm.model, HookPoint.parse(hook), _nonlinear_recon, ids, mask, pos)
+    fast = spliced_metrics(*args, batch_size=2)
+    ref = spliced_metrics(*args, batch_size=2, share_prefix=False)
+    assert fast.shared_prefix and not ref.shared_prefix
+    for name in ("ce_orig", "ce_sae", "ce_zero", "ce_mean", "kl", "ce_recovered", "ce_recovered_mean"):
+        assert getattr(fast, name) == pytest.approx(getattr(ref, name), rel=1e-5, abs=1e-6), name
+    assert fast.n_tokens == ref.n_tokens
+    assert fast.kl > 1e-4  # the splice is not a no-op, so the comparison means something
+
+
+def test_non_layer_hook_falls_back_to_full_passes(tiny_lm):
+    ids, mask = _ids()
+    pos = eval_positions(ids, mask, {0, 1})
+    args = (tiny_lm.model, HookPoint.parse("model.layers.0.mlp"), _nonlinear_recon, ids, mask, pos)
+    m = spliced_metrics(*args, batch_size=2)
+    ref = spliced_metrics(*args, batch_size=2, share_prefix=False)
+    assert not m.shared_prefix
+    assert m.ce_sae == pytest.approx(ref.ce_sae, rel=1e-6)
+
+
+def test_mean_ablation_matches_manual_forward(tiny_lm):
+    """ce_mean = CE of a plain forward whose hooked activation is the mean over evaluated positions."""
+    import torch.nn.functional as F
+
+    from saekit.hooks import capture, intervene
+
+    ids, mask = _ids()
+    pos = eval_positions(ids, mask, {0, 1})
+    hp = HookPoint.parse("model.layers.0")
+    m = spliced_metrics(tiny_lm.model, hp, _nonlinear_recon, ids, mask, pos, batch_size=2)
+    with torch.no_grad():
+        with capture(tiny_lm.model, hp) as cap:
+            tiny_lm.model(input_ids=ids, attention_mask=mask.long())
+        x = cap.activations[str(hp)]
+        mean = x[pos].double().mean(0).float()
+
+        def to_mean(h):
+            h = h.clone()
+            h[pos] = mean
+            return h
+
+        with intervene(tiny_lm.model, hp, to_mean):
+            logits = tiny_lm.model(input_ids=ids, attention_mask=mask.long()).logits
+    sel = pos[:, :-1]
+    ce = F.cross_entropy(logits[:, :-1][sel].float(), ids[:, 1:][sel])
+    assert m.ce_mean == pytest.approx(float(ce), rel=1e-5)
+    assert (
+        m.ce_recovered_mean == pytest.approx((m.ce_mean - m.ce_sae) / (m.ce_mean - m.ce_orig), rel=1e-9)
+        or abs(m.ce_mean - m.ce_orig) < 1e-9
+    )

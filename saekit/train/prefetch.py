@@ -12,6 +12,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from saekit.device import HOST
+
 _END = object()
 
 
@@ -49,7 +51,7 @@ class Prefetcher:
     def _produce(self) -> None:
         try:
             for item in self._source:
-                if self._pin and getattr(item, "device", None) is not None and item.device.type == "cpu":
+                if self._pin and getattr(item, "device", None) == HOST:
                     item = item.pin_memory()  # page-locked, so the host-to-GPU copy can be non-blocking
                 if not self._put(item):
                     return

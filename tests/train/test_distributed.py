@@ -116,11 +116,13 @@ def test_two_ranks_match_one_process_cli(stores, tmp_path):
     assert json.loads((tmp_path / "two" / "train_summary.json").read_text())["ranks"] == 2
 
 
+RELU = dict(arch="relu", resample_every=4, sparsity_coefficient=100.0, lr=0.05, sparsity_warmup_frac=0.0)
 SCRIPT = """
 import json, sys, torch
 from saekit.train import TrainConfig, Trainer, open_source, train
 from saekit.train import distributed as dd
 flags, store_a, store_b, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+RELU = dict(flags, **json.loads(sys.argv[5]))
 cfg = TrainConfig.flat(**flags)
 ctx = dd.from_env(required=True)
 src = open_source(store_a)
@@ -128,6 +130,7 @@ Trainer(cfg, src, out=out + "/full", dist=ctx).run()
 part = Trainer(cfg, src, out=out + "/killed", dist=ctx).run(stop_after_steps=7)  # checkpoint at step 5
 assert not part.finished
 Trainer(cfg, src, out=out + "/killed", dist=ctx).run()  # a fresh trainer on every rank, as after a kill
+Trainer(TrainConfig.flat(**RELU), src, out=out + "/relu", dist=ctx).run()  # resampling from the global batch
 train(cfg.replace(acts=store_a + "," + store_b, out=out + "/multi"))  # one store per rank; ends the group
 """
 
@@ -135,9 +138,15 @@ train(cfg.replace(acts=store_a + "," + store_b, out=out + "/multi"))  # one stor
 def test_two_rank_resume_is_bit_exact_and_stores_split_across_ranks(stores, tmp_path):
     script = tmp_path / "job.py"
     script.write_text(SCRIPT)
-    proc = _torchrun([str(script), json.dumps(FLAGS), str(stores[0]), str(stores[1]), str(tmp_path)])
+    proc = _torchrun(
+        [str(script), json.dumps(FLAGS), str(stores[0]), str(stores[1]), str(tmp_path), json.dumps(RELU)]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     _same(load_sae(tmp_path / "full").state_dict(), load_sae(tmp_path / "killed").state_dict(), exact=True)
+    relu = TrainConfig.flat(**{**FLAGS, **RELU})
+    one = Trainer(relu, open_source(stores[0]), out=tmp_path / "relu1").run()
+    assert '"resampled": ' in (tmp_path / "relu" / "train_log.jsonl").read_text()  # the path is exercised
+    _same(one.sae.state_dict(), load_sae(tmp_path / "relu").state_dict(), exact=False)
     for store in stores:  # each rank trained one store alone: identical to a plain single-process run
         ref = Trainer(TrainConfig.flat(**FLAGS), open_source(store), out=tmp_path / "ref" / store.name).run()
         _same(ref.sae.state_dict(), load_sae(tmp_path / "multi" / store.name).state_dict(), exact=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,9 @@ class Trainer:
         return batch_stream(self.source, c.batch_size, c.seed, start_step, steps, self.dist, c.prefetch, pin)
 
     # -- the loop -------------------------------------------------------------------------------
-    def run(self, stop_after_steps: int | None = None, on_step=None) -> TrainResult:
+    def run(
+        self, stop_after_steps: int | None = None, on_step: Callable[[int], None] | None = None
+    ) -> TrainResult:
         """Train to `total_steps` (resuming from `out/checkpoint` if present); `stop_after_steps` stops
         early after that many steps *of this call* without saving (for tests of interruption);
         `on_step(step)` is called after every completed step (checkpoint written)."""

@@ -145,9 +145,11 @@ class TrainConfig:
         "distributed",  # the global batch is the same for any number of ranks
     )
 
-    @property
-    def arch(self) -> str:
-        return self.sae.arch
+    def __getattr__(self, name: str) -> Any:
+        """Read SAE fields flat (`cfg.k` is `cfg.sae.k`), as code written before the nesting does."""
+        if name in spec_names():
+            return getattr(self.sae, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -67,18 +67,18 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     """Run the evaluation; writes `eval.json` and `eval.png` into the report folder and returns the report."""
     from tqdm.auto import tqdm
 
+    import saekit
     from saekit.atomic import write_json_atomic
     from saekit.data.corpus import load_corpus
     from saekit.eval.activations import activation_metrics, check_width
     from saekit.eval.plots import eval_png
     from saekit.eval.spliced import eval_positions, spliced_metrics
     from saekit.hooks import HookPoint, resolve_module
-    from saekit.sae.io import load_sae
     from saekit.train.metrics import read_log
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    sae = load_sae(cfg.sae).eval()
+    sae = saekit.load(cfg.sae).eval()
     prov = sae.cfg.provenance
     model_name = cfg.model or prov.model
     hook = cfg.hook or prov.hook_point

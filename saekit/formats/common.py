@@ -63,6 +63,8 @@ def load_torch_weights_only(path: Path) -> Any:
 
     if not path.exists():
         raise SAEFormatError(f"missing weights file {path}; the folder is incomplete — re-download it")
+    if path.is_dir():
+        raise SAEFormatError(f"{path} is a folder; this format is a single weights file — pass the file itself")
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -74,6 +76,44 @@ def load_torch_weights_only(path: Path) -> Any:
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise SAEFormatError(f"cannot read {path}: {exc}; the file is corrupt or truncated") from None
+
+
+def torch_load_bytes(data: bytes, source: Path) -> Any:
+    """`torch.load(weights_only=True)` of in-memory bytes (e.g. after saev's JSON header)."""
+    import io
+    import pickle
+
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise SAEFormatError(
+            f"refusing to load {source}: its tensor part needs full pickle loading, which can execute "
+            f"arbitrary code ({str(exc).strip().splitlines()[0] if str(exc).strip() else 'unpickling error'})"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise SAEFormatError(f"cannot read the tensors of {source}: {exc}; the file is corrupt or truncated") from None
+
+
+def state_keys(path: Path) -> set[str] | None:
+    """Top-level keys of a torch or safetensors file without reading its tensors (mmap), or None."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                return set(fh.keys())
+        except Exception:
+            return None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception:
+            return None
+    if isinstance(obj, dict) and isinstance(obj.get("ae"), dict):
+        obj = obj["ae"]
+    return set(obj) if isinstance(obj, dict) else None
 
 
 def require(tensors: dict[str, Tensor], names: list[str], source: Path, what: str) -> None:

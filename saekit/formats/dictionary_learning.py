@@ -14,6 +14,10 @@
   inference is `relu(pre) * (relu(pre) > threshold)`; a never-estimated threshold (-1) means plain ReLU.
 - JumpReluAutoEncoder: `W_enc [D,F]`, `b_enc`, `W_dec [F,D]`, `b_dec`, `threshold [F]`;
   `relu(pre * (pre > threshold))` with `pre = x W_enc + b_enc` (apply_b_dec_to_input=False: folded).
+- VSAETopK (variational TopK fork): `encoder.*`, `decoder.weight`, `k`, optional `var_encoder.*`
+  (unused at inference, which takes the mean `z = encoder(x')`); keeps the k entries of z largest in
+  absolute value WITH their sign (native topk_abs). `use_april_update_mode` true: `decoder.bias`,
+  `x' = x` (folded); false: `bias`, `x' = x - bias`, decode adds `bias`.
 Final `ae.pt` files already have the activation-norm factor folded into the biases; a mid-training
 backup (`{"ae": state_dict, "norm_factor": f, ...}`) does not, so `input_scale = 1/f` there.
 """
@@ -58,6 +62,8 @@ DICT_CLASSES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "threshold", "k"),
     ),
     "AutoEncoderTopK": ("topk", ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "k")),
+    # after AutoEncoderTopK (whose keys include these) and before AutoEncoderNew (a subset of these)
+    "VSAETopK": ("topk_abs", ("encoder.weight", "encoder.bias", "decoder.weight", "k")),
     "AutoEncoderNew": ("relu", ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias")),
     "AutoEncoder": ("relu", ("encoder.weight", "encoder.bias", "decoder.weight", "bias")),
 }
@@ -161,12 +167,21 @@ def load_dictionary_learning(
         b_enc = expect_shape(s, "b_enc", (d_sae,), weights, hint)
         out["b_enc"] = fold_input_bias(W_enc, b_enc, b_dec)  # its encoder does not subtract b_dec
         out["log_threshold"] = safe_log_threshold(expect_shape(s, "threshold", (d_sae,), weights, hint))
+    elif name == "VSAETopK":
+        b_enc = expect_shape(s, "encoder.bias", (d_sae,), weights, hint)
+        april = "bias" not in state  # april mode keeps the bias inside the decoder Linear
+        if "use_april_update_mode" in trainer and bool(trainer["use_april_update_mode"]) != april:
+            raise SAEFormatError(
+                f"{weights}: config.json says use_april_update_mode={trainer['use_april_update_mode']} but the "
+                f"state dict has {'decoder.bias' if april else 'bias'}; config and weights disagree"
+            )
+        out["b_enc"] = fold_input_bias(W_enc, b_enc, b_dec) if april else b_enc
     elif name == "AutoEncoderNew":
         out["b_enc"] = fold_input_bias(W_enc, expect_shape(s, "encoder.bias", (d_sae,), weights, hint), b_dec)
     else:
         bias_name = "b_enc" if "W_enc" in state else "encoder.bias"
         out["b_enc"] = expect_shape(s, bias_name, (d_sae,), weights, hint)
-    if arch in ("topk", "batchtopk"):
+    if arch in ("topk", "batchtopk", "topk_abs"):
         k_val = trainer.get("k", state["k"].item() if "k" in state else None)
         if k_val is None:
             raise SAEFormatError(
@@ -196,6 +211,8 @@ def load_dictionary_learning(
         normalize_decoder=False,
         normalization="expected_norm" if scale != 1.0 else "none",
         provenance=Provenance(
+            source_format="dictionary_learning",
+            source_name=weights.parent.name + "/" + weights.name,
             model=trainer.get("lm_name"),
             hook_point=trainer.get("submodule_name"),
             layer=layer if isinstance(layer, int) else None,

@@ -10,8 +10,9 @@ work is in the config semantics:
   folded into W_enc/b_enc/W_dec (identical latents and reconstructions).
 - `normalize_activations="expected_average_only_in"`: inputs were multiplied by a factor SAELens does
   not save with the weights (SAELens issue #381). Taken from `scaling_factor=`, else from a training
-  checkpoint's `activation_scaler.json`, else 1 with a warning. Per-row normalisations
-  (`constant_norm_rescale`, `layer_norm`) cannot be expressed as a constant and are refused.
+  checkpoint's `activation_scaler.json`, else 1 with a warning. `layer_norm` (per row: subtract the
+  mean, divide by std + 1e-5; restore on output) is native `normalization="layer_norm"`;
+  `constant_norm_rescale` (a per-row factor) has no native form and is refused.
 - pre-6.0 `scaling_factor [d_sae]` (finetuning scale on latents before decoding): folded into W_dec.
 """
 
@@ -83,10 +84,13 @@ def _input_scale(cfg: dict[str, Any], folder: Path, scaling_factor: float | None
                 "normalize_activations='none' (it works on raw activations); drop the scaling_factor argument"
             )
         return 1.0
-    if norm in ("constant_norm_rescale", "layer_norm"):
+    if norm == "layer_norm":
+        return 1.0  # per-row: native normalization="layer_norm" (same mean/std/eps), no constant
+    if norm == "constant_norm_rescale":
         raise SAEFormatError(
-            f"{folder / CFG_FILE}: normalize_activations={norm!r} rescales every row by its own norm at run "
-            "time; saekit SAEs only support a constant input scale, so this SAE cannot be converted exactly"
+            f"{folder / CFG_FILE}: normalize_activations={norm!r} rescales every row to norm sqrt(d_in) and "
+            "divides the output by that row's factor; saekit has no such mode, so this SAE cannot be "
+            "converted exactly"
         )
     if norm != "expected_average_only_in":
         raise SAEFormatError(f"{folder / CFG_FILE}: unknown normalize_activations={norm!r}")
@@ -107,9 +111,11 @@ def _input_scale(cfg: dict[str, Any], folder: Path, scaling_factor: float | None
     return 1.0
 
 
-def _uses_expected_norm(cfg: dict[str, Any]) -> bool:
+def _normalization(cfg: dict[str, Any]) -> str:
     norm = cfg.get("normalize_activations", "none")
-    return norm is True or norm == "expected_average_only_in"
+    if norm == "layer_norm":
+        return "layer_norm"
+    return "expected_norm" if norm is True or norm == "expected_average_only_in" else "none"
 
 
 def _provenance(cfg: dict[str, Any]) -> Provenance:
@@ -120,6 +126,7 @@ def _provenance(cfg: dict[str, Any]) -> Provenance:
     hook = get("hook_name", "hook_point")
     layer = get("hook_layer")
     return Provenance(
+        source_format="saelens",
         model=get("model_name"),
         hook_point=hook,
         layer=int(layer) if isinstance(layer, int) else layer_from_hook(hook),
@@ -211,7 +218,7 @@ def load_saelens(
         k=k,
         dtype=native_dtype(cfg.get("dtype")),
         normalize_decoder=False,
-        normalization="expected_norm" if _uses_expected_norm(cfg) else "none",
+        normalization=_normalization(cfg),
         provenance=prov,
     )
     out.update(W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec)

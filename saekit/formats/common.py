@@ -83,6 +83,11 @@ def torch_load_bytes(data: bytes, source: Path) -> Any:
     import io
     import pickle
 
+    if not (data[:2] == b"PK" or data[:1] == b"\x80"):  # neither torch's zip nor a legacy pickle
+        raise SAEFormatError(
+            f"cannot read the tensors of {source}: they are not a torch.save file ({len(data)} bytes starting "
+            f"{data[:8]!r}); the file is corrupt or truncated"
+        )
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

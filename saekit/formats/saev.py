@@ -75,8 +75,6 @@ def _activation(header: dict[str, Any], cfg: dict[str, Any], path: Path) -> tupl
     schema = header.get("schema")
     if schema is None:
         return "Relu", {}
-    if schema not in SCHEMAS:
-        raise SAEFormatError(f"{path}: saev schema {schema!r} is newer than supported ({SCHEMAS[-1]})")
     if schema == 1 and header.get("cls") in _ACT:  # format 1A: the class is the activation
         return header["cls"], {"top_k": cfg.get("top_k", 32)}
     act = cfg.get("activation")
@@ -86,6 +84,12 @@ def _activation(header: dict[str, Any], cfg: dict[str, Any], path: Path) -> tupl
 
 
 def _config(header: dict[str, Any], path: Path) -> tuple[dict[str, Any], int, int]:
+    schema = header.get("schema")
+    if schema is not None and schema not in SCHEMAS:
+        raise SAEFormatError(
+            f"{path}: saev schema {schema!r} is not one this saekit reads ({SCHEMAS[0]}-{SCHEMAS[-1]}); "
+            "upgrade saekit, or re-save the SAE with a saev version of those schemas"
+        )
     cfg = dict(header) if header.get("schema") is None else dict(header.get("cfg") or {})
     d_in = cfg.get("d_model", cfg.get("d_vit"))
     if d_in is None:

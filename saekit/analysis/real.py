@@ -65,7 +65,7 @@ def encode_into(
         if tracker is not None:
             tracker.update_sparse(vals, idx, keys_B)
     else:  # one scan of the dense latents feeds both
-        lat = sae.encode(acts_BD)
+        lat = sae.activation_magnitude(sae.encode(acts_BD))  # |f| for signed SAEs: negatives are active
         flat = lat.reshape(-1)
         idx = flat.nonzero().squeeze(1)  # latents are >= 0, so non-zero = active; no mask tensor
         vals = flat[idx].float()

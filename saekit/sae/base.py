@@ -114,6 +114,13 @@ class SAE(nn.Module):
             out = out + x @ self.W_skip
         return out
 
+    def delta_to_raw(self, delta_n: Tensor, x: Tensor) -> Tensor:
+        """A difference of decoder outputs (normalised units) in raw units, for input rows `x`: divided by
+        the input scale, or times each row's std for layer_norm (means and skip terms cancel)."""
+        if self.cfg.normalization == "layer_norm":
+            return delta_n * row_stats(x.to(dtype=self.dtype, device=self.device))[1]
+        return delta_n / self.input_scale.to(self.dtype)
+
     def _input_dependence(self) -> str:
         parts = ["normalization='layer_norm'"] if self.cfg.normalization == "layer_norm" else []
         return ", ".join(parts + (["a skip connection"] if self.cfg.skip_connection else []))
@@ -239,6 +246,11 @@ class SAE(nn.Module):
     def is_active(self, latents: Tensor) -> Tensor:
         """Boolean mask of active latents: non-zero (signed architectures have negative active latents)."""
         return latents != 0
+
+    def activation_magnitude(self, latents: Tensor) -> Tensor:
+        """How strongly each latent fires: `|f|` for signed architectures (a negative latent is active),
+        `f` itself otherwise. Statistics, top examples and calibration rank by this."""
+        return latents.abs() if self.signed_latents else latents
 
     def extra_repr(self) -> str:
         k = f", k={self.cfg.k}" if self.cfg.k else ""

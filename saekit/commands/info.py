@@ -16,7 +16,8 @@ def main(argv: list[str]) -> int:
         InfoConfig,
         args=argv,
         prog="saekit info",
-        description="Format, architecture, sizes, normalisation and provenance of an SAE, or a store's manifest.",
+        description="Format, architecture, sizes, normalisation and provenance of an SAE (any format saekit "
+        "reads), or an activation store's manifest.",
     )
     from saekit.formats.describe import describe
 

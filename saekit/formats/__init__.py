@@ -62,7 +62,8 @@ def load_any(
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise SAEFormatError(
-            f"{path} is in {format!r} format, which takes option(s) {sorted(accepted) or 'none'}; got {unknown}"
+            f"{path} is in {format!r} format, which takes option(s) {sorted(accepted) or 'none'}; got "
+            f"{unknown}"
         )
     return loader(path, device, **options)
 

@@ -64,7 +64,9 @@ def load_torch_weights_only(path: Path) -> Any:
     if not path.exists():
         raise SAEFormatError(f"missing weights file {path}; the folder is incomplete — re-download it")
     if path.is_dir():
-        raise SAEFormatError(f"{path} is a folder; this format is a single weights file — pass the file itself")
+        raise SAEFormatError(
+            f"{path} is a folder; this format is a single weights file — pass the file itself"
+        )
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -85,7 +87,8 @@ def torch_load_bytes(data: bytes, source: Path) -> Any:
 
     if not (data[:2] == b"PK" or data[:1] == b"\x80"):  # neither torch's zip nor a legacy pickle
         raise SAEFormatError(
-            f"cannot read the tensors of {source}: they are not a torch.save file ({len(data)} bytes starting "
+            f"cannot read the tensors of {source}: they are not a torch.save file ({len(data)} bytes "
+            "starting "
             f"{data[:8]!r}); the file is corrupt or truncated"
         )
     try:
@@ -96,7 +99,9 @@ def torch_load_bytes(data: bytes, source: Path) -> Any:
             f"arbitrary code ({str(exc).strip().splitlines()[0] if str(exc).strip() else 'unpickling error'})"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise SAEFormatError(f"cannot read the tensors of {source}: {exc}; the file is corrupt or truncated") from None
+        raise SAEFormatError(
+            f"cannot read the tensors of {source}: {exc}; the file is corrupt or truncated"
+        ) from None
 
 
 def state_keys(path: Path) -> set[str] | None:
@@ -162,7 +167,8 @@ def native_dtype(dtype: torch.dtype | str | None) -> str:
 
 
 def layer_from_hook(hook: str | None) -> int | None:
-    """First integer after `layers.`/`blocks.`/`layer_`/`h.` in a hook name, e.g. `blocks.8.hook_resid_pre` -> 8."""
+    """First integer after `layers.`/`blocks.`/`layer_`/`h.` in a hook name, e.g. "
+    "`blocks.8.hook_resid_pre` -> 8."""
     if not hook:
         return None
     m = re.search(r"(?:layers|blocks|layer|h|block)[._](\d+)", hook)
@@ -202,7 +208,8 @@ def assemble(cfg: SAEConfig, tensors: dict[str, Tensor], source: Path, device: s
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:  # a converter bug, not a user error, but say it clearly anyway
         raise SAEFormatError(
-            f"converting {source} to arch={cfg.arch!r}: missing native tensor(s) {missing}, unexpected {extra}"
+            f"converting {source} to arch={cfg.arch!r}: missing native tensor(s) {missing}, unexpected "
+            f"{extra}"
         )
     for name, shape in expected.items():
         t = tensors[name]

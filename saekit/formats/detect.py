@@ -63,7 +63,9 @@ def _dl_file(path: Path) -> bool:
     if path.name == "ae.pt" or path.name.startswith("ae_"):
         return True  # dictionary_learning's own file names; its loader explains a bad state dict
     keys = state_keys(path)
-    return keys is not None and any(set(k) - {"k"} <= keys for _, k in dictionary_learning.DICT_CLASSES.values())
+    return keys is not None and any(
+        set(k) - {"k"} <= keys for _, k in dictionary_learning.DICT_CLASSES.values()
+    )
 
 
 FORMATS: tuple[FormatSpec, ...] = (
@@ -80,10 +82,17 @@ FORMATS: tuple[FormatSpec, ...] = (
         f"{dictionary_learning.WEIGHTS_FILE} (+ {dictionary_learning.CONFIG_FILE})",
         lambda p: (p / dictionary_learning.WEIGHTS_FILE).is_file(),
     ),
-    FormatSpec("saev", f"{saev.WEIGHTS_FILE} (JSON header line + state dict)", lambda p: (p / saev.WEIGHTS_FILE).is_file()),
+    FormatSpec(
+        "saev",
+        f"{saev.WEIGHTS_FILE} (JSON header line + state dict)",
+        lambda p: (p / saev.WEIGHTS_FILE).is_file(),
+    ),
     FormatSpec("saev", "a file starting with a JSON header line", saev.has_json_header, single_file=True),
     FormatSpec(
-        "openai", "a .pt state dict with pre_bias, encoder.weight, latent_bias", _keys_match(openai.matches_keys), True
+        "openai",
+        "a .pt state dict with pre_bias, encoder.weight, latent_bias",
+        _keys_match(openai.matches_keys),
+        True,
     ),
     FormatSpec(
         "gytdau",
@@ -146,5 +155,6 @@ def detect_format(path: str | Path) -> tuple[str, Path]:
     looked = "; ".join(f"{s.name}: {s.files}" for s in FORMATS)
     raise SAEFormatError(
         f"cannot tell which SAE format {path} is in. Looked for — {looked}. Found: {_found(target)}. "
-        "Point at the folder holding one SAE (for multi-SAE releases, the sub-folder of the hook point you want)"
+        "Point at the folder holding one SAE (for multi-SAE releases, the sub-folder of the hook point you "
+        "want)"
     )

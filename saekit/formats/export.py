@@ -22,7 +22,13 @@ TARGETS = ("saelens", "sparsify", "dictionary_learning")
 
 #: target -> native architectures it has a class for (and the class used).
 SUPPORTED: dict[str, dict[str, str]] = {
-    "saelens": {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated", "batchtopk": "jumprelu"},
+    "saelens": {
+        "relu": "standard",
+        "topk": "topk",
+        "jumprelu": "jumprelu",
+        "gated": "gated",
+        "batchtopk": "jumprelu",
+    },
     "sparsify": {"topk": "topk"},
     "dictionary_learning": {
         "relu": "AutoEncoder",
@@ -49,7 +55,11 @@ class ExportConfig:
 
 def folded_tensors(sae) -> dict[str, Tensor]:
     """The SAE's tensors (float64) with the constant input scale folded in, so input_scale becomes 1."""
-    t = {name: v.detach().to("cpu", torch.float64) for name, v in sae.state_dict().items() if v.is_floating_point()}
+    t = {
+        name: v.detach().to("cpu", torch.float64)
+        for name, v in sae.state_dict().items()
+        if v.is_floating_point()
+    }
     c = float(sae.input_scale) if sae.cfg.normalization != "layer_norm" else 1.0
     t["W_enc"] = t["W_enc"] * c
     t["b_dec"] = t["b_dec"] / c
@@ -67,7 +77,10 @@ def refusal(sae, target: str) -> str | None:
     if cfg.skip_connection and target != "sparsify":
         return f"{target} SAEs have no linear skip term (W_skip); only sparsify skip transcoders do"
     if cfg.normalization == "layer_norm" and target != "saelens":
-        return f"{target} has no per-row layer-norm preprocessing; only SAELens (normalize_activations='layer_norm') does"
+        return (
+            f"{target} has no per-row layer-norm preprocessing; "
+            "only SAELens (normalize_activations='layer_norm') does"
+        )
     if arch == "batchtopk" and float(sae.threshold) < 0:
         return "this batchtopk SAE's inference threshold was never estimated (it falls back to per-row top-k)"
     return None

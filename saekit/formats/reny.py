@@ -56,7 +56,8 @@ def looks_like_reny(folder: Path) -> bool:
 
 def parse_hub_name(parts: list[str]) -> dict[str, Any]:
     """Provenance facts from re-n-y hub folder names (the last path parts), e.g.
-    `cc3m-text-topk-lr-3e-4-k-4-expansion-4` -> tower text; `transformer_blocks.18-1` -> block 18, stream 1."""
+    `cc3m-text-topk-lr-3e-4-k-4-expansion-4` -> tower text;
+    `transformer_blocks.18-1` -> block 18, stream 1."""
     out: dict[str, Any] = {}
     for part in parts:
         if m := _RUN.match(part):
@@ -83,7 +84,14 @@ _NEEDS = {
     "TopkSparseAutoencoder": ["encoder.weight", "encoder.bias", "decoder.weight", "bias"],
     "SparseAutoencoder": ["encoder.weight", "encoder.bias", "decoder.weight", "bias"],
     "JumpReLUSparseAutoencoder": ["encoder.weight", "encoder.bias", "decoder.weight", "bias", "logthres"],
-    "GatedAutoEncoder": ["encoder.weight", "decoder.weight", "decoder_bias", "gate_bias", "mag_bias", "r_mag"],
+    "GatedAutoEncoder": [
+        "encoder.weight",
+        "decoder.weight",
+        "decoder_bias",
+        "gate_bias",
+        "mag_bias",
+        "r_mag",
+    ],
 }
 _ARCH = {
     "TopkSparseAutoencoder": "topk",

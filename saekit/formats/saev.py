@@ -101,7 +101,9 @@ def _config(header: dict[str, Any], path: Path) -> tuple[dict[str, Any], int, in
     return cfg, d_in, check_int(d_sae, "d_sae", path)
 
 
-def load_saev(path: str | Path, device: str | torch.device | None = None, *, center_input: bool | None = None):
+def load_saev(
+    path: str | Path, device: str | torch.device | None = None, *, center_input: bool | None = None
+):
     """Convert a saev `sae.pt` into a native SAE with identical latents and reconstructions.
 
     `center_input` overrides whether the encoder saw `x - b_dec` (default: yes for the original and
@@ -113,12 +115,21 @@ def load_saev(path: str | Path, device: str | torch.device | None = None, *, cen
     cfg, d_in, d_sae = _config(header, path)
     cls, params = _activation(header, cfg, path)
     if cls not in _ACT:
-        raise SAEFormatError(f"{path}: saev activation {cls!r} is not supported; supported: {', '.join(_ACT)}")
+        raise SAEFormatError(
+            f"{path}: saev activation {cls!r} is not supported; supported: {', '.join(_ACT)}"
+        )
     require(state, ["W_enc", "b_enc", "W_dec", "b_dec"], path, "a saev SparseAutoencoder")
     hint = f"the header (d_model={d_in}, d_sae={d_sae})"
     t = {n: state[n].to(FOLD_DTYPE) for n in ("W_enc", "b_enc", "W_dec", "b_dec")}
-    out = {n: expect_shape(t, n, s, path, hint) for n, s in
-           (("W_enc", (d_in, d_sae)), ("b_enc", (d_sae,)), ("W_dec", (d_sae, d_in)), ("b_dec", (d_in,)))}
+    out = {
+        n: expect_shape(t, n, s, path, hint)
+        for n, s in (
+            ("W_enc", (d_in, d_sae)),
+            ("b_enc", (d_sae,)),
+            ("W_dec", (d_sae, d_in)),
+            ("b_dec", (d_in,)),
+        )
+    }
     centred = header.get("schema") in (None, 1) if center_input is None else center_input
     if not centred:
         out["b_enc"] = fold_input_bias(out["W_enc"], out["b_enc"], out["b_dec"])

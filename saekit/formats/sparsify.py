@@ -78,7 +78,8 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
     activation = cfg.get("activation", "topk")
     if activation != "topk":
         raise SAEFormatError(
-            f"{cfg_path}: activation={activation!r} (group-max) has no native equivalent; only 'topk' converts"
+            f"{cfg_path}: activation={activation!r} (group-max) has no native equivalent; only 'topk' "
+            "converts"
         )
     skip = bool(cfg.get("skip_connection")) or "W_skip" in tensors
     if skip:
@@ -91,7 +92,9 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
     b_dec = expect_shape(tensors, "b_dec", (d_in,), src, hint).to(FOLD_DTYPE)
     W_enc = W_enc_FD.T.contiguous()
     if skip:  # sparsify adds `x @ W_skip.mT`; native recon adds `x @ W_skip`
-        W_skip = expect_shape(tensors, "W_skip", (d_in, d_in), src, f"{hint} with d_out = d_in").to(FOLD_DTYPE)
+        W_skip = expect_shape(tensors, "W_skip", (d_in, d_in), src, f"{hint} with d_out = d_in").to(
+            FOLD_DTYPE
+        )
     if cfg.get("transcode", False):
         b_enc = fold_input_bias(W_enc, b_enc, b_dec)
         warnings.warn(

@@ -66,7 +66,9 @@ def write_sparsify(sae, t: dict[str, Tensor], _cls: str, out: Path) -> None:
     w = {"encoder.weight": t["W_enc"].T, "encoder.bias": t["b_enc"], "W_dec": t["W_dec"], "b_dec": t["b_dec"]}
     if sae.cfg.skip_connection:
         w["W_skip"] = t["W_skip"].T  # sparsify adds x @ W_skip.mT
-    unit = bool(torch.allclose(t["W_dec"].norm(dim=-1), torch.ones(sae.d_sae, dtype=torch.float64), atol=1e-6))
+    unit = bool(
+        torch.allclose(t["W_dec"].norm(dim=-1), torch.ones(sae.d_sae, dtype=torch.float64), atol=1e-6)
+    )
     cfg = {
         "activation": "topk",
         "expansion_factor": max(1, sae.d_sae // sae.d_in),
@@ -88,19 +90,36 @@ def _dl_state(sae, t: dict[str, Tensor], cls: str) -> dict[str, Tensor]:
     if cls == "AutoEncoder":
         return {**linear, "encoder.bias": t["b_enc"], "bias": t["b_dec"]}
     if cls == "AutoEncoderTopK":
-        return {**linear, "encoder.bias": t["b_enc"], "b_dec": t["b_dec"], "k": k, "threshold": torch.tensor(-1.0)}
+        return {
+            **linear,
+            "encoder.bias": t["b_enc"],
+            "b_dec": t["b_dec"],
+            "k": k,
+            "threshold": torch.tensor(-1.0),
+        }
     if cls == "BatchTopKSAE":
         theta = torch.tensor(float(sae.threshold))
         return {**linear, "encoder.bias": t["b_enc"], "b_dec": t["b_dec"], "k": k, "threshold": theta}
     if cls == "VSAETopK":  # use_april_update_mode=False: `bias` subtracted before the encoder
         return {**linear, "encoder.bias": t["b_enc"], "bias": t["b_dec"], "k": k}
     if cls == "GatedAutoEncoder":
-        return {"encoder.weight": t["W_enc"].T, "decoder.weight": t["W_dec"].T, "decoder_bias": t["b_dec"],
-                "gate_bias": t["b_enc"], "mag_bias": t["b_mag"], "r_mag": t["r_mag"]}
+        return {
+            "encoder.weight": t["W_enc"].T,
+            "decoder.weight": t["W_dec"].T,
+            "decoder_bias": t["b_dec"],
+            "gate_bias": t["b_enc"],
+            "mag_bias": t["b_mag"],
+            "r_mag": t["r_mag"],
+        }
     # JumpReluAutoEncoder: pre = x W_enc + b_enc (no centring), so unfold b_dec out of b_enc
     b_enc = fold_input_bias(t["W_enc"], t["b_enc"], -t["b_dec"])
-    return {"W_enc": t["W_enc"], "b_enc": b_enc, "W_dec": t["W_dec"], "b_dec": t["b_dec"],
-            "threshold": _threshold(sae, t)}
+    return {
+        "W_enc": t["W_enc"],
+        "b_enc": b_enc,
+        "W_dec": t["W_dec"],
+        "b_dec": t["b_dec"],
+        "threshold": _threshold(sae, t),
+    }
 
 
 def write_dictionary_learning(sae, t: dict[str, Tensor], cls: str, out: Path) -> None:

@@ -89,6 +89,11 @@ class SAEConfig:
     """Where the training data came from."""
 
     def __post_init__(self) -> None:
+        self._check_sizes()
+        self._check_choices()
+        self._check_coefficients()
+
+    def _check_sizes(self) -> None:
         from saekit.sae.registry import get_class, needs_k
 
         get_class(self.arch)  # raises, listing the registered architectures, when unknown
@@ -105,20 +110,26 @@ class SAEConfig:
                 raise SAEConfigError(f"arch={self.arch!r} needs k (active latents per row), e.g. k=32")
             if not 0 < self.k <= self.d_sae:
                 raise SAEConfigError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
+        if self.aux_k is not None and self.aux_k < 1:
+            raise SAEConfigError(f"aux_k must be >= 1 (or None for d_in // 2), got {self.aux_k}")
+
+    def _check_choices(self) -> None:
         if self.dtype not in DTYPES:
             raise SAEConfigError(f"dtype {self.dtype!r} not supported; choose one of {', '.join(DTYPES)}")
         if self.normalization not in NORMALIZATIONS:
             raise SAEConfigError(
-                f"normalization {self.normalization!r} not supported; choose one of {', '.join(NORMALIZATIONS)}"
+                f"normalization {self.normalization!r} not supported; choose one of "
+                f"{', '.join(NORMALIZATIONS)}"
             )
+
+    def _check_coefficients(self) -> None:
         if self.jumprelu_bandwidth <= 0:
             raise SAEConfigError(f"jumprelu_bandwidth must be > 0, got {self.jumprelu_bandwidth}")
         if self.jumprelu_init_threshold <= 0:
             raise SAEConfigError(
-                f"jumprelu_init_threshold must be > 0 (it is stored as a log), got {self.jumprelu_init_threshold}"
+                "jumprelu_init_threshold must be > 0 (it is stored as a log), got "
+                f"{self.jumprelu_init_threshold}"
             )
-        if self.aux_k is not None and self.aux_k < 1:
-            raise SAEConfigError(f"aux_k must be >= 1 (or None for d_in // 2), got {self.aux_k}")
         if self.aux_k_coefficient < 0:
             raise SAEConfigError(f"aux_k_coefficient must be >= 0, got {self.aux_k_coefficient}")
         if self.sparsity_coefficient < 0:

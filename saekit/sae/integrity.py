@@ -60,7 +60,8 @@ def check_pair(folder: Path, raw: dict[str, Any], name: str, *, full: bool = Fal
     if size != record.get("size"):
         raise SAEFormatError(
             f"{path} ({size} bytes) does not match config.json, which recorded {record.get('size')} bytes: "
-            f"the file is corrupt or truncated, or from a different save (an interrupted save or copy?); {FIX}"
+            "the file is corrupt or truncated, or from a different save (an interrupted save or copy?); "
+            f"{FIX}"
         )
     token = raw.get("pair")
     found = _pair_token(path)
@@ -74,7 +75,8 @@ def check_pair(folder: Path, raw: dict[str, Any], name: str, *, full: bool = Fal
         digest = file_sha256(path)
         if digest != record.get("sha256"):
             raise SAEFormatError(
-                f"{path} has sha256 {digest[:16]}... but config.json recorded {str(record.get('sha256'))[:16]}...: "
+                f"{path} has sha256 {digest[:16]}... but config.json recorded "
+                f"{str(record.get('sha256'))[:16]}...: "
                 f"its bytes changed after saving (corrupted or overwritten in place); {FIX}"
             )
     return {"file": name, "recorded": True, "size": size, "sha256_checked": hashed}

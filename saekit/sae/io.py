@@ -81,7 +81,8 @@ def _read_raw(folder: str | Path) -> dict:
     path = folder / CONFIG_FILE
     if not path.exists():
         raise SAEFormatError(
-            f"no {CONFIG_FILE} in {folder}: not a saekit SAE folder (expected {CONFIG_FILE} + {WEIGHTS_FILE}); "
+            f"no {CONFIG_FILE} in {folder}: not a saekit SAE folder (expected {CONFIG_FILE} + "
+            f"{WEIGHTS_FILE}); "
             "foreign formats (SAELens, sparsify, ...) need converting first"
         )
     try:

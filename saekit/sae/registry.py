@@ -65,7 +65,8 @@ def architectures() -> list[str]:
 
 
 def needs_k(arch: str) -> bool:
-    """True for architectures with a `k` (active latents per row): those whose class defines a `k` property."""
+    """True for architectures with a `k` (active latents per row): those whose class defines a `k` "
+    "property."""
     return isinstance(getattr(get_class(arch), "k", None), property)
 
 

@@ -47,7 +47,9 @@ class _SignedTopK(SAE):
         recon_n = self.decode_normalized(latents)
         aux = None
         if dead_mask is not None and self.training:
-            aux = aux_k_loss(pre, x_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient)
+            aux = aux_k_loss(
+                pre, x_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient
+            )
         return self._output(x_n, recon_n, latents, aux=aux)
 
 

@@ -30,7 +30,9 @@ K = 5
 
 
 def native(arch, seed=0, **kw):
-    sae = build(SAEConfig(d_in=D_IN, d_sae=D_SAE, arch=arch, k=K if "topk" in arch else None, **kw), seed=seed)
+    sae = build(
+        SAEConfig(d_in=D_IN, d_sae=D_SAE, arch=arch, k=K if "topk" in arch else None, **kw), seed=seed
+    )
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in sae.parameters():

@@ -21,7 +21,13 @@ def _info(capsys, *args) -> dict:
 def test_info_for_native_foreign_and_row_dependent_saes(tmp_path, capsys):
     build(SAEConfig(d_in=8, d_sae=32, arch="jumprelu")).save(tmp_path / "n")
     info = _info(capsys, tmp_path / "n")
-    assert (info["format"], info["arch"], info["d_in"], info["d_sae"], info["k"]) == ("saekit", "jumprelu", 8, 32, None)
+    assert (info["format"], info["arch"], info["d_in"], info["d_sae"], info["k"]) == (
+        "saekit",
+        "jumprelu",
+        8,
+        32,
+        None,
+    )
     write_reny(tmp_path / "cc3m-text-topk-lr-3e-4-k-4-expansion-4", linear_tensors(), k=4)
     info = _info(capsys, tmp_path / "cc3m-text-topk-lr-3e-4-k-4-expansion-4")
     assert (info["format"], info["arch"], info["k"]) == ("reny", "topk", 4)

@@ -25,8 +25,8 @@ def test_no_module_bypasses_saekit_load():
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if re.search(r"\bload_sae\s*\(|import load_sae\b", line):
                 offenders.append(f"{rel}:{n}: {line.strip()}")
-    assert not offenders, "open SAEs with saekit.load (any format), not the native-only load_sae:\n" + "\n".join(
-        offenders
+    assert not offenders, (
+        "open SAEs with saekit.load (any format), not the native-only load_sae:\n" + "\n".join(offenders)
     )
 
 

@@ -108,8 +108,12 @@ def test_hub_names_become_provenance(tmp_path):
     assert parse_hub_name(["cc3m-text-topk-lr-3e-4-k-4-expansion-4"])["tower"] == "text"
     assert parse_hub_name(["cc3m-vision-standard-lr-1e-4-expansion-8"])["tower"] == "vision"
     facts = parse_hub_name(["flux-sae", "transformer_blocks.18-1"])
-    assert facts == {"hook_point": "transformer_blocks.18", "layer": 18, "stream": "1",
-                     "source_name": "transformer_blocks.18-1"}
+    assert facts == {
+        "hook_point": "transformer_blocks.18",
+        "layer": 18,
+        "stream": "1",
+        "source_name": "transformer_blocks.18-1",
+    }
     assert parse_hub_name(["single_transformer_blocks.37"])["hook_point"] == "single_transformer_blocks.37"
     sae = load_any(write_reny(tmp_path / "transformer_blocks.18-1", linear_tensors(), k=4))
     p = sae.cfg.provenance

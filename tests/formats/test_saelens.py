@@ -195,9 +195,7 @@ def test_layer_norm_matches_saelens_per_row_math(tmp_path):
     """SAELens layer_norm: mu = mean, std = unbiased std of x - mu, x' = (x - mu)/(std + 1e-5), the
     output restored as out * std + mu. Inputs with a large per-row offset and scale make it matter."""
     t = base_tensors(seed=5)
-    folder = write_saelens(
-        tmp_path / "n", t, architecture="topk", k=5, normalize_activations="layer_norm"
-    )
+    folder = write_saelens(tmp_path / "n", t, architecture="topk", k=5, normalize_activations="layer_norm")
     sae = load_saelens(folder)
     assert sae.cfg.normalization == "layer_norm"
     x = acts(seed=6) * torch.linspace(0.5, 40.0, BATCH)[:, None] + torch.linspace(-30, 30, BATCH)[:, None]

@@ -90,13 +90,18 @@ def test_batchtopk_threshold(tmp_path, theta):
     assert_close(sae.reconstruct(x), out, "batchtopk reconstruction")
 
 
-@pytest.mark.parametrize("schema,cls", [(None, "Relu"), (1, "Relu"), (1, "TopK"), (1, "SparseAutoencoderConfig")])
+@pytest.mark.parametrize(
+    "schema,cls", [(None, "Relu"), (1, "Relu"), (1, "TopK"), (1, "SparseAutoencoderConfig")]
+)
 def test_old_schemas_encode_x_minus_b_dec(tmp_path, schema, cls):
     s = saev_state(seed=4)
     h = header(schema, cls)
     if cls == "SparseAutoencoderConfig":  # format 1B: activation given as a dict
-        h = {"schema": 1, "cls": cls, "cfg": {"d_model": D_IN, "d_sae": D_SAE,
-                                               "activation": {"cls": "TopK", "params": {"top_k": 4}}}}
+        h = {
+            "schema": 1,
+            "cls": cls,
+            "cfg": {"d_model": D_IN, "d_sae": D_SAE, "activation": {"cls": "TopK", "params": {"top_k": 4}}},
+        }
     sae = load_saev(write_saev(tmp_path / "sae.pt", h, s))
     x = acts(seed=4)
     f, out = ref(s, x, "Relu" if cls == "Relu" else "TopK", centred=True)

@@ -61,7 +61,9 @@ def test_boost_active_treats_a_negative_latent_as_active():
     assert_close(out[off], (x + 2.0 * d_j)[off], "inactive rows get the decoded shift")
 
 
-@pytest.mark.parametrize("kw", [{"normalization": "layer_norm"}, {"skip_connection": True}], ids=["ln", "skip"])
+@pytest.mark.parametrize(
+    "kw", [{"normalization": "layer_norm"}, {"skip_connection": True}], ids=["ln", "skip"]
+)
 def test_row_dependent_decode_in_steering_and_eval(kw):
     sae = signed_sae("topk", **kw)
     x = acts(seed=5, n=32) * 4.0 + 1.5

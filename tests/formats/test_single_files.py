@@ -96,7 +96,9 @@ def openai_ref(s, x):
 
 
 @pytest.mark.parametrize(
-    "kw", [{}, {"post": "Identity"}, {"activation": "ReLU"}, {"tied": True}], ids=["topk", "id", "relu", "tied"]
+    "kw",
+    [{}, {"post": "Identity"}, {"activation": "ReLU"}, {"tied": True}],
+    ids=["topk", "id", "relu", "tied"],
 )
 def test_openai_matches_reference(tmp_path, kw):
     s = openai_state(**kw)

@@ -68,6 +68,7 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     import saekit
+    from saekit.formats import output_folder
     from saekit.atomic import write_json_atomic
     from saekit.data.corpus import load_corpus
     from saekit.eval.activations import activation_metrics, check_width
@@ -86,7 +87,7 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
         raise SaekitError(
             f"{cfg.sae}: the SAE's provenance does not name its model/hook point; pass --model and --hook"
         )
-    out_dir = Path(cfg.out) if cfg.out else Path(cfg.sae) / "eval"
+    out_dir = Path(cfg.out) if cfg.out else output_folder(cfg.sae) / "eval"  # single-file SAEs too
     report: dict[str, Any] = {
         "sae": str(cfg.sae),
         "model": model_name,

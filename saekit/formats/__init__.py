@@ -68,7 +68,15 @@ def load_any(
     return loader(path, device, **options)
 
 
+def output_folder(path: str | Path) -> Path:
+    """Where outputs about an SAE go by default (eval/, calibration, analysis): the SAE folder itself,
+    or for a single-file SAE (`x.pth`, saev `sae.pt`) a folder named after the file beside it."""
+    path = Path(path)
+    return path.parent / path.stem if path.is_file() else path
+
+
 __all__ = [
+    "output_folder",
     "FORMATS",
     "LOADERS",
     "detect_format",

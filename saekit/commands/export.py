@@ -25,13 +25,16 @@ def _positionals_to_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    cfg = tyro.cli(
-        ExportConfig,
-        args=_positionals_to_flags(argv),
-        prog="saekit export",
-        description="Write an SAE in SAELens / sparsify / dictionary_learning layout, refusing (with the "
-        "reason) what a target cannot represent exactly.",
-    )
+    try:
+        cfg = tyro.cli(
+            ExportConfig,
+            args=_positionals_to_flags(argv),
+            prog="saekit export",
+            description="Write an SAE in SAELens / sparsify / dictionary_learning layout, refusing (with the "
+            "reason) what a target cannot represent exactly.",
+        )
+    except SystemExit as exc:  # --help, or a flag error tyro already reported
+        return int(exc.code or 0)
     from saekit.formats.export import export_sae
 
     out = export_sae(cfg)

@@ -37,8 +37,8 @@ class FormatSpec:
 
 
 def _is_native(folder: Path) -> bool:
-    cfg = folder / "config.json"
-    if not (cfg.is_file() and (folder / "model.safetensors").is_file()):
+    cfg = folder / "config.json"  # the weights may be missing: the native loader then names them
+    if not cfg.is_file():
         return False
     try:
         raw = json.loads(cfg.read_text(encoding="utf-8"))

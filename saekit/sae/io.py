@@ -52,12 +52,30 @@ def save_sae(sae, folder: str | Path) -> Path:
         {
             "schema_version": SCHEMA_VERSION,
             "format": "saekit.sae",
-            "config": cfg.to_dict(),
+            "config": _config_dict(cfg),
             "files": {WEIGHTS_FILE: record},
             "pair": pair,
         },
     )
     return folder
+
+
+#: Fields added after schema 1 was released, written only when not at their default, so a folder that
+#: does not use them stays readable by earlier saekit versions (which refuse unknown keys).
+_NEW_FIELDS = {"skip_connection": False}
+_NEW_PROVENANCE = ("tower", "source_format", "source_name")
+
+
+def _config_dict(cfg: SAEConfig) -> dict:
+    data = cfg.to_dict()
+    for name, default in _NEW_FIELDS.items():
+        if data.get(name) == default:
+            data.pop(name)
+    prov = data["provenance"]
+    for name in _NEW_PROVENANCE:
+        if prov.get(name) is None:
+            prov.pop(name, None)
+    return data
 
 
 def read_config(folder: str | Path) -> SAEConfig:

@@ -368,3 +368,15 @@ def test_verify_hashes_even_large_files(saved, monkeypatch):
     load_sae(saved)  # fast path: size and token match, bytes not hashed
     with pytest.raises(SAEFormatError, match="sha256"):
         verify_sae(saved)
+
+
+def test_fields_added_later_are_written_only_when_used(tmp_path):
+    """An SAE that uses no new feature saves a config.json earlier saekit versions can read."""
+    sae, _ = _trained_ish("relu")
+    meta = json.loads((sae.save(tmp_path / "s") / CONFIG_FILE).read_text())
+    assert "skip_connection" not in meta["config"]
+    assert not {"tower", "source_format", "source_name"} & set(meta["config"]["provenance"])
+    skip = make_sae("topk", skip_connection=True)
+    meta = json.loads((skip.save(tmp_path / "k") / CONFIG_FILE).read_text())
+    assert meta["config"]["skip_connection"] is True
+    assert saekit.load(tmp_path / "k").cfg == skip.cfg

@@ -245,7 +245,10 @@ def analyze_store(
     effects = {}
     if unembed is not None and features:
         effects = {e.feature: e for e in logit_effects(sae.decoder_directions(), unembed, features)}
-    tok = lambda i: report.token_text(tokenizer, i)
+
+    def tok(i):
+        return report.token_text(tokenizer, i)
+
     c = 0
     for fi, f in enumerate(features):
         examples = []

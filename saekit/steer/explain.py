@@ -142,7 +142,8 @@ def format_explanations(items: list[FeatureExplanation]) -> str:
     if not items:
         return "no feature is active on this prompt"
     lines = [
-        f"{'feature':>8} {'max':>8} {'mean':>7} {'#tok':>5}  prompt tokens | promoted tokens (direct logit effect)"
+        f"{'feature':>8} {'max':>8} {'mean':>7} {'#tok':>5}  "
+        "prompt tokens | promoted tokens (direct logit effect)"
     ]
     for e in items:
         pt = " ".join(repr(t) for t in e.prompt_tokens)

@@ -10,7 +10,10 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from saekit.errors import SAEConfigError
-from saekit.train.sae_spec import SAESpec, check_spec, spec_names
+from saekit.sae.registry import needs_k
+from saekit.train.sae_spec import ArchName, SAESpec, check_spec, spec_names
+
+__all__ = ["ArchName", "DEFAULT_DEAD_TOKENS", "TrainConfig", "default_lr"]
 
 DEFAULT_DEAD_TOKENS = 10_000_000
 
@@ -124,7 +127,7 @@ class TrainConfig:
             raise SAEConfigError("log_every and checkpoint_every must be positive")
         if self.prefetch < 0:
             raise SAEConfigError(f"prefetch must be >= 0 batches, got {self.prefetch}")
-        if self.sae.arch in ("topk", "batchtopk") and not self.sae.k:
+        if needs_k(self.sae.arch) and not self.sae.k:
             raise SAEConfigError(f"arch={self.sae.arch!r} needs --k (active latents per row), e.g. --k 32")
         check_spec(self.sae)
 

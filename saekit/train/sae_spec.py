@@ -14,14 +14,29 @@ import dataclasses
 import inspect
 import textwrap
 import typing
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tyro
 
 from saekit.sae.config import SAEConfig
+from saekit.sae.registry import architectures
 
 #: SAEConfig fields a training run fills in itself (sizes from the store, provenance from its manifest).
 RUN_FIELDS = ("d_in", "d_sae", "provenance")
+
+#: SAEConfig fields that describe imported SAEs only: the trainer's losses have no skip term, so offering
+#: the flag would train an SAE whose `W_skip` silently never moves.
+IMPORT_ONLY = ("skip_connection",)
+
+
+#: CLI choices for --arch, read from the architecture registry (one source of truth).
+ArchName = Literal[tuple(architectures())]
+
+
+def _type_overrides() -> dict[str, Any]:
+    """Narrower CLI types than SAEConfig's: --arch lists the registry; `layer_norm` is import-only."""
+    return {"arch": ArchName, "normalization": Literal["none", "expected_norm"]}
+
 
 #: Defaults that differ for training from SAEConfig's (which describe a bare, unnormalised SAE).
 TRAIN_DEFAULTS: dict[str, Any] = {"k": 32, "normalization": "expected_norm"}
@@ -39,11 +54,11 @@ def field_docstrings(cls: type) -> dict[str, str]:
 
 
 def _spec_fields() -> list[tuple[str, Any, Any]]:
-    hints = typing.get_type_hints(SAEConfig)
+    hints = {**typing.get_type_hints(SAEConfig), **_type_overrides()}
     docs = field_docstrings(SAEConfig)
     out = []
     for f in dataclasses.fields(SAEConfig):
-        if f.name in RUN_FIELDS:
+        if f.name in RUN_FIELDS + IMPORT_ONLY:
             continue
         default = TRAIN_DEFAULTS.get(f.name, f.default)
         hint = Annotated[hints[f.name], tyro.conf.arg(help=docs.get(f.name, ""))]
@@ -53,7 +68,9 @@ def _spec_fields() -> list[tuple[str, Any, Any]]:
 
 SAESpec = dataclasses.make_dataclass("SAESpec", _spec_fields(), frozen=True)
 SAESpec.__module__ = __name__
-SAESpec.__doc__ = "SAE architecture and initialisation (SAEConfig without d_in, d_sae and provenance)."
+SAESpec.__doc__ = (
+    "SAE architecture and initialisation (SAEConfig without sizes, provenance, import-only fields)."
+)
 
 
 def spec_names() -> tuple[str, ...]:

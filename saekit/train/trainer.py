@@ -25,6 +25,7 @@ from saekit.errors import CheckpointError, NonFiniteError, SAEConfigError, Shape
 from saekit.sae import SAEConfig, build
 from saekit.sae.config import Provenance
 from saekit.sae.init import fit_input_scale_, init_b_dec_
+from saekit.sae.registry import needs_k
 from saekit.train import distributed as dd
 from saekit.train.batches import batch_stream
 from saekit.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -111,7 +112,7 @@ class Trainer:
     # -- setup ----------------------------------------------------------------------------------
     def _sae_config(self, prov: Provenance) -> SAEConfig:
         spec = self.cfg.sae
-        if spec.arch not in ("topk", "batchtopk"):
+        if not needs_k(spec.arch):
             spec = replace(spec, k=None)
         if spec.k is not None and spec.k > self.d_sae:
             raise SAEConfigError(f"k={spec.k} exceeds d_sae={self.d_sae}; lower --k or raise --expansion")
@@ -228,7 +229,7 @@ class Trainer:
         for group in run.opt.param_groups:
             group["lr"] = lr
         scale = sparsity_scale(run.step, self.total_steps, cfg.sparsity_warmup_frac)
-        uses_dead = cfg.arch in ("topk", "batchtopk") and cfg.sae.aux_k_coefficient > 0
+        uses_dead = needs_k(cfg.arch) and cfg.sae.aux_k_coefficient > 0
         with autocast(self.device, torch.bfloat16 if cfg.autocast == "bfloat16" else None):
             out = forward(x, dead_mask=run.tracker.dead_mask if uses_dead else None, sparsity_scale=scale)
         loss = out.losses.total

@@ -25,6 +25,9 @@ IDENTITY_KEYS = (
     "shard_rows",
     "batch_size",
     "max_norm_ratio",
+    "harvest_config",
+    "world_size",
+    "rank",
 )
 """Fields that must agree before an interrupted store may be resumed (present ones only)."""
 

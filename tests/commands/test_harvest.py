@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from saekit.data import ActivationStore, StoreWriter
-from saekit.data.harvest import HarvestConfig, harvest
+from saekit.data.harvest import LMHarvestConfig, harvest
 
 torch.set_num_threads(2)
 
@@ -71,7 +71,7 @@ def _cfg(out, corpus, **kw):
         dtype="float32",
     )
     base.update(kw)
-    return HarvestConfig(**base)
+    return LMHarvestConfig(**base)
 
 
 def _files(folder):
@@ -178,7 +178,7 @@ def test_smollm2_harvest_matches_hidden_states(tmp_path):
 
     lm = load_model("smollm2", dtype="float32", quiet=True)
     st = harvest(
-        HarvestConfig(
+        LMHarvestConfig(
             hook="model.layers.15",
             corpus="shakespeare",
             tokens=200,

@@ -51,9 +51,12 @@ def bad_rows(acts: np.ndarray, bf16: bool) -> list[int]:
     """Local rows holding NaN/inf (to name the damaged row)."""
     import torch
 
-    t = torch.from_numpy(np.ascontiguousarray(acts))
-    t = t.view(torch.bfloat16).float() if bf16 else t.float()
-    return (~torch.isfinite(t)).any(dim=1).nonzero().flatten().tolist()
+    out: list[int] = []
+    for start in range(0, acts.shape[0], 4096):  # blocks: bounded memory on big shards
+        t = torch.from_numpy(np.array(acts[start : start + 4096]))
+        t = t.view(torch.bfloat16).float() if bf16 else t.float()
+        out += (start + (~torch.isfinite(t)).any(dim=1).nonzero().flatten()).tolist()
+    return out
 
 
 def describe_rows(rows: list[int], first_row: int) -> str:

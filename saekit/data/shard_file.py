@@ -83,13 +83,15 @@ class ShardView:
         if acts is None or acts.shape != (expected_rows, expected_d) or self.dtypes["acts"] != acts_dtype:
             found = None if acts is None else (list(acts.shape), self.dtypes["acts"])
             raise StoreError(
-                f"store shard {path} does not match the manifest: expected acts [{expected_rows}, {expected_d}] "
+                f"store shard {path} does not match the manifest: expected acts [{expected_rows}, "
+                f"{expected_d}] "
                 f"{acts_dtype}, found {found}. {fix}"
             )
         for name, arr in self.arrays.items():
             if arr.shape[0] != expected_rows:
                 raise StoreError(
-                    f"store shard {path}: {name} has {arr.shape[0]} rows, manifest says {expected_rows}. {fix}"
+                    f"store shard {path}: {name} has {arr.shape[0]} rows, manifest says "
+                    f"{expected_rows}. {fix}"
                 )
 
     def check(self) -> None:

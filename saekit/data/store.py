@@ -41,8 +41,10 @@ class ActivationStore:
         manifest = read_manifest(folder)
         if not manifest.get("complete", False) and not allow_incomplete:
             raise StoreError(
-                f"store {folder} is incomplete ({manifest['count']} rows so far): its harvest was interrupted. "
-                f"Re-run the same `saekit harvest ... --out {folder}` to resume, or open with allow_incomplete=True"
+                f"store {folder} is incomplete ({manifest['count']} rows so far): its harvest was "
+                "interrupted. "
+                f"Re-run the same `saekit harvest ... --out {folder}` to resume, or open with "
+                "allow_incomplete=True"
             )
         fix = (
             f"Re-harvest the damaged shards: rerun the same `saekit harvest ... --out {folder}` command "

@@ -109,7 +109,8 @@ class StoreWriter:
                     return
                 elif not overwrite:
                     raise StoreError(
-                        f"{self.folder} holds an interrupted store; pass resume=True (default) or overwrite=True"
+                        f"{self.folder} holds an interrupted store; pass resume=True (default) or "
+                        "overwrite=True"
                     )
             self._wipe()
         elif any(self.folder.glob("shard_*.safetensors")) and not overwrite:
@@ -171,7 +172,8 @@ class StoreWriter:
                 )
         if self._buffer and set(meta) != set(self._buffer[0][1]):
             raise StoreError(
-                f"store {self.folder}: meta fields changed from {sorted(self._buffer[0][1])} to {sorted(meta)}"
+                f"store {self.folder}: meta fields changed from {sorted(self._buffer[0][1])} to "
+                f"{sorted(meta)}"
             )
         stored = acts.detach().to(self.storage_dtype)
         self._refuse_non_finite(stored, meta)
@@ -248,7 +250,8 @@ class StoreWriter:
         lengths = torch.tensor([0] + [len(t) for t in doc_tokens], dtype=torch.int64)
         flat = torch.tensor([tok for doc in doc_tokens for tok in doc], dtype=torch.int32)
         save_tensors_atomic(
-            (folder or self.folder) / TOKENS_FILE, {"doc_tokens": flat, "doc_offsets": torch.cumsum(lengths, 0)}
+            (folder or self.folder) / TOKENS_FILE,
+            {"doc_tokens": flat, "doc_offsets": torch.cumsum(lengths, 0)},
         )
 
     def close(self) -> dict[str, Any]:

@@ -70,7 +70,8 @@ def hidden_state_hook(model: nn.Module, site: ClipSite) -> str:
     idx = site.layer if site.layer >= 0 else n + 1 + site.layer
     if not 0 <= idx <= n:
         raise HookPointError(
-            f"CLIP layer {site.layer} out of range: hidden_states has {n + 1} entries (0..{n}, or -1..-{n + 1})"
+            f"CLIP layer {site.layer} out of range: hidden_states has {n + 1} entries (0..{n}, or "
+            f"-1..-{n + 1})"
         )
     if idx == 0:
         return prefix + ("pre_layrnorm" if site.tower == "vision" else "embeddings")
@@ -185,7 +186,9 @@ def load_clip(
     return LoadedClip(model, proc, tok, name_or_path)
 
 
-def site_positions(site: ClipSite, n_items: int, n_tokens: int, *, model=None, input_ids=None, attention_mask=None):
+def site_positions(
+    site: ClipSite, n_items: int, n_tokens: int, *, model=None, input_ids=None, attention_mask=None
+):
     """`(item [n], position [n])` of the rows `clip_activations` returns for a batch of `n_items`.
 
     Position = the token's index in the tower's sequence: vision CLS = 0 and patch p = 1 + p
@@ -194,7 +197,9 @@ def site_positions(site: ClipSite, n_items: int, n_tokens: int, *, model=None, i
     items = torch.arange(n_items, dtype=torch.int32)
     if site.token == "all":
         if site.tower == "vision" or attention_mask is None:
-            return items.repeat_interleave(n_tokens), torch.arange(n_tokens, dtype=torch.int32).repeat(n_items)
+            return items.repeat_interleave(n_tokens), torch.arange(n_tokens, dtype=torch.int32).repeat(
+                n_items
+            )
         mask = attention_mask.bool().cpu()
         pos = torch.arange(mask.shape[1], dtype=torch.int32)[None].expand_as(mask)
         return items[:, None].expand_as(mask)[mask], pos[mask]

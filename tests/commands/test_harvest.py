@@ -221,9 +221,15 @@ def test_many_hook_points_in_one_pass_equal_single_hook_harvests(tmp_path, corpu
     monkeypatch.setattr(saekit.hooks, "capture", counting)
     stores = harvest(_cfg(tmp_path / "multi", corpus, hook="model.layers.0,model.layers.2"), loaded=tiny_lm)
     multi_calls, calls[:] = list(calls), []
-    singles = [harvest(_cfg(tmp_path / h, corpus, hook=h), loaded=tiny_lm) for h in ("model.layers.0", "model.layers.2")]
+    singles = [
+        harvest(_cfg(tmp_path / h, corpus, hook=h), loaded=tiny_lm)
+        for h in ("model.layers.0", "model.layers.2")
+    ]
     single_calls = list(calls)
-    assert [s.folder for s in stores] == [tmp_path / "multi" / "model.layers.0", tmp_path / "multi" / "model.layers.2"]
+    assert [s.folder for s in stores] == [
+        tmp_path / "multi" / "model.layers.0",
+        tmp_path / "multi" / "model.layers.2",
+    ]
     assert all(h == ["model.layers.0", "model.layers.2"] and stop for h, stop in multi_calls)
     assert 2 * len(multi_calls) == len(single_calls)  # one pass per batch for both hook points
     for store, single in zip(stores, singles):

@@ -306,7 +306,13 @@ def test_flags_of_another_model_kind_are_refused(folders, tmp_path, capsys):
     """Each kind has its own flags: a flag of another kind is an error, not silently ignored."""
     from saekit.data.harvest import ClipHarvestConfig
 
-    flux = ["harvest", "--model", str(folders / "flux"), "--prompt-embeds", str(folders / "embeds.safetensors")]
+    flux = [
+        "harvest",
+        "--model",
+        str(folders / "flux"),
+        "--prompt-embeds",
+        str(folders / "embeds.safetensors"),
+    ]
     with pytest.raises(SystemExit):
         cli(flux + ["--site", "vision:-2:cls", "--out", str(tmp_path / "a")])
     assert "--site" in capsys.readouterr().err
@@ -314,7 +320,9 @@ def test_flags_of_another_model_kind_are_refused(folders, tmp_path, capsys):
         cli(["harvest", "--model", "smollm2", "--images", "skimage", "--out", str(tmp_path / "b")])
     assert "--images" in capsys.readouterr().err
     with pytest.raises(SAEConfigError, match="--captions"):
-        ClipHarvestConfig(model=str(folders / "clip"), images="skimage", site="text:-1:eos", out=tmp_path / "d")
+        ClipHarvestConfig(
+            model=str(folders / "clip"), images="skimage", site="text:-1:eos", out=tmp_path / "d"
+        )
 
 
 # -- saekit harvest: FLUX ---------------------------------------------------------------------------

@@ -43,31 +43,71 @@ def tiny_folder(tmp_path_factory):
     tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
     LlamaForCausalLM(cfg).save_pretrained(root / "model")
     fast.save_pretrained(root / "model")
     corpus = root / "corpus"
     corpus.mkdir()
     for i in range(7):
-        (corpus / f"d{i}.txt").write_text(f"DOC {i}: " + "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG. " * (2 + i))
+        (corpus / f"d{i}.txt").write_text(
+            f"DOC {i}: " + "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG. " * (2 + i)
+        )
     (root / "inject").mkdir()
     (root / "inject" / "sitecustomize.py").write_text(DIE)
     return root
 
 
 def _args(root: Path, out: Path) -> list[str]:
-    return ["harvest", "--model", str(root / "model"), "--hook", "model.layers.0,model.layers.1",
-            "--corpus", str(root / "corpus"), "--tokens", "500", "--context-len", "32", "--batch-size", "2",
-            "--shard-rows", "64", "--dtype", "float32", "--device", "cpu", "--quiet", "--out", str(out)]
+    return [
+        "harvest",
+        "--model",
+        str(root / "model"),
+        "--hook",
+        "model.layers.0,model.layers.1",
+        "--corpus",
+        str(root / "corpus"),
+        "--tokens",
+        "500",
+        "--context-len",
+        "32",
+        "--batch-size",
+        "2",
+        "--shard-rows",
+        "64",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
 
 
 def _run(root: Path, args: list[str], ranks: int, **env) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "saekit", *args]
     if ranks > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
-               "-m", "saekit", *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={ranks}",
+            "-m",
+            "saekit",
+            *args,
+        ]
     full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{root / 'inject'}:{ROOT}", **env)
     return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=300)
 
@@ -77,14 +117,22 @@ def _by_key(folder: Path) -> tuple[list[tuple[int, int]], torch.Tensor]:
     store = ActivationStore.open(folder)
     acts, metas = zip(*store.iter_rows_with_meta(10_000))
     acts = torch.cat(acts)
-    keys = list(zip(torch.cat([m["doc_id"] for m in metas]).tolist(), torch.cat([m["position"] for m in metas]).tolist()))
+    keys = list(
+        zip(
+            torch.cat([m["doc_id"] for m in metas]).tolist(),
+            torch.cat([m["position"] for m in metas]).tolist(),
+        )
+    )
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return [keys[i] for i in order], acts[order]
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not p.name.startswith(".")}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +154,10 @@ def test_two_ranks_hold_the_rows_of_one_process(stores, hook):
     assert len(keys1) == 500 and keys1 == keys2 and len(set(keys1)) == 500
     torch.testing.assert_close(acts2, acts1, rtol=0, atol=0)
     m = ActivationStore.open(stores / "two" / hook).manifest
-    assert m["world_size"] == 2 and {e["file"].split("/")[0] for e in m["shards"]} == {"rank_00000", "rank_00001"}
+    assert m["world_size"] == 2 and {e["file"].split("/")[0] for e in m["shards"]} == {
+        "rank_00000",
+        "rank_00001",
+    }
 
 
 def test_a_killed_rank_resumes_to_the_same_store(tiny_folder, stores, tmp_path):

@@ -23,7 +23,9 @@ def store(tmp_path) -> Path:
     g = torch.Generator().manual_seed(0)
     with StoreWriter(tmp_path / "s", {"model": "m", "hook_point": "h", "d": D}, shard_rows=SHARD) as w:
         for u in range(3):
-            w.add(torch.randn(10, D, generator=g), {"doc_id": torch.full((10,), u, dtype=torch.int32)}, unit=u)
+            w.add(
+                torch.randn(10, D, generator=g), {"doc_id": torch.full((10,), u, dtype=torch.int32)}, unit=u
+            )
     return tmp_path / "s"
 
 

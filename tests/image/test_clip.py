@@ -139,7 +139,11 @@ def test_harvest_into_store_matches_direct_reads(models, tmp_path):
     proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     images = skimage_samples()[:5]
     store = _harvest(
-        LoadedClip(vis, proc, None, "tiny-clip"), tmp_path / "v", images="skimage", tokens=5, batch_size=2,
+        LoadedClip(vis, proc, None, "tiny-clip"),
+        tmp_path / "v",
+        images="skimage",
+        tokens=5,
+        batch_size=2,
         shard_rows=3,
     )
     rows, meta = _all_rows(store)
@@ -155,8 +159,11 @@ def test_harvest_into_store_matches_direct_reads(models, tmp_path):
     caps = ["a cat on a mat", "two dogs", "the moon at night over water"]
     (tmp_path / "caps.jsonl").write_text("\n".join(json.dumps({"caption": c}) for c in caps))
     store = _harvest(
-        LoadedClip(txt, None, _WordTokenizer(), "tiny-clip"), tmp_path / "t", captions=tmp_path / "caps.jsonl",
-        site="text:-1:eos", batch_size=2,
+        LoadedClip(txt, None, _WordTokenizer(), "tiny-clip"),
+        tmp_path / "t",
+        captions=tmp_path / "caps.jsonl",
+        site="text:-1:eos",
+        batch_size=2,
     )
     rows, meta = _all_rows(store)
     enc = _WordTokenizer()(caps)
@@ -173,8 +180,12 @@ def test_patch_tokens_positions_follow_the_grid(models, tmp_path):
     vis, _, _ = models
     proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     store = _harvest(
-        LoadedClip(vis, proc, None, "tiny-clip"), tmp_path / "p", images="skimage", tokens=34,
-        site="vision:-1:all", batch_size=2,
+        LoadedClip(vis, proc, None, "tiny-clip"),
+        tmp_path / "p",
+        images="skimage",
+        tokens=34,
+        site="vision:-1:all",
+        batch_size=2,
     )
     rows, meta = _all_rows(store)
     images = skimage_samples()[:2]

@@ -27,7 +27,10 @@ def pipe():
 @pytest.fixture(scope="module")
 def embeds(tmp_path_factory):
     g = torch.Generator().manual_seed(0)
-    t = {"prompt_embeds": torch.randn(N, TEXT_LEN, 32, generator=g), "pooled_prompt_embeds": torch.randn(N, 32, generator=g)}
+    t = {
+        "prompt_embeds": torch.randn(N, TEXT_LEN, 32, generator=g),
+        "pooled_prompt_embeds": torch.randn(N, 32, generator=g),
+    }
     path = tmp_path_factory.mktemp("emb") / "embeds.safetensors"
     save_file(t, path)
     return path, t
@@ -35,8 +38,16 @@ def embeds(tmp_path_factory):
 
 def _harvest(pipe, embeds, out, **kw):
     base = dict(
-        model="tiny-flux", prompt_embeds=embeds[0], num_inference_steps=STEPS, height=SIDE, width=SIDE,
-        batch_size=2, dtype="float32", quiet=True, out=out, seed=10,
+        model="tiny-flux",
+        prompt_embeds=embeds[0],
+        num_inference_steps=STEPS,
+        height=SIDE,
+        width=SIDE,
+        batch_size=2,
+        dtype="float32",
+        quiet=True,
+        out=out,
+        seed=10,
     )
     return harvest_diffusion(DiffusionHarvestConfig(**{**base, **kw}), loaded=pipe)
 
@@ -52,8 +63,13 @@ def _reference(pipe, module_path: str, embeds, docs: list[int], seed: int = 10):
     h2 = module.register_forward_hook(lambda m, a, out: calls.append(tuple(o.detach().clone() for o in out)))
     try:
         pipe(
-            prompt_embeds=t["prompt_embeds"][docs], pooled_prompt_embeds=t["pooled_prompt_embeds"][docs],
-            num_inference_steps=STEPS, height=SIDE, width=SIDE, guidance_scale=3.5, output_type="latent",
+            prompt_embeds=t["prompt_embeds"][docs],
+            pooled_prompt_embeds=t["pooled_prompt_embeds"][docs],
+            num_inference_steps=STEPS,
+            height=SIDE,
+            width=SIDE,
+            guidance_scale=3.5,
+            output_type="latent",
             generator=[torch.Generator().manual_seed(seed + d) for d in docs],
         )
     finally:
@@ -73,7 +89,11 @@ def _rows(store):
 
 @pytest.mark.parametrize(
     "module_path,stream",
-    [("transformer_blocks.0", "image"), ("transformer_blocks.0", "text"), ("single_transformer_blocks.1", "image")],
+    [
+        ("transformer_blocks.0", "image"),
+        ("transformer_blocks.0", "text"),
+        ("single_transformer_blocks.1", "image"),
+    ],
 )
 def test_all_tokens_all_steps_equal_manual_forward(pipe, embeds, tmp_path, module_path, stream):
     store = _harvest(pipe, embeds, tmp_path, hook=f"{module_path}@{stream}", tokens_per_step=0)
@@ -83,12 +103,21 @@ def test_all_tokens_all_steps_equal_manual_forward(pipe, embeds, tmp_path, modul
     pick = 1 if stream == "text" else 2
     expected = torch.cat([r[pick].reshape(-1, 32) for ref in refs for r in ref])
     torch.testing.assert_close(acts, expected, rtol=1e-6, atol=1e-6)
-    assert meta["timestep"].tolist() == [r[0] for ref in refs for r in ref for _ in range(r[pick].shape[0] * T)]
-    assert meta["step"].tolist() == [s for ref in refs for s, r in enumerate(ref) for _ in range(r[pick].shape[0] * T)]
+    assert meta["timestep"].tolist() == [
+        r[0] for ref in refs for r in ref for _ in range(r[pick].shape[0] * T)
+    ]
+    assert meta["step"].tolist() == [
+        s for ref in refs for s, r in enumerate(ref) for _ in range(r[pick].shape[0] * T)
+    ]
     assert meta["doc_id"].tolist() == ([0] * T + [1] * T) * STEPS + [2] * T * STEPS
     assert meta["position"].tolist() == list(range(T)) * (2 * STEPS + STEPS)
     m = store.manifest
-    assert (m["height"], m["width"], m["num_inference_steps"], m["guidance_scale"]) == (SIDE, SIDE, STEPS, 3.5)
+    assert (m["height"], m["width"], m["num_inference_steps"], m["guidance_scale"]) == (
+        SIDE,
+        SIDE,
+        STEPS,
+        3.5,
+    )
     if stream == "image":  # tiny VAE: no downsampling, then 2x2 packing -> 8 x 8 image tokens
         assert m["patch_grid"] == [8, 8] and m["patch_grid"][0] * m["patch_grid"][1] == T
     else:
@@ -96,13 +125,17 @@ def test_all_tokens_all_steps_equal_manual_forward(pipe, embeds, tmp_path, modul
 
 
 def test_sampled_tokens_window_documents_and_single_image_regeneration(pipe, embeds, tmp_path):
-    store = _harvest(pipe, embeds, tmp_path, hook="transformer_blocks.0@image", tokens_per_step=5, steps="1-2")
+    store = _harvest(
+        pipe, embeds, tmp_path, hook="transformer_blocks.0@image", tokens_per_step=5, steps="1-2"
+    )
     acts, meta = _rows(store)
     assert len(acts) == N * 2 * 5 and store.manifest["steps"] == [1, 2]
     docs = json.loads((tmp_path / "documents.json").read_text())
     assert [d["seed"] for d in docs] == [10, 11, 12] and all("prompt" in d for d in docs)
     # every row equals the block output of ITS image regenerated alone from its documents.json seed
-    alone = {d: _reference(pipe, "transformer_blocks.0", embeds, [d], seed=docs[d]["seed"] - d) for d in range(N)}
+    alone = {
+        d: _reference(pipe, "transformer_blocks.0", embeds, [d], seed=docs[d]["seed"] - d) for d in range(N)
+    }
     for row in range(len(acts)):
         doc, pos, step = int(meta["doc_id"][row]), int(meta["position"][row]), int(meta["step"][row])
         assert step in (1, 2) and float(meta["timestep"][row]) == alone[doc][step][0]
@@ -119,8 +152,14 @@ def test_prompts_from_a_captions_file_need_text_encoders(pipe, tmp_path):
     (tmp_path / "caps.jsonl").write_text('{"caption": "a red cube"}\n{"caption": "a dog"}\n')
     with pytest.raises(SAEConfigError, match="no text encoders.*--prompt-embeds"):
         harvest_diffusion(
-            DiffusionHarvestConfig(model="tiny", prompts=str(tmp_path / "caps.jsonl"), height=SIDE, width=SIDE,
-                                   out=tmp_path / "o", quiet=True),
+            DiffusionHarvestConfig(
+                model="tiny",
+                prompts=str(tmp_path / "caps.jsonl"),
+                height=SIDE,
+                width=SIDE,
+                out=tmp_path / "o",
+                quiet=True,
+            ),
             loaded=pipe,
         )
     from saekit.data.harvest.prompts import read_prompt_file

@@ -42,7 +42,9 @@ class ClipHarvestConfig(StoreOptions):
                 "and no --captions"
             )
         if not vision and (self.captions is None or self.images is not None):
-            raise SAEConfigError("harvest: a text-tower site needs --captions FILE.jsonl|csv (and no --images)")
+            raise SAEConfigError(
+                "harvest: a text-tower site needs --captions FILE.jsonl|csv (and no --images)"
+            )
 
 
 def parse_clip_site(spec: str | None):
@@ -57,7 +59,8 @@ def parse_clip_site(spec: str | None):
         return ClipSite(parts[0], -1, "pooled")  # type: ignore[arg-type]
     if len(parts) not in (2, 3):
         raise HookPointError(
-            f"CLIP site {spec!r}: expected TOWER:LAYER:TOKEN, e.g. vision:-2:cls, text:-1:eos or vision:pooled"
+            f"CLIP site {spec!r}: expected TOWER:LAYER:TOKEN, e.g. vision:-2:cls, text:-1:eos or "
+            "vision:pooled"
         )
     try:
         layer = int(parts[1])
@@ -74,13 +77,20 @@ def parse_clip_site(spec: str | None):
 def _load(cfg: ClipHarvestConfig, loaded, device: torch.device, vision: bool):
     from saekit.models import load_model, resolve_dtype
 
-    clip = loaded if loaded is not None else load_model(cfg.model, dtype=resolve_dtype(cfg.dtype, device), quiet=cfg.quiet)
+    clip = (
+        loaded
+        if loaded is not None
+        else load_model(cfg.model, dtype=resolve_dtype(cfg.dtype, device), quiet=cfg.quiet)
+    )
     if vision and clip.processor is None:
         raise SAEConfigError(
-            f"harvest: {cfg.model!r} has no image processor (preprocessor_config.json); save one beside the model"
+            f"harvest: {cfg.model!r} has no image processor (preprocessor_config.json); save one "
+            "beside the model"
         )
     if not vision and clip.tokenizer is None:
-        raise SAEConfigError(f"harvest: {cfg.model!r} has no tokenizer; the text tower needs the CLIP tokenizer files")
+        raise SAEConfigError(
+            f"harvest: {cfg.model!r} has no tokenizer; the text tower needs the CLIP tokenizer files"
+        )
     clip.model.to(device)
     return clip
 
@@ -136,11 +146,18 @@ def harvest_clip(cfg: ClipHarvestConfig, *, loaded=None):
             kw = {"pixel_values": pv.to(device, dtype)}
         else:
             enc = clip.tokenizer(list(part), padding=True, truncation=True, return_tensors="pt")
-            kw = {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+            kw = {
+                "input_ids": enc["input_ids"].to(device),
+                "attention_mask": enc["attention_mask"].to(device),
+            }
         acts = clip_models.clip_activations(model, site, **kw)
         n_tokens = acts.shape[0] // len(part) if vision else kw["input_ids"].shape[1]
         item, pos = clip_models.site_positions(
-            site, len(part), n_tokens, model=model, input_ids=kw.get("input_ids"),
+            site,
+            len(part),
+            n_tokens,
+            model=model,
+            input_ids=kw.get("input_ids"),
             attention_mask=kw.get("attention_mask"),
         )
         doc = item + b * bs

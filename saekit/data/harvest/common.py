@@ -124,7 +124,9 @@ def split_hooks(spec: str) -> list[str]:
     """`a,b,c` -> ["a", "b", "c"] (order kept, duplicates refused)."""
     hooks = [h.strip() for h in spec.split(",") if h.strip()]
     if not hooks:
-        raise SAEConfigError("harvest: --hook is empty; give e.g. model.layers.15 or model.layers.5,model.layers.10")
+        raise SAEConfigError(
+            "harvest: --hook is empty; give e.g. model.layers.15 or model.layers.5,model.layers.10"
+        )
     if len(set(hooks)) != len(hooks):
         raise SAEConfigError(f"harvest: --hook {spec!r} names a hook point twice")
     return hooks

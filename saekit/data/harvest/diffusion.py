@@ -82,10 +82,19 @@ def _inputs(cfg: DiffusionHarvestConfig) -> tuple[list[dict], list[dict], int | 
     if cfg.prompt_embeds is not None:
         items = P.read_embeds(cfg.prompt_embeds)[: cfg.num_prompts or None]
         texts = [f"prompt_embeds:{cfg.prompt_embeds}#{i}" for i in range(len(items))]
-        return items, _docs(cfg, texts), int(items[0]["prompt_embeds"].shape[1]), f"embeds:{cfg.prompt_embeds}"
+        return (
+            items,
+            _docs(cfg, texts),
+            int(items[0]["prompt_embeds"].shape[1]),
+            f"embeds:{cfg.prompt_embeds}",
+        )
     if cfg.prompts is not None:
         hf = cfg.prompts.startswith("hf:")
-        texts = P.read_hf_prompts(cfg.prompts, cfg.num_prompts) if hf else P.read_prompt_file(cfg.prompts, cfg.num_prompts)
+        texts = (
+            P.read_hf_prompts(cfg.prompts, cfg.num_prompts)
+            if hf
+            else P.read_prompt_file(cfg.prompts, cfg.num_prompts)
+        )
         source = cfg.prompts
     else:
         texts = list(cfg.prompt)[: cfg.num_prompts or None]
@@ -170,8 +179,10 @@ def harvest_diffusion(cfg: DiffusionHarvestConfig, *, loaded=None):
         write_documents(cfg.out, docs)
     bs = cfg.batch_size
     sampling = SamplerConfig(
-        hook_point=str(hp), steps=frozenset(steps) if steps is not None else None,
-        tokens_per_step=cfg.tokens_per_step, text_len=text_len,
+        hook_point=str(hp),
+        steps=frozenset(steps) if steps is not None else None,
+        tokens_per_step=cfg.tokens_per_step,
+        text_len=text_len,
     )
 
     def compute(b: int):
@@ -191,7 +202,14 @@ def harvest_diffusion(cfg: DiffusionHarvestConfig, *, loaded=None):
             pipe(**kwargs)
         return [sampler.take()]
 
-    got = drive([sink], math.ceil(len(items) / bs), compute, ranks, device, desc=f"harvest {hp}", quiet=cfg.quiet)
-    if got[0] < cfg.tokens and cfg.tokens != DiffusionHarvestConfig.tokens and not cfg.quiet and ranks.rank == 0:
+    got = drive(
+        [sink], math.ceil(len(items) / bs), compute, ranks, device, desc=f"harvest {hp}", quiet=cfg.quiet
+    )
+    if (
+        got[0] < cfg.tokens
+        and cfg.tokens != DiffusionHarvestConfig.tokens
+        and not cfg.quiet
+        and ranks.rank == 0
+    ):
         print(f"saekit harvest: the inputs yield {got[0]} rows (< --tokens {cfg.tokens}); storing those")
     return finish([sink], ranks, quiet=cfg.quiet)[0]

@@ -58,11 +58,15 @@ def finish(sinks, ranks: Ranks, *, quiet: bool = False) -> list:
         was_complete = sink.writer.complete
         manifest = sink.writer.close()
         if was_complete and not quiet and ranks.rank == 0 and not ranks.distributed:
-            print(f"saekit harvest: {sink.folder} already holds this complete store ({manifest['count']} rows)")
+            print(
+                f"saekit harvest: {sink.folder} already holds this complete store ({manifest['count']} rows)"
+            )
     if ranks.distributed:
         ranks.barrier()
         if ranks.rank == 0:
             for sink in sinks:
-                write_json_atomic(sink.folder / MANIFEST, merged_manifest(sink.folder, sink.fields, ranks.world))
+                write_json_atomic(
+                    sink.folder / MANIFEST, merged_manifest(sink.folder, sink.fields, ranks.world)
+                )
         ranks.barrier()
     return [ActivationStore.open(sink.folder) for sink in sinks]

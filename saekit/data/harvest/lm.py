@@ -27,7 +27,8 @@ class LMHarvestConfig(StoreOptions):
     """Hook point(s) `module.path[:in][@stream]`, e.g. `model.layers.15`; several, comma-separated
     (`model.layers.5,model.layers.10`), share one forward pass and get one store each."""
     corpus: str = "default"
-    """`shakespeare`, `bible`, `default` (both), a .txt file/folder, a .jsonl (field text), or hf:<dataset>."""
+    """`shakespeare`, `bible`, `default` (both), a .txt file/folder, a .jsonl (field text), or "
+    "hf:<dataset>."""
     context_len: int = 128
     """Tokens per context window fed to the model."""
     exclude_special: bool = True
@@ -75,7 +76,10 @@ def _contexts(cfg: LMHarvestConfig, lm):
     cum = torch.cumsum(keep.sum(dim=1), 0)
     target = min(cfg.tokens, int(cum[-1]))
     if target < cfg.tokens and not cfg.quiet:
-        print(f"saekit harvest: corpus {cfg.corpus!r} yields only {target} tokens after exclusions; storing those")
+        print(
+            f"saekit harvest: corpus {cfg.corpus!r} yields only {target} tokens after exclusions; "
+            "storing those"
+        )
     n_ctx = min(len(batch), int(torch.searchsorted(cum, torch.tensor(target))) + 1 + 2 * cfg.batch_size)
     return batch, keep, target, n_ctx
 
@@ -103,7 +107,11 @@ def _fields(cfg: LMHarvestConfig, lm, hp, d: int) -> dict:
 def _load(cfg: LMHarvestConfig, loaded, device: torch.device):
     from saekit.models import load_model, resolve_dtype
 
-    lm = loaded if loaded is not None else load_model(cfg.model, dtype=resolve_dtype(cfg.dtype, device), quiet=cfg.quiet)
+    lm = (
+        loaded
+        if loaded is not None
+        else load_model(cfg.model, dtype=resolve_dtype(cfg.dtype, device), quiet=cfg.quiet)
+    )
     if next(lm.model.parameters()).device != device:
         lm.model.to(device)
     return lm
@@ -161,7 +169,9 @@ def harvest_lm(cfg: LMHarvestConfig, *, loaded=None) -> list:
         sinks, math.ceil(n_ctx / cfg.batch_size), compute, ranks, device, desc="harvest", quiet=cfg.quiet
     )
     if outliers[0] and not cfg.quiet:
-        print(f"saekit harvest: dropped {outliers[0]} outlier rows (norm > {cfg.max_norm_ratio} x batch median)")
+        print(
+            f"saekit harvest: dropped {outliers[0]} outlier rows (norm > {cfg.max_norm_ratio} x batch median)"
+        )
     if min(got) < target:
         raise StoreError(
             f"harvest stored {min(got)} rows of {target}: the corpus ran out after exclusions; "

@@ -47,7 +47,9 @@ def read_hf_prompts(spec: str, limit: int) -> list[str]:
         for row in rows:
             key = column or next((k for k in ("caption", "text", "prompt") if k in row), None)
             if key is None or key not in row:
-                raise CorpusError(f"--prompts {spec}: no caption/text/prompt column; add #COLUMN (found {list(row)})")
+                raise CorpusError(
+                    f"--prompts {spec}: no caption/text/prompt column; add #COLUMN (found {list(row)})"
+                )
             out.append(str(row[key]))
             if len(out) == limit:
                 break
@@ -80,7 +82,8 @@ def read_embeds(path: Path) -> list[dict[str, torch.Tensor]]:
             "must be [N, T, d] / [N, d] with the same N"
         )
     return [
-        {"prompt_embeds": pe[i : i + 1], "pooled_prompt_embeds": pooled[i : i + 1]} for i in range(pe.shape[0])
+        {"prompt_embeds": pe[i : i + 1], "pooled_prompt_embeds": pooled[i : i + 1]}
+        for i in range(pe.shape[0])
     ]
 
 

@@ -261,3 +261,27 @@ def test_repair_rewrites_a_damaged_shard_to_the_original_bytes(tmp_path, corpus,
         ActivationStore.open(tmp_path / "run").sample(300)
     harvest(_cfg(tmp_path / "run", corpus, repair=True), loaded=tiny_lm)
     assert _files(tmp_path / "run") == _files(tmp_path / "ref")
+
+
+def test_device_flag_is_resolved_once_and_refuses_a_missing_gpu(tmp_path, corpus, tiny_lm):
+    from saekit.device import DeviceError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        harvest(_cfg(tmp_path / "g", corpus, device="cuda"), loaded=tiny_lm)
+    st = harvest(_cfg(tmp_path / "c", corpus, device="cpu"), loaded=tiny_lm)
+    assert len(st) == 300
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_harvest_equals_cpu_harvest(tmp_path, corpus, tiny_lm):
+    """Same rows on the GPU (pinned non-blocking copies, writes one batch late) as on the CPU."""
+    cpu = harvest(_cfg(tmp_path / "cpu", corpus, device="cpu"), loaded=tiny_lm)
+    gpu = harvest(_cfg(tmp_path / "gpu", corpus, device="cuda"), loaded=tiny_lm)
+    tiny_lm.model.to("cpu")
+    a, ma = next(cpu.iter_rows_with_meta(1000))
+    b, mb = next(gpu.iter_rows_with_meta(1000))
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)

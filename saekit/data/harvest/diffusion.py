@@ -32,7 +32,8 @@ class DiffusionHarvestConfig(StoreOptions):
     """`transformer_blocks.N@image|text`, `single_transformer_blocks.N@image`, `....attn@image`."""
     prompts: str | None = None
     """A text file (one prompt per line), a .jsonl/.csv of captions, or `hf:DATASET[:SPLIT][#COLUMN]`
-    (e.g. hf:pixparse/cc3m-wds#txt; needs `datasets`, internet and --num-prompts)."""
+    (e.g. CC3M: hf:google-research-datasets/conceptual_captions#caption; needs `datasets`, internet
+    and --num-prompts)."""
     prompt: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
     """A prompt (repeat the flag for several)."""
     prompt_embeds: Path | None = None

@@ -167,3 +167,32 @@ def test_prompts_from_a_captions_file_need_text_encoders(pipe, tmp_path):
     assert read_prompt_file(str(tmp_path / "caps.jsonl")) == ["a red cube", "a dog"]
     with pytest.raises(SAEConfigError, match="exactly one"):
         DiffusionHarvestConfig(prompt=("x",), prompt_embeds=tmp_path / "e.safetensors")
+
+
+def test_hf_prompts_spec_streams_the_named_split_and_column(monkeypatch):
+    """`hf:NAME:SPLIT#COLUMN` (users with internet); offline, a stand-in `datasets` records the call."""
+    import sys
+    import types
+
+    from saekit.data.harvest.prompts import read_hf_prompts
+    from saekit.errors import CorpusError
+
+    seen = {}
+
+    def load_dataset(name, split, streaming):
+        seen.update(name=name, split=split, streaming=streaming)
+        return iter([{"url": "u", "caption": f"cap {i}"} for i in range(100)])
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    got = read_hf_prompts("hf:google-research-datasets/conceptual_captions:validation#caption", 3)
+    assert got == ["cap 0", "cap 1", "cap 2"]
+    assert seen == {
+        "name": "google-research-datasets/conceptual_captions",
+        "split": "validation",
+        "streaming": True,
+    }
+    assert (
+        read_hf_prompts("hf:x", 2) == ["cap 0", "cap 1"] and seen["split"] == "train"
+    )  # caption found by name
+    with pytest.raises(CorpusError, match="--num-prompts"):
+        read_hf_prompts("hf:x", 0)

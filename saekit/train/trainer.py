@@ -23,6 +23,7 @@ from saekit.errors import CheckpointError, NonFiniteError, SAEConfigError, Shape
 from saekit.sae import SAEConfig, build
 from saekit.sae.config import Provenance
 from saekit.sae.init import fit_input_scale_, init_b_dec_
+from saekit.sae.screened import configure_encoder
 from saekit.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from saekit.train.config import DEFAULT_DEAD_TOKENS, TrainConfig, default_lr
 from saekit.train.dead import DeadLatentTracker
@@ -151,6 +152,8 @@ class Trainer:
         t["dead.since_fired"] = tracker.since_fired
         t["rng.torch"] = torch.get_rng_state()
         t["rng.resample"] = gen.get_state()
+        if getattr(sae, "screen", None) is not None:
+            t["screen.state"] = sae.screen.state_tensor()
         return t
 
     def _restore(self, sae, opt, tracker, gen, tensors: dict[str, Tensor]) -> None:
@@ -168,6 +171,8 @@ class Trainer:
         tracker.since_fired.copy_(tensors["dead.since_fired"])
         torch.set_rng_state(tensors["rng.torch"])
         gen.set_state(tensors["rng.resample"])
+        if getattr(sae, "screen", None) is not None and "screen.state" in tensors:
+            sae.screen.load_state_tensor(tensors["screen.state"])
 
     def _check_resume_config(self, saved: dict[str, Any]) -> None:
         now = self.cfg.to_dict()
@@ -222,12 +227,14 @@ class Trainer:
                 )
             self._check_resume_config(state.get("train_config", {}))
             sae = build(self.sae_cfg, seed=cfg.seed)
+            configure_encoder(sae, cfg.encoder)
             opt = self._optimizer(sae)
             self._restore(sae, opt, tracker, gen, tensors)
             start = int(state["step"])
         else:
             torch.manual_seed(cfg.seed)
             sae = self._fresh()
+            configure_encoder(sae, cfg.encoder)
             opt = self._optimizer(sae)
         sae.train()
         logger = MetricsLogger(

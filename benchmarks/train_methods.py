@@ -48,7 +48,7 @@ def load_rows(setup: Setup, heldout: int = 10_000) -> tuple[torch.Tensor, torch.
 
 
 def make_synthetic(n_rows: int, seed: int = 0, d_in: int = 576) -> torch.Tensor:
-    """24 active (of 4096) ground-truth unit directions per row with squared-uniform weights, offset, noise."""
+    """24 active (of 4096) ground-truth unit directions per row, squared-uniform weights, offset, noise."""
     g = torch.Generator().manual_seed(seed)
     dictionary = torch.randn(4096, d_in, generator=g)
     dictionary /= dictionary.norm(dim=-1, keepdim=True)
@@ -126,7 +126,7 @@ def run_saekit(setup: Setup, train, heldout, encoder: str, **overrides) -> dict:
         steps = min(steps, setup.max_steps)
     extra = {"lr_warmup_steps": 0, "lr_decay": "none"} if setup.schedule == "constant" else {}
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(
+        kw = dict(
             arch="topk",
             k=K,
             d_sae=D_SAE,
@@ -138,8 +138,8 @@ def run_saekit(setup: Setup, train, heldout, encoder: str, **overrides) -> dict:
             quiet=True,
             init_sample=4096,
             encoder=encoder,
-            **{**extra, **overrides},
         )
+        cfg = TrainConfig(**{**kw, **extra, **overrides})
         res = Trainer(cfg, TensorSource(train), out=tmp).run()
         log = read_log(f"{tmp}/train_log.jsonl")
     t_w = next(r["elapsed_s"] for r in log if r["step"] == setup.warmup)

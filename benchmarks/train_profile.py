@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import statistics
+import tempfile
 import time
 
 import torch
@@ -23,7 +23,13 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 TOP = ("data", "forward", "backward", "decoder projection", "optimiser", "decoder renorm", "dead tracking")
 NESTED = {
-    "forward": ("saekit.encoder_matmul", "saekit.screen", "saekit.rescore", "saekit.topk", "saekit.aux_select"),
+    "forward": (
+        "saekit.encoder_matmul",
+        "saekit.screen",
+        "saekit.rescore",
+        "saekit.topk",
+        "saekit.aux_select",
+    ),
     "backward": ("_TopKFunctionBackward", "_ScreenedTopKBackward", "torch::autograd::AccumulateGrad"),
 }
 

@@ -86,7 +86,8 @@ def print_table(med: dict[str, dict], setup: tm.Setup, args, notes: list[str]) -
             f"{m:16s} {tps:9.0f} {_fmt(spars and tps / spars, '10.2f'):>10s} "
             f"{_fmt(dense and tps / dense, '8.2f'):>8s} {_fmt(floor and 100 * tps / floor, '7.0f'):>7s}% "
             f"{_fmt(r.get('fvu'), '7.4f'):>7s} {_fmt(r.get('never_fired'), '11.0f'):>11s} "
-            f"{r['peak_rss_mb']:11.0f} {_fmt(miss and 100 * miss, '7.3f'):>7s} {_fmt(r.get('margin'), '6.0f'):>6s}"
+            f"{r['peak_rss_mb']:11.0f} {_fmt(miss and 100 * miss, '7.3f'):>7s} "
+            f"{_fmt(r.get('margin'), '6.0f'):>6s}"
         )
     for n in notes:
         print(f"note: {n}")
@@ -103,7 +104,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dense-steps", type=int, default=20)
-    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    ap.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS)
+    )
     ap.add_argument("--sparsify-python", default="/work/venvs/sparsify/bin/python")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()

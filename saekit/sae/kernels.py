@@ -81,7 +81,8 @@ def _bags_by_latent(lat_N: Tensor, n_latents: int) -> tuple[Tensor, Tensor]:
 
 
 def _scatter_rows(src_RD: Tensor, rows_N: Tensor, weights_N: Tensor, offsets_F: Tensor) -> Tensor:
-    """`out[j] = sum_{n in bag j} weights[n] * src[rows[n]]` -> `[n_latents, d]` (transposed embedding bag)."""
+    """`out[j] = sum_{n in bag j} weights[n] * src[rows[n]]` -> `[n_latents, d]` (a transposed embedding
+    bag)."""
     return F.embedding_bag(
         rows_N, src_RD, offsets_F, mode="sum", per_sample_weights=weights_N.to(src_RD.dtype)
     )

@@ -18,7 +18,7 @@ measured rate stays under the bound (1% of rows by default; a missed latent is a
 with the one chosen instead). Aux-k dead latents are ranked by the approximation and re-scored exactly.
 
 `configure_encoder(sae, "auto" | "exact" | "screened")` is the trainer's switch; `auto` screens big SAEs
-on CPUs (measured faster there) and stays exact on CUDA until measured on a GPU (`benchmarks/`).
+on the device types in `AUTO_SCREENS_ON` (none yet: see there) and is exact elsewhere.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ from saekit.sae.screened_topk import Selection, dead_topk, no_aux, topk_rows
 
 #: below this many encoder weights the matmul is too small for screening to pay for its overheads
 MIN_SCREEN_WEIGHTS = 2**21
+#: device types where `auto` screens. Empty until a quiet-machine run of `benchmarks/train_throughput.py`
+#: shows screened faster at equal FVU (on the loaded 2-core CPU the int8 screen measured 1.4x faster than
+#: the fp32 matmul + top-k with one thread, but not end to end with two; CUDA not yet measured)
+AUTO_SCREENS_ON: tuple[str, ...] = ()
 ENCODERS = ("auto", "exact", "screened")
 
 
@@ -117,7 +121,9 @@ class Screener:
 
     # -- miss rate and margin -------------------------------------------------------------------
     @torch.no_grad()
-    def check(self, x_c_BD: Tensor, W_enc_DF: Tensor, b_enc_F: Tensor, pre_k_BK: Tensor, idx_BK: Tensor) -> None:
+    def check(
+        self, x_c_BD: Tensor, W_enc_DF: Tensor, b_enc_F: Tensor, pre_k_BK: Tensor, idx_BK: Tensor
+    ) -> None:
         """Encode the first `check_rows` rows exactly, count misses, adapt the margin."""
         r = min(self.check_rows, x_c_BD.shape[0])
         if r == 0:
@@ -196,7 +202,7 @@ def int8_matmul_available(device: torch.device) -> bool:
 
 
 def resolve_encoder(mode: str, sae) -> str:
-    """`exact` or `screened` for this SAE on its device (`auto`: screened for big TopK SAEs on CPU)."""
+    """`exact` or `screened` for this SAE on its device (`auto`: see `AUTO_SCREENS_ON`)."""
     if mode not in ENCODERS:
         raise SAEConfigError(f"encoder {mode!r}: choose one of {', '.join(ENCODERS)}")
     if sae.arch != "topk":
@@ -205,8 +211,13 @@ def resolve_encoder(mode: str, sae) -> str:
         return "exact"
     if mode != "auto":
         return mode
+    return "screened" if screening_pays(sae, AUTO_SCREENS_ON) else "exact"
+
+
+def screening_pays(sae, device_types: tuple[str, ...]) -> bool:
+    """Big enough, int8-friendly shapes, on one of `device_types` with an int8 matmul."""
     big = sae.d_in * sae.d_sae >= MIN_SCREEN_WEIGHTS and sae.d_in % 8 == 0 and sae.d_sae % 8 == 0
-    return "screened" if big and sae.device.type == "cpu" and int8_matmul_available(sae.device) else "exact"
+    return big and sae.device.type in device_types and int8_matmul_available(sae.device)
 
 
 @torch.no_grad()
@@ -234,3 +245,16 @@ def configure_encoder(sae, mode: str = "auto", **screen_kw) -> Screener | None:
     else:
         sae.screen = None
     return sae.screen
+
+
+@torch.no_grad()
+def match_state_layout_(opt: torch.optim.Optimizer) -> None:
+    """Give optimiser state tensors their parameter's memory layout (after `load_state_dict`).
+
+    A loaded state is contiguous; a latent-major `W_enc` is not. Fused Adam pairs elements by storage
+    order, so mismatched layouts would silently mix up elements.
+    """
+    for p, state in opt.state.items():
+        for key, v in state.items():
+            if isinstance(v, Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                state[key] = torch.empty_like(p).copy_(v)

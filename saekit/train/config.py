@@ -41,8 +41,9 @@ class TrainConfig:
     encoder: Literal["auto", "exact", "screened"] = "auto"
     """TopK encoder. `exact`: one fp32 matmul ranks all latents. `screened`: a cheaper int8 matmul ranks
     them, the top k + margin are re-scored exactly in fp32 and the exact top k of those kept (values and
-    gradients exact; the margin adapts so the sampled miss rate stays under 1e-3, see
-    `saekit.sae.screened`). `auto`: screened for large SAEs on CPUs with an int8 matmul, else exact."""
+    gradients exact; the margin adapts so the sampled miss rate stays under 1% of rows, see
+    `saekit.sae.screened`). `auto`: screened where measured faster at equal FVU (`AUTO_SCREENS_ON`
+    there; none yet), else exact."""
     batch_size: int = 4096
     """Activation rows per optimiser step."""
     total_tokens: int | None = None

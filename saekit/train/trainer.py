@@ -23,7 +23,7 @@ from saekit.errors import CheckpointError, NonFiniteError, SAEConfigError, Shape
 from saekit.sae import SAEConfig, build
 from saekit.sae.config import Provenance
 from saekit.sae.init import fit_input_scale_, init_b_dec_
-from saekit.sae.screened import configure_encoder
+from saekit.sae.screened import configure_encoder, match_state_layout_
 from saekit.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from saekit.train.config import DEFAULT_DEAD_TOKENS, TrainConfig, default_lr
 from saekit.train.dead import DeadLatentTracker
@@ -230,6 +230,7 @@ class Trainer:
             configure_encoder(sae, cfg.encoder)
             opt = self._optimizer(sae)
             self._restore(sae, opt, tracker, gen, tensors)
+            match_state_layout_(opt)  # loaded Adam moments follow the (latent-major) parameter layout
             start = int(state["step"])
         else:
             torch.manual_seed(cfg.seed)

@@ -29,6 +29,7 @@ NESTED = {
         "saekit.rescore",
         "saekit.topk",
         "saekit.aux_select",
+        "saekit.screen_check",
     ),
     "backward": ("_TopKFunctionBackward", "_ScreenedTopKBackward", "torch::autograd::AccumulateGrad"),
 }

@@ -84,8 +84,10 @@ class Screener:
         positive scale. fp16/bf16: the matmul in that dtype, fp32 keys.
         """
         with record_function("saekit.screen"):
-            if self.backend != "int8":
-                dt = getattr(torch, self.backend)
+            B, D = x_c_BD.shape
+            cuda_shape_ok = B > 16 and D % 8 == 0 and W_FD.shape[0] % 8 == 0  # cuBLASLt int8 limits
+            if self.backend != "int8" or (x_c_BD.is_cuda and not cuda_shape_ok):
+                dt = getattr(torch, self.backend) if self.backend != "int8" else torch.float16
                 return (x_c_BD.to(dt) @ W_FD.to(dt).T).float().add_(b_enc_F)
             xq, sx = quantize_rows(x_c_BD)
             sw = W_FD.abs().amax().clamp_min(1e-30) / 127

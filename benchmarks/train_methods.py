@@ -37,8 +37,11 @@ class Setup:
 
 def load_rows(setup: Setup, heldout: int = 10_000) -> tuple[torch.Tensor, torch.Tensor]:
     """(train rows, held-out rows) as fp32."""
-    if setup.data == "synthetic":
-        return make_synthetic(200_000, seed=0), make_synthetic(4096, seed=1)
+    if (
+        setup.data == "synthetic"
+    ):  # one draw (one hidden dictionary), split: held-out rows are in-distribution
+        x = make_synthetic(200_000 + heldout, seed=0)
+        return x[:200_000], x[200_000:]
     from saekit.data.store import ActivationStore
 
     store = ActivationStore.open(setup.data)

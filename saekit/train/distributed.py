@@ -123,10 +123,14 @@ def average_gradients_(params: list[Tensor], ctx: DistContext) -> None:
     import torch.distributed as dist
 
     grads = [p.grad for p in params if p.grad is not None]
-    handles = [dist.all_reduce(g, op=dist.ReduceOp.SUM, async_op=True) for g in grads]
+    # collectives need contiguous buffers; a latent-major W_enc has a transposed (non-contiguous) grad
+    bufs = [g if g.is_contiguous() else g.contiguous() for g in grads]
+    handles = [dist.all_reduce(b, op=dist.ReduceOp.SUM, async_op=True) for b in bufs]
     for h in handles:
         h.wait()
-    for g in grads:
+    for g, b in zip(grads, bufs):
+        if b is not g:
+            g.copy_(b)
         g.div_(ctx.world)
 
 

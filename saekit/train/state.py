@@ -29,6 +29,8 @@ def state_tensors(sae, opt, tracker: DeadLatentTracker, gen: torch.Generator) ->
     # device); the resampling generator is a host generator too, so both are host state.
     t["rng.torch"] = torch.get_rng_state()
     t["rng.resample"] = gen.get_state()
+    if getattr(sae, "screen", None) is not None:  # the screened encoder's adaptive margin
+        t["screen.state"] = sae.screen.state_tensor()
     return t
 
 
@@ -48,6 +50,8 @@ def restore_state(sae, opt, tracker: DeadLatentTracker, gen: torch.Generator, te
     tracker.since_fired.copy_(tensors["dead.since_fired"])
     torch.set_rng_state(tensors["rng.torch"])
     gen.set_state(tensors["rng.resample"])
+    if getattr(sae, "screen", None) is not None and "screen.state" in tensors:
+        sae.screen.load_state_tensor(tensors["screen.state"])
 
 
 def resume_differences(saved: dict[str, Any], now: TrainConfig) -> list[str]:

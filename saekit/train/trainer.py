@@ -26,6 +26,7 @@ from saekit.sae import SAEConfig, build
 from saekit.sae.config import Provenance
 from saekit.sae.init import fit_input_scale_, init_b_dec_
 from saekit.sae.registry import needs_k
+from saekit.sae.screened import configure_encoder, match_state_layout_
 from saekit.train import distributed as dd
 from saekit.train.batches import batch_stream
 from saekit.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -146,6 +147,7 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             sae = self._fresh()
             dd.broadcast_module_(sae, self.dist)
+            configure_encoder(sae, cfg.encoder)  # after the move: the screen backend depends on the device
             return _Run(sae, self._optimizer(sae), tracker, gen, 0)
         state, tensors = load_checkpoint(ckpt_dir)
         saved_d = int(state.get("d_in", self.d_in))
@@ -161,8 +163,10 @@ class Trainer:
                 "the original flags to resume, or choose a new --out (or delete the checkpoint) to start over"
             )
         sae = build(self.sae_cfg, seed=cfg.seed).to(self.device)
+        configure_encoder(sae, cfg.encoder)
         opt = self._optimizer(sae)
         restore_state(sae, opt, tracker, gen, tensors)
+        match_state_layout_(opt)  # loaded Adam moments follow the (latent-major) parameter layout
         dd.barrier(self.dist)  # every rank has read the checkpoint before rank 0 may replace it
         return _Run(sae, opt, tracker, gen, int(state["step"]))
 

@@ -77,11 +77,11 @@ def _nearest(doc: dict, keys: list[str], cfg: BrowserConfig) -> dict[int, list[d
 def _write_data(doc: dict, analysis_dir: Path, tmp: Path, cfg: BrowserConfig) -> ImageCopier:
     keys = sorted(doc.get("features") or {}, key=int)
     rows = payload.index_rows(doc)
-    for c in range(0, max(len(rows), 1), cfg.index_chunk):
-        _write(tmp / "data" / f"index_{c // cfg.index_chunk}.js", js_data_call("index", c // cfg.index_chunk, rows[c : c + cfg.index_chunk]))
-    for c in range(0, len(keys), cfg.text_chunk):
+    for i, c in enumerate(range(0, max(len(rows), 1), cfg.index_chunk)):
+        _write(tmp / "data" / f"index_{i}.js", js_data_call("index", i, rows[c : c + cfg.index_chunk]))
+    for i, c in enumerate(range(0, len(keys), cfg.text_chunk)):
         texts = {k: payload.search_text(doc["features"][k]) for k in keys[c : c + cfg.text_chunk]}
-        _write(tmp / "data" / f"text_{c // cfg.text_chunk}.js", js_data_call("text", c // cfg.text_chunk, texts))
+        _write(tmp / "data" / f"text_{i}.js", js_data_call("text", i, texts))
     analysed = [int(k) for k in keys]
     meta = payload.meta(doc, len(rows), cfg.index_chunk, cfg.text_chunk, analysed)
     _write(tmp / "data" / "meta.js", js_data_call("meta", 0, meta))

@@ -80,3 +80,17 @@ def page(chrome):
     chrome.get_log("browser")
     yield chrome
     chrome.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": trap["identifier"]})
+
+
+@pytest.fixture()
+def write_analysis(tmp_path):
+    """write_analysis(doc) -> folder holding doc as analysis.json."""
+    import json
+
+    def write(doc: dict, name: str = "analysis"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "analysis.json").write_text(json.dumps(doc))
+        return folder
+
+    return write

@@ -73,6 +73,20 @@ def chrome(tmp_path_factory):
     driver.quit()
 
 
+def full_page_png(driver, path) -> None:
+    """Screenshot of the whole page (not only the window), via the DevTools protocol."""
+    import base64
+
+    m = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    size = m.get("cssContentSize") or m["contentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 8000), "scale": 1}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+    )
+    with open(path, "wb") as fh:
+        fh.write(base64.b64decode(shot["data"]))
+
+
 @pytest.fixture()
 def page(chrome):
     """The shared driver with the dialog trap armed and the log emptied for this test."""

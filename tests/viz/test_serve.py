@@ -25,8 +25,8 @@ def test_serves_the_site_on_loopback(write_analysis, tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as r:
             assert r.status == 200 and r.read() == index.read_bytes()
             assert r.headers["X-Content-Type-Options"] == "nosniff"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/f/2.js", timeout=10) as r:
-            assert r.read().startswith(b'saekitData("feature","2",')
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/f_0.js", timeout=10) as r:
+            assert r.read().startswith(b'saekitData("features","0",')
     finally:
         server.shutdown()
         server.server_close()

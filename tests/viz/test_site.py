@@ -24,17 +24,21 @@ def _data_value(path):
 def test_site_layout_and_data_round_trip(write_analysis, tmp_path):
     doc = make_analysis_doc(30, n_analysed=10)
     index = build_site(
-        write_analysis(doc), BrowserConfig(out=str(tmp_path / "site"), index_chunk=8, quiet=True)
+        write_analysis(doc),
+        BrowserConfig(out=str(tmp_path / "site"), index_chunk=8, feature_chunk=4, quiet=True),
     )
     site = index.parent
     assert index.name == "index.html" and (site / "feature.html").is_file()
     assert sorted(p.name for p in (site / "data").glob("index_*.js")) == [f"index_{i}.js" for i in range(4)]
     rows = [r for i in range(4) for r in _data_value(site / "data" / f"index_{i}.js")]
     assert [r[0] for r in rows] == list(range(30))
-    assert sorted(int(p.stem) for p in (site / "data" / "f").glob("*.js")) == list(range(10))
     meta = _data_value(site / "data" / "meta.js")
     assert meta["n_index_rows"] == 30 and meta["analysed"] == list(range(10))
-    f7 = _data_value(site / "data" / "f" / f"{EVIL_FEATURE}.js")
+    assert meta["feature_chunk"] == 4  # pages of 10 features in 3 files: 4 + 4 + 2
+    parts = [_data_value(site / "data" / f"f_{i}.js") for i in range(3)]
+    assert [sorted(map(int, p)) for p in parts] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert not (site / "data" / "f_3.js").exists()
+    f7 = parts[1][str(EVIL_FEATURE)]
     assert f7["top_examples"][0]["context"]["tokens"][2:5] == [" " + EVIL_SCRIPT, " and ", EVIL_IMG]
 
 
@@ -72,7 +76,7 @@ def test_images_are_copied_and_missing_ones_reported(write_analysis, tmp_path, c
     )
     (folder / "analysis.json").write_text(json.dumps(doc))
     build_site(folder, BrowserConfig(out=str(tmp_path / "s")))
-    f2 = _data_value(tmp_path / "s" / "data" / "f" / "2.js")
+    f2 = _data_value(tmp_path / "s" / "data" / "f_0.js")["2"]
     assert f2["image_grid"].startswith("img/") and f2["heatmaps"] == [f2["image_grid"]]
     assert f2["top_images"][0]["image_src"] == f2["image_grid"]  # the same file is copied once
     assert (tmp_path / "s" / f2["image_grid"]).read_bytes() == (folder / "grid.png").read_bytes()
@@ -81,12 +85,12 @@ def test_images_are_copied_and_missing_ones_reported(write_analysis, tmp_path, c
 
 def test_rebuild_replaces_the_site_and_refuses_foreign_folders(write_analysis, tmp_path):
     folder = write_analysis(make_analysis_doc(10))
-    build_site(folder, BrowserConfig(quiet=True))  # default: ANALYSIS_DIR/browser
-    assert (folder / "browser" / "data" / "f" / "9.js").is_file()
+    build_site(folder, BrowserConfig(feature_chunk=2, quiet=True))  # default: ANALYSIS_DIR/browser
+    assert (folder / "browser" / "data" / "f_4.js").is_file()
     doc = make_analysis_doc(10, n_analysed=2)
     (folder / "analysis.json").write_text(json.dumps(doc))
-    build_site(folder, BrowserConfig(quiet=True))
-    assert not (folder / "browser" / "data" / "f" / "9.js").exists()  # stale page gone
+    build_site(folder, BrowserConfig(feature_chunk=2, quiet=True))
+    assert not (folder / "browser" / "data" / "f_4.js").exists()  # stale pages gone
     assert not list(folder.glob(".browser*"))  # no temp folders left
     other = tmp_path / "mine"
     other.mkdir()

@@ -31,7 +31,10 @@ def clean(obj: Any) -> Any:
 
 def js_literal(obj: Any) -> str:
     """A JavaScript expression for `obj` that contains no `<`, `>`, `&` and only ASCII characters."""
-    text = json.dumps(clean(obj), ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    try:
+        text = json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # a NaN/inf somewhere: clean (slower, so only when needed) and retry
+        text = json.dumps(clean(obj), ensure_ascii=True, allow_nan=False, separators=(",", ":"))
     for raw, esc in _JS_UNSAFE.items():
         text = text.replace(raw, esc)
     return text

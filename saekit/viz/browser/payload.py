@@ -103,12 +103,13 @@ def is_image_analysis(doc: dict) -> bool:
     return any(any(f.get(k) for k in IMAGE_FIELDS) for f in (doc.get("features") or {}).values())
 
 
-def steer_command(doc: dict, feature: int) -> str:
-    """The `saekit steer` command line that steers with `feature` (the user edits the prompt)."""
+def steer_command(doc: dict, feature: int, image: bool | None = None) -> str:
+    """The `saekit steer` command line that steers with `feature` (the user edits the prompt).
+    `image`: whether this is an image analysis (None: look; pass it when building many pages)."""
     sae = (doc.get("sae") or {}).get("path") or "SAE_FOLDER"
     src = doc.get("source") or {}
     argv = ["saekit", "steer", "--sae", str(sae)]
-    if is_image_analysis(doc):
+    if is_image_analysis(doc) if image is None else image:
         if src.get("model"):
             argv += ["--model", str(src["model"])]
         if src.get("hook_point"):
@@ -135,7 +136,9 @@ def nearest_from_doc(feature: dict) -> list[dict] | None:
     return out
 
 
-def feature_payload(doc: dict, key: str, nearest: list[dict] | None, images: dict) -> dict:
+def feature_payload(
+    doc: dict, key: str, nearest: list[dict] | None, images: dict, image: bool | None = None
+) -> dict:
     """Everything one feature page shows. `images` maps image fields to site-relative paths."""
     f = dict(doc["features"][key])
     syn = f.get("synthetic")
@@ -146,19 +149,20 @@ def feature_payload(doc: dict, key: str, nearest: list[dict] | None, images: dic
     f.update(images)
     f["index"] = int(key)
     f["nearest"] = nearest
-    f["steer_command"] = steer_command(doc, int(key))
+    f["steer_command"] = steer_command(doc, int(key), image)
     return f
 
 
-def meta(doc: dict, n_index: int, chunk: int, text_chunk: int, analysed: list[int]) -> dict:
-    """Site-wide facts every page reads first."""
+def meta(doc: dict, n_index: int, analysed: list[int], *, index: int, text: int, feature: int) -> dict:
+    """Site-wide facts every page reads first (chunk sizes: rows / features per data file)."""
     return {
         "sae": doc.get("sae") or {},
         "source": doc.get("source") or {},
         "summary": doc.get("summary") or {},
         "n_index_rows": n_index,
-        "index_chunk": chunk,
-        "text_chunk": text_chunk,
+        "index_chunk": index,
+        "text_chunk": text,
+        "feature_chunk": feature,
         "analysed": analysed,
         "columns": list(INDEX_COLUMNS),
         "image": is_image_analysis(doc),

@@ -6,7 +6,8 @@ Layout of the site (opens from disk; nothing is fetched from the network):
   data/meta.js                       site-wide facts (SAE, source, summary, chunk sizes)
   data/index_<k>.js                  index rows, `index_chunk` features per file
   data/text_<k>.js                   context text of analysed features for text search (loaded on demand)
-  data/f/<id>.js                     one analysed feature's page data
+  data/f_<k>.js                      page data of `feature_chunk` analysed features (few files, not
+                                     one per feature: 10k small files cost minutes on a busy disk)
   img/                               PNGs the analysis refers to, copied
 The site is built in a temporary folder beside `out` and swapped in whole, so a reader never sees
 half a site and a rebuild never leaves stale feature files behind.
@@ -45,12 +46,14 @@ class BrowserConfig:
     """Index rows per data file (the first page shows after the first file loads)."""
     text_chunk: int = 500
     """Analysed features per search-text file."""
+    feature_chunk: int = 64
+    """Analysed features per page-data file."""
     quiet: bool = False
     """No progress bar."""
 
     def __post_init__(self) -> None:
-        if self.index_chunk < 1 or self.text_chunk < 1 or self.n_nearest < 0:
-            raise SaekitError("index_chunk and text_chunk must be >= 1 and n_nearest >= 0")
+        if min(self.index_chunk, self.text_chunk, self.feature_chunk) < 1 or self.n_nearest < 0:
+            raise SaekitError("index_chunk, text_chunk and feature_chunk must be >= 1, n_nearest >= 0")
 
 
 def _write(path: Path, text: str) -> None:
@@ -83,13 +86,22 @@ def _write_data(doc: dict, analysis_dir: Path, tmp: Path, cfg: BrowserConfig) ->
         texts = {k: payload.search_text(doc["features"][k]) for k in keys[c : c + cfg.text_chunk]}
         _write(tmp / "data" / f"text_{i}.js", js_data_call("text", i, texts))
     analysed = [int(k) for k in keys]
-    meta = payload.meta(doc, len(rows), cfg.index_chunk, cfg.text_chunk, analysed)
+    meta = payload.meta(
+        doc, len(rows), analysed, index=cfg.index_chunk, text=cfg.text_chunk, feature=cfg.feature_chunk
+    )
     _write(tmp / "data" / "meta.js", js_data_call("meta", 0, meta))
     nearest = _nearest(doc, keys, cfg)
     images = ImageCopier(analysis_dir, tmp)
-    for k in tqdm(keys, desc="browser pages", unit="feature", disable=cfg.quiet):
-        feat = payload.feature_payload(doc, k, nearest.get(int(k)), images.feature_images(doc["features"][k]))
-        _write(tmp / "data" / "f" / f"{int(k)}.js", js_data_call("feature", int(k), feat))
+    image = meta["image"]
+    bar = tqdm(total=len(keys), desc="browser pages", unit="feature", disable=cfg.quiet)
+    for i, c in enumerate(range(0, len(keys), cfg.feature_chunk)):
+        part = {}
+        for k in keys[c : c + cfg.feature_chunk]:
+            imgs = images.feature_images(doc["features"][k])
+            part[k] = payload.feature_payload(doc, k, nearest.get(int(k)), imgs, image)
+        _write(tmp / "data" / f"f_{i}.js", js_data_call("features", i, part))
+        bar.update(len(part))
+    bar.close()
     return images
 
 

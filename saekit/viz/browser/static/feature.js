@@ -1,6 +1,6 @@
 /* One feature's page: statistics, histogram with quantile buckets, examples from every bucket, top
  * contexts shaded per token, logit effects, synthetic maximisers beside the real max, images,
- * nearest features and the steering command. Data: data/f/<id>.js. */
+ * nearest features and the steering command. Data: data/f_<k>.js. */
 "use strict";
 
 (function () {
@@ -192,7 +192,7 @@
 
   function figure(src, caption, cls) {
     var kids = [];
-    if (src) kids.push(el("img", { src: src, alt: caption, loading: "lazy" }));
+    if (src) kids.push(el("img", { src: src, alt: caption }));
     else kids.push(el("div", { className: "noimg" }, ["image not in the site"]));
     kids.push(el("figcaption", {}, [caption]));
     return el("figure", { className: cls || "" }, kids);
@@ -264,5 +264,8 @@
   if (raw === null || !/^\d+$/.test(raw)) { showError("no feature given: open a feature from the index (feature.html?f=ID)"); return; }
   var id = parseInt(raw, 10);
   nav(id);
-  loadData("feature", id, "f/" + id + ".js").then(render, function () { showError("feature " + id + " has no page in this site (it was not analysed)"); });
+  var pos = meta.analysed.indexOf(id);
+  if (pos < 0) { showError("feature " + id + " has no page in this site (it was not analysed)"); return; }
+  var chunk = Math.floor(pos / meta.feature_chunk);
+  loadData("features", chunk, "f_" + chunk + ".js").then(function (part) { render(part[String(id)]); }, function (e) { showError(e.message); });
 })();

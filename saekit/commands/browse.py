@@ -31,6 +31,12 @@ class BrowseArgs:
     """Port for --serve (0: any free port)."""
 
 
+def build_and_report(analysis: str, sae: str | None = None, quiet: bool = False) -> None:
+    """Build ANALYSIS/browser and print where to open it (used by `analyze --html` and the demo)."""
+    index = build_site(analysis, BrowserConfig(sae=sae, quiet=quiet))
+    print(f"browser: open file://{index.resolve()}")
+
+
 def main(argv: list[str]) -> int:
     args = tyro.cli(BrowseArgs, args=argv, prog="saekit browse", description=__doc__)
     index = build_site(args.analysis, args.site)

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from saekit.viz.browser import BrowserConfig, build_site, payload
+from saekit.viz.browser.chromium import full_page_png, wait_ready
 from saekit.viz.browser.serve import make_server
 
-from .conftest import full_page_png
 from .fake_analysis import EVIL_FEATURE, EVIL_IMG, EVIL_SCRIPT, SEARCH_FEATURE, SEARCH_WORD, make_analysis_doc
 
 pytestmark = pytest.mark.browser
@@ -41,17 +41,6 @@ def open_ready(driver, url: str, timeout: float = 60.0) -> float:
     driver.get(url)
     wait_ready(driver, timeout)
     return time.perf_counter() - t0
-
-
-def wait_ready(driver, timeout: float = 60.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if driver.execute_script("return document.body && document.body.dataset.ready === '1'"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(
-        f"page not ready after {timeout}s: {driver.find_element(By.TAG_NAME, 'body').text[:500]}"
-    )
 
 
 def errors(driver) -> list:

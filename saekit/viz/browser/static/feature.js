@@ -103,9 +103,16 @@
     ]);
   }
 
+  /* Image rows have no text: their "contexts" are token ids only (#123), not worth a section. */
+  function hasText(f) {
+    return (f.top_examples || []).some(function (e) {
+      return ((e.context || {}).tokens || [e.token]).some(function (t) { return !/^#\d+$/.test(String(t)); });
+    });
+  }
+
   function topContexts(f) {
     var ex = f.top_examples || [], mx = (f.stats || {}).max || (ex[0] || {}).activation || 0;
-    if (!ex.length) return null;
+    if (!ex.length || (meta.image && !hasText(f))) return null;
     return section("Top contexts", "Highest activations; each token shaded by its activation relative to the max (hover for the value).",
       [el("div", { className: "examples", id: "top-contexts" }, ex.map(function (e) { return exampleRow(e, mx); }))]);
   }
@@ -143,7 +150,7 @@
       });
       return section("Examples from every activation bucket", "Sampled from the whole store, one group per quantile bucket.", [el("div", { className: "buckets", id: "buckets" }, blocks)]);
     }
-    if (bounds.length < 2) return null;
+    if (bounds.length < 2 || (meta.image && !hasText(f))) return null;
     var groups = bucketsFromContexts(f, bounds);
     for (var i = groups.length - 1; i >= 0; i--) {
       blocks.push(bucketBlock(bucketLabel(bounds, i) + " (" + fmt(bounds[i].v) + "\u2013" + fmt(bounds[i + 1].v) + ")", BUCKET_COLOURS[i % BUCKET_COLOURS.length],
@@ -204,10 +211,14 @@
     (f.heatmaps || []).forEach(function (h, i) { kids.push(figure(h, "heatmap " + (i + 1), "")); });
     if (f.timestep_plot) kids.push(figure(f.timestep_plot, "activation by denoising timestep", "wide"));
     var tops = (f.top_images || []).map(function (im) {
-      var cap = "act " + fmt(im.activation) + (im.doc_id !== undefined ? " \u00b7 doc " + im.doc_id : "") + (im.position !== undefined && im.position !== null ? " \u00b7 token " + im.position : "");
-      if (im.caption || im.prompt) cap += " \u00b7 " + String(im.caption || im.prompt);
-      if (!im.image_src && im.image) cap += " \u00b7 " + String(im.image);
-      return figure(im.image_src, cap, "thumb");
+      var bits = ["act " + fmt(im.activation)];
+      if (im["class"] !== undefined && im["class"] !== null) bits.push("class " + String(im["class"]));
+      if (im.step !== undefined && im.step !== null) bits.push("step " + im.step);
+      if (im.doc_id !== undefined) bits.push("doc " + im.doc_id);
+      if (im.position !== undefined && im.position !== null) bits.push("token " + im.position);
+      var text = im.caption || im.prompt || (!im.image_src ? im.image || im.source : "");
+      if (text) bits.push(String(text));
+      return figure(im.image_src, bits.join(" \u00b7 "), "thumb");
     });
     if (!kids.length && !tops.length) return null;
     var parts = [el("div", { className: "figs", id: "images" }, kids)];

@@ -77,19 +77,23 @@
     return box;
   }
 
-  /* One context: tokens shaded by activation / max; hover shows the value. */
-  function contextLine(ctx, maxAct, opts) {
-    var o = opts || {}, toks = ctx.tokens || [], acts = ctx.activations || [];
-    var from = o.from || 0, to = o.to === undefined ? toks.length : o.to;
-    var line = el("span", { className: "ctx" });
-    for (var i = from; i < to; i++) {
-      var a = acts[i] || 0, alpha = maxAct > 0 ? Math.min(1, Math.max(0, a / maxAct)) : 0;
-      var span = el("span", { className: "tok" + (i === ctx.focus ? " focus" : ""), title: JSON.stringify(String(toks[i])) + "  activation " + fmt(a, 4) }, [visibleToken(toks[i])]);
-      span.dataset.act = String(a);
-      if (alpha > 0) span.style.backgroundColor = "rgba(230, 110, 20, " + (0.12 + 0.78 * alpha).toFixed(3) + ")";
-      line.appendChild(span);
-    }
-    return line;
+  function tokenSpan(ctx, i, maxAct) {
+    var toks = ctx.tokens || [], a = (ctx.activations || [])[i] || 0;
+    var alpha = maxAct > 0 ? Math.min(1, Math.max(0, a / maxAct)) : 0;
+    var span = el("span", { className: "tok" + (i === ctx.focus ? " focus" : ""), title: JSON.stringify(String(toks[i])) + "  activation " + fmt(a, 4) }, [visibleToken(toks[i])]);
+    span.dataset.act = String(a);
+    if (alpha > 0) span.style.backgroundColor = "rgba(230, 110, 20, " + (0.12 + 0.78 * alpha).toFixed(3) + ")";
+    return span;
+  }
+
+  /* One context, its focus token lined up with the other rows' (text before it right-aligned);
+   * tokens shaded by activation / max, the value on hover. */
+  function contextCells(ctx, maxAct, opts) {
+    var o = opts || {}, n = (ctx.tokens || []).length;
+    var from = o.from || 0, to = o.to === undefined ? n : o.to, focus = Math.min(Math.max(ctx.focus || 0, from), to);
+    var left = el("span", { className: "ctx" }), right = el("span", { className: "ctx" });
+    for (var i = from; i < to; i++) (i < focus ? left : right).appendChild(tokenSpan(ctx, i, maxAct));
+    return [el("span", { className: "ctx-left" }, [left]), el("span", { className: "ctx-right" }, [right])];
   }
 
   function exampleRow(e, maxAct, opts) {
@@ -97,10 +101,7 @@
     var where = [];
     if (e.doc_id !== undefined && e.doc_id !== null) where.push("doc " + e.doc_id);
     if (e.position !== undefined && e.position !== null) where.push("pos " + e.position);
-    return el("div", { className: "example" }, [
-      el("span", { className: "act", title: where.join(", ") }, [fmt(e.activation, 3)]),
-      contextLine(ctx, maxAct, opts)
-    ]);
+    return el("div", { className: "example" }, [el("span", { className: "act", title: where.join(", ") }, [fmt(e.activation, 3)])].concat(contextCells(ctx, maxAct, opts)));
   }
 
   /* Image rows have no text: their "contexts" are token ids only (#123), not worth a section. */
@@ -255,10 +256,25 @@
     if (i >= 0 && i + 1 < a.length) box.appendChild(el("a", { href: featureHref(a[i + 1]), className: "next" }, ["#" + a[i + 1] + " \u203a"]));
   }
 
+  function topTokenLine(f) {
+    var counts = {}, order = [];
+    (f.top_examples || []).forEach(function (e) {
+      var t = String(e.token === undefined ? "" : e.token);
+      if (!(t in counts)) { counts[t] = 0; order.push(t); }
+      counts[t]++;
+    });
+    order.sort(function (a, b) { return counts[b] - counts[a]; });
+    if (!order.length || (meta.image && !hasText(f))) return null;
+    var chips = el("span", { className: "chips" }, order.slice(0, 8).map(function (t) {
+      return el("span", { className: "chip", title: counts[t] + " of the top examples" }, [visibleToken(t)]);
+    }));
+    return el("p", { className: "toptoks" }, [el("span", { className: "muted" }, ["fires most on "]), chips]);
+  }
+
   function render(f) {
     var st = f.stats || {}, bounds = quantileBounds(f), q = st.quantiles || {};
     document.title = "feature " + f.index + " \u00b7 saekit";
-    var head = el("div", { className: "fhead" }, [el("h2", { className: "ftitle" }, ["Feature #" + f.index])]);
+    var head = el("div", { className: "fhead" }, [el("h2", { className: "ftitle" }, ["Feature #" + f.index]), topTokenLine(f)]);
     var cards = el("div", { className: "cards" }, [stat("frequency", pct(st.frequency)), stat("count", st.count === undefined ? "\u2014" : Number(st.count).toLocaleString("en")),
       stat("max", fmt(st.max)), stat("mean when active", fmt(st.mean_when_active)), stat("median", fmt(q["0.5"]))]);
     var hist = section("Activation histogram", "Non-zero activations, log-spaced bins, coloured by quantile bucket.", [el("div", { id: "histogram" }, [histogram(f, bounds)]), legend(bounds)]);

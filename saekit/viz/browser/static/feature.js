@@ -208,7 +208,7 @@
 
   function images(f) {
     var kids = [];
-    if (f.image_grid) kids.push(figure(f.image_grid, "top images", "wide"));
+    if (f.image_grid) kids.push(figure(f.image_grid, "top-image grid (activation, token patch outlined)", "wide"));
     (f.heatmaps || []).forEach(function (h, i) { kids.push(figure(h, "heatmap " + (i + 1), "")); });
     if (f.timestep_plot) kids.push(figure(f.timestep_plot, "activation by denoising timestep", "wide"));
     var tops = (f.top_images || []).map(function (im) {

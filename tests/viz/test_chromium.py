@@ -87,6 +87,7 @@ def test_index_of_10k_features_loads_fast_without_errors_and_pages(page, big):
         "return performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd"
     )
     print(f"10k index ready in {took:.2f} s (DOMContentLoaded {first_paint:.0f} ms)")
+    assert page.find_elements(By.CSS_SELECTOR, 'button.sort[data-key="ratio"]')  # feature 0 has a synthetic
     want = expected_order(doc, "max", reverse=True)  # default: strongest first
     assert page_info(page) == f"page 1 of {N_BIG // 50} \u00b7 1\u201350 of 10,000"
     assert shown_ids(page) == want[:50]
@@ -221,6 +222,7 @@ def test_image_feature_page_shows_the_images(page, tmp_path, write_analysis):
     import json
 
     doc = make_analysis_doc(6)
+    del doc["features"]["0"]["synthetic"], doc["features"]["0"]["comparison"]
     folder = write_analysis(doc)
     Image.new("RGB", (64, 32), (20, 120, 200)).save(folder / "grid.png")
     Image.new("RGB", (16, 16), (200, 30, 30)).save(folder / "heat.png")
@@ -245,3 +247,7 @@ def test_image_feature_page_shows_the_images(page, tmp_path, write_analysis):
     assert EVIL_IMG in page.find_element(By.TAG_NAME, "body").text
     assert "skimage:astronaut" in page.find_element(By.TAG_NAME, "body").text  # shown by name
     assert page.execute_script("return window.__dialogs") == 0 and errors(page) == []
+    open_ready(page, index.as_uri())  # no feature has a synthetic result: no empty column for it
+    keys = [b.get_attribute("data-key") for b in page.find_elements(By.CSS_SELECTOR, "button.sort")]
+    assert keys == ["id", "frequency", "count", "max", "mean", "tokens"]
+    assert len(page.find_elements(By.CSS_SELECTOR, "#rows tr:first-child td")) == 7

@@ -62,10 +62,16 @@
     });
   }
 
+  /* Columns no feature has data for (e.g. synthetic/real before the maximiser ran) are left out. */
+  function shownColumns() {
+    var hasRatio = rows.some(function (r) { return r[C.ratio] !== null && r[C.ratio] !== undefined; });
+    return COLUMNS.filter(function (col) { return col.key !== "ratio" || hasRatio; });
+  }
+
   function header() {
     var tr = document.getElementById("header-row");
     tr.textContent = "";
-    COLUMNS.forEach(function (col) {
+    shownColumns().forEach(function (col) {
       var th = el("th", { className: col.num ? "num" : "" });
       if (col.sortable === false) {
         th.appendChild(el("span", { title: col.title || "" }, [col.label]));
@@ -132,9 +138,9 @@
       el("td", { className: "num" }, [fmt(r[C.max])]),
       el("td", { className: "num" }, [fmt(r[C.mean])]),
       el("td", {}, [r[C.spark] ? sparkSvg(r[C.spark]) : el("span", { className: "muted" }, ["\u2014"])]),
-      el("td", {}, [tokenChips(r[C.tokens])]),
-      el("td", { className: "num" }, [r[C.ratio] === null || r[C.ratio] === undefined ? "\u2014" : fmt(r[C.ratio], 3) + "\u00d7"])
+      el("td", {}, [tokenChips(r[C.tokens])])
     ]);
+    if (showRatio) tr.appendChild(el("td", { className: "num" }, [r[C.ratio] === null || r[C.ratio] === undefined ? "\u2014" : fmt(r[C.ratio], 3) + "\u00d7"]));
     tr.dataset.id = String(id);
     return tr;
   }
@@ -154,7 +160,7 @@
     var frag = document.createDocumentFragment();
     for (var i = start; i < end; i++) frag.appendChild(renderRow(view[i]));
     body.appendChild(frag);
-    if (!n) body.appendChild(el("tr", {}, [el("td", { colSpan: COLUMNS.length, className: "muted empty" }, ["no feature matches"])]));
+    if (!n) body.appendChild(el("tr", {}, [el("td", { colSpan: shownColumns().length, className: "muted empty" }, ["no feature matches"])]));
     var pager = document.getElementById("pager");
     pager.textContent = "";
     pager.appendChild(pagerButton("\u00ab first", 0, state.page === 0, "first"));
@@ -169,7 +175,8 @@
     writeHash();
   }
 
-  function refresh() { header(); compute(); render(); }
+  var showRatio = false;
+  function refresh() { showRatio = shownColumns().length === COLUMNS.length; header(); compute(); render(); }
 
   function loadTexts() {
     if (textState !== "none") return;

@@ -64,6 +64,24 @@ def _feature(j: int, rng, n_rows: int, n_top: int) -> dict:
     }
 
 
+def _bucket_example(act: float, word: str) -> dict:
+    ctx = {
+        "tokens": ["the", word, " sea"],
+        "token_ids": [1, 2, 3],
+        "activations": [0.0, act, 0.0],
+        "focus": 1,
+    }
+    return {
+        "activation": act,
+        "row": 5,
+        "doc_id": 0,
+        "position": 1,
+        "token_id": 2,
+        "token": word,
+        "context": ctx,
+    }
+
+
 def make_analysis_doc(n_features: int, n_analysed: int | None = None, n_top: int = 5, seed: int = 0) -> dict:
     """An analysis document with `n_features` features, the first `n_analysed` (default all) analysed."""
     import numpy as np
@@ -79,6 +97,26 @@ def make_analysis_doc(n_features: int, n_analysed: int | None = None, n_top: int
     mx = [float(rng.uniform(0.5, 20)) for _ in range(n_features)]
     for k, f in feats.items():
         freq[int(k)], mx[int(k)] = f["stats"]["frequency"], f["stats"]["max"]
+    if "1" in feats:  # store-wide samples per quantile bucket, as a newer analysis may write them
+        f1 = feats["1"]
+        f1["bucket_examples"] = [
+            {
+                "lo": 0.1,
+                "hi": 0.5,
+                "q_lo": 0.0,
+                "q_hi": 0.5,
+                "examples": [_bucket_example(0.3, " lowbucketword")],
+            },
+            {
+                "lo": 0.5,
+                "hi": 2.0,
+                "q_lo": 0.5,
+                "q_hi": 1.0,
+                "examples": [_bucket_example(1.5, " highbucketword")],
+            },
+        ]
+    if "3" in feats:
+        feats["3"]["nearest"] = [{"feature": 5, "cosine": 0.9}, {"feature": 6, "cosine": 0.8}]
     f0 = feats.get("0")
     if f0 is not None:
         f0["synthetic"] = {

@@ -155,6 +155,21 @@ def test_feature_page_shows_histogram_contexts_and_steer_command(page, big):
     assert len(page.find_elements(By.CSS_SELECTOR, ".bucket")) >= 3
     cmd = page.find_element(By.ID, "steer-cmd").text
     assert cmd == payload.steer_command(doc, 3)
+    links = page.find_elements(By.CSS_SELECTOR, "#nearest a")  # from analysis.json's `nearest`
+    assert [a.text for a in links] == ["#5", "#6"]
+    links[0].click()
+    wait_ready(page)
+    assert page.find_element(By.CSS_SELECTOR, "h2.ftitle").text == "Feature #5"
+    assert errors(page) == []
+
+
+def test_bucket_examples_are_shown_when_the_analysis_has_them(page, big):
+    _, index = big
+    open_ready(page, index.parent.joinpath("feature.html").as_uri() + "?f=1")
+    buckets = page.find_elements(By.CSS_SELECTOR, "#buckets .bucket")
+    assert len(buckets) == 2
+    assert "lowbucketword" in buckets[0].text and "highbucketword" in buckets[1].text
+    assert buckets[0].find_element(By.TAG_NAME, "h3").text.startswith("min\u2013p50")
 
 
 def shown(t: str) -> str:

@@ -120,6 +120,13 @@ def test_search_by_id_and_by_context_text(page, big):
     open_ready(page, index.as_uri())
     search(page, str(SEARCH_FEATURE))
     assert shown_ids(page) == [SEARCH_FEATURE]
+    page.find_element(By.CSS_SELECTOR, "#rows a.fid").click()  # to its page and back: same view
+    wait_ready(page)
+    assert page.find_element(By.CSS_SELECTOR, "h2.ftitle").text == f"Feature #{SEARCH_FEATURE}"
+    page.back()
+    wait_ready(page)
+    assert shown_ids(page) == [SEARCH_FEATURE]
+    assert page.find_element(By.ID, "search").get_attribute("value") == str(SEARCH_FEATURE)
     search(page, "42")  # an id prefix: 42, 420-429, 4200-4299
     assert page_info(page).endswith("of 111") and all(str(i).startswith("42") for i in shown_ids(page))
     search(page, SEARCH_WORD.upper())  # text that occurs in exactly one feature's contexts (any case)

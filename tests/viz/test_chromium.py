@@ -29,7 +29,7 @@ def big(tmp_path_factory):
     import json
 
     folder = tmp_path_factory.mktemp("big")
-    doc = make_analysis_doc(N_BIG)
+    doc = make_analysis_doc(N_BIG, n_top=3)  # few contexts per feature: the fixture stays cheap
     (folder / "analysis.json").write_text(json.dumps(doc))
     index = build_site(folder, BrowserConfig(out=str(folder / "site"), quiet=True))
     return doc, index

@@ -97,7 +97,13 @@ def test_rebuild_replaces_the_site_and_refuses_foreign_folders(write_analysis, t
     (other / "notes.txt").write_text("x")
     with pytest.raises(SaekitError, match="not a saekit browser site"):
         build_site(folder, BrowserConfig(out=str(other), quiet=True))
+    (other / "index.html").write_text("<p>my own website</p>")  # an index.html alone is not enough
+    with pytest.raises(SaekitError, match="not a saekit browser site"):
+        build_site(folder, BrowserConfig(out=str(other), quiet=True))
     assert (other / "notes.txt").exists()
+    with pytest.raises(SaekitError, match="not a saekit browser site"):  # nor the analysis folder itself
+        build_site(folder, BrowserConfig(out=str(folder), quiet=True))
+    assert (folder / "analysis.json").is_file()
 
 
 def test_missing_analysis_is_a_clear_error(tmp_path):

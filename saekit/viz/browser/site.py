@@ -105,6 +105,14 @@ def _write_data(doc: dict, analysis_dir: Path, tmp: Path, cfg: BrowserConfig) ->
     return images
 
 
+def _is_site(folder: Path) -> bool:
+    """A folder this module built (its own pages and data), which a rebuild may replace."""
+    meta = folder / "data" / "meta.js"
+    return (
+        (folder / "index.html").is_file() and meta.is_file() and meta.read_text()[:18] == 'saekitData("meta",'
+    )
+
+
 def build_site(analysis_dir: str | Path, cfg: BrowserConfig = BrowserConfig()) -> Path:
     """Build the browser for `analysis_dir/analysis.json`; returns the path of its index.html."""
     from saekit.analysis import report
@@ -112,7 +120,7 @@ def build_site(analysis_dir: str | Path, cfg: BrowserConfig = BrowserConfig()) -
     analysis_dir = Path(analysis_dir)
     doc = report.load(analysis_dir)
     out = Path(cfg.out) if cfg.out else analysis_dir / "browser"
-    if out.exists() and not (out / "index.html").is_file() and any(out.iterdir()):
+    if out.exists() and not _is_site(out) and any(out.iterdir()):  # never replace someone's folder
         raise SaekitError(f"{out} exists and is not a saekit browser site; pass an empty or new --out")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.building"

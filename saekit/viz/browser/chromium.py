@@ -16,7 +16,7 @@ from pathlib import Path
 from saekit.errors import SaekitError
 
 CHROMIUM_FLAGS = (
-    "--headless=new",
+    "--headless",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",

@@ -31,6 +31,7 @@ def test_index_rows_cover_all_features_and_mark_analysed_ones():
 def test_top_tokens_are_the_most_frequent_focus_tokens():
     f = {"top_examples": [{"token": " a"}, {"token": " b"}, {"token": " b"}, {"token": " c"}]}
     assert payload.top_tokens(f, 2) == [" b", " a"]
+    assert payload.top_tokens({"top_examples": [{"activation": 1.0, "context": None}]}) == []  # image rows
 
 
 def test_search_text_holds_each_context_once_lowercased_and_capped():

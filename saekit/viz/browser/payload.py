@@ -37,7 +37,8 @@ def sparkline(histogram: dict | None, n_bins: int = SPARK_BINS) -> list[int] | N
 
 def top_tokens(feature: dict, n: int = 4) -> list[str]:
     """The feature's most frequent focus tokens among its top examples (ties: first seen first)."""
-    c = Counter(str(e.get("token", "")) for e in feature.get("top_examples") or [])
+    examples = feature.get("top_examples") or []
+    c = Counter(str(e["token"]) for e in examples if e.get("token") is not None)  # image rows: no token
     return [t for t, _ in c.most_common(n)]
 
 

@@ -107,13 +107,14 @@
   /* Image rows have no text: their "contexts" are token ids only (#123), not worth a section. */
   function hasText(f) {
     return (f.top_examples || []).some(function (e) {
-      return ((e.context || {}).tokens || [e.token]).some(function (t) { return !/^#\d+$/.test(String(t)); });
+      var toks = (e.context || {}).tokens || (e.token === undefined || e.token === null ? [] : [e.token]);
+      return toks.some(function (t) { return t !== null && t !== undefined && !/^#\d+$/.test(String(t)); });
     });
   }
 
   function topContexts(f) {
     var ex = f.top_examples || [], mx = (f.stats || {}).max || (ex[0] || {}).activation || 0;
-    if (!ex.length || (meta.image && !hasText(f))) return null;
+    if (!ex.length || !hasText(f)) return null;
     return section("Top contexts", "Highest activations; each token shaded by its activation relative to the max (hover for the value).",
       [el("div", { className: "examples", id: "top-contexts" }, ex.map(function (e) { return exampleRow(e, mx); }))]);
   }
@@ -151,7 +152,7 @@
       });
       return section("Examples from every activation bucket", "Sampled from the whole store, one group per quantile bucket.", [el("div", { className: "buckets", id: "buckets" }, blocks)]);
     }
-    if (bounds.length < 2 || (meta.image && !hasText(f))) return null;
+    if (bounds.length < 2 || !hasText(f)) return null;
     var groups = bucketsFromContexts(f, bounds);
     for (var i = groups.length - 1; i >= 0; i--) {
       blocks.push(bucketBlock(bucketLabel(bounds, i) + " (" + fmt(bounds[i].v) + "\u2013" + fmt(bounds[i + 1].v) + ")", BUCKET_COLOURS[i % BUCKET_COLOURS.length],
@@ -259,12 +260,13 @@
   function topTokenLine(f) {
     var counts = {}, order = [];
     (f.top_examples || []).forEach(function (e) {
-      var t = String(e.token === undefined ? "" : e.token);
+      if (e.token === undefined || e.token === null) return;
+      var t = String(e.token);
       if (!(t in counts)) { counts[t] = 0; order.push(t); }
       counts[t]++;
     });
     order.sort(function (a, b) { return counts[b] - counts[a]; });
-    if (!order.length || (meta.image && !hasText(f))) return null;
+    if (!order.length || !hasText(f)) return null;
     var chips = el("span", { className: "chips" }, order.slice(0, 8).map(function (t) {
       return el("span", { className: "chip", title: counts[t] + " of the top examples" }, [visibleToken(t)]);
     }));

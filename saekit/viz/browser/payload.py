@@ -104,7 +104,7 @@ def is_image_analysis(doc: dict) -> bool:
     return any(any(f.get(k) for k in IMAGE_FIELDS) for f in (doc.get("features") or {}).values())
 
 
-def steer_command(doc: dict, feature: int, image: bool | None = None) -> str:
+def steer_command(doc: dict, feature: int, image: bool | None = None, prompt: str | None = None) -> str:
     """The `saekit steer` command line that steers with `feature` (the user edits the prompt).
     `image`: whether this is an image analysis (None: look; pass it when building many pages)."""
     sae = (doc.get("sae") or {}).get("path") or "SAE_FOLDER"
@@ -116,7 +116,7 @@ def steer_command(doc: dict, feature: int, image: bool | None = None) -> str:
         if src.get("hook_point"):
             argv += ["--hook", str(src["hook_point"])]
         argv += ["--feature", str(feature), "--method", "clamp", "--strength", "4max"]
-        argv += ["--prompt", "a photo of a cat", "--out", f"steer_{feature}.png"]
+        argv += ["--prompt", prompt or "a photo of a cat", "--out", f"steer_{feature}.png"]
     else:
         argv += ["--feature", str(feature), "--method", "clamp", "--strength", "4max"]
         argv += ["--prompt", "Write a short poem about the sea.", "--max-new-tokens", "40"]
@@ -150,7 +150,8 @@ def feature_payload(
     f.update(images)
     f["index"] = int(key)
     f["nearest"] = nearest
-    f["steer_command"] = steer_command(doc, int(key), image)
+    tops = doc["features"][key].get("top_images") or [{}]  # steer an image feature from a prompt it fires on
+    f["steer_command"] = steer_command(doc, int(key), image, tops[0].get("prompt") or tops[0].get("caption"))
     return f
 
 

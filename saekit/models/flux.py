@@ -100,7 +100,7 @@ def load_flux(
     check_offload(offload, dev)
     dt = auto_model_dtype(dev) if dtype == "auto" else dtype
     try:
-        pipe = FluxPipeline.from_pretrained(name_or_path, torch_dtype=getattr(torch, dt))
+        pipe = FluxPipeline.from_pretrained(name_or_path, dtype=getattr(torch, dt))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"cannot load FLUX {name_or_path!r} ({exc}); accept the licence on the hub and log in, or give a "

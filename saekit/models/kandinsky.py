@@ -69,7 +69,7 @@ def load_kandinsky_pipeline(
     dt = auto_model_dtype(dev) if dtype == "auto" else dtype
     cls = getattr(diffusers, CLASSES[stage])
     try:
-        pipe = cls.from_pretrained(name, torch_dtype=getattr(torch, dt))
+        pipe = cls.from_pretrained(name, dtype=getattr(torch, dt))
     except (OSError, ValueError, TypeError) as exc:
         err = ModelLoadError(f"cannot load the Kandinsky 2.2 {stage} {name!r}: {exc}")
         if not Path(name).exists():

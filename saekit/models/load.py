@@ -134,7 +134,7 @@ def _load_flux_folder(path: Path, dt: str, dev: torch.device, offload: str, miss
     from saekit.models.offload import place_pipeline
 
     try:
-        pipe = FluxPipeline.from_pretrained(str(path), torch_dtype=getattr(torch, dt), **missing)
+        pipe = FluxPipeline.from_pretrained(str(path), dtype=getattr(torch, dt), **missing)
     except (OSError, ValueError, TypeError) as exc:
         raise ModelLoadError(
             f"cannot load the diffusers pipeline in {path}: {exc}; it must hold a FluxPipeline "

@@ -182,6 +182,11 @@ def steer_flux(cfg: ImageSteerConfig, sae, dev: torch.device, *, pipe=None) -> I
         gen = torch.Generator(HOST).manual_seed(cfg.seed)
         return pipe(**{**kwargs, **over, **common}, generator=gen).images[0]
 
+    if cfg.conditioning != "off":  # a wrong-width SAE is refused before minutes of generation
+        from saekit.steer.conditioning import check_embedding_size
+
+        for k in TARGETS[cfg.conditioning]:
+            check_embedding_size(kwargs[k], sae, f"FLUX {k}")
     unsteered = generate()
     if cfg.conditioning != "off":
         steered, desc = _on_conditioning(cfg, sae, kwargs, generate)

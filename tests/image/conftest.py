@@ -149,3 +149,47 @@ def kandinsky_folders(tmp_path_factory):
     tiny_kandinsky_prior(root).save_pretrained(root / "prior")
     tiny_kandinsky_decoder().save_pretrained(root / "decoder")
     return root
+
+
+def tiny_flux_with_text_encoders(tmp, seed: int = 0):
+    """The tiny FluxPipeline of `saekit.models.flux` plus offline text towers: a CLIP text model (its
+    pooled output is FLUX's `pooled_prompt_embeds`, width 32) and a T5 encoder (per-token embeds, width
+    32). Both read the character CLIPTokenizer above; T5 only needs token ids, so it stands in for T5's
+    own tokenizer."""
+    from diffusers import FluxPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from saekit.models.flux import tiny_flux_pipeline
+
+    base = tiny_flux_pipeline(seed=seed, num_layers=1, num_single_layers=1)
+    torch.manual_seed(seed + 1)
+    clip = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=2,
+            hidden_size=EMBED,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            vocab_size=64,
+            max_position_embeddings=16,
+        )
+    ).eval()
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=64, d_model=EMBED, d_kv=8, d_ff=37, num_layers=2, num_heads=4, decoder_start_token_id=0
+        )
+    ).eval()
+    tok = tiny_tokenizer(tmp / "flux_tokenizer_src")
+    pipe = FluxPipeline(
+        scheduler=base.scheduler,
+        vae=base.vae,
+        transformer=base.transformer,
+        text_encoder=clip,
+        tokenizer=tok,
+        text_encoder_2=t5,
+        tokenizer_2=tok,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -6,6 +6,8 @@ plain pipeline called with the prompt, and the pipeline called with a hand-edite
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -51,6 +53,7 @@ def _plain(pipe, **kw):
 
 def test_pooled_clip_edit_from_a_text_prompt(flux_dir, tmp_path):
     from saekit.models import load_model
+    from saekit.steer.image import ImageSteerConfig, steer_image
 
     base = ["steer", "--model", str(flux_dir / "flux"), "--sae", str(flux_dir / "sae"), "--prompt", "a cat"]
     base += [*ARGS, "--device", "cpu", "--quiet", "--conditioning", "pooled", "--feature", "4"]
@@ -61,14 +64,32 @@ def test_pooled_clip_edit_from_a_text_prompt(flux_dir, tmp_path):
     pipe.set_progress_bar_config(disable=True)
     # the unsteered half is what FLUX makes of the prompt itself (encode_prompt inside the pipeline)
     assert np.abs(z_un.astype(int) - _plain(pipe, prompt="a cat")).max() <= 1
-    assert cli([*base, "--strength", "25", "--out", str(tmp_path / "s.png")]) == 0
-    un, st = _halves(tmp_path / "s.png")
+    cfg = ImageSteerConfig(
+        sae=str(flux_dir / "sae"),
+        model=str(flux_dir / "flux"),
+        prompt="a cat",
+        conditioning="pooled",
+        feature=(4,),
+        strength="25",
+        num_inference_steps=2,
+        height=SIDE,
+        width=SIDE,
+        dtype="float32",
+        device="cpu",
+        quiet=True,
+        out=tmp_path / "s.png",
+    )
+    r = steer_image(cfg, pipe=pipe)
+    un, st = (np.asarray(i.convert("RGB")) for i in (r.unsteered, r.steered))
     assert np.array_equal(un, z_un) and (st != un).any()
-    # the steered half: pooled vector moved by (25 − f_4) W_dec_4 by hand, T5 embeds untouched
+    # the steered image: pooled vector moved by (25 − f_4) W_dec_4 by hand, T5 embeds untouched
     pe, pooled, _ = pipe.encode_prompt(prompt="a cat", prompt_2=None)
     sae = build(SAEConfig(d_in=EMBED, d_sae=64, arch="topk", k=8), seed=5)
     moved = pooled + (25.0 - sae.encode(pooled)[0, 4]) * sae.W_dec[4].detach()
     assert np.abs(st.astype(int) - _plain(pipe, prompt_embeds=pe, pooled_prompt_embeds=moved)).max() <= 1
+    # the text-token embeddings (T5 width 32 here) can be edited the same way
+    r = steer_image(dataclasses.replace(cfg, conditioning="text", out=tmp_path / "t.png"), pipe=pipe)
+    assert (np.asarray(r.steered) != un).any() and np.array_equal(np.asarray(r.unsteered), un)
 
 
 def test_pooled_edit_refuses_an_sae_of_another_width(flux_dir, tmp_path):

@@ -6,6 +6,8 @@ edited embedding is `e + (s − f_j) W_dec_j / input_scale`, computed from the S
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -40,17 +42,21 @@ def _halves(path):
     return a[:, : a.shape[1] // 2], a[:, a.shape[1] // 2 :]
 
 
-def _reference(folders, prompt="a red cat", edit=None):
-    """Plain diffusers: prior then decoder, seed 0, optionally editing the embedding by hand."""
-    from diffusers import KandinskyV22Pipeline, KandinskyV22PriorPipeline
+@pytest.fixture(scope="module")
+def pipes(kandinsky_folders):
+    from saekit.models.kandinsky import load_kandinsky
 
-    prior = KandinskyV22PriorPipeline.from_pretrained(folders / "prior")
-    dec = KandinskyV22Pipeline.from_pretrained(folders / "decoder")
-    for p in (prior, dec):
-        p.set_progress_bar_config(disable=True)
-    out = prior(prompt, negative_prompt="", num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    k = kandinsky_folders
+    return load_kandinsky(str(k / "decoder"), str(k / "prior"), dtype="float32", device="cpu")
+
+
+def _reference(pipes, prompt="a red cat", edit=None):
+    """Plain diffusers calls: prior then decoder, seed 0, optionally editing the embedding by hand."""
+    out = pipes.prior(
+        prompt, negative_prompt="", num_inference_steps=2, generator=torch.Generator().manual_seed(0)
+    )
     emb = out.image_embeds if edit is None else edit(out.image_embeds)
-    img = dec(
+    img = pipes.decoder(
         image_embeds=emb,
         negative_image_embeds=out.negative_image_embeds,
         height=SIDE,
@@ -63,7 +69,9 @@ def _reference(folders, prompt="a red cat", edit=None):
     return out.image_embeds, np.asarray(img.convert("RGB"))
 
 
-def test_steer_kandinsky_side_by_side_against_plain_diffusers(kandinsky_folders, sae_dir, tmp_path):
+def test_steer_kandinsky_side_by_side_against_plain_diffusers(kandinsky_folders, sae_dir, pipes, tmp_path):
+    from saekit.steer.image import steer_image
+
     k = kandinsky_folders
     args = [
         "steer",
@@ -77,33 +85,39 @@ def test_steer_kandinsky_side_by_side_against_plain_diffusers(kandinsky_folders,
     out = tmp_path / "k.png"
     assert cli([*args, *COMMON, "--feature", "5", "--strength", "40", "--out", str(out)]) == 0
     un, st = _halves(out)
-    emb, ref_un = _reference(k)
+    emb, ref_un = _reference(pipes)
     assert un.shape == (SIDE, SIDE, 3) and np.array_equal(un, ref_un)
     assert (un != st).any()
     # the steered half is the decoder run on the hand-computed edit (set f_5 := 40, error kept)
     sae = build(SAEConfig(d_in=EMBED, d_sae=96, arch="topk", k=8), seed=4)
     f5 = sae.encode(emb)[0, 5]
-    _, ref_st = _reference(k, edit=lambda e: e + (40.0 - f5) * sae.W_dec[5].detach())
+    _, ref_st = _reference(pipes, edit=lambda e: e + (40.0 - f5) * sae.W_dec[5].detach())
     assert np.abs(st.astype(int) - ref_st.astype(int)).max() <= 1  # embeds agree to rounding
     # a no-op edit (set to the current value; add 0) reproduces the unsteered image exactly
-    for extra in (["--strength", "current"], ["--method", "boost_active", "--strength", "0"]):
-        assert cli([*args, *COMMON, "--feature", "5", *extra, "--out", str(tmp_path / "z.png")]) == 0
-        z_un, z_st = _halves(tmp_path / "z.png")
+    for method, strength in (("clamp", "current"), ("boost_active", "0")):
+        cfg = _cfg(k, sae_dir / "plain", feature=(5,), prompt="a red cat", method=method, strength=strength)
+        r = steer_image(dataclasses.replace(cfg, out=tmp_path / "z.png"), pipe=pipes)
+        z_un, z_st = (np.asarray(i.convert("RGB")) for i in (r.unsteered, r.steered))
         assert np.array_equal(z_un, z_st) and np.array_equal(z_un, ref_un)
+        assert np.array_equal(_halves(tmp_path / "z.png")[1], ref_un)
 
 
-def test_kandinsky_routed_by_the_sae_provenance(kandinsky_folders, sae_dir, tmp_path):
+def test_kandinsky_routed_by_the_sae_provenance(kandinsky_folders, sae_dir, pipes, tmp_path, monkeypatch):
+    import saekit.models.kandinsky as kandinsky
     from saekit.steer.image import sae_provenance_model, steer_target
 
     prov = sae_dir / "with_provenance"
     assert sae_provenance_model(prov) == str(kandinsky_folders / "decoder")  # nested under "config"
     assert steer_target(None, str(prov)) == "image"
     assert steer_target(None, str(sae_dir / "plain")) == "lm"  # no provenance model: the LM default
+    asked = []
+    monkeypatch.setattr(kandinsky, "load_kandinsky", lambda *a, **kw: asked.append(a) or pipes)
     out = tmp_path / "p.png"
     args = ["steer", "--sae", str(prov), "--prior", str(kandinsky_folders / "prior"), *COMMON]
     assert cli([*args, "--feature", "3", "--strength", "30", "--out", str(out)]) == 0
+    assert asked == [(str(kandinsky_folders / "decoder"), str(kandinsky_folders / "prior"))]
     un, st = _halves(out)
-    assert np.array_equal(un, _reference(kandinsky_folders)[1]) and (un != st).any()
+    assert np.array_equal(un, _reference(pipes)[1]) and (un != st).any()
 
 
 def _cfg(k, sae, **kw):
@@ -127,12 +141,12 @@ def _cfg(k, sae, **kw):
     return ImageSteerConfig(**{**base, **kw})
 
 
-def test_kandinsky_refusals(kandinsky_folders, sae_dir, tmp_path):
+def test_kandinsky_refusals(kandinsky_folders, sae_dir, pipes, tmp_path):
     from saekit.steer.image import steer_image
 
     k = kandinsky_folders
     with pytest.raises(ShapeError, match=r"size 32 but the SAE has d_in=16"):
-        steer_image(_cfg(k, sae_dir / "narrow", out=tmp_path / "n.png"))
+        steer_image(_cfg(k, sae_dir / "narrow", out=tmp_path / "n.png"), pipe=pipes)
     assert not (tmp_path / "n.png").exists()
     with pytest.raises(ModelLoadError, match="swapped"):
         steer_image(_cfg(k, sae_dir / "plain", model=str(k / "prior"), prior=str(k / "decoder")))

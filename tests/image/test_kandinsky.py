@@ -160,3 +160,15 @@ def test_kandinsky_refusals(kandinsky_folders, sae_dir, pipes, tmp_path):
         steer_image(_cfg(k, sae_dir / "plain", method="additive"))
     with pytest.raises(SteeringError, match="needs --prompt"):
         steer_image(_cfg(k, sae_dir / "plain", prompt=None))
+
+
+def test_kandinsky_is_recognised_by_folder_class_and_by_name(kandinsky_folders):
+    from saekit.models.load import model_kind, pipeline_family
+
+    k = kandinsky_folders
+    assert pipeline_family(str(k / "decoder")) == "kandinsky_decoder"
+    assert pipeline_family(str(k / "prior")) == "kandinsky_prior"
+    assert pipeline_family("kandinsky-community/kandinsky-2-2-decoder") == "kandinsky_decoder"
+    assert pipeline_family("kandinsky-community/kandinsky-2-2-prior") == "kandinsky_prior"
+    assert pipeline_family("black-forest-labs/FLUX.1-schnell") == "flux"
+    assert model_kind("kandinsky-community/kandinsky-2-2-decoder") == "diffusers"

@@ -65,7 +65,12 @@ def conditioning_edit(
         if method != "clamp":
             raise SteeringError("--strength current sets features to their current values: use it with clamp")
         return ConditioningEdit("set", None, "set " + ", ".join(f"f{j}=current" for j in features))
-    values = absolute_strengths(strength, features, sae, sae_path, "latent", ablate=method == "ablate")
+    try:
+        values = absolute_strengths(strength, features, sae, sae_path, "latent", ablate=method == "ablate")
+    except SteeringError as exc:
+        if "calibration" not in str(exc):
+            raise
+        raise SteeringError(f"{exc}; or give an absolute latent value, e.g. --strength 40") from exc
     verb = "set" if mode == "set" else "add"
     shown = ", ".join(f"f{j}{'=' if mode == 'set' else '+='}{v:.3g}" for j, v in zip(features, values))
     return ConditioningEdit(mode, torch.tensor(values), f"{verb} {shown}")

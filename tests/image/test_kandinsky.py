@@ -158,6 +158,8 @@ def test_kandinsky_refusals(kandinsky_folders, sae_dir, pipes, tmp_path):
         steer_image(_cfg(k, sae_dir / "plain", hook="transformer_blocks.0", steps="0-1"))
     with pytest.raises(SteeringError, match="clamp .*ablate .*boost_active"):
         steer_image(_cfg(k, sae_dir / "plain", method="additive"))
+    with pytest.raises(SteeringError, match="no calibration.*or give an absolute latent value"):
+        steer_image(_cfg(k, sae_dir / "plain", strength="4max"))
     with pytest.raises(SteeringError, match="needs --prompt"):
         steer_image(_cfg(k, sae_dir / "plain", prompt=None))
 

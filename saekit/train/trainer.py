@@ -23,6 +23,7 @@ from saekit.errors import CheckpointError, NonFiniteError, SAEConfigError, Shape
 from saekit.sae import SAEConfig, build
 from saekit.sae.config import Provenance
 from saekit.sae.init import fit_input_scale_, init_b_dec_
+from saekit.sae.registry import needs_k
 from saekit.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from saekit.train.config import DEFAULT_DEAD_TOKENS, TrainConfig, default_lr
 from saekit.train.dead import DeadLatentTracker
@@ -107,7 +108,7 @@ class Trainer:
     def _sae_config(self, provenance: Provenance) -> SAEConfig:
         c = self.cfg
         extra = {} if c.sparsity_coefficient is None else {"sparsity_coefficient": c.sparsity_coefficient}
-        k = c.k if c.arch in ("topk", "batchtopk") else None
+        k = c.k if needs_k(c.arch) else None
         if k is not None and k > self.d_sae:
             raise SAEConfigError(f"k={k} exceeds d_sae={self.d_sae}; lower --k or raise --expansion")
         return SAEConfig(
@@ -237,7 +238,7 @@ class Trainer:
             wandb=cfg.wandb,
             run_config=cfg.to_dict(),
         )
-        uses_dead = cfg.arch in ("topk", "batchtopk") and cfg.aux_k_coefficient > 0
+        uses_dead = needs_k(cfg.arch) and cfg.aux_k_coefficient > 0
         autocast = (
             torch.autocast("cpu", dtype=torch.bfloat16)
             if cfg.autocast == "bfloat16"

@@ -225,11 +225,14 @@ class SAE(nn.Module):
     @torch.no_grad()
     def remove_gradient_parallel_to_decoder_(self) -> None:
         """Project out the gradient component that would change decoder row norms."""
-        if self.W_dec.grad is None:
+        grad = self.W_dec.grad
+        if grad is None:
             return
-        dirs = self.decoder_directions()
-        parallel = (self.W_dec.grad * dirs).sum(-1, keepdim=True)
-        self.W_dec.grad -= parallel * dirs
+        # g -= (g . W / |W|^2) W: three passes over the decoder, no [d_sae, d_in] temporaries
+        W = self.W_dec.detach()
+        sq_norm = torch.linalg.vector_norm(W, dim=-1).square_().clamp_min_(1e-24)
+        parallel = torch.linalg.vecdot(grad, W).div_(sq_norm)
+        grad.addcmul_(W, parallel[:, None], value=-1)
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:

@@ -42,6 +42,12 @@ class TrainConfig:
     autocast: Literal["none", "bfloat16"] = "none"
     """Run the encoder matmul in bf16 (fp32 master weights). Only faster on CPUs with AVX512-BF16/AMX or
     on GPUs; on plain AVX2 CPUs bf16 matmuls are emulated and much slower."""
+    encoder: Literal["auto", "exact", "screened"] = "auto"
+    """TopK encoder. `exact`: one fp32 matmul ranks all latents. `screened`: a cheaper int8 matmul ranks
+    them, the top k + margin are re-scored exactly in fp32 and the exact top k of those kept (values and
+    gradients exact; the margin adapts so the sampled miss rate stays under 1% of rows, see
+    `saekit.sae.screened`). `auto`: screened where measured faster at equal FVU (`AUTO_SCREENS_ON`
+    there; none yet), else exact."""
     batch_size: int = 4096
     """Activation rows per optimiser step."""
     total_tokens: int | None = None

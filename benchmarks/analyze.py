@@ -75,7 +75,7 @@ def encode_only(sae, store, batch_size: int) -> int:
 
 def full(sae, store, batch_size: int, n_top: int) -> tuple[int, int]:
     rp = real_pass(
-        sae, store_batches(store, batch_size), RealConfig(n_top=n_top, batch_size=batch_size, quiet=True)
+        sae, store_batches(store, batch_size), RealConfig(n_top=n_top, batch_size=batch_size)
     )
     st, tr = rp.stats, rp.tracker
     state = sum(

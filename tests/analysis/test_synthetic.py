@@ -39,8 +39,8 @@ def test_optimiser_raises_planted_feature_above_random(method):
         n_candidates=32,
         top_k_tokens=16,
         learning_rate=0.3,
-        quiet=True,
         fluency_weight=0.01,
+        init="random",
     )
     res = maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=64)
     rand = torch.tensor(res.random_activations)
@@ -57,7 +57,7 @@ def test_optimiser_raises_planted_feature_above_random(method):
 
 def test_deterministic_with_seed_and_topk_sae():
     model, sae = _setup("topk")
-    cfg = SyntheticConfig(n_steps=4, seq_len=4, restarts=1, n_candidates=8, quiet=True, seed=3)
+    cfg = SyntheticConfig(n_steps=4, seq_len=4, restarts=1, n_candidates=8, seed=3, init="random")
     a = maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=4)
     b = maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=4)
     assert a.sequences[0].token_ids == b.sequences[0].token_ids
@@ -71,4 +71,4 @@ def test_bad_config_and_feature():
         SyntheticConfig(n_steps=0)
     model, sae = _setup()
     with pytest.raises(SaekitError, match="out of range"):
-        maximise_feature(model, sae, "model.layers.0", 99, SyntheticConfig(quiet=True))
+        maximise_feature(model, sae, "model.layers.0", 99, SyntheticConfig())

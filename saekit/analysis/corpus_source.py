@@ -100,7 +100,8 @@ class CorpusSource:
             )
         except CorpusError:  # a document too short for one window, as in a harvest
             return None
-        return b._replace(doc_id=torch.where(b.doc_id >= 0, doc_id, -1).to(torch.int32))
+        doc_ids = torch.where(b.doc_id >= 0, doc_id, -1).to(torch.int32)
+        return type(b)(b.token_id, doc_ids, b.position, b.mask, b.doc_tokens)
 
     def _windows(self, doc0: int = 0, win0: int = 0) -> Iterator[tuple[tuple[int, int], tuple]]:
         """((doc, window in doc), (token_id, doc_id, position, keep) `[T]` each), from (doc0, win0) on."""

@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--out", default="docs/results/analysis_testbed")
     ap.add_argument("--depth", default="middle")
     ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--sae-steps", type=int, default=800)
     a = ap.parse_args()
     t0 = time.time()
     cfg = TestbedConfig(quiet=True)
@@ -39,17 +40,22 @@ def main() -> None:
     tm = train_or_load(cfg, work)
     model_path = work / "models" / f"testbed_{cache_key(cfg)}.safetensors"
     block = cfg.block_name(a.depth)
-    store = harvest_testbed_store(tm.model, cfg, model_path, block, "image", work / "store", n_images=a.images, seed=1000)
+    store = harvest_testbed_store(
+        tm.model, cfg, model_path, block, "image", work / "store", n_images=a.images, seed=1000
+    )
     st = ActivationStore.open(store)
     acts = torch.cat(list(st.iter_batches(65536, shuffle=False)))
     docs = json.loads((store / "documents.json").read_text())
     doc_id = torch.cat([m["doc_id"] for _, m in st.iter_rows_with_meta(65536)]).long()
     label = torch.tensor([d["class"] for d in docs])[doc_id]
-    sae, fvu = fit_topk_sae(acts, d_sae=cfg.sae_expansion * cfg.d_model, k=cfg.sae_k, steps=cfg.sae_steps,
-                            batch=cfg.sae_batch, seed=cfg.seed, hook_point=block, stream="image", out=work / "sae")  # fmt: skip
+    sae, fvu = fit_topk_sae(acts, d_sae=cfg.sae_expansion * cfg.d_model, k=cfg.sae_k, steps=a.sae_steps,
+                            batch=cfg.sae_batch, seed=cfg.seed, hook_point=block, stream="image",
+                            out=work / "sae")  # fmt: skip
     cf = class_features(sae, acts, label)
     feats = cf.feature.tolist()
-    args = RealArgs(sae=str(work / "sae"), store=str(store), out=a.out, features=",".join(map(str, feats)), quiet=True)
+    args = RealArgs(
+        sae=str(work / "sae"), store=str(store), out=a.out, features=",".join(map(str, feats)), quiet=True
+    )
     doc = run_real(args)
     print(f"testbed {block}@image: {len(acts)} rows, SAE FVU {fvu:.3f}, {time.time() - t0:.0f}s")
     print("| class | feature | selectivity | classes of its top images | purity |")

@@ -73,7 +73,7 @@ def digits_to_rgb(img_HW: torch.Tensor, scale: int = 16) -> np.ndarray:
     return np.repeat(g[..., None], 3, axis=-1)
 
 
-def testbed_renderer(model, cfg, steps: int, guidance: float) -> Callable[[int, dict], Render]:
+def digits_renderer(model, cfg, steps: int, guidance: float) -> Callable[[int, dict], Render]:
     """Regenerate testbed digits: noise from `seed`, conditioned on `class`, same sampler."""
     from saekit.testbed.data import unpatchify
     from saekit.testbed.flow import sample
@@ -142,7 +142,7 @@ def renderer_for(kind: str, source, docs: list[dict], *, device=None, regenerate
     if model.startswith(TESTBED_PREFIX):
         net, cfg = load_testbed_model(model[len(TESTBED_PREFIX) :])
         steps = int(man.get("num_inference_steps", cfg.sample_steps))
-        return testbed_renderer(net, cfg, steps, float(man.get("guidance_scale", cfg.guidance)))
+        return digits_renderer(net, cfg, steps, float(man.get("guidance_scale", cfg.guidance)))
     from saekit.models import load_model
 
     pipe = load_model(model, dtype="float32", device=None if device is None else str(device))

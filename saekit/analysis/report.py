@@ -84,7 +84,8 @@ def load(folder: str | Path) -> dict:
         raise SaekitError(f"{path} is not a saekit analysis document (format={doc.get('format')!r})")
     if doc["schema_version"] > SCHEMA_VERSION:
         raise SaekitError(
-            f"{path} has schema_version {doc['schema_version']}, newer than this saekit ({SCHEMA_VERSION}); upgrade saekit"
+            f"{path} has schema_version {doc['schema_version']}, newer than this saekit "
+            f"({SCHEMA_VERSION}); upgrade saekit"
         )
     return doc
 

@@ -36,13 +36,13 @@ __all__ = ["SyntheticConfig", "SyntheticResult", "SyntheticSequence", "allowed_t
 class SyntheticConfig:
     """Settings of the feature maximiser."""
 
-    n_steps: int = 40
+    n_steps: int = 30
     """Optimisation steps per restart (at most; see patience)."""
     seq_len: int = 8
     """Tokens per random start; shortest suffix tried for a real start. The feature is read at the last."""
     learning_rate: float = 0.1
     """Adam step size of the soft prompt (method=soft, and the warm start)."""
-    restarts: int = 3
+    restarts: int = 2
     """Independent starts; each gives one best sequence."""
     seed: int = 0
     """Random seed (restart r uses seed * 1000 + r)."""
@@ -50,7 +50,7 @@ class SyntheticConfig:
     """`gcg`: gradient-guided token swaps; `soft`: soft prompt + projection to tokens."""
     init: Literal["real", "random"] = "real"
     """`real`: restart r starts from the feature's r-th best real context (when known); `random`: tokens."""
-    max_init_len: int = 32
+    max_init_len: int = 16
     """Longest suffix of a real context used as a start (longer = closer to the real max, slower steps)."""
     init_tolerance: float = 0.02
     """A real start is the shortest suffix within this fraction of the best suffix's pre-activation."""
@@ -58,9 +58,9 @@ class SyntheticConfig:
     """gcg from random tokens: soft-prompt steps first, projected to tokens (a continuous warm start)."""
     top_k_tokens: int = 128
     """gcg: substitutions proposed per position from the gradient."""
-    n_candidates: int = 64
+    n_candidates: int = 32
     """gcg: single-token swaps scored exactly per step."""
-    patience: int = 12
+    patience: int = 6
     """gcg: stop a restart after this many steps without improvement."""
     fluency_weight: float = 0.05
     """Weight of the model's cross-entropy (nats/token) in the score, in units of the feature's real max."""

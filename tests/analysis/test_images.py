@@ -158,7 +158,8 @@ def test_diffusion_regenerates_and_tracks_steps(tmp_path, tiny_pipe):
     assert (top["doc_id"], top["position"], top["step"], top["seed"]) == (1, 9, 2, 6)
     assert (out / f["timestep_plot"]).is_file() and (out / f["image_grid"]).is_file()
     # the stored picture is the pipeline's own output for that document's seed
-    ref = tiny_pipe(**_embeds(docs[1]), height=side, width=side, num_inference_steps=steps, guidance_scale=3.5,
+    ref = tiny_pipe(**_embeds(docs[1]), height=side, width=side, num_inference_steps=steps,
+                    guidance_scale=3.5,
                     generator=torch.Generator().manual_seed(6), output_type="np").images[0]  # fmt: skip
     with Image.open(out / top["image"]) as im:
         got = np.asarray(im).astype(float)

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from saekit.analysis.image_render import digits_renderer, digits_to_rgb
@@ -29,7 +30,7 @@ def test_testbed_store_layout_and_regeneration(tmp_path):
         m = meta["doc_id"] == d
         pairs = set(zip(meta["step"][m].tolist(), meta["position"][m].tolist()))
         assert pairs == {(s, p) for s in range(3) for p in range(n_tok)}
-    assert sorted(set(meta["timestep"].tolist()), reverse=True) == [1.0, 1 - 1 / 3, 1 - 2 / 3]
+    assert sorted(set(meta["timestep"].tolist()), reverse=True) == pytest.approx([1.0, 2 / 3, 1 / 3])
     docs = json.loads((folder / "documents.json").read_text())
     assert docs[2] == {"prompt": "digit 2", "seed": 42, "class": 2}
     # the renderer's image is the image the model generates from that seed and class

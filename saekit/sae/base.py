@@ -131,9 +131,9 @@ class SAE(nn.Module):
         """`(x - b_dec) W_enc + b_enc`: the value a latent takes wherever it fires (`[..., d_sae]`).
 
         Input is normalised (as inside `encode`) unless `raw=True`, which applies the SAE's input
-        normalisation (`normalize_input`) first. `features` keeps only those latents (`[..., n]`, computing only their encoder
-        columns), which is what a feature maximiser differentiates: unlike a TopK or JumpReLU
-        activation it still has a gradient where the feature does not fire.
+        normalisation (`normalize_input`) first. `features` keeps only those latents (`[..., n]`,
+        computing only their encoder columns), which is what a feature maximiser differentiates:
+        unlike a TopK or JumpReLU activation it still has a gradient where the feature does not fire.
         """
         if raw:
             self.check_input(x_BD)

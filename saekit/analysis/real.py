@@ -64,7 +64,7 @@ def _active(sae, acts_BD: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor,
         vals, idx = sae.encode_sparse(acts_BD)
         rows = torch.arange(vals.shape[0], device=vals.device).repeat_interleave(vals.shape[1])
         return rows, idx.reshape(-1), vals.reshape(-1).float(), (vals, idx)
-    lat = sae.encode(acts_BD)
+    lat = sae.activation_magnitude(sae.encode(acts_BD))  # |f| for signed SAEs: negatives are active
     flat = lat.reshape(-1)
     idx = flat.nonzero().squeeze(1)  # latents are >= 0, so non-zero = active; no mask tensor
     vals = flat[idx].float()
@@ -88,23 +88,9 @@ def encode_into(
     if sparse is not None:  # the TopK fast path: never densified
         stats.update_sparse(*sparse)
         if tracker is not None:
-<<<<<<< HEAD
             tracker.update_sparse(*sparse, keys_B)
     else:
         stats.update_triples(feats, vals, acts_BD.shape[0])
-=======
-            tracker.update_sparse(vals, idx, keys_B)
-    else:  # one scan of the dense latents feeds both
-        lat = sae.activation_magnitude(sae.encode(acts_BD))  # |f| for signed SAEs: negatives are active
-        flat = lat.reshape(-1)
-        idx = flat.nonzero().squeeze(1)  # latents are >= 0, so non-zero = active; no mask tensor
-        vals = flat[idx].float()
-        keep = vals > 0
-        if not bool(keep.all()):  # an architecture with negative latents: only positive ones count
-            idx, vals = idx[keep], vals[keep]
-        rows, feats = idx // lat.shape[1], idx % lat.shape[1]
-        stats.update_triples(feats, vals, lat.shape[0])
->>>>>>> main
         if tracker is not None:
             tracker.update_triples(feats, vals, keys_B[rows])
     if steps is not None and meta is not None:
@@ -234,7 +220,6 @@ def analyze_source(
     features = resolve_features(
         features_spec, sae.d_sae, firing_counts=rp.stats.count_F, prompt_scores=prompt_scores
     )
-<<<<<<< HEAD
     rows = top_rows(rp, features)
     ctx = None
     if "token_id" in source.meta_fields():
@@ -249,97 +234,4 @@ def analyze_store(
     """`analyze_source` on an activation store folder (see analyze_source for the keywords)."""
     doc = analyze_source(sae, StoreRows(store_folder), features_spec, cfg, **kw)
     doc["source"]["path"] = str(store_folder)
-=======
-    ctx = contexts_from_store(
-        sae, rows, top_rows(rp, features), cfg.context_before, cfg.context_after, cfg.batch_size
-    )
-    centre = rows.read([k for f in features for _, k in rp.tracker.examples(f)])
-    man = rows.manifest
-    doc = report.new_document(
-        report.sae_info(sae, sae_path),
-        {
-            "kind": "store",
-            "path": str(store_folder),
-            "model": man.get("model"),
-            "hook_point": man.get("hook_point"),
-            "n_rows": rp.n_rows,
-        },
-        {
-            "n_top": cfg.n_top,
-            "context_before": cfg.context_before,
-            "context_after": cfg.context_after,
-            "batch_size": cfg.batch_size,
-            "max_rows": cfg.max_rows,
-            "sketch_alpha": cfg.sketch.alpha,
-            "quantile_method": "log-bucket sketch, relative error <= alpha vs numpy inverted_cdf",
-            "context_method": "stored rows re-encoded with the SAE (same document only)",
-        },
-    )
-    freq = st.frequency()
-    mean = st.mean_when_active()
-    dead = (st.count_F == 0).nonzero().flatten().tolist()
-    doc["summary"] = {
-        "n_rows": rp.n_rows,
-        "n_features": sae.d_sae,
-        "n_dead": len(dead),
-        "dead_features": dead,
-        "n_selected": len(features),
-        "sketch_alpha": cfg.sketch.alpha,
-    }
-    doc["all_features"] = {
-        "frequency": [float(x) for x in freq.tolist()],
-        "mean_when_active": [report.finite_or_none(x) for x in mean.tolist()],
-        "max": [float(x) for x in st.max_F.tolist()],
-    }
-    qs = st.quantiles(list(QUANTILES), torch.tensor(features, dtype=torch.long)) if features else None
-    effects = {}
-    if unembed is not None and features:
-        effects = {e.feature: e for e in logit_effects(sae.decoder_directions(), unembed, features)}
-
-    def tok(i):
-        return report.token_text(tokenizer, i)
-
-    c = 0
-    for fi, f in enumerate(features):
-        examples = []
-        for (val, row), cx in zip(rp.tracker.examples(f), ctx[f]):
-            examples.append(
-                {
-                    "activation": val,
-                    "row": row,
-                    "doc_id": int(centre.doc_id[c]),
-                    "position": int(centre.position[c]),
-                    "token_id": int(centre.token_id[c]),
-                    "token": tok(int(centre.token_id[c])),
-                    "context": {
-                        "tokens": [tok(t) for t in cx.token_ids],
-                        "token_ids": cx.token_ids,
-                        "activations": cx.activations,
-                        "focus": cx.focus,
-                    },
-                }
-            )
-            c += 1
-        edges, counts = st.histogram(f)
-        le = effects.get(f)
-        doc["features"][str(f)] = {
-            "index": f,
-            "stats": {
-                "count": int(st.count_F[f]),
-                "frequency": float(freq[f]),
-                "mean_when_active": report.finite_or_none(mean[f]),
-                "max": float(st.max_F[f]),
-                "quantiles": {str(q): report.finite_or_none(qs[fi, j]) for j, q in enumerate(QUANTILES)},
-            },
-            "histogram": {"edges": edges, "counts": counts, "scale": "log"},
-            "top_examples": examples,
-            "logit_effects": None
-            if le is None
-            else {
-                "approximation": APPROXIMATION,
-                "promoted": [{"token_id": t, "token": tok(t), "effect": v} for t, v in le.promoted],
-                "suppressed": [{"token_id": t, "token": tok(t), "effect": v} for t, v in le.suppressed],
-            },
-        }
->>>>>>> main
     return doc

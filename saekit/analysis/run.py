@@ -44,6 +44,8 @@ class Common:
     """No progress bars."""
     no_plots: bool = False
     """Write only analysis.json."""
+    html: bool = False
+    """Also build the HTML feature browser in OUT/browser (what `saekit browse OUT --sae SAE` does)."""
 
 
 @dataclass(frozen=True)

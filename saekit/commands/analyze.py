@@ -44,6 +44,10 @@ def main(argv: list[str]) -> int:
     else:
         run_synthetic(args)
         lines = []
-    if not args.quiet:
+    if not args.quiet and lines:
         print("\n".join(lines))
+    if args.html:
+        from saekit.commands.browse import build_and_report
+
+        build_and_report(args.out, sae=args.sae, quiet=args.quiet)
     return 0

@@ -74,9 +74,7 @@ def encode_only(sae, store, batch_size: int) -> int:
 
 
 def full(sae, store, batch_size: int, n_top: int) -> tuple[int, int]:
-    rp = real_pass(
-        sae, store_batches(store, batch_size), RealConfig(n_top=n_top, batch_size=batch_size, quiet=True)
-    )
+    rp = real_pass(sae, store_batches(store, batch_size), RealConfig(n_top=n_top, batch_size=batch_size))
     st, tr = rp.stats, rp.tracker
     state = sum(
         t.numel() * t.element_size()
@@ -118,7 +116,8 @@ def main() -> None:
         f"all features tracked; median of {args.repeats}"
     )
     print(
-        "| SAE                          |    tokens | encode-only t/s | full analysis t/s | time ratio | state MiB |"
+        "| SAE                          |    tokens | encode-only t/s | full analysis t/s | time ratio "
+        "| state MiB |"
     )
     print(
         "|------------------------------|-----------|----------------|----------------|------------|-----------|"

@@ -53,6 +53,42 @@ def _split(spec: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
+def _parse_active(body: str, where: str) -> SpecItem:
+    n = 10
+    m = re.match(r"^(\d+):(.*)$", body, re.DOTALL)
+    if m and not body.startswith('"'):
+        n, body = int(m.group(1)), m.group(2).strip()
+    if len(body) >= 2 and body[0] == body[-1] == '"':
+        body = body[1:-1]
+    if not body.strip():
+        raise FeatureSpecError(f'{where}: active: needs a prompt, e.g. active:"The cat sat"')
+    if n == 0:
+        raise FeatureSpecError(f'{where}: active:N:"prompt" needs N >= 1')
+    return SpecItem("active", lo=n, prompt=body)
+
+
+def _parse_part(part: str, where: str) -> SpecItem:
+    low = part.lower()
+    if low.startswith("top:"):
+        n = part[4:].strip()
+        if not n.isdigit() or int(n) == 0:
+            raise FeatureSpecError(f"{where}: top:N needs a positive integer N, e.g. top:10")
+        return SpecItem("top", lo=int(n))
+    if low.startswith("active:"):
+        return _parse_active(part[7:].strip(), where)
+    if part.isdigit():
+        return SpecItem("index", lo=int(part))
+    if m := _RANGE_RE.match(part):
+        lo, hi = int(m.group(1)), int(m.group(2))
+        if hi < lo:
+            raise FeatureSpecError(f"{where}: range end {hi} is below its start {lo}; write {hi}-{lo}")
+        return SpecItem("range", lo=lo, hi=hi)
+    raise FeatureSpecError(
+        f"{where}: not understood; accepted forms are an index (5), an inclusive range (0-20), "
+        'top:N (N most frequent features) and active:"prompt" (or active:N:"prompt")'
+    )
+
+
 def parse_feature_spec(spec: str) -> list[SpecItem]:
     """Parse a spec into items; raises FeatureSpecError naming the bad part and the accepted forms."""
     if not isinstance(spec, str) or not spec.strip():
@@ -62,38 +98,36 @@ def parse_feature_spec(spec: str) -> list[SpecItem]:
         where = f"feature spec {spec!r}, part {part!r}"
         if not part:
             raise FeatureSpecError(f"{where}: empty item (doubled or trailing comma?)")
-        low = part.lower()
-        if low.startswith("top:"):
-            n = part[4:].strip()
-            if not n.isdigit() or int(n) == 0:
-                raise FeatureSpecError(f"{where}: top:N needs a positive integer N, e.g. top:10")
-            items.append(SpecItem("top", lo=int(n)))
-        elif low.startswith("active:"):
-            body = part[7:].strip()
-            n = 10
-            m = re.match(r"^(\d+):(.*)$", body, re.DOTALL)
-            if m and not body.startswith('"'):
-                n, body = int(m.group(1)), m.group(2).strip()
-            if len(body) >= 2 and body[0] == body[-1] == '"':
-                body = body[1:-1]
-            if not body.strip():
-                raise FeatureSpecError(f'{where}: active: needs a prompt, e.g. active:"The cat sat"')
-            if n == 0:
-                raise FeatureSpecError(f'{where}: active:N:"prompt" needs N >= 1')
-            items.append(SpecItem("active", lo=n, prompt=body))
-        elif part.isdigit():
-            items.append(SpecItem("index", lo=int(part)))
-        elif m := _RANGE_RE.match(part):
-            lo, hi = int(m.group(1)), int(m.group(2))
-            if hi < lo:
-                raise FeatureSpecError(f"{where}: range end {hi} is below its start {lo}; write {hi}-{lo}")
-            items.append(SpecItem("range", lo=lo, hi=hi))
-        else:
-            raise FeatureSpecError(
-                f"{where}: not understood; accepted forms are an index (5), an inclusive range (0-20), "
-                'top:N (N most frequent features) and active:"prompt" (or active:N:"prompt")'
-            )
+        items.append(_parse_part(part, where))
     return items
+
+
+def _top(it: SpecItem, d_sae: int, firing_counts: Tensor | None) -> list[int]:
+    if firing_counts is None:
+        raise FeatureSpecError(
+            f"top:{it.lo} needs firing frequencies; run `analyze real` on a store first or pass "
+            "explicit indices"
+        )
+    counts = firing_counts.detach().float().cpu()
+    if counts.shape != (d_sae,):
+        raise FeatureSpecError(f"firing counts have shape {tuple(counts.shape)}, expected ({d_sae},)")
+    # stable ordering: most frequent first, ties by lower index
+    return torch.argsort(-counts, stable=True)[: min(it.lo, d_sae)].tolist()
+
+
+def _active(it: SpecItem, d_sae: int, prompt_scores: Callable[[str], Tensor] | None) -> list[int]:
+    if prompt_scores is None:
+        raise FeatureSpecError(
+            f'active:"{it.prompt}" needs a model to run the prompt through; give --model (or a '
+            "store whose manifest names its model) or pass explicit indices"
+        )
+    scores = prompt_scores(it.prompt).detach().float().cpu()
+    if scores.shape != (d_sae,):
+        raise FeatureSpecError(f"prompt scores have shape {tuple(scores.shape)}, expected ({d_sae},)")
+    n = min(it.lo, int((scores > 0).sum()))
+    if n == 0:
+        raise FeatureSpecError(f"no feature is active on prompt {it.prompt!r}; try a longer prompt")
+    return torch.argsort(-scores, stable=True)[:n].tolist()
 
 
 def resolve_features(
@@ -119,35 +153,14 @@ def resolve_features(
         elif it.kind == "range":
             picked = list(range(it.lo, it.hi + 1))
         elif it.kind == "top":
-            if firing_counts is None:
-                raise FeatureSpecError(
-                    f"top:{it.lo} needs firing frequencies; run `analyze real` on a store first or pass "
-                    "explicit indices"
-                )
-            counts = firing_counts.detach().float().cpu()
-            if counts.shape != (d_sae,):
-                raise FeatureSpecError(f"firing counts have shape {tuple(counts.shape)}, expected ({d_sae},)")
-            n = min(it.lo, d_sae)
-            # stable ordering: most frequent first, ties by lower index
-            picked = torch.argsort(-counts, stable=True)[:n].tolist()
+            picked = _top(it, d_sae, firing_counts)
         else:
-            if prompt_scores is None:
-                raise FeatureSpecError(
-                    f'active:"{it.prompt}" needs a model to run the prompt through; give --model (or a '
-                    "store whose manifest names its model) or pass explicit indices"
-                )
-            scores = prompt_scores(it.prompt).detach().float().cpu()
-            if scores.shape != (d_sae,):
-                raise FeatureSpecError(f"prompt scores have shape {tuple(scores.shape)}, expected ({d_sae},)")
-            n = min(it.lo, int((scores > 0).sum()))
-            if n == 0:
-                raise FeatureSpecError(f"no feature is active on prompt {it.prompt!r}; try a longer prompt")
-            picked = torch.argsort(-scores, stable=True)[:n].tolist()
+            picked = _active(it, d_sae, prompt_scores)
         for j in picked:
             if not 0 <= j < d_sae:
                 raise FeatureSpecError(
-                    f"feature index {j} is out of range: this SAE has d_sae={d_sae} features, valid indices are "
-                    f"0..{d_sae - 1}"
+                    f"feature index {j} is out of range: this SAE has d_sae={d_sae} features, valid "
+                    f"indices are 0..{d_sae - 1}"
                 )
             if j not in seen:
                 seen.add(j)

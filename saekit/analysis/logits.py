@@ -50,8 +50,8 @@ def find_unembed(model: nn.Module) -> Unembed:
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if out is None or not hasattr(out, "weight"):
         raise ModelLoadError(
-            f"{type(model).__name__} has no output embedding (get_output_embeddings() is None); logit effects "
-            "need a causal LM with an unembedding matrix"
+            f"{type(model).__name__} has no output embedding (get_output_embeddings() is None); "
+            "logit effects need a causal LM with an unembedding matrix"
         )
     norm = None
     for path in _NORM_PATHS:

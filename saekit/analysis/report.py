@@ -15,7 +15,12 @@ Schema (version 1):
                    histogram{edges[], counts[]}, top_examples[{activation, row, doc_id, position,
                    token_id, token, context{tokens[], token_ids[], activations[], focus}}],
                    logit_effects{promoted[{token_id, token, effect}], suppressed[...]} | null,
-                   synthetic{...} | absent, comparison{...} | absent}}
+                   synthetic{... sequences[{..., start, start_activation}]} | absent,
+                   comparison{...} | absent}}
+Image stores (no tokens; additive fields, see image_report.py): top_examples entries have no
+token_id/token, `context: null`, and `step`/`timestep` for diffusion; features add `top_images`,
+`image_grid`, `heatmaps`, `timestep_plot` and (diffusion) `timesteps`. A model + corpus source has
+source{kind: "corpus", corpus, path: null}.
 """
 
 from __future__ import annotations
@@ -84,7 +89,8 @@ def load(folder: str | Path) -> dict:
         raise SaekitError(f"{path} is not a saekit analysis document (format={doc.get('format')!r})")
     if doc["schema_version"] > SCHEMA_VERSION:
         raise SaekitError(
-            f"{path} has schema_version {doc['schema_version']}, newer than this saekit ({SCHEMA_VERSION}); upgrade saekit"
+            f"{path} has schema_version {doc['schema_version']}, newer than this saekit "
+            f"({SCHEMA_VERSION}); upgrade saekit"
         )
     return doc
 
@@ -117,6 +123,8 @@ def synthetic_entry(result, cfg, tokenizer, real_max: float | None) -> dict:
                 "perplexity": finite_or_none(s.perplexity),
                 "ratio_to_real_max": s.activation / real_max if real_max else None,
                 "restart": s.restart,
+                "start": s.start,
+                "start_activation": s.start_activation,
             }
         )
     conf = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "quiet"}

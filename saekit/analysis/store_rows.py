@@ -1,90 +1,93 @@
-"""Random access to rows of an activation store, straight from its documented shard files.
+"""Where `analyze real` reads activations from: a store (`StoreRows`) or a model + corpus
+(`corpus_source.CorpusSource`), behind one small interface.
 
 The streaming pass only remembers global row numbers of top examples (O(features x N) ints). To show
-a context window with per-token activations we read those rows, and their neighbours, back from the
-memory-mapped safetensors shards (`acts`, `doc_id`, `position`, `token_id`; see docs/INTERFACES.md)
-and re-encode them with the SAE. The stored activations are the ones the pass saw, so the highlighted
-values match the top-example values exactly, and no model is needed.
+a context window with per-token activations those rows, and their neighbours, are read back (a store:
+`ActivationStore.read_rows`, the store's own gather; a corpus: recomputed) and re-encoded with the
+SAE, so the highlighted values match the top-example values exactly.
 """
 
 from __future__ import annotations
 
-import bisect
-import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-from saekit.errors import StoreError
-
 META_KEYS = ("doc_id", "position", "token_id")
 
 
-class Rows(NamedTuple):
-    """Rows read back from a store: `acts [n, d]` and int64 metadata `[n]` each."""
+@dataclass
+class Rows:
+    """Rows read back: `acts [n, d]` and every per-row metadata tensor `[n]` the source has."""
 
     acts: Tensor
-    doc_id: Tensor
-    position: Tensor
-    token_id: Tensor
+    meta: dict[str, Tensor]
+
+    def field(self, name: str) -> Tensor:
+        """Metadata `name` as int64, or -1 everywhere when the source has no such field."""
+        t = self.meta.get(name)
+        return torch.full((self.acts.shape[0],), -1, dtype=torch.long) if t is None else t.long()
+
+    @property
+    def doc_id(self) -> Tensor:
+        return self.field("doc_id")
+
+    @property
+    def position(self) -> Tensor:
+        return self.field("position")
+
+    @property
+    def token_id(self) -> Tensor:
+        return self.field("token_id")
+
+
+class RowSource(Protocol):
+    """What the real pass needs: sequential batches, random access to rows, facts about the rows."""
+
+    manifest: dict[str, Any]
+
+    def __len__(self) -> int: ...
+
+    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, dict[str, Tensor]]]: ...
+
+    def read(self, rows: Tensor | list[int]) -> Rows: ...
+
+    def meta_fields(self) -> list[str]: ...
 
 
 class StoreRows:
-    """Read arbitrary global rows (in the store's sequential order) from `folder`."""
+    """An activation store as a row source (the store's own reader; no second shard parser)."""
 
     def __init__(self, folder: str | Path):
+        from saekit.data.store import ActivationStore
+
         self.folder = Path(folder)
-        mpath = self.folder / "manifest.json"
-        if not mpath.is_file():
-            raise StoreError(
-                f"no manifest.json in {self.folder}: not an activation store (run `saekit harvest`)"
-            )
-        try:
-            self.manifest = json.loads(mpath.read_text(encoding="utf-8"))
-            shards = self.manifest["shards"]
-            self.files = [self.folder / s["file"] for s in shards]
-            counts = [int(s["count"]) for s in shards]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise StoreError(f"{mpath}: unreadable manifest ({exc}); re-run the harvest") from None
-        self.starts = [0]
-        for c in counts:
-            self.starts.append(self.starts[-1] + c)
-        self._handles: dict[int, object] = {}
+        self.store = ActivationStore.open(self.folder)
+        self.manifest = self.store.manifest
 
     def __len__(self) -> int:
-        return self.starts[-1]
+        return len(self.store)
 
-    def _open(self, s: int):
-        if s not in self._handles:
-            from safetensors import safe_open
+    def meta_fields(self) -> list[str]:
+        return self.store.meta_fields()
 
-            if not self.files[s].is_file():
-                raise StoreError(f"store shard {self.files[s]} is missing; the store is incomplete")
-            self._handles[s] = safe_open(str(self.files[s]), framework="pt")
-        return self._handles[s]
+    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        yield from self.store.iter_rows_with_meta(batch_size)
 
     def read(self, rows: Tensor | list[int]) -> Rows:
         """Rows at global indices `rows` (any order, duplicates allowed), in that order."""
-        rows_t = torch.as_tensor(rows, dtype=torch.long).reshape(-1)
-        n = len(self)
-        if rows_t.numel() and (int(rows_t.min()) < 0 or int(rows_t.max()) >= n):
-            raise StoreError(f"row index out of range for store {self.folder} with {n} rows")
-        order = torch.argsort(rows_t)
-        srt = rows_t[order]
-        parts: dict[str, list[Tensor]] = {k: [] for k in ("acts", *META_KEYS)}
-        i = 0
-        while i < srt.numel():
-            s = bisect.bisect_right(self.starts, int(srt[i])) - 1
-            j = int(torch.searchsorted(srt, self.starts[s + 1]))
-            local = srt[i:j] - self.starts[s]
-            lo, hi = int(local[0]), int(local[-1]) + 1
-            fh = self._open(s)
-            for k, chunks in parts.items():
-                chunks.append(fh.get_slice(k)[lo:hi][local - lo])
-            i = j
-        out = {k: (torch.cat(v) if v else torch.empty(0)) for k, v in parts.items()}
-        inv = torch.empty_like(order)
-        inv[order] = torch.arange(order.numel())
-        return Rows(out["acts"][inv], *(out[k][inv].long() for k in META_KEYS))
+        got = self.store.read_rows(torch.as_tensor(rows, dtype=torch.long).reshape(-1).numpy())
+        acts = got.pop("acts")
+        return Rows(acts, got)
+
+    def tokens(self, doc_id: int, start: int = 0, stop: int | None = None) -> Tensor:
+        return self.store.tokens(doc_id, start, stop)
+
+    def has_tokens(self) -> bool:
+        from saekit.data.store_writer import TOKENS_FILE
+
+        return (self.folder / TOKENS_FILE).is_file()

@@ -1,22 +1,15 @@
 """`analyze synthetic`: find token sequences that maximise one SAE feature.
 
-Objective: the feature's *pre-activation* at the last position of a `seq_len`-token sequence, read at
-the SAE's hook point. The pre-activation equals the activation whenever the feature fires (ReLU /
-TopK / JumpReLU above threshold) but, unlike a TopK activation, still has a gradient when it does not;
-reports give the true `sae.encode` activation. The forward pass is aborted right after the hooked
-module (layers above it never run), through `saekit.hooks.intervene`, which keeps the graph.
+Objective (see `objective.py`): the feature's pre-activation at the last token of a sequence, read at
+the SAE's hook point through a truncated forward. Searches (see `search.py`): `gcg` (default;
+gradient-guided token swaps, greedy) or `soft` (soft prompt projected to tokens).
 
-Methods:
-* `gcg` (default; discrete, GCG/HotFlip-style): gradient of the objective w.r.t. the one-hot tokens
-  proposes the `top_k_tokens` best substitutions per position; `n_candidates` single-token swaps are
-  scored exactly by a batched truncated forward; the `fluency_top` best are re-ranked by
-  `activation - fluency_weight * scale * CE`, where CE is the model's own mean next-token
-  cross-entropy on the sequence (needs the full model, hence only on those few) and `scale` is the
-  feature's real max activation when known (else 1). The best candidate replaces the current sequence
-  when it improves that score.
-* `soft`: a soft prompt (continuous embeddings) optimised with Adam at `learning_rate`, projected
-  every step to the nearest tokens (cosine) and scored exactly; at the end the `fluency_top` best
-  projected sequences are re-ranked with the full-model CE like gcg.
+Starts (what makes the optimiser reach the real maximum): with `init="real"` restart r starts from
+the r-th best *real* context of the feature (the tokens before and at a top example, from the store
+or the analysis document), cut to the shortest suffix (lengths seq_len * 2^i, at most `max_init_len`)
+whose pre-activation is within `init_tolerance` of the best suffix; the greedy search only accepts
+improvements, so it ends at or above its start. Restarts beyond the known contexts, and `init="random"`,
+start from random tokens, optionally warmed up by `warm_start_steps` of the soft search.
 
 Everything is seeded (`seed`, restart r uses seed * 1000 + r), so runs are deterministic on CPU.
 """
@@ -24,46 +17,59 @@ Everything is seeded (`seed`, restart r uses seed * 1000 + r), so runs are deter
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from saekit.analysis.objective import FeatureObjective, allowed_tokens
+from saekit.analysis.search import gcg_search, soft_search
 from saekit.errors import SaekitError
+
+__all__ = ["SyntheticConfig", "SyntheticResult", "SyntheticSequence", "allowed_tokens", "maximise_feature"]
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Settings of the feature maximiser."""
 
-    n_steps: int = 40
-    """Optimisation steps per restart."""
+    n_steps: int = 30
+    """Optimisation steps per restart (at most; see patience)."""
     seq_len: int = 8
-    """Tokens per sequence; the feature is read at the last one."""
+    """Tokens per random start; shortest suffix tried for a real start. The feature is read at the last."""
     learning_rate: float = 0.1
-    """Adam step size of the soft prompt (method=soft)."""
+    """Adam step size of the soft prompt (method=soft, and the warm start)."""
     restarts: int = 2
-    """Independent random starts; each gives one best sequence."""
+    """Independent starts; each gives one best sequence."""
     seed: int = 0
     """Random seed (restart r uses seed * 1000 + r)."""
     method: Literal["gcg", "soft"] = "gcg"
     """`gcg`: gradient-guided token swaps; `soft`: soft prompt + projection to tokens."""
-    top_k_tokens: int = 64
+    init: Literal["real", "random"] = "real"
+    """`real`: restart r starts from the feature's r-th best real context (when known); `random`: tokens."""
+    max_init_len: int = 16
+    """Longest suffix of a real context used as a start (longer = closer to the real max, slower steps)."""
+    init_tolerance: float = 0.02
+    """A real start is the shortest suffix within this fraction of the best suffix's pre-activation."""
+    warm_start_steps: int = 0
+    """gcg from random tokens: soft-prompt steps first, projected to tokens (a continuous warm start)."""
+    top_k_tokens: int = 128
     """gcg: substitutions proposed per position from the gradient."""
-    n_candidates: int = 48
+    n_candidates: int = 32
     """gcg: single-token swaps scored exactly per step."""
+    patience: int = 6
+    """gcg: stop a restart after this many steps without improvement."""
     fluency_weight: float = 0.05
     """Weight of the model's cross-entropy (nats/token) in the score, in units of the feature's real max."""
     fluency_top: int = 4
     """Best-by-activation candidates re-ranked with the full-model CE (gcg: each step; soft: at the end)."""
-    quiet: bool = False
-    """No progress bar."""
 
     def __post_init__(self) -> None:
-        for name in ("n_steps", "seq_len", "restarts", "top_k_tokens", "n_candidates", "fluency_top"):
+        ints = ("n_steps", "seq_len", "restarts", "top_k_tokens", "n_candidates", "fluency_top", "patience")
+        for name in (*ints, "max_init_len"):
             if getattr(self, name) < 1:
                 raise SaekitError(
                     f"synthetic: --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
@@ -72,6 +78,10 @@ class SyntheticConfig:
             raise SaekitError("synthetic: --seq-len must be >= 2 for a fluency (cross-entropy) term")
         if self.method not in ("gcg", "soft"):
             raise SaekitError(f"synthetic: --method must be gcg or soft, got {self.method!r}")
+        if self.init not in ("real", "random"):
+            raise SaekitError(f"synthetic: --init must be real or random, got {self.init!r}")
+        if not 0 <= self.init_tolerance < 1 or self.warm_start_steps < 0:
+            raise SaekitError("synthetic: --init-tolerance must be in [0, 1) and --warm-start-steps >= 0")
 
 
 @dataclass
@@ -85,6 +95,10 @@ class SyntheticSequence:
     ce: float
     """Model's mean next-token cross-entropy on the sequence (nats/token)."""
     restart: int
+    start: str = "random"
+    """Where the restart started: `real:<rank>` (the rank-th best real context) or `random`."""
+    start_activation: float | None = None
+    """True activation of the start sequence (before any optimisation)."""
 
     @property
     def perplexity(self) -> float:
@@ -98,165 +112,59 @@ class SyntheticResult:
     feature: int
     sequences: list[SyntheticSequence]
     trajectories: list[list[float]]
-    """Per restart, the current sequence's pre-activation after each step."""
+    """Per restart, the current sequence's pre-activation after each step (may stop early: patience)."""
     random_activations: list[float] = field(default_factory=list)
     """True activations of the feature on random token sequences (the baseline)."""
 
 
-class _Reached(Exception):
-    """Raised by the intervene edit function to stop the forward after the hooked module."""
+def _suffix_start(obj: FeatureObjective, feature: int, ctx: Sequence[int], cfg: SyntheticConfig) -> Tensor:
+    """The shortest suffix of a real context whose pre-activation is near the best suffix's."""
+    ctx = list(ctx)[-cfg.max_init_len :]
+    lengths, n = [], cfg.seq_len
+    while n < len(ctx):
+        lengths.append(n)
+        n *= 2
+    lengths.append(len(ctx))
+    best_ids, best_pre, cands = None, -math.inf, []
+    for n in lengths:
+        ids = torch.tensor(ctx[-n:])
+        cands.append((ids, float(obj.score_ids(ids[None], feature)[0][0])))
+        best_pre = max(best_pre, cands[-1][1])
+    slack = cfg.init_tolerance * abs(best_pre)
+    for ids, pre in cands:  # shortest first
+        if pre >= best_pre - slack:
+            best_ids = ids
+            break
+    return best_ids
 
 
-class FeatureObjective:
-    """Truncated forward to the hook point + SAE pre-activation/activation of one feature."""
-
-    def __init__(self, model: nn.Module, sae, hook_point: str):
-        from saekit.hooks import HookPoint
-
-        self.model = model
-        self.sae = sae
-        self.hp = HookPoint.parse(hook_point)
-        self.W_E = model.get_input_embeddings().weight  # [V, d]
-
-    def hidden(self, *, input_ids: Tensor | None = None, inputs_embeds: Tensor | None = None) -> Tensor:
-        """Activations `[B, T, d]` at the hook point; the rest of the model is not run."""
-        from saekit.hooks import intervene
-
-        box: list[Tensor] = []
-
-        def stash(x: Tensor) -> Tensor:
-            box.append(x)
-            raise _Reached
-
-        try:
-            with intervene(self.model, self.hp, stash):
-                self.model(input_ids=input_ids, inputs_embeds=inputs_embeds, use_cache=False)
-        except _Reached:
-            pass
-        if not box:
-            raise SaekitError(f"hook point {str(self.hp)!r} was never reached by the forward pass")
-        return box[0]
-
-    def pre_act(self, h_BTD: Tensor, feature: int) -> Tensor:
-        """Pre-activation of `feature` at the last position, `[B]`."""
-        sae = self.sae
-        x = sae.normalize_input(h_BTD[:, -1, :])
-        return (x - sae.b_dec) @ sae.W_enc[:, feature] + sae.b_enc[feature]
-
-    @torch.no_grad()
-    def score_ids(self, ids_BT: Tensor, feature: int, batch: int = 64) -> tuple[Tensor, Tensor]:
-        """(pre-activation [B], true activation [B]) for token sequences."""
-        pres, acts = [], []
-        for s in range(0, ids_BT.shape[0], batch):
-            h = self.hidden(input_ids=ids_BT[s : s + batch])
-            pres.append(self.pre_act(h, feature).float())
-            acts.append(self.sae.encode(h[:, -1, :])[:, feature].float())
-        return torch.cat(pres), torch.cat(acts)
-
-    @torch.no_grad()
-    def cross_entropy(self, ids_BT: Tensor) -> Tensor:
-        """Mean next-token CE (nats/token) of the full model on each sequence, `[B]`."""
-        logits = self.model(input_ids=ids_BT, use_cache=False).logits.float()
-        ce = F.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), ids_BT[:, 1:].reshape(-1), reduction="none"
-        )
-        return ce.reshape(ids_BT.shape[0], -1).mean(1)
-
-
-def allowed_tokens(vocab_size: int, tokenizer=None) -> Tensor:
-    """Token ids the search may use: all but the tokenizer's special tokens."""
-    mask = torch.ones(vocab_size, dtype=torch.bool)
-    if tokenizer is not None:
-        for t in getattr(tokenizer, "all_special_ids", []) or []:
-            if 0 <= t < vocab_size:
-                mask[t] = False
-    return mask
-
-
-def _gcg_restart(
-    obj: FeatureObjective,
-    feature: int,
-    cfg: SyntheticConfig,
-    allowed: Tensor,
-    scale: float,
-    g: torch.Generator,
-    bar,
-) -> tuple[Tensor, list[float]]:
-    V = obj.W_E.shape[0]
+def _start(obj, feature, cfg, r, inits, allowed, g) -> tuple[Tensor, str]:
+    """Start sequence of restart r and its label."""
+    if cfg.init == "real" and r < len(inits) and len(inits[r]) >= (2 if cfg.fluency_weight > 0 else 1):
+        return _suffix_start(obj, feature, inits[r], cfg), f"real:{r}"
     pool = allowed.nonzero().flatten()
     ids = pool[torch.randint(0, pool.numel(), (cfg.seq_len,), generator=g)]
-    use_ce = cfg.fluency_weight > 0
-    cur_pre = float(obj.score_ids(ids[None], feature)[0][0])
-    cur_score = cur_pre - (
-        cfg.fluency_weight * scale * float(obj.cross_entropy(ids[None])[0]) if use_ce else 0.0
-    )
-    traj = []
-    W_E = obj.W_E.detach()
-    for _ in range(cfg.n_steps):
-        onehot = F.one_hot(ids, V).to(W_E.dtype).requires_grad_(True)
-        with torch.enable_grad():
-            h = obj.hidden(inputs_embeds=(onehot @ W_E)[None])
-            obj.pre_act(h, feature).sum().backward()
-        grad = onehot.grad.float().masked_fill(~allowed, float("-inf"))  # [T, V]
-        top = grad.topk(min(cfg.top_k_tokens, int(allowed.sum())), dim=1).indices  # [T, K]
-        pos = torch.randint(0, cfg.seq_len, (cfg.n_candidates,), generator=g)
-        pick = top[pos, torch.randint(0, top.shape[1], (cfg.n_candidates,), generator=g)]
-        cands = ids[None].repeat(cfg.n_candidates, 1)
-        cands[torch.arange(cfg.n_candidates), pos] = pick
-        pre, _ = obj.score_ids(cands, feature)
-        best = pre.topk(min(cfg.fluency_top, pre.numel())).indices
-        score = pre[best]
-        if use_ce:
-            score = score - cfg.fluency_weight * scale * obj.cross_entropy(cands[best])
-        j = int(score.argmax())
-        if float(score[j]) > cur_score:
-            ids, cur_score, cur_pre = cands[best[j]].clone(), float(score[j]), float(pre[best[j]])
-        traj.append(cur_pre)
-        bar.update(1)
-    return ids, traj
+    if cfg.method == "gcg" and cfg.warm_start_steps > 0:
+        ids, _ = soft_search(obj, feature, ids, cfg, allowed, 1.0, cfg.warm_start_steps, _NoBar())
+        return ids, "random+soft"
+    return ids, "random"
 
 
-def _soft_restart(
-    obj: FeatureObjective,
-    feature: int,
-    cfg: SyntheticConfig,
-    allowed: Tensor,
-    scale: float,
-    g: torch.Generator,
-    bar,
-) -> tuple[Tensor, list[float]]:
-    W_E = obj.W_E.detach().float()
-    pool = allowed.nonzero().flatten()
-    init = pool[torch.randint(0, pool.numel(), (cfg.seq_len,), generator=g)]
-    emb = W_E[init].clone().requires_grad_(True)
-    opt = torch.optim.Adam([emb], lr=cfg.learning_rate)
-    unit = F.normalize(W_E, dim=-1)
-    norm = W_E[pool].norm(dim=-1).mean()
-    seen: dict[tuple[int, ...], float] = {}
-    traj: list[float] = []
-    for _ in range(cfg.n_steps):
-        with torch.enable_grad():
-            h = obj.hidden(inputs_embeds=emb.to(obj.W_E.dtype)[None])
-            loss = -obj.pre_act(h, feature).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            # stay at the typical token-embedding norm, where the nearest-token projection is meaningful
-            emb.mul_(norm / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-            ids = (F.normalize(emb, dim=-1) @ unit.T).masked_fill(~allowed, float("-inf")).argmax(-1)
-            key = tuple(ids.tolist())
-            if key not in seen:
-                seen[key] = float(obj.score_ids(ids[None], feature)[0][0])
-        traj.append(max(seen.values()))
-        bar.update(1)
-    # the full-model CE only for the few best projected sequences
-    ranked = sorted(seen.items(), key=lambda kv: -kv[1])[: cfg.fluency_top]
-    ids_BT = torch.tensor([k for k, _ in ranked])
-    score = torch.tensor([v for _, v in ranked])
-    if cfg.fluency_weight > 0:
-        score = score - cfg.fluency_weight * scale * obj.cross_entropy(ids_BT)
-    return ids_BT[int(score.argmax())], traj
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+def _check(model: nn.Module, sae, feature: int, cfg: SyntheticConfig) -> bool:
+    if not 0 <= feature < sae.d_sae:
+        raise SaekitError(f"feature {feature} out of range: the SAE has d_sae={sae.d_sae}")
+    has_lm = getattr(model, "get_output_embeddings", lambda: None)() is not None
+    if cfg.fluency_weight > 0 and not has_lm:
+        raise SaekitError(
+            f"{type(model).__name__} has no language-model head, so no fluency cross-entropy; "
+            "pass --fluency-weight 0"
+        )
+    return has_lm
 
 
 def maximise_feature(
@@ -268,33 +176,35 @@ def maximise_feature(
     *,
     tokenizer=None,
     real_max: float | None = None,
+    init_contexts: Sequence[Sequence[int]] = (),
     n_random: int = 32,
+    quiet: bool = True,
 ) -> SyntheticResult:
-    """Run `cfg.restarts` optimisations of `feature`; results sorted by true activation."""
-    if not 0 <= feature < sae.d_sae:
-        raise SaekitError(f"feature {feature} out of range: the SAE has d_sae={sae.d_sae}")
+    """Run `cfg.restarts` optimisations of `feature`; results sorted by true activation.
+
+    `init_contexts`: real token sequences ending at a top example of the feature, best first (the
+    starts of `init="real"`); without them every restart starts from random tokens.
+    """
+    has_lm = _check(model, sae, feature, cfg)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     obj = FeatureObjective(model, sae, hook_point)
-    V = obj.W_E.shape[0]
-    allowed = allowed_tokens(V, tokenizer)
+    allowed = allowed_tokens(obj.W_E.shape[0], tokenizer)
     scale = float(real_max) if real_max and real_max > 0 else 1.0
-    has_lm = getattr(model, "get_output_embeddings", lambda: None)() is not None
-    if cfg.fluency_weight > 0 and not has_lm:
-        raise SaekitError(
-            f"{type(model).__name__} has no language-model head, so no fluency cross-entropy; "
-            "pass --fluency-weight 0"
-        )
     seqs, trajs = [], []
-    bar = tqdm(total=cfg.n_steps * cfg.restarts, disable=cfg.quiet, desc=f"synthetic feature {feature}")
+    bar = tqdm(total=cfg.n_steps * cfg.restarts, disable=quiet, desc=f"synthetic feature {feature}")
     for r in range(cfg.restarts):
         g = torch.Generator().manual_seed(cfg.seed * 1000 + r)
-        run = _gcg_restart if cfg.method == "gcg" else _soft_restart
-        ids, traj = run(obj, feature, cfg, allowed, scale, g, bar)
+        start, label = _start(obj, feature, cfg, r, list(init_contexts), allowed, g)
+        start_act = float(obj.score_ids(start[None], feature)[1][0])
+        if cfg.method == "gcg":
+            ids, traj = gcg_search(obj, feature, start, cfg, allowed, scale, g, bar)
+        else:
+            ids, traj = soft_search(obj, feature, start, cfg, allowed, scale, cfg.n_steps, bar)
         pre, act = obj.score_ids(ids[None], feature)
-        ce = float(obj.cross_entropy(ids[None])[0]) if has_lm and cfg.seq_len >= 2 else float("nan")
-        seqs.append(SyntheticSequence(ids.tolist(), float(act[0]), float(pre[0]), ce, r))
+        ce = float(obj.cross_entropy(ids[None])[0]) if has_lm and ids.numel() >= 2 else float("nan")
+        seqs.append(SyntheticSequence(ids.tolist(), float(act[0]), float(pre[0]), ce, r, label, start_act))
         trajs.append(traj)
     bar.close()
     g = torch.Generator().manual_seed(cfg.seed * 1000 + 999)

@@ -160,6 +160,26 @@ class ActivationStore:
             x = self._gather(perm[s:e]) if perm is not None else self._range(s, e)
             yield x.to(dtype)
 
+    def read_rows(
+        self, rows, names: list[str] | None = None, *, dtype: torch.dtype = torch.float32
+    ) -> dict[str, torch.Tensor]:
+        """Global rows `rows` (any order, duplicates allowed), in that order: `{"acts": [n, d], meta: [n]}`.
+
+        Random access for analysis (top examples and their context windows); `names` picks tensors
+        (default: acts and every meta field). Acts come back in `dtype`, meta in their stored dtype.
+        """
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
+            raise StoreError(
+                f"row index out of range for store {self.folder} with {len(self)} rows "
+                f"(asked for {int(idx.min())}..{int(idx.max())})"
+            )
+        out = {}
+        for name in names if names is not None else ["acts", *self.meta_fields()]:
+            t = self._gather(idx, name) if idx.size else self._range(0, 0, name)
+            out[name] = t.to(dtype) if name == "acts" else t
+        return out
+
     def meta_fields(self) -> list[str]:
         return [k for k in self.shards[0].arrays if k != "acts"] if self.shards else []
 

@@ -28,7 +28,7 @@ class Capture:
     """What `capture` yields; filled during the forward pass."""
 
     activations: dict[str, torch.Tensor] = field(default_factory=dict)
-    """str(hook point) -> detached tensor from the latest call of that module."""
+    """str(hook point) -> tensor from the latest call of that module (detached unless detach=False)."""
     history: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     """str(hook point) -> every recorded call in order (only with keep_all=True, e.g. diffusion steps)."""
     stopped: bool = False
@@ -76,12 +76,15 @@ def capture(
     stop_after_last: bool = False,
     text_len: int | None = None,
     keep_all: bool = False,
+    detach: bool = True,
 ) -> Iterator[Capture]:
     """Record the selected tensors of `hook_points` while the body runs the model.
 
     With `stop_after_last=True` the forward pass is aborted (StopForward, caught here) as soon as
     every hook point has fired once; `model(...)` then returns None. `text_len` splits concatenated
-    `[text; image]` outputs by name (see streams.py).
+    `[text; image]` outputs by name (see streams.py). `detach=False` keeps the autograd graph of
+    the recorded tensors, so a gradient can flow from them back to the inputs (feature maximisation
+    differentiates the hooked activation and needs no later layer: use it with stop_after_last).
     """
     hps = as_hook_points(hook_points)
     cap = Capture()
@@ -89,7 +92,8 @@ def capture(
     handles = []
 
     def record(key: str, x: torch.Tensor) -> None:
-        x = x.detach()
+        if detach:
+            x = x.detach()
         cap.activations[key] = x
         if keep_all:
             cap.history.setdefault(key, []).append(x)

@@ -125,9 +125,24 @@ class SAE(nn.Module):
         parts = ["normalization='layer_norm'"] if self.cfg.normalization == "layer_norm" else []
         return ", ".join(parts + (["a skip connection"] if self.cfg.skip_connection else []))
 
-    def pre_activation(self, x_n_BD: Tensor) -> Tensor:
-        """`(x - b_dec) W_enc + b_enc` on normalised input."""
-        return (x_n_BD - self.b_dec) @ self.W_enc + self.b_enc
+    def pre_activation(
+        self, x_BD: Tensor, features: Tensor | list[int] | None = None, *, raw: bool = False
+    ) -> Tensor:
+        """`(x - b_dec) W_enc + b_enc`: the value a latent takes wherever it fires (`[..., d_sae]`).
+
+        Input is normalised (as inside `encode`) unless `raw=True`, which applies the SAE's input
+        normalisation (`normalize_input`) first. `features` keeps only those latents (`[..., n]`,
+        computing only their encoder columns), which is what a feature maximiser differentiates:
+        unlike a TopK or JumpReLU activation it still has a gradient where the feature does not fire.
+        """
+        if raw:
+            self.check_input(x_BD)
+            x_BD = self.normalize_input(x_BD)
+        W, b = self.W_enc, self.b_enc
+        if features is not None:
+            f = torch.as_tensor(features, dtype=torch.long, device=W.device).reshape(-1)
+            W, b = W[:, f], b[f]
+        return (x_BD - self.b_dec) @ W + b
 
     def decode_normalized(self, latents_BF: Tensor) -> Tensor:
         return latents_BF @ self.W_dec + self.b_dec

@@ -36,6 +36,19 @@ class GatedSAE(SAE):
         pi_mag = centered @ (self.W_enc * self.r_mag.exp()) + self.b_mag
         return pi_gate, pi_mag
 
+    def pre_activation(
+        self, x_BD: Tensor, features: Tensor | list[int] | None = None, *, raw: bool = False
+    ) -> Tensor:
+        """The magnitude path `pi_mag`: the value a latent takes where its gate is open."""
+        if raw:
+            self.check_input(x_BD)
+            x_BD = self.normalize_input(x_BD)
+        W, b = self.W_enc * self.r_mag.exp(), self.b_mag
+        if features is not None:
+            f = torch.as_tensor(features, dtype=torch.long, device=W.device).reshape(-1)
+            W, b = W[:, f], b[f]
+        return (x_BD - self.b_dec) @ W + b
+
     def encode_normalized(self, x_n_BD: Tensor) -> Tensor:
         pi_gate, pi_mag = self._paths(x_n_BD)
         return (pi_gate > 0).to(pi_mag.dtype) * pi_mag.relu()

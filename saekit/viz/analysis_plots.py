@@ -85,7 +85,10 @@ def _highlight_row(
 def _stats_text(feat: dict, summary: dict) -> str:
     s = feat["stats"]
     q = s["quantiles"]
-    fmt = lambda v: "—" if v is None else f"{v:.3g}"
+
+    def fmt(v):
+        return "—" if v is None else f"{v:.3g}"
+
     lines = [
         f"feature {feat['index']}",
         f"fires on {s['count']:,} of {summary.get('n_rows', 0):,} tokens",

@@ -19,7 +19,11 @@ def test_top_uses_firing_counts_ties_by_index():
 def test_active_uses_prompt_scores():
     scores = torch.tensor([0.0, 3.0, 0.0, 1.0])
     seen = []
-    fn = lambda p: (seen.append(p), scores)[1]
+
+    def fn(p):
+        seen.append(p)
+        return scores
+
     assert resolve_features('active:"hello, world"', 4, prompt_scores=fn) == [1, 3]
     assert seen == ["hello, world"]
     assert resolve_features('active:1:"x"', 4, prompt_scores=fn) == [1]

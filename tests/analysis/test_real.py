@@ -16,7 +16,7 @@ def test_store_rows_read_any_order(tiny_store):
 
 def test_analyze_store_matches_dense_reference(tiny_store, tiny_sae):
     folder, acts, doc_id, token_id = tiny_store
-    doc = analyze_store(tiny_sae, folder, "0-15", RealConfig(n_top=5, batch_size=64, quiet=True))
+    doc = analyze_store(tiny_sae, folder, "0-15", RealConfig(n_top=5, batch_size=64))
     with torch.no_grad():
         lat = tiny_sae.encode(acts).numpy()
     assert doc["summary"]["n_rows"] == 300
@@ -43,7 +43,7 @@ def test_analyze_store_matches_dense_reference(tiny_store, tiny_sae):
 
 def test_top_spec_picks_most_frequent(tiny_store, tiny_sae):
     folder, acts, *_ = tiny_store
-    doc = analyze_store(tiny_sae, folder, "top:3", RealConfig(n_top=2, quiet=True))
+    doc = analyze_store(tiny_sae, folder, "top:3", RealConfig(n_top=2))
     with torch.no_grad():
         counts = (tiny_sae.encode(acts) > 0).sum(0)
     want = torch.argsort(-counts, stable=True)[:3].tolist()

@@ -46,7 +46,7 @@ def test_gcg_raises_feature_on_smollm2_with_early_stop(smollm2):
     h = last.register_forward_hook(lambda *a: calls.append(1))
     try:
         cfg = SyntheticConfig(
-            n_steps=3, seq_len=5, restarts=1, n_candidates=8, top_k_tokens=32, fluency_top=1, quiet=True
+            n_steps=3, seq_len=5, restarts=1, n_candidates=8, top_k_tokens=32, fluency_top=1, init="random"
         )
         res = maximise_feature(
             smollm2.model, sae, "model.layers.1", 5, cfg, tokenizer=smollm2.tokenizer, n_random=4

@@ -39,8 +39,8 @@ def test_optimiser_raises_planted_feature_above_random(method):
         n_candidates=32,
         top_k_tokens=16,
         learning_rate=0.3,
-        quiet=True,
         fluency_weight=0.01,
+        init="random",
     )
     res = maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=64)
     rand = torch.tensor(res.random_activations)
@@ -57,7 +57,7 @@ def test_optimiser_raises_planted_feature_above_random(method):
 
 def test_deterministic_with_seed_and_topk_sae():
     model, sae = _setup("topk")
-    cfg = SyntheticConfig(n_steps=4, seq_len=4, restarts=1, n_candidates=8, quiet=True, seed=3)
+    cfg = SyntheticConfig(n_steps=4, seq_len=4, restarts=1, n_candidates=8, seed=3, init="random")
     a = maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=4)
     b = maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=4)
     assert a.sequences[0].token_ids == b.sequences[0].token_ids
@@ -71,4 +71,34 @@ def test_bad_config_and_feature():
         SyntheticConfig(n_steps=0)
     model, sae = _setup()
     with pytest.raises(SaekitError, match="out of range"):
-        maximise_feature(model, sae, "model.layers.0", 99, SyntheticConfig(quiet=True))
+        maximise_feature(model, sae, "model.layers.0", 99, SyntheticConfig())
+
+
+def test_real_start_never_ends_below_it():
+    """Started from a given real context, gcg only accepts improvements: it ends at or above the
+    context's own activation, computed here independently with a full forward + sae.encode."""
+    model, sae = _setup()
+    g = torch.Generator().manual_seed(7)
+    pool = torch.randint(1, 64, (200, 5), generator=g)
+    with torch.no_grad():
+        h = model(input_ids=pool, output_hidden_states=True).hidden_states[1][:, -1]
+        acts = sae.encode(h)[:, 3]
+    best_ctx = pool[int(acts.argmax())].tolist()  # the best of 200 random "real" contexts
+    cfg = SyntheticConfig(n_steps=3, seq_len=5, restarts=2, n_candidates=8, top_k_tokens=8, fluency_weight=0)
+    res = maximise_feature(model, sae, "model.layers.0", 3, cfg, init_contexts=[best_ctx])
+    starts = {s.restart: s for s in res.sequences}
+    assert starts[0].start == "real:0" and starts[1].start == "random"
+    assert abs(starts[0].start_activation - float(acts.max())) < 1e-4
+    assert starts[0].activation >= float(acts.max()) - 1e-5
+    assert res.sequences[0].activation >= float(acts.max()) - 1e-5
+
+
+def test_real_starts_rebuild_the_harvest_window():
+    from saekit.analysis.real_starts import real_starts, window_start
+
+    assert window_start(0, 128) == 0 and window_start(130, 128) == 128 and window_start(127, 128, True) == 127
+    doc = torch.arange(1000, 1300)
+    feat = {"top_examples": [{"doc_id": 0, "position": 140, "context": {"token_ids": [9], "focus": 0}}]}
+    got = real_starts(feat, 3, tokens=lambda d, a, b: doc[a:b], context_len=128)
+    assert got == [list(range(1128, 1141))]  # window 128..255 of the document, up to position 140
+    assert real_starts(feat, 3) == [[9]]  # no token table: the document's own context

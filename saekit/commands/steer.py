@@ -49,6 +49,8 @@ class SteerConfig:
     """Instead of steering: list candidate features for this concept with input and output scores."""
     sweep: str | None = None
     """sweep.json from `saekit sweep` whose best SAE arm and strength --concept uses."""
+    judge: bool = False
+    """With --concept: print the offline judge scores of both continuations."""
     explain_prompt: str | None = None
     """Instead of steering: list the features most active on this prompt with their top tokens."""
     top_n: int = 10

@@ -170,3 +170,25 @@ def explain_concept(session, words: str, *, judge=None, chat: bool | None = None
     for name, err in ev.errors.items():
         lines.append(f"{name:>10}: none ({err})")
     return "\n".join(lines)
+
+
+def judge_pair(model, judge, concept: Concept, prompt: str, pair) -> tuple[dict, dict]:
+    """Judge scores (concept, fluency, relevance, overall) of the unsteered and the steered text,
+    anchored on the unsteered one exactly as in the sweep (so the unsteered concept score is 0)."""
+    from saekit.steer.judging import build_references, score_batch
+
+    refs = build_references(model, judge, [pair.unsteered], [prompt], [concept])
+    plain, steered = score_batch(
+        model, judge, refs, 0, 0, concept.description, prompt, [pair.unsteered, pair.steered]
+    )
+    return plain, steered
+
+
+def format_scores(plain: dict, steered: dict) -> str:
+    keys = ("concept_score", "fluency", "relevance", "overall")
+    head = " ".join(f"{k.replace('_score', ''):>10}" for k in keys)
+    row = lambda name, d: f"{name:>10} " + " ".join(f"{d[k]:>10.3f}" for k in keys)  # noqa: E731
+    return (
+        f"judges (offline: MiniLM concept/relevance, unsteered-model perplexity)\n{'':>10} {head}\n"
+        + "\n".join([row("unsteered", plain), row("steered", steered)])
+    )

@@ -232,8 +232,9 @@ def _arm_block(plan: Plan, arm, sae, cal, folder: str):
     return len(abs_rows), arm_edit(arm, sae, s_SN, plan.cfg.keep_error), abs_rows
 
 
-def _layer_records(plan: Plan, folder: str, sae, refs, bar) -> tuple[list[dict], list[dict]]:
-    """Every arm × strength × prompt for every concept at one SAE's layer."""
+def _layer_records(plan: Plan, folder: str, sae, refs, bar):
+    """Every arm × strength × prompt for every concept at one SAE's layer; yields (records, info) per
+    concept so the caller can save partial results of a long run."""
     from saekit.steer.arms import batched_edit
     from saekit.steer.diffmean import text_activations
     from saekit.steer.judging import score_batch
@@ -244,10 +245,10 @@ def _layer_records(plan: Plan, folder: str, sae, refs, bar) -> tuple[list[dict],
     cal = _ensure_calibration(sae, folder, plan)
     model, tok = plan.lm.model, plan.lm.tokenizer
     acts = [text_activations(model, tok, hp, c.texts) for c in plan.concepts]
-    records, info = [], []
     for ci, c in enumerate(plan.concepts):
+        records = []
         ev, arms = _concept_arms(plan, sae, hp, cal, ci, acts)
-        info.append(_concept_info(layer, hp, folder, c, ev, arms))
+        info = _concept_info(layer, hp, folder, c, ev, arms)
         blocks = [_arm_block(plan, a, sae, cal, folder) for a in arms]
         edit = batched_edit([(n, fn) for n, fn, _ in blocks])
         n_rows = sum(n for n, _, _ in blocks)
@@ -260,7 +261,7 @@ def _layer_records(plan: Plan, folder: str, sae, refs, bar) -> tuple[list[dict],
                                            prompt_idx=pi, strength=str(st), strength_abs=ab,
                                            features=list(arm.features)))  # fmt: skip
             bar.update(1)
-    return records, info
+        yield records, info
 
 
 def layer_of(sae, hook_point: str) -> int:
@@ -328,13 +329,35 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None) -> SweepResult:
     total = len(plan.saes) * len(plan.concepts) * len(plan.prompts)
     with tqdm(total=total, disable=cfg.quiet, desc="sweep", unit="batch") as bar:
         for folder, sae in plan.saes:
-            recs, info = _layer_records(plan, folder, sae, refs, bar)
-            result.records += recs
-            result.concepts += info
+            for recs, info in _layer_records(plan, folder, sae, refs, bar):
+                result.records += recs
+                result.concepts.append(info)
+                _save_partial(result, cfg, t0)
     result.protocol = protocol_table(result.records, seed=cfg.seed)
     result.summary = summarize(result.records)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _save_partial(result: SweepResult, cfg: SweepConfig, t0: float) -> None:
+    """sweep.partial.json + table.partial.md after every concept: a long run that is stopped still
+    leaves its measured records and the protocol tables over them."""
+    from saekit.atomic import write_json_atomic, write_text_atomic
+    from saekit.steer.protocol import protocol_table
+    from saekit.steer.sweep_report import format_table, summarize
+
+    if not cfg.out:
+        return
+    from pathlib import Path
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.protocol, result.summary = protocol_table(result.records, seed=cfg.seed), summarize(result.records)
+    result.seconds = time.perf_counter() - t0
+    write_json_atomic(
+        out / "sweep.partial.json", {"schema_version": 2, "format": "saekit.sweep", **asdict(result)}
+    )
+    write_text_atomic(out / "table.partial.md", format_table(result) + "\n")
 
 
 def _config_dict(cfg: SweepConfig) -> dict:

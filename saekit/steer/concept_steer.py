@@ -104,12 +104,13 @@ class ConceptSteer:
     """`saekit.steer.generate.SteeredPair`."""
 
 
-def concept_evidence(session, words: str, *, judge=None, chat: bool | None = None, methods=None):
-    """Gather every selection for `words` at the session's hook point."""
+def concept_evidence(session, words: str, *, judge=None, chat: bool | None = None, methods=None, texts=None):
+    """Gather every selection for `words` at the session's hook point (`texts`: an explicit
+    `(Concept, contrast texts)` instead of looking the words up)."""
     from saekit.steer.arms import SELECTIONS
     from saekit.steer.evidence import gather_evidence
 
-    concept, others = concept_texts(words, judge)
+    concept, others = texts or concept_texts(words, judge)
     lm = session.lm
     ev = gather_evidence(lm.model, lm.tokenizer, session.sae, session.hook_point, concept.texts, others,
                          score_prompt_ids(lm.tokenizer, chat), cal=session.calibration,
@@ -117,7 +118,9 @@ def concept_evidence(session, words: str, *, judge=None, chat: bool | None = Non
     return concept, ev
 
 
-def steer_concept(session, words: str, prompt: str, gen, *, recipe: Recipe = DEFAULT_RECIPE, judge=None):
+def steer_concept(
+    session, words: str, prompt: str, gen, *, recipe: Recipe = DEFAULT_RECIPE, judge=None, texts=None
+):
     """Pick features for `words` with `recipe.arm`, steer `prompt` at `recipe.strength`."""
     import torch
 
@@ -128,7 +131,7 @@ def steer_concept(session, words: str, prompt: str, gen, *, recipe: Recipe = DEF
 
     sel, _ = parse_arm(recipe.arm)
     needed = ["input", "output"] if sel == "sae_ts" else [sel] if sel != "diffmean" else []
-    concept, ev = concept_evidence(session, words, judge=judge, chat=gen.chat, methods=needed)
+    concept, ev = concept_evidence(session, words, judge=judge, chat=gen.chat, methods=needed, texts=texts)
     if sel != "diffmean" and sel not in ev.selections:
         raise SteeringError(f"{recipe.arm}: no features found for {words!r}: {ev.errors.get(sel)}")
     arm = make_arm(recipe.arm, ev.selections.get(sel), ev.diffmean)

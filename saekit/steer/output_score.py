@@ -23,7 +23,7 @@ from torch import Tensor
 from saekit.errors import SteeringError
 from saekit.steer.apply import steering
 
-_WORD = re.compile(r"^\s?[A-Za-z]{3,}$")
+_WORD = re.compile(r"^\s?[A-Za-z][A-Za-z0-9]{2,}$")
 
 
 def concept_token_ids(
@@ -31,8 +31,8 @@ def concept_token_ids(
 ) -> list[int]:
     """Word tokens frequent in the concept's texts and rare in the others (`n` at most).
 
-    Ranked by `count_concept − 2 · count_other · |concept| / |other|`; only alphabetic tokens of 3+
-    letters, so punctuation and articles never stand for a concept.
+    Ranked by `count_concept − 2 · count_other · |concept| / |other|`; only word tokens (a letter,
+    then 2+ letters or digits), so punctuation, numbers and short articles never stand for a concept.
     """
     c = Counter(t for s in concept_texts for t in tokenizer(s)["input_ids"])
     o = Counter(t for s in other_texts for t in tokenizer(s)["input_ids"])

@@ -221,6 +221,7 @@ def ci_config(**changes: Any) -> TestbedConfig:
         rel_strengths=(1.0, 4.0),
         windows=("all",),
         eval_per_target=3,
+        scenarios=("other",),
         quiet=True,
     )
     return base.replace(**changes)

@@ -56,10 +56,11 @@ def activation_metrics(sae, batches: Iterable[Tensor]) -> ActivationMetrics:
     err = 0.0
     l0_sum = 0.0
     shrink_sum = 0.0
-    fired_count = torch.zeros(sae.d_sae, dtype=torch.float64)
+    dev = next(sae.parameters()).device
+    fired_count = torch.zeros(sae.d_sae, dtype=torch.float64, device=dev)
     for x in batches:
         check_width(sae, x.shape[-1], "the evaluation data")
-        x = x.reshape(-1, sae.d_in).float()
+        x = x.reshape(-1, sae.d_in).float().to(dev)
         lat = sae.encode(x)
         recon = sae.decode(lat).float()
         xd = x.double()
@@ -81,5 +82,5 @@ def activation_metrics(sae, batches: Iterable[Tensor]) -> ActivationMetrics:
         dead_pct=100.0 * float((fired_count == 0).double().mean()),
         shrinkage=shrink_sum / n,
         n_rows=n,
-        density=(fired_count / n).float(),
+        density=(fired_count / n).float().cpu(),
     )

@@ -17,7 +17,7 @@ class EvalConfig:
     """Flags of `saekit eval`."""
 
     sae: str
-    """SAE folder (native format) to evaluate."""
+    """SAE to evaluate: a saekit folder or any format `saekit.load` reads (SAELens, sparsify, ...)."""
     model: str | None = None
     """Model to splice the SAE into; None = the model named in the SAE's provenance (e.g. smollm2)."""
     hook: str | None = None
@@ -29,8 +29,13 @@ class EvalConfig:
     """Evaluated tokens (positions scored)."""
     context_len: int = 128
     """Tokens per context."""
-    batch_size: int = 8
-    """Contexts per forward pass."""
+    batch_size: int = 4
+    """Contexts per batch; each batch runs its 4 variants (original, SAE, zero, mean) in one forward."""
+    device: str = "auto"
+    """Where the model and SAE run: auto (CUDA when present), cpu, cuda, cuda:N."""
+    share_prefix: bool = True
+    """Compute the model up to the hook once and only the layers after it per variant (identical numbers;
+    off = four full forward passes, the reference)."""
     exclude_first: int = 1
     """Context positions never spliced nor scored (the attention sink), as in harvest."""
     acts: str | None = None
@@ -67,18 +72,20 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     """Run the evaluation; writes `eval.json` and `eval.png` into the report folder and returns the report."""
     from tqdm.auto import tqdm
 
+    import saekit
     from saekit.atomic import write_json_atomic
     from saekit.data.corpus import load_corpus
+    from saekit.device import resolve_device
     from saekit.eval.activations import activation_metrics, check_width
     from saekit.eval.plots import eval_png
     from saekit.eval.spliced import eval_positions, spliced_metrics
     from saekit.hooks import HookPoint, resolve_module
-    from saekit.sae.io import load_sae
     from saekit.train.metrics import read_log
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    sae = load_sae(cfg.sae).eval()
+    device = resolve_device(cfg.device)
+    sae = saekit.load(cfg.sae).eval().to(device)
     prov = sae.cfg.provenance
     model_name = cfg.model or prov.model
     hook = cfg.hook or prov.hook_point
@@ -105,7 +112,8 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     if loaded is None:
         from saekit.models import load_model, resolve_dtype
 
-        loaded = load_model(model_name, dtype=resolve_dtype(cfg.dtype), quiet=cfg.quiet)
+        loaded = load_model(model_name, dtype=resolve_dtype(cfg.dtype, device), quiet=cfg.quiet)
+    loaded.model.to(device)
     hp = HookPoint.parse(hook)
     resolve_module(loaded.model, hp)
     docs = load_corpus(cfg.corpus)
@@ -134,6 +142,7 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
             batch_size=cfg.batch_size,
             on_activations=on_acts,
             progress=bar,
+            share_prefix=cfg.share_prefix,
         )
     finally:
         bar.close()
@@ -160,7 +169,8 @@ def summary_line(report: dict[str, Any]) -> str:
     return (
         f"FVU {h['fvu']:.4f}  L0 {h['l0']:.1f}  dead {h['dead_pct']:.2f}%  shrinkage {h['shrinkage']:.3f}  "
         f"CE orig {s['ce_orig']:.4f} sae {s['ce_sae']:.4f} zero {s['ce_zero']:.4f}  "
-        f"recovered {s['ce_recovered']:.4f}  KL {s['kl']:.4f}  ({s['n_tokens']} tokens)"
+        f"recovered {s['ce_recovered']:.4f}  (vs mean ablation {s['ce_mean']:.4f}: "
+        f"{s['ce_recovered_mean']:.4f})  KL {s['kl']:.4f}  ({s['n_tokens']} tokens)"
     )
 
 

@@ -151,12 +151,45 @@ def test_train_on_store_then_eval_end_to_end(tmp_path, tiny_lm, corpus_file):
     assert rep["store_metrics"]["l0"] == pytest.approx(4.0, abs=0.5)
     s = rep["spliced"]
     assert s["n_tokens"] >= 100
-    # a random-weight model: zero ablation need not hurt, so check the definition instead
-    assert s["ce_recovered"] == pytest.approx((s["ce_zero"] - s["ce_sae"]) / (s["ce_zero"] - s["ce_orig"]))
+    # independent reference: the original and SAE-spliced CE of a plain forward over the same contexts
+    ref_orig, ref_sae = _manual_ce(tiny_lm, tmp_path / "sae", corpus_file, n_tokens=s["n_tokens"])
+    assert s["ce_orig"] == pytest.approx(ref_orig, rel=1e-5)
+    assert s["ce_sae"] == pytest.approx(ref_sae, rel=1e-5)
     assert s["kl"] >= 0
     out = tmp_path / "sae" / "eval"
     assert json.loads((out / "eval.json").read_text())["spliced"]["ce_sae"] == s["ce_sae"]
     assert (out / "eval.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _manual_ce(lm, sae_dir, corpus_file, n_tokens: int) -> tuple[float, float]:
+    """CE of the tiny LM with and without the SAE spliced at every scored position, by hand."""
+    import torch.nn.functional as F
+
+    import saekit
+    from saekit.data.corpus import load_corpus
+    from saekit.eval.evaluate import heldout_tokens
+    from saekit.hooks import intervene
+
+    sae = saekit.load(sae_dir).eval()
+    batch = heldout_tokens(load_corpus(str(corpus_file)), lm.tokenizer, 32, 200)
+    pos = eval_positions(batch.token_id, batch.mask, set(lm.tokenizer.all_special_ids))
+    n_ctx = int(torch.searchsorted(pos.sum(1).cumsum(0), torch.tensor(200))) + 1
+    ids, mask, pos = batch.token_id[:n_ctx], batch.mask[:n_ctx], pos[:n_ctx]
+
+    def splice(h):
+        h = h.clone()
+        h[pos] = sae.decode(sae.encode(h[pos]))
+        return h
+
+    sel = pos[:, :-1]
+    assert int(sel.sum()) == n_tokens
+    out = []
+    with torch.no_grad():
+        for edit in (lambda h: h, splice):
+            with intervene(lm.model, "model.layers.0", edit):
+                logits = lm.model(input_ids=ids, attention_mask=mask.long()).logits
+            out.append(float(F.cross_entropy(logits[:, :-1][sel].float(), ids[:, 1:][sel])))
+    return out[0], out[1]
 
 
 def test_eval_refuses_store_of_other_width(tmp_path, tiny_lm, corpus_file):
@@ -182,3 +215,64 @@ def test_eval_refuses_store_of_other_width(tmp_path, tiny_lm, corpus_file):
             ),
             loaded=tiny_lm,
         )
+
+
+def _nonlinear_recon(x):
+    """A stand-in SAE whose splice really changes the activations (not identity, not zero)."""
+    return 0.7 * x + 0.3 * torch.tanh(x.flip(-1))
+
+
+@pytest.mark.parametrize("hook", ["model.layers.0", "model.layers.1"])
+def test_shared_prefix_equals_full_passes(tiny_lm, hook):
+    ids, mask = _ids()
+    pos = eval_positions(ids, mask, {0, 1})
+    args = (tiny_lm.model, HookPoint.parse(hook), _nonlinear_recon, ids, mask, pos)
+    fast = spliced_metrics(*args, batch_size=2)
+    ref = spliced_metrics(*args, batch_size=2, share_prefix=False)
+    assert fast.shared_prefix and not ref.shared_prefix
+    for name in ("ce_orig", "ce_sae", "ce_zero", "ce_mean", "kl", "ce_recovered", "ce_recovered_mean"):
+        assert getattr(fast, name) == pytest.approx(getattr(ref, name), rel=1e-5, abs=1e-6), name
+    assert fast.n_tokens == ref.n_tokens
+    assert fast.kl > 1e-4  # the splice is not a no-op, so the comparison means something
+
+
+def test_non_layer_hook_falls_back_to_full_passes(tiny_lm):
+    ids, mask = _ids()
+    pos = eval_positions(ids, mask, {0, 1})
+    args = (tiny_lm.model, HookPoint.parse("model.layers.0.mlp"), _nonlinear_recon, ids, mask, pos)
+    m = spliced_metrics(*args, batch_size=2)
+    ref = spliced_metrics(*args, batch_size=2, share_prefix=False)
+    assert not m.shared_prefix
+    assert m.ce_sae == pytest.approx(ref.ce_sae, rel=1e-6)
+
+
+def test_mean_ablation_matches_manual_forward(tiny_lm):
+    """ce_mean = CE of a plain forward whose hooked activation is the mean over evaluated positions."""
+    import torch.nn.functional as F
+
+    from saekit.hooks import capture, intervene
+
+    ids, mask = _ids()
+    pos = eval_positions(ids, mask, {0, 1})
+    hp = HookPoint.parse("model.layers.0")
+    m = spliced_metrics(tiny_lm.model, hp, _nonlinear_recon, ids, mask, pos, batch_size=2)
+    with torch.no_grad():
+        with capture(tiny_lm.model, hp) as cap:
+            tiny_lm.model(input_ids=ids, attention_mask=mask.long())
+        x = cap.activations[str(hp)]
+        mean = x[pos].double().mean(0).float()
+
+        def to_mean(h):
+            h = h.clone()
+            h[pos] = mean
+            return h
+
+        with intervene(tiny_lm.model, hp, to_mean):
+            logits = tiny_lm.model(input_ids=ids, attention_mask=mask.long()).logits
+    sel = pos[:, :-1]
+    ce = F.cross_entropy(logits[:, :-1][sel].float(), ids[:, 1:][sel])
+    assert m.ce_mean == pytest.approx(float(ce), rel=1e-5)
+    assert (
+        m.ce_recovered_mean == pytest.approx((m.ce_mean - m.ce_sae) / (m.ce_mean - m.ce_orig), rel=1e-9)
+        or abs(m.ce_mean - m.ce_orig) < 1e-9
+    )

@@ -28,3 +28,11 @@ def test_identity_splice_on_smollm2_recovers_everything():
     assert m.ce_recovered == pytest.approx(1.0, abs=1e-5)
     assert m.ce_zero > m.ce_orig + 0.5  # ablating layer 15's output hurts a trained model
     assert 1.0 < m.ce_orig < 8.0
+    # the shared-prefix fast path gives the full passes' numbers on the real model
+    halve = lambda x: 0.5 * x  # noqa: E731
+    args = (lm.model, HookPoint.parse("model.layers.15"), halve, ids[:2], mask[:2], pos[:2])
+    fast = spliced_metrics(*args, batch_size=2)
+    ref = spliced_metrics(*args, batch_size=2, share_prefix=False)
+    assert fast.shared_prefix and not ref.shared_prefix
+    for name in ("ce_orig", "ce_sae", "ce_zero", "ce_mean", "kl"):
+        assert getattr(fast, name) == pytest.approx(getattr(ref, name), rel=1e-4, abs=1e-5), name

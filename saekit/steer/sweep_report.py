@@ -21,10 +21,11 @@ def summarize(records: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         groups[r["layer"], r["arm"], r["strength"]].append(r)
-    return [
-        {"layer": k[0], "method": k[1], "strength": k[2], "n": len(v), **{m: _mean([r.get(m) for r in v]) for m in METRICS}}
-        for k, v in groups.items()
-    ]  # fmt: skip
+    out = []
+    for (layer, arm, strength), rows in groups.items():
+        means = {m: _mean([r.get(m) for r in rows]) for m in METRICS}
+        out.append({"layer": layer, "method": arm, "strength": strength, "n": len(rows), **means})
+    return out
 
 
 def _f(x) -> str:
@@ -61,11 +62,12 @@ def format_table(result) -> str:
     b = p.get("best_sae_vs_diffmean")
     if b:
         lo, hi = b["difference_ci"]
-        lines += ["", f"Best SAE arm (chosen on train): **{b['arm']}** — test {_f(b['sae_test'])} vs DiffMean "
-                  f"{_f(b['diffmean_test'])}; paired difference {_f(b['difference'])} "
-                  f"(95% CI [{lo:.3f}, {hi:.3f}], {b['n_pairs']} concept×prompt pairs)."]  # fmt: skip
+        lines += ["", f"Best SAE arm (chosen on train): **{b['arm']}**, test {_f(b['sae_test'])} vs "
+                  f"DiffMean {_f(b['diffmean_test'])}; paired difference {_f(b['difference'])} "
+                  f"(95% CI [{lo:.3f}, {hi:.3f}], {b['n_pairs']} concept x prompt pairs)."]  # fmt: skip
     lines += ["", "### All prompts, per strength (for the plots; not a fair comparison)", "",
-              "| layer | arm | strength | overall | concept | fluency | relevance | n |", "|---|" + "---|" * 7]  # fmt: skip
+              "| layer | arm | strength | overall | concept | fluency | relevance | n |",
+              "|---|" + "---|" * 7]  # fmt: skip
     for s in result.summary:
         layer = "-" if s["layer"] == -1 else s["layer"]
         lines.append(

@@ -15,6 +15,7 @@ from saekit.steer.select import (
     select_by_input,
     select_by_output,
 )
+
 from .conftest import make_sae
 
 

@@ -124,7 +124,7 @@ def test_sweep_protocol_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
     chosen = choose_on_train(res.records)
     for row in res.protocol["per_layer"]:
         assert row["n"] == 2  # 2 concepts x 1 test prompt
-        for (layer, arm, concept), st in chosen.items():
+        for (layer, arm, _concept), st in chosen.items():
             if layer == row["layer"] and arm == row["arm"]:
                 assert st in row["strengths"]
     # clamping the planted feature hard makes the model write w17

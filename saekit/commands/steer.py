@@ -118,13 +118,20 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
         f"prompt: {cfg.prompt!r}\nconcept {res.concept.name!r}: {recipe.arm} {recipe.strength} "
         f"(recipe: {recipe.source}) on {desc} at {s.hook_point}\n"
     )
-    return head + side_by_side(
+    text = head + side_by_side(
         "unsteered",
         res.pair.unsteered.text,
         f"steered toward {cfg.concept!r}",
         res.pair.steered.text,
         cfg.width,
     )
+    if cfg.judge:
+        from saekit.steer.concept_steer import format_scores, judge_pair
+        from saekit.steer.metrics import MiniLMJudge
+
+        plain, steered = judge_pair(s.lm.model, MiniLMJudge(), res.concept, cfg.prompt, res.pair)
+        text += "\n\n" + format_scores(plain, steered)
+    return text
 
 
 def _feature_strengths(cfg: SteerConfig, s) -> list[float]:

@@ -5,11 +5,19 @@ import json
 
 import torch
 
-from saekit.steer.concept_steer import Recipe, concept_texts, recipe_from_sweep, steer_concept
+from saekit.steer.concept_steer import (
+    Recipe,
+    concept_texts,
+    format_scores,
+    judge_pair,
+    recipe_from_sweep,
+    steer_concept,
+)
 from saekit.steer.concepts import Concept
 from saekit.steer.generate import GenerationConfig
 
 from .conftest import planted_sae
+from .test_sweep import FakeJudge
 
 
 def test_concept_texts_match_a_bundled_concept_or_fall_back_to_templates():
@@ -53,3 +61,7 @@ def test_steer_concept_on_a_planted_feature_writes_the_concept_token(tiny_lm, ti
     res = steer_concept(session, "seventeen", "w1 w2 w3", gen, recipe=recipe, texts=(concept, others))
     assert res.arm.features == (3,)  # the planted output feature
     assert res.pair.steered.text.count("w17") > res.pair.unsteered.text.count("w17")
+    plain, steered = judge_pair(tiny_lm, FakeJudge(), concept, "w1 w2 w3", res.pair)
+    assert plain["concept_score"] == 0.0  # the unsteered text is the concept judge's zero
+    assert steered["concept_cos"] > plain["concept_cos"]
+    assert "steered" in format_scores(plain, steered)

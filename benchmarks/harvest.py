@@ -1,15 +1,20 @@
 """Harvest throughput on SmolLM2: (a) bare forward truncated at the hook layer, (b) saekit harvest
-writing shards, (c) full forward -- in float32 and bfloat16, medians of a few repeats.
+writing shards, (c) full forward, (d) one harvest of several hook points (`--hook a,b,c`, one store
+each, the deepest = the layer of (b)) -- in float32 and bfloat16, medians of a few repeats, measured
+interleaved in one run, with the load average before and after.
 
-Tokens/s count the real (non-padding) input tokens of the same contexts in every mode. Target:
-b/a >= 0.95 (harvest overhead = hooks + exclusions + shard writes + tokenisation + a tiny probe).
+Tokens/s count the real (non-padding) input tokens of the same contexts in every mode. Targets:
+b/a >= 0.95 (harvest overhead = hooks + exclusions + shard writes + tokenisation + a tiny probe) and
+d/b cost <= 1.2 (many hook points cost about one pass to the deepest).
 
     python benchmarks/harvest.py [--batches 2] [--batch-size 4] [--repeats 3] [--dtypes float32 bfloat16]
+        [--multi 5,10,15]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import tempfile
@@ -29,81 +34,110 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    ap.add_argument("--multi", default="5,10,15", help="layers of the multi-hook harvest (d)")
     args = ap.parse_args()
+    load_before = os.getloadavg()
     torch.set_num_threads(args.threads)
 
-    from saekit.data import keep_mask, load_corpus, tokenize_corpus
-    from saekit.data.harvest import HarvestConfig, harvest
-    from saekit.models import cpu_has_fast_bf16, load_model
+    from saekit.models import cpu_has_fast_bf16
 
-    n_ctx = args.batches * args.batch_size
-    rows = []
-    for dtype in args.dtypes:
-        lm = load_model("smollm2", dtype=dtype, quiet=True)
-        docs = load_corpus("shakespeare")
-        tb = tokenize_corpus(docs, lm.tokenizer, args.context_len, max_tokens=(n_ctx + 4) * args.context_len)
-        ids, mask = tb.token_id[:n_ctx], tb.mask[:n_ctx]
-        real_tokens = int(mask.sum())
-        keep = keep_mask(tb, special_ids=lm.tokenizer.all_special_ids)[:n_ctx]
-        target = int(keep.sum())
-        base = lm.model.model
-        all_layers = base.layers
-
-        def forward(truncate: bool) -> None:
-            if truncate:
-                base.layers = nn.ModuleList(list(all_layers)[: args.layer + 1])
-            try:
-                with torch.inference_mode():
-                    for s in range(0, n_ctx, args.batch_size):
-                        (base if truncate else lm.model)(
-                            input_ids=ids[s : s + args.batch_size], use_cache=False
-                        )
-            finally:
-                base.layers = all_layers
-
-        def run_harvest() -> None:
-            with tempfile.TemporaryDirectory() as tmp:
-                cfg = HarvestConfig(
-                    hook=f"model.layers.{args.layer}",
-                    corpus="shakespeare",
-                    tokens=target,
-                    out=Path(tmp) / "acts",
-                    context_len=args.context_len,
-                    batch_size=args.batch_size,
-                    dtype=dtype,
-                    quiet=True,
-                    max_norm_ratio=0,
-                )
-                st = harvest(cfg, loaded=lm)
-                assert len(st) == target
-
-        forward(True)  # warm-up
-        times = {"a": [], "b": [], "c": []}
-        for _ in range(args.repeats):
-            for key, fn in (("a", lambda: forward(True)), ("b", run_harvest), ("c", lambda: forward(False))):
-                t0 = time.perf_counter()
-                fn()
-                times[key].append(time.perf_counter() - t0)
-        tps = {k: real_tokens / statistics.median(v) for k, v in times.items()}
-        rows.append((dtype, tps["a"], tps["b"], tps["c"], tps["b"] / tps["a"], tps["a"] / tps["c"]))
+    rows = [measure(args, dtype) for dtype in args.dtypes]
 
     read_rows_per_s = store_read_speed(d=576)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"SmolLM2-135M, hook model.layers.{args.layer}, {n_ctx} contexts x {args.context_len} tokens "
+        f"SmolLM2-135M, hook model.layers.{args.layer}, {args.batches * args.batch_size} contexts "
+        f"x {args.context_len} tokens "
         f"({args.batch_size} per batch), {args.threads} threads, median of {args.repeats}; "
-        f"CPU native bf16: {cpu_has_fast_bf16()}"
+        f"CPU native bf16: {cpu_has_fast_bf16()}; (d) = hooks at layers {args.multi}"
     )
     print(
-        f"{'dtype':<10}{'(a) trunc tok/s':>16}{'(b) harvest tok/s':>19}{'(c) full tok/s':>16}{'b/a':>7}{'a/c':>7}"
+        f"{'dtype':<10}{'(a) trunc tok/s':>16}{'(b) harvest tok/s':>19}{'(c) full tok/s':>16}"
+        f"{'b/a':>7}{'a/c':>7}{'d/b cost':>10}"
     )
-    for dtype, a, b, c, ba, ac in rows:
-        print(f"{dtype:<10}{a:>16.1f}{b:>19.1f}{c:>16.1f}{ba:>7.3f}{ac:>7.2f}")
+    for dtype, a, b, c, ba, ac, db in rows:
+        print(f"{dtype:<10}{a:>16.1f}{b:>19.1f}{c:>16.1f}{ba:>7.3f}{ac:>7.2f}{db:>10.3f}")
     print(
         "store read (trainer path), 131072 rows x 576 float32 in 4 shards, batch 4096: "
         + ", ".join(f"{name} {v / 1e6:.2f} M rows/s" for name, v in read_rows_per_s.items())
     )
     print(f"peak RSS {peak_mib:.0f} MiB")
+    load_after = os.getloadavg()
+    print(
+        "load average (1, 5, 15 min) before "
+        + ", ".join(f"{x:.2f}" for x in load_before)
+        + " / after "
+        + ", ".join(f"{x:.2f}" for x in load_after)
+    )
+
+
+def measure(args, dtype: str) -> tuple:
+    """Tokens/s of modes a-d for one dtype (interleaved repeats, medians)."""
+    from saekit.data import keep_mask, load_corpus, tokenize_corpus
+    from saekit.data.harvest import LMHarvestConfig, harvest
+    from saekit.models import load_model
+
+    n_ctx = args.batches * args.batch_size
+    lm = load_model("smollm2", dtype=dtype, quiet=True)
+    docs = load_corpus("shakespeare")
+    tb = tokenize_corpus(docs, lm.tokenizer, args.context_len, max_tokens=(n_ctx + 4) * args.context_len)
+    ids, mask = tb.token_id[:n_ctx], tb.mask[:n_ctx]
+    real_tokens = int(mask.sum())
+    keep = keep_mask(tb, special_ids=lm.tokenizer.all_special_ids)[:n_ctx]
+    target = int(keep.sum())
+    base = lm.model.model
+    all_layers = base.layers
+
+    def forward(truncate: bool) -> None:
+        if truncate:
+            base.layers = nn.ModuleList(list(all_layers)[: args.layer + 1])
+        try:
+            with torch.inference_mode():
+                for s in range(0, n_ctx, args.batch_size):
+                    (base if truncate else lm.model)(input_ids=ids[s : s + args.batch_size], use_cache=False)
+        finally:
+            base.layers = all_layers
+
+    def run_harvest(hook: str = f"model.layers.{args.layer}") -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = LMHarvestConfig(
+                hook=hook,
+                corpus="shakespeare",
+                tokens=target,
+                out=Path(tmp) / "acts",
+                context_len=args.context_len,
+                batch_size=args.batch_size,
+                dtype=dtype,
+                quiet=True,
+                max_norm_ratio=0,
+            )
+            stores = harvest(cfg, loaded=lm)
+            stores = stores if isinstance(stores, list) else [stores]
+            assert all(len(st) == target for st in stores)
+
+    forward(True)  # warm-up
+    multi = ",".join(f"model.layers.{i}" for i in args.multi.split(","))
+    times = {"a": [], "b": [], "c": [], "d": []}
+    for _ in range(args.repeats):
+        for key, fn in (
+            ("a", lambda: forward(True)),
+            ("b", run_harvest),
+            ("c", lambda: forward(False)),
+            ("d", lambda: run_harvest(multi)),
+        ):
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    tps = {k: real_tokens / statistics.median(v) for k, v in times.items()}
+    return (
+        dtype,
+        tps["a"],
+        tps["b"],
+        tps["c"],
+        tps["b"] / tps["a"],
+        tps["a"] / tps["c"],
+        tps["b"] / tps["d"],
+    )
 
 
 def store_read_speed(

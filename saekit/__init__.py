@@ -6,8 +6,9 @@ __version__ = "0.1.0"
 
 
 def load(path, device=None, **options) -> SAE:
-    """Load an SAE: a native saekit folder, or a SAELens / sparsify / dictionary_learning checkpoint
-    (detected from its files and converted; see `saekit.formats.load_any` for `options`)."""
+    """Load any SAE saekit reads: a native folder, or a SAELens / sparsify / dictionary_learning (incl.
+    VSAETopK) / re-n-y / gytdau / openai / saev checkpoint, detected from its files or content and
+    converted exactly. The one way every verb opens an SAE; see `saekit.formats.load_any` for `options`."""
     from saekit.formats import load_any
 
     return load_any(path, device=device, **options)

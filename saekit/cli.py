@@ -29,6 +29,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "flow-matching digits testbed: measure diffusion steering end to end",
     ),
     "info": ("saekit.commands.info", "describe an SAE folder or activation store"),
+    "export": ("saekit.commands.export", "write an SAE for SAELens, sparsify or dictionary_learning"),
 }
 
 

@@ -65,7 +65,7 @@ def encode_into(
         if tracker is not None:
             tracker.update_sparse(vals, idx, keys_B)
     else:  # one scan of the dense latents feeds both
-        lat = sae.encode(acts_BD)
+        lat = sae.activation_magnitude(sae.encode(acts_BD))  # |f| for signed SAEs: negatives are active
         flat = lat.reshape(-1)
         idx = flat.nonzero().squeeze(1)  # latents are >= 0, so non-zero = active; no mask tensor
         vals = flat[idx].float()
@@ -245,7 +245,10 @@ def analyze_store(
     effects = {}
     if unembed is not None and features:
         effects = {e.feature: e for e in logit_effects(sae.decoder_directions(), unembed, features)}
-    tok = lambda i: report.token_text(tokenizer, i)
+
+    def tok(i):
+        return report.token_text(tokenizer, i)
+
     c = 0
     for fi, f in enumerate(features):
         examples = []

@@ -1,39 +1,28 @@
-"""`saekit info PATH`: describe an SAE folder or an activation store."""
+"""`saekit info PATH [--verify]`: describe any SAE saekit reads, or an activation store."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from saekit.errors import SaekitError
+import tyro
+
+from saekit.formats.describe import InfoConfig
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: saekit info PATH   (an SAE folder or an activation store folder)")
-        return 0
-    path = Path(argv[0])
-    if (path / "config.json").exists():
-        from saekit.sae.io import load_sae
-
-        sae = load_sae(path)
-        info = {
-            "kind": "sae",
-            "arch": sae.arch,
-            "d_in": sae.d_in,
-            "d_sae": sae.d_sae,
-            "k": sae.cfg.k,
-            "dtype": sae.cfg.dtype,
-            "input_scale": float(sae.input_scale),
-            "provenance": sae.cfg.to_dict()["provenance"],
-        }
-    elif (path / "manifest.json").exists():
-        info = json.loads((path / "manifest.json").read_text())
-        info.pop("shards", None)
-        info = {"kind": "activation_store", **info}
-    else:
-        raise SaekitError(
-            f"{path} is neither an SAE folder (config.json) nor an activation store (manifest.json)"
+    if argv and not argv[0].startswith("-"):  # the path is given positionally: `saekit info sae/`
+        argv = ["--path", argv[0], *argv[1:]]
+    try:
+        cfg = tyro.cli(
+            InfoConfig,
+            args=argv,
+            prog="saekit info",
+            description="Format, architecture, sizes, normalisation and provenance of an SAE (any format "
+            "saekit reads), or an activation store's manifest.",
         )
-    print(json.dumps(info, indent=2))
+    except SystemExit as exc:  # --help, or a flag error tyro already reported
+        return int(exc.code or 0)
+    from saekit.formats.describe import describe
+
+    print(json.dumps(describe(cfg), indent=2, default=str))
     return 0

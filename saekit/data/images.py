@@ -133,7 +133,8 @@ def load_captions(path: str | Path, *, field: str | None = None) -> list[str]:
             key = next((f for f in fields if isinstance(row, dict) and f in row), None)
             if key is None:
                 raise CorpusError(
-                    f"{p}:{i}: no {' or '.join(fields)} field; found {list(row) if isinstance(row, dict) else type(row).__name__}"
+                    f"{p}:{i}: no {' or '.join(fields)} field; found "
+                    f"{list(row) if isinstance(row, dict) else type(row).__name__}"
                 )
             out.append(str(row[key]))
     elif p.suffix.lower() == ".csv":

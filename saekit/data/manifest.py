@@ -25,6 +25,9 @@ IDENTITY_KEYS = (
     "shard_rows",
     "batch_size",
     "max_norm_ratio",
+    "harvest_config",
+    "world_size",
+    "rank",
 )
 """Fields that must agree before an interrupted store may be resumed (present ones only)."""
 
@@ -38,7 +41,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST
     if not path.is_file():
         raise StoreError(
-            f"{folder} is not an activation store: {MANIFEST} is missing. Create one with `saekit harvest --out {folder}`"
+            f"{folder} is not an activation store: {MANIFEST} is missing. Create one with `saekit "
+            f"harvest --out {folder}`"
         )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))

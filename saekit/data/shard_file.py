@@ -22,10 +22,27 @@ ST_DTYPE = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int32: "I32", to
 
 
 class ShardView:
-    """Read-only memory-mapped tensors of one shard file."""
+    """Read-only memory-mapped tensors of one shard file.
 
-    def __init__(self, path: Path, expected_rows: int, expected_d: int, acts_dtype: str, fix: str):
+    With a manifest `entry` holding `sha256`, the file is hashed once before its rows are first read
+    (see saekit/data/checksum.py for why then and not at open).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        expected_rows: int,
+        expected_d: int,
+        acts_dtype: str,
+        fix: str,
+        *,
+        entry: dict | None = None,
+        first_row: int = 0,
+    ):
         self.path = path
+        self.entry = entry or {}
+        self.first_row = first_row
+        self._checked = "sha256" not in self.entry
         if not path.is_file():
             raise StoreError(
                 f"store shard {path} is missing (manifest lists it with {expected_rows} rows). {fix}"
@@ -66,17 +83,35 @@ class ShardView:
         if acts is None or acts.shape != (expected_rows, expected_d) or self.dtypes["acts"] != acts_dtype:
             found = None if acts is None else (list(acts.shape), self.dtypes["acts"])
             raise StoreError(
-                f"store shard {path} does not match the manifest: expected acts [{expected_rows}, {expected_d}] "
+                f"store shard {path} does not match the manifest: expected acts [{expected_rows}, "
+                f"{expected_d}] "
                 f"{acts_dtype}, found {found}. {fix}"
             )
         for name, arr in self.arrays.items():
             if arr.shape[0] != expected_rows:
                 raise StoreError(
-                    f"store shard {path}: {name} has {arr.shape[0]} rows, manifest says {expected_rows}. {fix}"
+                    f"store shard {path}: {name} has {arr.shape[0]} rows, manifest says "
+                    f"{expected_rows}. {fix}"
                 )
+
+    def check(self) -> None:
+        """Refuse the shard if its bytes differ from what the harvest wrote (once per process)."""
+        if self._checked:
+            return
+        from saekit.data.checksum import bad_rows, damage, describe_rows, repair_hint
+
+        problem = damage(self.path, self.entry)
+        if problem is not None:
+            rows = bad_rows(self.arrays["acts"], self.dtypes["acts"] == "BF16")
+            raise StoreError(
+                f"store shard {self.path} {problem}; {describe_rows(rows, self.first_row)}. Nothing was "
+                f"read from it. {repair_hint(self.path.parent, self.path.name)}"
+            )
+        self._checked = True
 
     def rows(self, name: str, index: np.ndarray | slice) -> torch.Tensor:
         """Rows of tensor `name` (a copy), as torch; bf16 stored as uint16 bits is viewed back."""
+        self.check()
         arr_all = self.arrays[name]
         picked = (
             arr_all[index] if isinstance(index, slice) else np.take(arr_all, index, axis=0)

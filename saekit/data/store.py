@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from saekit.data.checksum import verify_store
 from saekit.data.manifest import read_manifest
 from saekit.data.shard_file import ShardView
 from saekit.data.store_writer import TOKENS_FILE, StoreWriter
 from saekit.errors import StoreError
 
-__all__ = ["ActivationStore", "StoreWriter"]
+__all__ = ["ActivationStore", "StoreWriter", "verify_store"]
 
 
 class ActivationStore:
@@ -40,11 +41,17 @@ class ActivationStore:
         manifest = read_manifest(folder)
         if not manifest.get("complete", False) and not allow_incomplete:
             raise StoreError(
-                f"store {folder} is incomplete ({manifest['count']} rows so far): its harvest was interrupted. "
-                f"Re-run the same `saekit harvest ... --out {folder}` to resume, or open with allow_incomplete=True"
+                f"store {folder} is incomplete ({manifest['count']} rows so far): its harvest was "
+                "interrupted. "
+                f"Re-run the same `saekit harvest ... --out {folder}` to resume, or open with "
+                "allow_incomplete=True"
             )
-        fix = f"The store is damaged; re-run the harvest with --out {folder} --overwrite"
+        fix = (
+            f"Re-harvest the damaged shards: rerun the same `saekit harvest ... --out {folder}` command "
+            "with --repair (or --overwrite to start again)"
+        )
         shards = []
+        first_row = 0
         for entry in manifest["shards"]:
             path = folder / entry["file"]
             if path.is_file() and "bytes" in entry and path.stat().st_size != entry["bytes"]:
@@ -53,8 +60,17 @@ class ActivationStore:
                     f"truncated or replaced. {fix}"
                 )
             shards.append(
-                ShardView(path, int(entry["count"]), int(manifest["d"]), _st_dtype(manifest["dtype"]), fix)
+                ShardView(
+                    path,
+                    int(entry["count"]),
+                    int(manifest["d"]),
+                    _st_dtype(manifest["dtype"]),
+                    fix,
+                    entry=entry,
+                    first_row=first_row,
+                )
             )
+            first_row += int(entry["count"])
         return cls(folder, manifest, shards)
 
     # -- basic facts -----------------------------------------------------------------------------
@@ -179,18 +195,9 @@ class ActivationStore:
         stop = b - a if stop is None else stop
         return self._tokens["doc_tokens"][a + max(0, start) : a + min(b - a, stop)].to(torch.int64)
 
-    def verify(self) -> None:
-        """Read every row once and refuse NaN/inf (opening only checks structure)."""
-        for i, shard in enumerate(self.shards):
-            acts = shard.rows("acts", slice(None)).float()
-            bad = (~torch.isfinite(acts)).any(dim=1)
-            if bad.any():
-                from saekit.errors import NonFiniteError
-
-                raise NonFiniteError(
-                    f"store shard {shard.path}: {int(bad.sum())} rows contain NaN/inf "
-                    f"(first local row {int(bad.nonzero()[0])})"
-                )
+    def verify(self) -> dict[str, Any]:
+        """Hash every shard and refuse NaN/inf rows (opening only checks structure); see verify_store."""
+        return verify_store(self.folder)
 
 
 def _st_dtype(name: str) -> str:

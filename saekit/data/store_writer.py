@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from saekit.atomic import save_tensors_atomic, write_json_atomic
+from saekit.data.checksum import file_sha256, rewind_to_first_bad
 from saekit.data.manifest import MANIFEST, SCHEMA_VERSION, STORE_DTYPES, identity, read_manifest, shard_name
 from saekit.errors import NonFiniteError, ShapeError, StoreError
 
@@ -34,6 +35,7 @@ class StoreWriter:
         *,
         resume: bool = True,
         overwrite: bool = False,
+        repair: bool = False,
     ):
         if shard_rows < 1:
             raise StoreError(f"shard_rows must be >= 1, found {shard_rows}")
@@ -58,7 +60,9 @@ class StoreWriter:
         self.shards: list[dict[str, Any]] = []
         self.complete = False
         self.resumed = False
-        self._open(resume=resume, overwrite=overwrite)
+        self.progress: dict[str, Any] = {}
+        """The producer's own resume notes (e.g. row counts per round), kept until the store is complete."""
+        self._open(resume=resume, overwrite=overwrite, repair=repair)
 
     # -- setup ---------------------------------------------------------------------------------
     def _wipe(self) -> None:
@@ -69,7 +73,7 @@ class StoreWriter:
             if path.exists():
                 path.unlink()
 
-    def _open(self, *, resume: bool, overwrite: bool) -> None:
+    def _open(self, *, resume: bool, overwrite: bool, repair: bool = False) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         if (self.folder / MANIFEST).exists():
             try:
@@ -78,6 +82,8 @@ class StoreWriter:
                 if not overwrite:
                     raise
                 old = None
+            if old is not None and repair and not overwrite:
+                old = rewind_to_first_bad(self.folder, old)
             if old is not None:
                 want, have = identity(self.fields), identity(old)
                 if want != have:
@@ -96,13 +102,15 @@ class StoreWriter:
                     return
                 elif resume and not overwrite:
                     self.shards, self.resumed = list(old["shards"]), True
+                    self.progress = dict(old.get("progress") or {})
                     cursor = old.get("resume_cursor")
                     self.resume_cursor = tuple(cursor) if cursor is not None else None
                     self._check_listed_shards()
                     return
                 elif not overwrite:
                     raise StoreError(
-                        f"{self.folder} holds an interrupted store; pass resume=True (default) or overwrite=True"
+                        f"{self.folder} holds an interrupted store; pass resume=True (default) or "
+                        "overwrite=True"
                     )
             self._wipe()
         elif any(self.folder.glob("shard_*.safetensors")) and not overwrite:
@@ -135,6 +143,7 @@ class StoreWriter:
             "count": self.count,
             "complete": self.complete,
             "resume_cursor": None if self.complete else self.resume_cursor,
+            "progress": None if self.complete else self.progress,
             "shards": self.shards,
         }
 
@@ -163,7 +172,8 @@ class StoreWriter:
                 )
         if self._buffer and set(meta) != set(self._buffer[0][1]):
             raise StoreError(
-                f"store {self.folder}: meta fields changed from {sorted(self._buffer[0][1])} to {sorted(meta)}"
+                f"store {self.folder}: meta fields changed from {sorted(self._buffer[0][1])} to "
+                f"{sorted(meta)}"
             )
         stored = acts.detach().to(self.storage_dtype)
         self._refuse_non_finite(stored, meta)
@@ -224,16 +234,24 @@ class StoreWriter:
         path = self.folder / name
         save_tensors_atomic(path, tensors, metadata={"format": "saekit-activations"})
         self.shards.append(
-            {"file": name, "count": int(tensors["acts"].shape[0]), "bytes": path.stat().st_size}
+            {
+                "file": name,
+                "count": int(tensors["acts"].shape[0]),
+                "bytes": path.stat().st_size,
+                "sha256": file_sha256(path),
+                "cursor": list(self.resume_cursor) if self.resume_cursor is not None else None,
+            }
         )
         self._write_manifest()
 
-    def write_token_table(self, doc_tokens: list[list[int]]) -> None:
-        """Save every document's tokens so `store.tokens(doc_id, ...)` can show contexts later."""
+    def write_token_table(self, doc_tokens: list[list[int]], folder: Path | None = None) -> None:
+        """Save every document's tokens so `store.tokens(doc_id, ...)` can show contexts later
+        (into `folder`, default the writer's own; under torchrun the store root)."""
         lengths = torch.tensor([0] + [len(t) for t in doc_tokens], dtype=torch.int64)
         flat = torch.tensor([tok for doc in doc_tokens for tok in doc], dtype=torch.int32)
         save_tensors_atomic(
-            self.folder / TOKENS_FILE, {"doc_tokens": flat, "doc_offsets": torch.cumsum(lengths, 0)}
+            (folder or self.folder) / TOKENS_FILE,
+            {"doc_tokens": flat, "doc_offsets": torch.cumsum(lengths, 0)},
         )
 
     def close(self) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def activation_metrics(sae, batches: Iterable[Tensor]) -> ActivationMetrics:
         check_width(sae, x.shape[-1], "the evaluation data")
         x = x.reshape(-1, sae.d_in).float().to(dev)
         lat = sae.encode(x)
-        recon = sae.decode(lat).float()
+        recon = sae.decode(lat, x).float()  # x: per-row layer-norm / skip SAEs need the input rows
         xd = x.double()
         sum_x = xd.sum(0) if sum_x is None else sum_x + xd.sum(0)
         sum_x2 = xd.pow(2).sum(0) if sum_x2 is None else sum_x2 + xd.pow(2).sum(0)

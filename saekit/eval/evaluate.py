@@ -79,6 +79,7 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     from saekit.eval.activations import activation_metrics, check_width
     from saekit.eval.plots import eval_png
     from saekit.eval.spliced import eval_positions, spliced_metrics
+    from saekit.formats import output_folder
     from saekit.hooks import HookPoint, resolve_module
     from saekit.train.metrics import read_log
 
@@ -93,7 +94,7 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
         raise SaekitError(
             f"{cfg.sae}: the SAE's provenance does not name its model/hook point; pass --model and --hook"
         )
-    out_dir = Path(cfg.out) if cfg.out else Path(cfg.sae) / "eval"
+    out_dir = Path(cfg.out) if cfg.out else output_folder(cfg.sae) / "eval"  # single-file SAEs too
     report: dict[str, Any] = {
         "sae": str(cfg.sae),
         "model": model_name,

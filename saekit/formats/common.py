@@ -63,6 +63,10 @@ def load_torch_weights_only(path: Path) -> Any:
 
     if not path.exists():
         raise SAEFormatError(f"missing weights file {path}; the folder is incomplete — re-download it")
+    if path.is_dir():
+        raise SAEFormatError(
+            f"{path} is a folder; this format is a single weights file — pass the file itself"
+        )
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -74,6 +78,52 @@ def load_torch_weights_only(path: Path) -> Any:
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise SAEFormatError(f"cannot read {path}: {exc}; the file is corrupt or truncated") from None
+
+
+def torch_load_bytes(data: bytes, source: Path) -> Any:
+    """`torch.load(weights_only=True)` of in-memory bytes (e.g. after saev's JSON header)."""
+    import io
+    import pickle
+
+    if not (data[:2] == b"PK" or data[:1] == b"\x80"):  # neither torch's zip nor a legacy pickle
+        raise SAEFormatError(
+            f"cannot read the tensors of {source}: they are not a torch.save file ({len(data)} bytes "
+            "starting "
+            f"{data[:8]!r}); the file is corrupt or truncated"
+        )
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise SAEFormatError(
+            f"refusing to load {source}: its tensor part needs full pickle loading, which can execute "
+            f"arbitrary code ({str(exc).strip().splitlines()[0] if str(exc).strip() else 'unpickling error'})"
+        ) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        raise SAEFormatError(
+            f"cannot read the tensors of {source}: {exc}; the file is corrupt or truncated"
+        ) from None
+
+
+def state_keys(path: Path) -> set[str] | None:
+    """Top-level keys of a torch or safetensors file without reading its tensors (mmap), or None."""
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                return set(fh.keys())
+        except Exception:
+            return None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception:
+            return None
+    if isinstance(obj, dict) and isinstance(obj.get("ae"), dict):
+        obj = obj["ae"]
+    return set(obj) if isinstance(obj, dict) else None
 
 
 def require(tensors: dict[str, Tensor], names: list[str], source: Path, what: str) -> None:
@@ -117,7 +167,8 @@ def native_dtype(dtype: torch.dtype | str | None) -> str:
 
 
 def layer_from_hook(hook: str | None) -> int | None:
-    """First integer after `layers.`/`blocks.`/`layer_`/`h.` in a hook name, e.g. `blocks.8.hook_resid_pre` -> 8."""
+    """First integer after `layers.`/`blocks.`/`layer_`/`h.` in a hook name, e.g. "
+    "`blocks.8.hook_resid_pre` -> 8."""
     if not hook:
         return None
     m = re.search(r"(?:layers|blocks|layer|h|block)[._](\d+)", hook)
@@ -157,7 +208,8 @@ def assemble(cfg: SAEConfig, tensors: dict[str, Tensor], source: Path, device: s
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:  # a converter bug, not a user error, but say it clearly anyway
         raise SAEFormatError(
-            f"converting {source} to arch={cfg.arch!r}: missing native tensor(s) {missing}, unexpected {extra}"
+            f"converting {source} to arch={cfg.arch!r}: missing native tensor(s) {missing}, unexpected "
+            f"{extra}"
         )
     for name, shape in expected.items():
         t = tensors[name]

@@ -14,6 +14,10 @@
   inference is `relu(pre) * (relu(pre) > threshold)`; a never-estimated threshold (-1) means plain ReLU.
 - JumpReluAutoEncoder: `W_enc [D,F]`, `b_enc`, `W_dec [F,D]`, `b_dec`, `threshold [F]`;
   `relu(pre * (pre > threshold))` with `pre = x W_enc + b_enc` (apply_b_dec_to_input=False: folded).
+- VSAETopK (variational TopK fork): `encoder.*`, `decoder.weight`, `k`, optional `var_encoder.*`
+  (unused at inference, which takes the mean `z = encoder(x')`); keeps the k entries of z largest in
+  absolute value WITH their sign (native topk_abs). `use_april_update_mode` true: `decoder.bias`,
+  `x' = x` (folded); false: `bias`, `x' = x - bias`, decode adds `bias`.
 Final `ae.pt` files already have the activation-norm factor folded into the biases; a mid-training
 backup (`{"ae": state_dict, "norm_factor": f, ...}`) does not, so `input_scale = 1/f` there.
 """
@@ -58,6 +62,8 @@ DICT_CLASSES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "threshold", "k"),
     ),
     "AutoEncoderTopK": ("topk", ("encoder.weight", "encoder.bias", "decoder.weight", "b_dec", "k")),
+    # after AutoEncoderTopK (whose keys include these) and before AutoEncoderNew (a subset of these)
+    "VSAETopK": ("topk_abs", ("encoder.weight", "encoder.bias", "decoder.weight", "k")),
     "AutoEncoderNew": ("relu", ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias")),
     "AutoEncoder": ("relu", ("encoder.weight", "encoder.bias", "decoder.weight", "bias")),
 }
@@ -87,8 +93,10 @@ def _guess_class(state: dict[str, Tensor], source: Path) -> str:
         if all(k in state for k in keys):
             return name
     raise SAEFormatError(
-        f"{source}: cannot tell which dictionary_learning class wrote this state dict (keys {sorted(state)[:12]}) "
-        f"and there is no {CONFIG_FILE} with trainer.dict_class beside it; known classes: {', '.join(DICT_CLASSES)}"
+        f"{source}: cannot tell which dictionary_learning class wrote this state dict (keys "
+        f"{sorted(state)[:12]}) "
+        f"and there is no {CONFIG_FILE} with trainer.dict_class beside it; known classes: "
+        f"{', '.join(DICT_CLASSES)}"
     )
 
 
@@ -108,6 +116,61 @@ def _split_checkpoint(obj: Any, source: Path) -> tuple[dict[str, Tensor], float]
     return state, scale
 
 
+def _class_tensors(
+    name: str, s: dict[str, Tensor], trainer: dict, W_enc: Tensor, b_dec: Tensor, weights: Path, hint: str
+) -> dict[str, Tensor]:
+    """The native encoder bias (and class-specific tensors) of dictionary_learning class `name`."""
+    d_sae = W_enc.shape[1]
+    if name == "GatedAutoEncoder":
+        for n in ("gate_bias", "mag_bias", "r_mag"):
+            expect_shape(s, n, (d_sae,), weights, hint)
+        return {"b_enc": s["gate_bias"], "b_mag": s["mag_bias"], "r_mag": s["r_mag"]}
+    if name == "JumpReluAutoEncoder":
+        b_enc = expect_shape(s, "b_enc", (d_sae,), weights, hint)
+        return {
+            "b_enc": fold_input_bias(W_enc, b_enc, b_dec),  # its encoder does not subtract b_dec
+            "log_threshold": safe_log_threshold(expect_shape(s, "threshold", (d_sae,), weights, hint)),
+        }
+    if name == "VSAETopK":
+        b_enc = expect_shape(s, "encoder.bias", (d_sae,), weights, hint)
+        april = "bias" not in s  # april mode keeps the bias inside the decoder Linear
+        if "use_april_update_mode" in trainer and bool(trainer["use_april_update_mode"]) != april:
+            raise SAEFormatError(
+                f"{weights}: config.json says use_april_update_mode={trainer['use_april_update_mode']} but "
+                f"the state dict has {'decoder.bias' if april else 'bias'}; config and weights disagree"
+            )
+        return {"b_enc": fold_input_bias(W_enc, b_enc, b_dec) if april else b_enc}
+    if name == "AutoEncoderNew":
+        return {
+            "b_enc": fold_input_bias(W_enc, expect_shape(s, "encoder.bias", (d_sae,), weights, hint), b_dec)
+        }
+    bias_name = "b_enc" if "W_enc" in s else "encoder.bias"
+    return {"b_enc": expect_shape(s, bias_name, (d_sae,), weights, hint)}
+
+
+def _k(name: str, arch: str, state: dict[str, Tensor], trainer: dict, weights: Path) -> int | None:
+    if arch not in ("topk", "batchtopk", "topk_abs"):
+        return None
+    k_val = trainer.get("k", state["k"].item() if "k" in state else None)
+    if k_val is None:
+        raise SAEFormatError(
+            f"{weights}: {name} needs k, found neither a 'k' buffer nor trainer.k in config.json"
+        )
+    return check_int(k_val, "k", weights)
+
+
+def _batch_threshold(name: str, state: dict[str, Tensor], weights: Path) -> Tensor:
+    theta = float(state["threshold"].reshape(-1)[0])
+    if theta < 0:
+        warnings.warn(
+            f"{weights}: {name} threshold was never estimated ({theta}); its inference is then plain ReLU, "
+            "converted as threshold 0",
+            UserWarning,
+            stacklevel=3,
+        )
+    return torch.tensor(max(theta, 0.0), dtype=torch.float32)
+
+
 def load_dictionary_learning(
     path: str | Path, device: str | torch.device | None = None, *, dict_class: str | None = None
 ):
@@ -123,7 +186,8 @@ def load_dictionary_learning(
     name = dict_class or trainer.get("dict_class") or _guess_class(state, weights)
     if name not in DICT_CLASSES:
         raise SAEFormatError(
-            f"{weights}: dictionary_learning class {name!r} is not supported; supported: {', '.join(DICT_CLASSES)}"
+            f"{weights}: dictionary_learning class {name!r} is not supported; supported: "
+            f"{', '.join(DICT_CLASSES)}"
         )
     arch, keys = DICT_CLASSES[name]
     require(state, [k for k in keys if k != "k"], weights, f"dictionary_learning {name}")
@@ -151,38 +215,10 @@ def load_dictionary_learning(
             f"{weights}: decoder bias has shape {tuple(b_dec.shape)} but {hint} implies ({d_in},)"
         )
     out: dict[str, Tensor] = {"W_dec": W_dec, "b_dec": b_dec}
-    k = None
-
-    if name == "GatedAutoEncoder":
-        for n in ("gate_bias", "mag_bias", "r_mag"):
-            expect_shape(s, n, (d_sae,), weights, hint)
-        out.update(b_enc=s["gate_bias"], b_mag=s["mag_bias"], r_mag=s["r_mag"])
-    elif name == "JumpReluAutoEncoder":
-        b_enc = expect_shape(s, "b_enc", (d_sae,), weights, hint)
-        out["b_enc"] = fold_input_bias(W_enc, b_enc, b_dec)  # its encoder does not subtract b_dec
-        out["log_threshold"] = safe_log_threshold(expect_shape(s, "threshold", (d_sae,), weights, hint))
-    elif name == "AutoEncoderNew":
-        out["b_enc"] = fold_input_bias(W_enc, expect_shape(s, "encoder.bias", (d_sae,), weights, hint), b_dec)
-    else:
-        bias_name = "b_enc" if "W_enc" in state else "encoder.bias"
-        out["b_enc"] = expect_shape(s, bias_name, (d_sae,), weights, hint)
-    if arch in ("topk", "batchtopk"):
-        k_val = trainer.get("k", state["k"].item() if "k" in state else None)
-        if k_val is None:
-            raise SAEFormatError(
-                f"{weights}: {name} needs k, found neither a 'k' buffer nor trainer.k in config.json"
-            )
-        k = check_int(k_val, "k", weights)
+    out.update(_class_tensors(name, s, trainer, W_enc, b_dec, weights, hint))
+    k = _k(name, arch, state, trainer, weights)
     if arch == "batchtopk":
-        theta = float(state["threshold"].reshape(-1)[0])
-        if theta < 0:
-            warnings.warn(
-                f"{weights}: {name} threshold was never estimated ({theta}); its inference is then plain ReLU, "
-                "converted as threshold 0",
-                UserWarning,
-                stacklevel=2,
-            )
-        out["threshold"] = torch.tensor(max(theta, 0.0), dtype=torch.float32)
+        out["threshold"] = _batch_threshold(name, state, weights)
 
     out["W_enc"] = W_enc
     out["input_scale"] = torch.tensor(scale, dtype=torch.float32)
@@ -196,6 +232,8 @@ def load_dictionary_learning(
         normalize_decoder=False,
         normalization="expected_norm" if scale != 1.0 else "none",
         provenance=Provenance(
+            source_format="dictionary_learning",
+            source_name=weights.parent.name + "/" + weights.name,
             model=trainer.get("lm_name"),
             hook_point=trainer.get("submodule_name"),
             layer=layer if isinstance(layer, int) else None,

@@ -10,8 +10,9 @@ work is in the config semantics:
   folded into W_enc/b_enc/W_dec (identical latents and reconstructions).
 - `normalize_activations="expected_average_only_in"`: inputs were multiplied by a factor SAELens does
   not save with the weights (SAELens issue #381). Taken from `scaling_factor=`, else from a training
-  checkpoint's `activation_scaler.json`, else 1 with a warning. Per-row normalisations
-  (`constant_norm_rescale`, `layer_norm`) cannot be expressed as a constant and are refused.
+  checkpoint's `activation_scaler.json`, else 1 with a warning. `layer_norm` (per row: subtract the
+  mean, divide by std + 1e-5; restore on output) is native `normalization="layer_norm"`;
+  `constant_norm_rescale` (a per-row factor) has no native form and is refused.
 - pre-6.0 `scaling_factor [d_sae]` (finetuning scale on latents before decoding): folded into W_dec.
 """
 
@@ -83,10 +84,13 @@ def _input_scale(cfg: dict[str, Any], folder: Path, scaling_factor: float | None
                 "normalize_activations='none' (it works on raw activations); drop the scaling_factor argument"
             )
         return 1.0
-    if norm in ("constant_norm_rescale", "layer_norm"):
+    if norm == "layer_norm":
+        return 1.0  # per-row: native normalization="layer_norm" (same mean/std/eps), no constant
+    if norm == "constant_norm_rescale":
         raise SAEFormatError(
-            f"{folder / CFG_FILE}: normalize_activations={norm!r} rescales every row by its own norm at run "
-            "time; saekit SAEs only support a constant input scale, so this SAE cannot be converted exactly"
+            f"{folder / CFG_FILE}: normalize_activations={norm!r} rescales every row to norm sqrt(d_in) and "
+            "divides the output by that row's factor; saekit has no such mode, so this SAE cannot be "
+            "converted exactly"
         )
     if norm != "expected_average_only_in":
         raise SAEFormatError(f"{folder / CFG_FILE}: unknown normalize_activations={norm!r}")
@@ -100,31 +104,66 @@ def _input_scale(cfg: dict[str, Any], folder: Path, scaling_factor: float | None
     warnings.warn(
         f"{folder}: normalize_activations='expected_average_only_in' but SAELens did not save the scaling "
         "factor (SAELens issue #381); converting with input_scale=1. Pass scaling_factor=sqrt(d_in)/"
-        "mean_activation_norm to get the SAE's true behaviour, or fit it with saekit.sae.init.fit_input_scale_",
+        "mean_activation_norm to get the SAE's true behaviour, or fit it with "
+        "saekit.sae.init.fit_input_scale_",
         UserWarning,
         stacklevel=3,
     )
     return 1.0
 
 
-def _uses_expected_norm(cfg: dict[str, Any]) -> bool:
+def _normalization(cfg: dict[str, Any]) -> str:
     norm = cfg.get("normalize_activations", "none")
-    return norm is True or norm == "expected_average_only_in"
+    if norm == "layer_norm":
+        return "layer_norm"
+    return "expected_norm" if norm is True or norm == "expected_average_only_in" else "none"
 
 
 def _provenance(cfg: dict[str, Any]) -> Provenance:
     meta = cfg.get("metadata") or {}
-    get = lambda key, *alts: next(
-        (src[k] for k in (key, *alts) for src in (meta, cfg) if src.get(k) is not None), None
-    )
+
+    def get(key, *alts):
+        return next((src[k] for k in (key, *alts) for src in (meta, cfg) if src.get(k) is not None), None)
+
     hook = get("hook_name", "hook_point")
     layer = get("hook_layer")
     return Provenance(
+        source_format="saelens",
         model=get("model_name"),
         hook_point=hook,
         layer=int(layer) if isinstance(layer, int) else layer_from_hook(hook),
         tokens_trained=int(get("training_tokens") or 0),
     )
+
+
+def _needed(arch: str, tensors: dict[str, Tensor]) -> list[str]:
+    """The SAELens tensor names architecture `arch` needs."""
+    needed = ["W_enc", "b_gate" if arch == "gated" else "b_enc", "W_dec", "b_dec"]
+    if arch == "gated":
+        needed += ["r_mag", "b_mag"]
+    if arch == "jumprelu" and "log_threshold" not in tensors:
+        needed.append("threshold")
+    if arch == "batchtopk" and "threshold" not in tensors:
+        needed.append("topk_threshold")
+    return needed
+
+
+def _thresholds(
+    arch: str, tensors: dict[str, Tensor], t: dict[str, Tensor], src: Path, hint: str, d_sae: int
+) -> dict[str, Tensor]:
+    """Native threshold tensors: per-latent log threshold (jumprelu) or the global one (batchtopk)."""
+    if arch == "jumprelu":
+        if "log_threshold" in tensors:
+            return {
+                "log_threshold": expect_shape(tensors, "log_threshold", (d_sae,), src, hint).to(FOLD_DTYPE)
+            }
+        return {"log_threshold": safe_log_threshold(expect_shape(t, "threshold", (d_sae,), src, hint))}
+    if arch == "batchtopk":
+        # Inference uses the learned global threshold (what SAELens saves for inference as jumprelu).
+        name = "threshold" if "threshold" in tensors else "topk_threshold"
+        theta = tensors[name].reshape(-1)[:1].to(torch.float32).reshape(())
+        return {"threshold": theta.clamp_min(0.0)}
+    return {}
 
 
 def load_saelens(
@@ -148,13 +187,7 @@ def load_saelens(
     hint = f"cfg.json (d_in={d_in}, d_sae={d_sae})"
 
     enc_bias = "b_gate" if arch == "gated" else "b_enc"
-    needed = ["W_enc", enc_bias, "W_dec", "b_dec"]
-    if arch == "gated":
-        needed += ["r_mag", "b_mag"]
-    if arch == "jumprelu" and "log_threshold" not in tensors:
-        needed.append("threshold")
-    if arch == "batchtopk" and "threshold" not in tensors:
-        needed.append("topk_threshold")
+    needed = _needed(arch, tensors)
     require(tensors, needed, src, f"SAELens architecture {arch!r}")
     t = {n: tensors[n].to(FOLD_DTYPE) for n in needed}
     expect_shape(t, "W_enc", (d_in, d_sae), src, hint)
@@ -184,17 +217,9 @@ def load_saelens(
         if cfg.get("rescale_acts_by_decoder_norm", False):
             norms = W_dec.norm(dim=-1)
             W_enc, b_enc, W_dec = W_enc * norms, b_enc * norms, W_dec / norms[:, None]
-    elif arch == "jumprelu":
-        if "log_threshold" in tensors:
-            out["log_threshold"] = expect_shape(tensors, "log_threshold", (d_sae,), src, hint).to(FOLD_DTYPE)
-        else:
-            out["log_threshold"] = safe_log_threshold(expect_shape(t, "threshold", (d_sae,), src, hint))
     elif arch == "batchtopk":
-        # Inference uses the learned global threshold (what SAELens saves for inference as jumprelu).
         k = max(1, round(float(cfg.get("k", 1))))
-        name = "threshold" if "threshold" in tensors else "topk_threshold"
-        theta = tensors[name].reshape(-1)[:1].to(torch.float32).reshape(())
-        out["threshold"] = theta.clamp_min(0.0)
+    out.update(_thresholds(arch, tensors, t, src, hint, d_sae))
 
     native_arch = {"standard": "relu"}.get(arch, arch)
     prov = _provenance(cfg)
@@ -211,7 +236,7 @@ def load_saelens(
         k=k,
         dtype=native_dtype(cfg.get("dtype")),
         normalize_decoder=False,
-        normalization="expected_norm" if _uses_expected_norm(cfg) else "none",
+        normalization=_normalization(cfg),
         provenance=prov,
     )
     out.update(W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec)

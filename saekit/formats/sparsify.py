@@ -1,7 +1,8 @@
 """EleutherAI sparsify (1.x) folders: one per hookpoint, `cfg.json` + `sae.safetensors`.
 
 Tensors: `encoder.weight [d_sae, d_in]` (an nn.Linear), `encoder.bias [d_sae]`, `W_dec [d_sae, d_in]`,
-`b_dec [d_in]`, optional `W_skip [d_in, d_in]`. Config: `d_in`, `num_latents` (0 = use
+`b_dec [d_in]`, optional `W_skip [d_out, d_in]` (skip transcoders: the output gains `x @ W_skip.mT`,
+kept as the native skip term; only d_out = d_in converts). Config: `d_in`, `num_latents` (0 = use
 `expansion_factor * d_in`), `k`, `activation` ("topk" | "groupmax"), `transcode`, `skip_connection`.
 
 Encode (sparsify `fused_encoder`): `relu(encoder(x - b_dec))` then top-k of the *post-ReLU* values.
@@ -77,13 +78,12 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
     activation = cfg.get("activation", "topk")
     if activation != "topk":
         raise SAEFormatError(
-            f"{cfg_path}: activation={activation!r} (group-max) has no native equivalent; only 'topk' converts"
+            f"{cfg_path}: activation={activation!r} (group-max) has no native equivalent; only 'topk' "
+            "converts"
         )
-    if cfg.get("skip_connection") or "W_skip" in tensors:
-        raise SAEFormatError(
-            f"{src}: this sparse coder has a linear skip connection (W_skip), which saekit SAEs cannot "
-            "represent; it cannot be converted without changing its outputs"
-        )
+    skip = bool(cfg.get("skip_connection")) or "W_skip" in tensors
+    if skip:
+        require(tensors, ["W_skip"], src, "a sparsify skip transcoder (skip_connection=true)")
     require(tensors, ["encoder.weight", "encoder.bias", "W_dec", "b_dec"], src, "a sparsify SAE")
     hint = f"cfg.json (d_in={d_in}, d_sae={d_sae})"
     W_enc_FD = expect_shape(tensors, "encoder.weight", (d_sae, d_in), src, hint).to(FOLD_DTYPE)
@@ -91,6 +91,10 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
     W_dec = expect_shape(tensors, "W_dec", (d_sae, d_in), src, hint).to(FOLD_DTYPE)
     b_dec = expect_shape(tensors, "b_dec", (d_in,), src, hint).to(FOLD_DTYPE)
     W_enc = W_enc_FD.T.contiguous()
+    if skip:  # sparsify adds `x @ W_skip.mT`; native recon adds `x @ W_skip`
+        W_skip = expect_shape(tensors, "W_skip", (d_in, d_in), src, f"{hint} with d_out = d_in").to(
+            FOLD_DTYPE
+        )
     if cfg.get("transcode", False):
         b_enc = fold_input_bias(W_enc, b_enc, b_dec)
         warnings.warn(
@@ -106,7 +110,13 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
         k=k,
         dtype=native_dtype(tensors["encoder.weight"].dtype),
         normalize_decoder=bool(cfg.get("normalize_decoder", True)),
-        provenance=Provenance(hook_point=folder.name, layer=layer_from_hook(folder.name)),
+        skip_connection=skip,
+        provenance=Provenance(
+            hook_point=folder.name,
+            layer=layer_from_hook(folder.name),
+            source_format="sparsify",
+            source_name=folder.name,
+        ),
     )
     out = {
         "W_enc": W_enc,
@@ -115,4 +125,6 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
         "b_dec": b_dec,
         "input_scale": torch.ones((), dtype=torch.float32),
     }
+    if skip:
+        out["W_skip"] = W_skip.T.contiguous()
     return assemble(scfg, out, src, device)

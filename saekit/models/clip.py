@@ -12,7 +12,6 @@ transformers 5.x module paths: `CLIPVisionModel` / `CLIPTextModel` have no `visi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -71,7 +70,8 @@ def hidden_state_hook(model: nn.Module, site: ClipSite) -> str:
     idx = site.layer if site.layer >= 0 else n + 1 + site.layer
     if not 0 <= idx <= n:
         raise HookPointError(
-            f"CLIP layer {site.layer} out of range: hidden_states has {n + 1} entries (0..{n}, or -1..-{n + 1})"
+            f"CLIP layer {site.layer} out of range: hidden_states has {n + 1} entries (0..{n}, or "
+            f"-1..-{n + 1})"
         )
     if idx == 0:
         return prefix + ("pre_layrnorm" if site.tower == "vision" else "embeddings")
@@ -186,79 +186,38 @@ def load_clip(
     return LoadedClip(model, proc, tok, name_or_path)
 
 
-def iter_image_batches(images: Iterable, processor, batch_size: int) -> Iterator[tuple[list[int], Tensor]]:
-    """`(ids, pixel_values [B, 3, H, W])` batches from ImageItems."""
-    buf: list = []
-    for item in images:
-        buf.append(item)
-        if len(buf) == batch_size:
-            yield (
-                [i.id for i in buf],
-                processor(images=[i.pixels for i in buf], return_tensors="pt")["pixel_values"],
+def site_positions(
+    site: ClipSite, n_items: int, n_tokens: int, *, model=None, input_ids=None, attention_mask=None
+):
+    """`(item [n], position [n])` of the rows `clip_activations` returns for a batch of `n_items`.
+
+    Position = the token's index in the tower's sequence: vision CLS = 0 and patch p = 1 + p
+    (row-major), text tokens by index (EOS rows: the EOS position); -1 for mean / pooled rows.
+    """
+    items = torch.arange(n_items, dtype=torch.int32)
+    if site.token == "all":
+        if site.tower == "vision" or attention_mask is None:
+            return items.repeat_interleave(n_tokens), torch.arange(n_tokens, dtype=torch.int32).repeat(
+                n_items
             )
-            buf = []
-    if buf:
-        yield (
-            [i.id for i in buf],
-            processor(images=[i.pixels for i in buf], return_tensors="pt")["pixel_values"],
-        )
+        mask = attention_mask.bool().cpu()
+        pos = torch.arange(mask.shape[1], dtype=torch.int32)[None].expand_as(mask)
+        return items[:, None].expand_as(mask)[mask], pos[mask]
+    if site.token == "cls":
+        return items, torch.zeros(n_items, dtype=torch.int32)
+    if isinstance(site.token, int):
+        return items, torch.full((n_items,), site.token % n_tokens, dtype=torch.int32)
+    if site.token == "eos" and input_ids is not None and model is not None:
+        return items, eos_positions(model, input_ids).cpu().to(torch.int32)
+    return items, torch.full((n_items,), -1, dtype=torch.int32)
 
 
-@torch.no_grad()
-def harvest_clip(
-    model: nn.Module,
-    site: ClipSite,
-    writer,
-    *,
-    images: Iterable | None = None,
-    processor=None,
-    captions: list[str] | None = None,
-    tokenizer=None,
-    batch_size: int = 16,
-    quiet: bool = False,
-) -> int:
-    """Write CLIP activations at `site` into a `StoreWriter` (`doc_id` = image/caption index,
-    `position` = token position or -1 for pooled/mean rows). Returns rows written."""
-    from tqdm import tqdm
-
-    rows = 0
-    if site.tower == "vision":
-        if images is None or processor is None:
-            raise HookPointError("harvesting the vision tower needs images and an image processor")
-        batches = (
-            (ids, {"pixel_values": pv.to(model.dtype)})
-            for ids, pv in iter_image_batches(images, processor, batch_size)
-        )
-    else:
-        if captions is None or tokenizer is None:
-            raise HookPointError("harvesting the text tower needs captions and a tokenizer")
-
-        def text_batches():
-            for s in range(0, len(captions), batch_size):
-                enc = tokenizer(
-                    captions[s : s + batch_size], padding=True, truncation=True, return_tensors="pt"
-                )
-                yield (
-                    list(range(s, s + len(enc["input_ids"]))),
-                    {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
-                )
-
-        batches = text_batches()
-    for ids, kw in tqdm(batches, desc=f"CLIP {site.tower}", disable=quiet):
-        acts = clip_activations(model, site, **kw).float()
-        doc = torch.tensor(ids, dtype=torch.int32)
-        if site.token == "all":
-            T = acts.shape[0] // len(ids) if site.tower == "vision" else None
-            if T is not None:
-                doc, pos = doc.repeat_interleave(T), torch.arange(T, dtype=torch.int32).repeat(len(ids))
-            else:
-                mask = kw["attention_mask"].bool()
-                doc = doc[:, None].expand_as(mask)[mask]
-                pos = torch.arange(mask.shape[1], dtype=torch.int32)[None].expand_as(mask)[mask]
-        else:
-            pos = torch.full(
-                (len(ids),), site.token if isinstance(site.token, int) else -1, dtype=torch.int32
-            )
-        writer.add(acts, {"doc_id": doc, "position": pos, "token_id": torch.full_like(doc, -1)})
-        rows += len(acts)
-    return rows
+def patch_grid(model: nn.Module) -> list[int] | None:
+    """`[rows, cols]` of the vision tower's patch tokens (None without a vision tower)."""
+    try:
+        tm, _ = tower_module(model, "vision")
+    except HookPointError:
+        return None
+    cfg = tm.config
+    side = int(cfg.image_size) // int(cfg.patch_size)
+    return [side, side]

@@ -1,10 +1,13 @@
 """Sparse autoencoder architectures sharing one interface (see `saekit.sae.base.SAE`)."""
 
 from saekit.sae.base import SAE
-from saekit.sae.config import ARCHITECTURES, Provenance, SAEConfig
+from saekit.sae.config import Provenance, SAEConfig
 from saekit.sae.io import load_sae, save_sae
 from saekit.sae.output import LossTerms, SAEOutput, SparseLatents
-from saekit.sae.registry import architectures, build
+from saekit.sae.registry import architectures, build, register
+
+#: Every registered architecture (derived from the registry; see `saekit.sae.registry`).
+ARCHITECTURES = tuple(architectures())
 
 __all__ = [
     "SAE",
@@ -16,6 +19,7 @@ __all__ = [
     "SparseLatents",
     "build",
     "architectures",
+    "register",
     "load_sae",
     "save_sae",
 ]

@@ -13,8 +13,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from saekit.errors import NonFiniteError, ShapeError
-from saekit.sae.config import SAEConfig
+from saekit.errors import NonFiniteError, SAEConfigError, ShapeError
+from saekit.sae.config import LAYER_NORM_EPS, SAEConfig
 from saekit.sae.output import LossTerms, SAEOutput
 
 
@@ -24,6 +24,8 @@ class SAE(nn.Module):
     arch: ClassVar[str] = ""
     #: True for architectures whose natural latent form is `(values, indices)` (TopK family).
     sparse_native: ClassVar[bool] = False
+    #: True for architectures whose latents may be negative (a latent is active when it is non-zero).
+    signed_latents: ClassVar[bool] = False
 
     def __init__(self, cfg: SAEConfig, device: torch.device | str | None = None):
         super().__init__()
@@ -35,6 +37,8 @@ class SAE(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dt, device=device))
         # Saved with the weights so a loaded SAE works on raw activations (SAELens #381 loses this).
         self.register_buffer("input_scale", torch.ones((), dtype=torch.float32, device=device))
+        if cfg.skip_connection:  # sparsify skip transcoders: recon += x @ W_skip
+            self.W_skip = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_in, dtype=dt, device=device))
         self._init_extra(device)
         from saekit.sae.init import reset_parameters_
 
@@ -75,10 +79,51 @@ class SAE(nn.Module):
                 f"model={self.cfg.provenance.model!r}, hook={self.cfg.provenance.hook_point!r})"
             )
 
+    @property
+    def decode_needs_input(self) -> bool:
+        """True when decode must see the input row (per-row layer norm, or a skip term)."""
+        return self.cfg.normalization == "layer_norm" or self.cfg.skip_connection
+
     def normalize_input(self, x: Tensor) -> Tensor:
-        """Cast to the SAE dtype and apply the saved input scale."""
+        """Cast to the SAE dtype and apply the saved input scale (or the per-row layer norm)."""
         x = x.to(dtype=self.dtype, device=self.device)
+        if self.cfg.normalization == "layer_norm":
+            mu, std = row_stats(x)
+            return (x - mu) / (std + LAYER_NORM_EPS)
         return x * self.input_scale.to(self.dtype)
+
+    def to_raw(self, out_n: Tensor, x: Tensor | None) -> Tensor:
+        """Decoder output in normalised units -> raw units; `x [..., d_in]` is the input row when
+        `decode_needs_input` (its mean/std are restored, its skip term added)."""
+        if not self.decode_needs_input:
+            return out_n / self.input_scale.to(self.dtype)
+        if x is None:
+            raise ShapeError(
+                f"this SAE ({self._input_dependence()}) reconstructs from latents and the input row: "
+                "call decode(latents, x) with the activations the latents came from"
+            )
+        self.check_input(x, "decode's input rows")
+        x = x.reshape(out_n.shape).to(dtype=self.dtype, device=self.device)
+        out = out_n
+        if self.cfg.normalization == "layer_norm":
+            mu, std = row_stats(x)
+            out = out * std + mu
+        else:
+            out = out / self.input_scale.to(self.dtype)
+        if self.cfg.skip_connection:
+            out = out + x @ self.W_skip
+        return out
+
+    def delta_to_raw(self, delta_n: Tensor, x: Tensor) -> Tensor:
+        """A difference of decoder outputs (normalised units) in raw units, for input rows `x`: divided by
+        the input scale, or times each row's std for layer_norm (means and skip terms cancel)."""
+        if self.cfg.normalization == "layer_norm":
+            return delta_n * row_stats(x.to(dtype=self.dtype, device=self.device))[1]
+        return delta_n / self.input_scale.to(self.dtype)
+
+    def _input_dependence(self) -> str:
+        parts = ["normalization='layer_norm'"] if self.cfg.normalization == "layer_norm" else []
+        return ", ".join(parts + (["a skip connection"] if self.cfg.skip_connection else []))
 
     def pre_activation(self, x_n_BD: Tensor) -> Tensor:
         """`(x - b_dec) W_enc + b_enc` on normalised input."""
@@ -99,17 +144,21 @@ class SAE(nn.Module):
         """Inference latents from already-normalised input (override when not a function of pre-acts)."""
         return self.activation(self.pre_activation(x_n_BD))
 
-    def decode(self, latents: Tensor) -> Tensor:
-        """Reconstruction `[..., d_in]` in raw units from dense latents `[..., d_sae]`."""
+    def decode(self, latents: Tensor, x: Tensor | None = None) -> Tensor:
+        """Reconstruction `[..., d_in]` in raw units from dense latents `[..., d_sae]`.
+
+        `x` (the input rows the latents came from) is needed only when `decode_needs_input`: a
+        per-row layer-norm SAE restores each row's mean and std, a skip SAE adds `x @ W_skip`."""
         if latents.ndim == 0 or latents.shape[-1] != self.d_sae:
             raise ShapeError(f"latents have shape {tuple(latents.shape)} but this SAE has d_sae={self.d_sae}")
         lead = latents.shape[:-1]
         out = self.decode_normalized(latents.reshape(-1, self.d_sae).to(self.dtype))
-        return (out / self.input_scale.to(self.dtype)).reshape(*lead, self.d_in)
+        x_BD = None if x is None else x.reshape(-1, x.shape[-1])
+        return self.to_raw(out, x_BD).reshape(*lead, self.d_in)
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        """`decode(encode(x))` at inference."""
-        return self.decode(self.encode(x))
+        """`decode(encode(x), x)` at inference."""
+        return self.decode(self.encode(x), x)
 
     def forward(
         self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
@@ -118,6 +167,11 @@ class SAE(nn.Module):
 
     # -- shared loss helpers --------------------------------------------------------------------
     def _prepare_batch(self, x: Tensor) -> Tensor:
+        if self.decode_needs_input:
+            raise SAEConfigError(
+                f"forward() (the training pass) does not support SAEs with {self._input_dependence()} "
+                "(imported for inference); use encode(x) and decode(latents, x)"
+            )
         self.check_input(x)
         if x.ndim != 2:
             x = x.reshape(-1, self.d_in)
@@ -171,11 +225,14 @@ class SAE(nn.Module):
     @torch.no_grad()
     def remove_gradient_parallel_to_decoder_(self) -> None:
         """Project out the gradient component that would change decoder row norms."""
-        if self.W_dec.grad is None:
+        grad = self.W_dec.grad
+        if grad is None:
             return
-        dirs = self.decoder_directions()
-        parallel = (self.W_dec.grad * dirs).sum(-1, keepdim=True)
-        self.W_dec.grad -= parallel * dirs
+        # g -= (g . W / |W|^2) W: three passes over the decoder, no [d_sae, d_in] temporaries
+        W = self.W_dec.detach()
+        sq_norm = torch.linalg.vector_norm(W, dim=-1).square_().clamp_min_(1e-24)
+        parallel = torch.linalg.vecdot(grad, W).div_(sq_norm)
+        grad.addcmul_(W, parallel[:, None], value=-1)
 
     # -- persistence ----------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
@@ -189,9 +246,24 @@ class SAE(nn.Module):
 
         return load_sae(folder, device=device)
 
+    def is_active(self, latents: Tensor) -> Tensor:
+        """Boolean mask of active latents: non-zero (signed architectures have negative active latents)."""
+        return latents != 0
+
+    def activation_magnitude(self, latents: Tensor) -> Tensor:
+        """How strongly each latent fires: `|f|` for signed architectures (a negative latent is active),
+        `f` itself otherwise. Statistics, top examples and calibration rank by this."""
+        return latents.abs() if self.signed_latents else latents
+
     def extra_repr(self) -> str:
         k = f", k={self.cfg.k}" if self.cfg.k else ""
         return f"arch={self.arch}, d_in={self.d_in}, d_sae={self.d_sae}{k}, dtype={self.cfg.dtype}"
+
+
+def row_stats(x_BD: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row mean and (unbiased) std `[..., 1]`, as OpenAI's and SAELens' layer-norm preprocessing."""
+    mu = x_BD.mean(-1, keepdim=True)
+    return mu, (x_BD - mu).std(-1, keepdim=True)
 
 
 def check_finite(x: Tensor, what: str) -> None:

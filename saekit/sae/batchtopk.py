@@ -10,28 +10,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from saekit.sae.base import SAE
 from saekit.sae.output import SAEOutput
 from saekit.sae.registry import register
-from saekit.sae.topk import aux_k_loss
+from saekit.sae.topk import TopKFamily, aux_k_loss
 
 
 @register
-class BatchTopKSAE(SAE):
+class BatchTopKSAE(TopKFamily):
     arch = "batchtopk"
     threshold_momentum: float = 0.99
 
     def _init_extra(self, device) -> None:
         # Negative = not estimated yet; inference then falls back to per-row top-k.
         self.register_buffer("threshold", torch.full((), -1.0, dtype=torch.float32, device=device))
-
-    @property
-    def k(self) -> int:
-        return int(self.cfg.k)
-
-    @property
-    def k_aux(self) -> int:
-        return self.cfg.aux_k if self.cfg.aux_k is not None else max(1, self.d_in // 2)
 
     def batch_select(self, pre_BF: Tensor) -> Tensor:
         """Dense latents keeping the top k*B positive pre-activations of the batch."""

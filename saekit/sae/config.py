@@ -8,9 +8,10 @@ from typing import Any, Literal
 
 from saekit.errors import SAEConfigError
 
-ARCHITECTURES = ("topk", "batchtopk", "relu", "jumprelu", "gated")
 DTYPES = ("float32", "bfloat16", "float16", "float64")
-NORMALIZATIONS = ("none", "expected_norm")
+NORMALIZATIONS = ("none", "expected_norm", "layer_norm")
+#: `layer_norm`'s epsilon, added to the per-row standard deviation (OpenAI's and SAELens' value).
+LAYER_NORM_EPS = 1e-5
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class Provenance:
     """Number of activation rows the SAE has been trained on."""
     model_dtype: str | None = None
     """dtype the model ran in when the activations were produced."""
+    tower: str | None = None
+    """Which encoder of a two-tower model (CLIP `text` or `vision`), when known."""
+    source_format: str | None = None
+    """The library format the SAE was converted from (`saelens`, `reny`, ...); None for native training."""
+    source_name: str | None = None
+    """The foreign folder or file name it was converted from (hub names carry tower/block/stream)."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +52,9 @@ class SAEConfig:
     """Width of the activations (e.g. 576 for SmolLM2's residual stream)."""
     d_sae: int
     """Number of latents (dictionary size)."""
-    arch: Literal["topk", "batchtopk", "relu", "jumprelu", "gated"] = "topk"
-    """Architecture, see `saekit.sae.registry`."""
+    arch: str = "topk"
+    """Architecture: one of `saekit.sae.registry.architectures()` (topk, batchtopk, relu, jumprelu, gated,
+    topk_abs, topk_signed, ...)."""
     k: int | None = None
     """Active latents per row (topk) or mean active latents per row (batchtopk)."""
     dtype: str = "float32"
@@ -69,17 +77,26 @@ class SAEConfig:
     """Initialise decoder rows as orthonormal blocks instead of random directions."""
     init_decoder_norm: float = 1.0
     """Norm of decoder rows at initialisation (ignored when normalize_decoder=True: rows are unit)."""
-    normalization: Literal["none", "expected_norm"] = "none"
+    normalization: Literal["none", "expected_norm", "layer_norm"] = "none"
     """Input normalisation. `expected_norm` scales inputs so the mean row norm is sqrt(d_in); the
-    factor is stored as the `input_scale` buffer and saved with the weights."""
+    factor is stored as the `input_scale` buffer and saved with the weights. `layer_norm` (imported
+    OpenAI / SAELens SAEs) standardises every row by its own mean and std before encoding and restores
+    them after decoding, so decode needs the input row: `decode(latents, x)`."""
+    skip_connection: bool = False
+    """A linear skip term `x @ W_skip` (`W_skip [d_in, d_in]`) added to the reconstruction (sparsify skip
+    transcoders); decode then needs the input row: `decode(latents, x)`."""
     provenance: Provenance = field(default_factory=Provenance)
     """Where the training data came from."""
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise SAEConfigError(
-                f"unknown SAE architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}"
-            )
+        self._check_sizes()
+        self._check_choices()
+        self._check_coefficients()
+
+    def _check_sizes(self) -> None:
+        from saekit.sae.registry import get_class, needs_k
+
+        get_class(self.arch)  # raises, listing the registered architectures, when unknown
         for name in ("d_in", "d_sae", "k", "aux_k"):
             value = getattr(self, name)
             if value is None and name in ("k", "aux_k"):
@@ -88,25 +105,31 @@ class SAEConfig:
                 raise SAEConfigError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
         if self.d_in <= 0 or self.d_sae <= 0:
             raise SAEConfigError(f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
-        if self.arch in ("topk", "batchtopk"):
+        if needs_k(self.arch):
             if self.k is None:
                 raise SAEConfigError(f"arch={self.arch!r} needs k (active latents per row), e.g. k=32")
             if not 0 < self.k <= self.d_sae:
                 raise SAEConfigError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
+        if self.aux_k is not None and self.aux_k < 1:
+            raise SAEConfigError(f"aux_k must be >= 1 (or None for d_in // 2), got {self.aux_k}")
+
+    def _check_choices(self) -> None:
         if self.dtype not in DTYPES:
             raise SAEConfigError(f"dtype {self.dtype!r} not supported; choose one of {', '.join(DTYPES)}")
         if self.normalization not in NORMALIZATIONS:
             raise SAEConfigError(
-                f"normalization {self.normalization!r} not supported; choose one of {', '.join(NORMALIZATIONS)}"
+                f"normalization {self.normalization!r} not supported; choose one of "
+                f"{', '.join(NORMALIZATIONS)}"
             )
+
+    def _check_coefficients(self) -> None:
         if self.jumprelu_bandwidth <= 0:
             raise SAEConfigError(f"jumprelu_bandwidth must be > 0, got {self.jumprelu_bandwidth}")
         if self.jumprelu_init_threshold <= 0:
             raise SAEConfigError(
-                f"jumprelu_init_threshold must be > 0 (it is stored as a log), got {self.jumprelu_init_threshold}"
+                "jumprelu_init_threshold must be > 0 (it is stored as a log), got "
+                f"{self.jumprelu_init_threshold}"
             )
-        if self.aux_k is not None and self.aux_k < 1:
-            raise SAEConfigError(f"aux_k must be >= 1 (or None for d_in // 2), got {self.aux_k}")
         if self.aux_k_coefficient < 0:
             raise SAEConfigError(f"aux_k_coefficient must be >= 0, got {self.aux_k_coefficient}")
         if self.sparsity_coefficient < 0:

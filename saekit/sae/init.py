@@ -99,7 +99,7 @@ def _check_sample(sae, sample: Tensor) -> Tensor:
 def fit_input_scale_(sae, sample: Tensor) -> float:
     """Set `input_scale` so normalised rows have mean norm sqrt(d_in); returns the factor."""
     sample = _check_sample(sae, sample)
-    if sae.cfg.normalization == "none":
+    if sae.cfg.normalization != "expected_norm":  # none, or layer_norm (per row, no constant)
         scale = 1.0
     else:
         mean_norm = sample.norm(dim=-1).mean().item()

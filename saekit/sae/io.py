@@ -1,21 +1,30 @@
 """Native SAE folder format: `config.json` + `model.safetensors`.
 
-config.json = {"schema_version": 1, "format": "saekit.sae", "config": SAEConfig as dict}
+config.json = {"schema_version": 1, "format": "saekit.sae", "config": SAEConfig as dict,
+               "files": {"model.safetensors": {"size": bytes, "sha256": hex}}, "pair": token}
 model.safetensors holds every parameter and buffer by its module name in the layout documented on
-`SAEConfig` (`W_enc [d_in, d_sae]`, `W_dec [d_sae, d_in]`, `input_scale []`, ...). Both files are
-written atomically; loading validates everything and names what is wrong.
+`SAEConfig` (`W_enc [d_in, d_sae]`, `W_dec [d_sae, d_in]`, `input_scale []`, ...) and the same
+`pair` token in its metadata.
+
+The two files form one unit: each is written atomically (weights first), and config.json records the
+weights' size, sha256 and a per-save token. Opening checks the size and token always (a crash between
+the two writes, a truncated copy, or a pair from two saves is refused with the fix) and the sha256
+when the file is at most `HASH_ON_OPEN_BYTES` (bytes changed in place); `verify_sae` checks everything.
+Folders written before checksums existed load without these checks.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import torch
 
-from saekit.atomic import save_tensors_atomic, write_json_atomic
+from saekit.atomic import write_bytes_atomic, write_json_atomic
 from saekit.errors import SAEConfigError, SAEFormatError
 from saekit.sae.config import SAEConfig
+from saekit.sae.integrity import check_pair, weights_record
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -30,21 +39,56 @@ def save_sae(sae, folder: str | Path) -> Path:
     actual = str(sae.dtype).removeprefix("torch.")
     if actual != cfg.dtype:  # the module was cast with .to(dtype): record what is actually saved
         cfg = cfg.replace(dtype=actual)
-    tensors = {name: t.detach().cpu() for name, t in sae.state_dict().items()}
-    save_tensors_atomic(
-        folder / WEIGHTS_FILE,
-        tensors,
-        metadata={"format": "saekit.sae", "schema_version": str(SCHEMA_VERSION)},
-    )
+    from safetensors.torch import save
+
+    tensors = {name: t.detach().cpu().contiguous() for name, t in sae.state_dict().items()}
+    pair = secrets.token_hex(8)
+    meta = {"format": "saekit.sae", "schema_version": str(SCHEMA_VERSION), "pair": pair}
+    blob = save(tensors, metadata=meta)
+    write_bytes_atomic(folder / WEIGHTS_FILE, blob)
+    record = weights_record(blob)
     write_json_atomic(
         folder / CONFIG_FILE,
-        {"schema_version": SCHEMA_VERSION, "format": "saekit.sae", "config": cfg.to_dict()},
+        {
+            "schema_version": SCHEMA_VERSION,
+            "format": "saekit.sae",
+            "config": _config_dict(cfg),
+            "files": {WEIGHTS_FILE: record},
+            "pair": pair,
+        },
     )
     return folder
 
 
+#: Fields added after schema 1 was released, written only when not at their default, so a folder that
+#: does not use them stays readable by earlier saekit versions (which refuse unknown keys).
+_NEW_FIELDS = {"skip_connection": False}
+_NEW_PROVENANCE = ("tower", "source_format", "source_name")
+
+
+def _config_dict(cfg: SAEConfig) -> dict:
+    data = cfg.to_dict()
+    for name, default in _NEW_FIELDS.items():
+        if data.get(name) == default:
+            data.pop(name)
+    prov = data["provenance"]
+    for name in _NEW_PROVENANCE:
+        if prov.get(name) is None:
+            prov.pop(name, None)
+    return data
+
+
 def read_config(folder: str | Path) -> SAEConfig:
     """Parse and validate `folder/config.json`."""
+    raw = _read_raw(folder)
+    try:
+        return SAEConfig.from_dict(raw["config"])
+    except (SAEConfigError, TypeError) as exc:
+        raise SAEFormatError(f"{Path(folder) / CONFIG_FILE}: invalid SAE config: {exc}") from None
+
+
+def _read_raw(folder: str | Path) -> dict:
+    """config.json as a dict, after checking the keys and schema version."""
     folder = Path(folder)
     if not folder.exists():
         raise SAEFormatError(f"no SAE at {folder}: the folder does not exist")
@@ -55,7 +99,8 @@ def read_config(folder: str | Path) -> SAEConfig:
     path = folder / CONFIG_FILE
     if not path.exists():
         raise SAEFormatError(
-            f"no {CONFIG_FILE} in {folder}: not a saekit SAE folder (expected {CONFIG_FILE} + {WEIGHTS_FILE}); "
+            f"no {CONFIG_FILE} in {folder}: not a saekit SAE folder (expected {CONFIG_FILE} + "
+            f"{WEIGHTS_FILE}); "
             "foreign formats (SAELens, sparsify, ...) need converting first"
         )
     try:
@@ -76,10 +121,7 @@ def read_config(folder: str | Path) -> SAEConfig:
         )
     if not isinstance(raw["config"], dict):
         raise SAEFormatError(f"{path}: 'config' must be a JSON object, found {type(raw['config']).__name__}")
-    try:
-        return SAEConfig.from_dict(raw["config"])
-    except (SAEConfigError, TypeError) as exc:
-        raise SAEFormatError(f"{path}: invalid SAE config: {exc}") from None
+    return raw
 
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -100,12 +142,26 @@ def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def load_sae(folder: str | Path, device: str | torch.device | None = None):
-    """Load a native SAE folder, checking every tensor's presence, shape and finiteness."""
+def verify_sae(folder: str | Path) -> dict:
+    """Full check of a native SAE folder: config, recorded size + sha256 + pair token, every tensor.
+
+    Returns what was checked; raises SAEFormatError naming the first problem."""
+    folder = Path(folder)
+    report = check_pair(folder, _read_raw(folder), WEIGHTS_FILE, full=True)
+    load_sae(folder, _checked=True)
+    return {**report, "tensors_checked": True}
+
+
+def load_sae(folder: str | Path, device: str | torch.device | None = None, *, _checked: bool = False):
+    """Load a native SAE folder, checking the weights against config.json's record (size, pair token,
+    sha256 for files up to `integrity.HASH_ON_OPEN_BYTES`) and every tensor's presence, shape and
+    finiteness."""
     from saekit.sae.registry import build
 
     folder = Path(folder)
     cfg = read_config(folder)
+    if not _checked:
+        check_pair(folder, _read_raw(folder), WEIGHTS_FILE)
     tensors = _read_tensors(folder / WEIGHTS_FILE)
     sae = build(cfg, device="meta")
     expected = {name: tuple(t.shape) for name, t in sae.state_dict().items()}
@@ -125,11 +181,20 @@ def load_sae(folder: str | Path, device: str | torch.device | None = None):
                 f"{folder}: tensor {name!r} has shape {found} but config.json (d_in={cfg.d_in}, "
                 f"d_sae={cfg.d_sae}) implies {shape}; config and weights disagree"
             )
-        if tensors[name].is_floating_point() and not torch.isfinite(tensors[name]).all():
-            raise SAEFormatError(f"{folder}: tensor {name!r} contains NaN/inf; the weights are corrupt")
+        _check_finite(folder, name, tensors[name])
     # Materialise the checked meta module without a random init: every tensor is overwritten anyway.
     sae = sae.to_empty(device=device or "cpu")
     with torch.no_grad():
         for name, param in sae.state_dict().items():
             param.copy_(tensors[name].to(param.dtype))
     return sae
+
+
+def _check_finite(folder: Path, name: str, t: torch.Tensor) -> None:
+    if not t.is_floating_point() or torch.isfinite(t).all():
+        return
+    bad = (~torch.isfinite(t)).reshape(t.shape[0] if t.ndim else 1, -1).any(-1).nonzero().flatten()
+    where = f" (first at row {int(bad[0])} of {t.shape[0]})" if t.ndim else ""
+    raise SAEFormatError(
+        f"{folder}: tensor {name!r} contains NaN/inf{where}; the weights are corrupt — re-save or re-copy it"
+    )

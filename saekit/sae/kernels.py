@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from saekit.sae.screened_topk import LatentSelector, select_latents
+
 _CHUNK_ROWS = 512
 
 
@@ -79,45 +81,24 @@ def _bags_by_latent(lat_N: Tensor, n_latents: int) -> tuple[Tensor, Tensor]:
 
 
 def _scatter_rows(src_RD: Tensor, rows_N: Tensor, weights_N: Tensor, offsets_F: Tensor) -> Tensor:
-    """`out[j] = sum_{n in bag j} weights[n] * src[rows[n]]` -> `[n_latents, d]` (transposed embedding bag)."""
+    """`out[j] = sum_{n in bag j} weights[n] * src[rows[n]]` -> `[n_latents, d]` (a transposed embedding
+    bag)."""
     return F.embedding_bag(
         rows_N, src_RD, offsets_F, mode="sum", per_sample_weights=weights_N.to(src_RD.dtype)
     )
-
-
-def _topk_dead(pre_BF: Tensor, dead_F: Tensor, k_aux: int) -> tuple[Tensor, Tensor]:
-    """Top-`k_aux` pre-activations among dead latents only; indices in the full latent space."""
-    dead_idx = dead_F.nonzero().flatten()
-    k = min(k_aux, dead_idx.numel())
-    if dead_idx.numel() * 2 < pre_BF.shape[1]:
-        vals, j = pre_BF.index_select(1, dead_idx).topk(k, dim=-1, sorted=False)
-        return vals, dead_idx[j]
-    vals, idx = pre_BF.masked_fill(~dead_F, float("-inf")).topk(k, dim=-1, sorted=False)
-    return vals, idx
 
 
 class _TopKFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_BD, W_enc_DF, b_enc_F, W_dec_FD, b_dec_D, k, dead_F, k_aux, matmul_dtype):
         x_c = x_BD - b_dec_D
-        if matmul_dtype is not None and matmul_dtype != W_enc_DF.dtype:
-            pre = (x_c.to(matmul_dtype) @ W_enc_DF.to(matmul_dtype)).to(W_enc_DF.dtype)
-            pre += b_enc_F
-        else:
-            pre = torch.addmm(b_enc_F, x_c, W_enc_DF)  # bias fused into the GEMM
-        vals, idx = pre.topk(k, dim=-1, sorted=False)
-        vals = vals.relu_()
+        # the encoder matmul + top-k (exact, autocast dtype, or a screen): saekit.sae.screened_topk
+        vals, idx, a_vals, a_idx = select_latents(x_c, W_enc_DF, b_enc_F, k, dead_F, k_aux, matmul_dtype)
         recon = F.embedding_bag(idx, W_dec_FD, per_sample_weights=vals, mode="sum") + b_dec_D
-        use_aux = dead_F is not None and bool(dead_F.any())
-        if use_aux:
-            a_vals, a_idx = _topk_dead(pre, dead_F, k_aux)
-            a_vals = a_vals.relu_()
+        if a_idx.shape[1] > 0:
             a_recon = F.embedding_bag(a_idx, W_dec_FD, per_sample_weights=a_vals, mode="sum")
         else:
-            a_vals = vals.new_zeros(x_BD.shape[0], 0)
-            a_idx = idx.new_zeros(x_BD.shape[0], 0)
             a_recon = torch.zeros_like(recon)
-        del pre
         ctx.save_for_backward(x_c, W_enc_DF, W_dec_FD, vals, idx, a_vals, a_idx)
         ctx.mark_non_differentiable(idx, a_idx)
         return recon, vals, idx, a_recon, a_vals, a_idx
@@ -192,11 +173,12 @@ def topk_forward(
     k: int,
     dead_mask_F: Tensor | None = None,
     k_aux: int = 0,
-    matmul_dtype: torch.dtype | None = None,
+    matmul_dtype: torch.dtype | LatentSelector | None = None,
 ) -> TopKForwardOut:
     """TopK encode + sparse decode (+ aux-k selection among dead latents) with the sparse backward.
 
     `x_BD` is the normalised input; returns values after ReLU. Gradients flow to every tensor argument.
+    `matmul_dtype` may also be a selector (`saekit.sae.screened.Screener`) that picks the latents itself.
     """
     dead = dead_mask_F.to(x_BD.device) if dead_mask_F is not None and k_aux > 0 else None
     recon, vals, idx, a_recon, a_vals, a_idx = _TopKFunction.apply(

@@ -42,10 +42,8 @@ def aux_k_loss(
     return coefficient * loss
 
 
-@register
-class TopKSAE(SAE):
-    arch = "topk"
-    sparse_native = True
+class TopKFamily(SAE):
+    """What TopK and BatchTopK share: k active latents (per row / on average) and the aux-k count."""
 
     @property
     def k(self) -> int:
@@ -53,7 +51,16 @@ class TopKSAE(SAE):
 
     @property
     def k_aux(self) -> int:
+        """Dead latents the aux-k loss uses: `cfg.aux_k`, or d_in // 2 (OpenAI's heuristic)."""
         return self.cfg.aux_k if self.cfg.aux_k is not None else max(1, self.d_in // 2)
+
+
+@register
+class TopKSAE(TopKFamily):
+    arch = "topk"
+    sparse_native = True
+    #: training-time latent selector (`saekit.sae.screened.configure_encoder`); None = exact fp32 encoder
+    screen = None
 
     def select(self, pre_BF: Tensor) -> SparseLatents:
         vals, idx = pre_BF.topk(self.k, dim=-1, sorted=False)
@@ -92,10 +99,13 @@ class TopKSAE(SAE):
         self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
     ) -> SAEOutput:
         """Training forward on the sparse fast path (`saekit.sae.kernels`): the backward touches only the
-        k active (and k_aux dead) latents. Under `torch.autocast` the encoder matmul runs in its dtype."""
+        k active (and k_aux dead) latents. Under `torch.autocast` the encoder matmul runs in its dtype;
+        in training mode with a screen attached, the screen selects the latents (exact values)."""
         x_n = self._prepare_batch(x)
         dev = x_n.device.type
         mm_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        if self.training and self.screen is not None:
+            mm_dtype = self.screen
         use_dead = dead_mask is not None and self.training and self.cfg.aux_k_coefficient > 0
         out = topk_forward(
             x_n,

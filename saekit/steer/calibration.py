@@ -64,7 +64,7 @@ def measure(
         x_BD = x.reshape(-1, x.shape[-1])
         sae.check_input(x_BD, "calibration activations")
         norms.append(x_BD.float().norm(dim=-1).cpu())
-        f_BF = sae.encode(x_BD).double().cpu()
+        f_BF = sae.activation_magnitude(sae.encode(x_BD)).double().cpu()  # |f| for signed SAEs
         active = f_BF > 0
         count += active.sum(0)
         total_act += f_BF.clamp_min(0).sum(0)

@@ -59,4 +59,4 @@ def pick_feature(sae, acts_pos_ND: Tensor, acts_neg_ND: Tensor, exclude: Sequenc
     if exclude:
         contrast[list(exclude)] = float("-inf")
     j = int(contrast.argmax())
-    return FeatureChoice(j, float(contrast[j]), float((f_pos[:, j] > 0).float().mean()))
+    return FeatureChoice(j, float(contrast[j]), float((f_pos[:, j] != 0).float().mean()))

@@ -112,7 +112,7 @@ def explain_prompt(
     ids = prompt_ids_BP[0]
     if skip_first and acts.shape[0] > 1:
         acts, ids = acts[1:], ids[1:]
-    f_TF = sae.encode(acts.to(sae.dtype)).float().cpu()
+    f_TF = sae.activation_magnitude(sae.encode(acts.to(sae.dtype))).float().cpu()  # |f| if signed
     max_F = f_TF.max(0).values
     n = min(top_n, int((max_F > 0).sum()))
     feats = max_F.topk(n).indices.tolist() if n else []
@@ -142,7 +142,8 @@ def format_explanations(items: list[FeatureExplanation]) -> str:
     if not items:
         return "no feature is active on this prompt"
     lines = [
-        f"{'feature':>8} {'max':>8} {'mean':>7} {'#tok':>5}  prompt tokens | promoted tokens (direct logit effect)"
+        f"{'feature':>8} {'max':>8} {'mean':>7} {'#tok':>5}  "
+        "prompt tokens | promoted tokens (direct logit effect)"
     ]
     for e in items:
         pt = " ".join(repr(t) for t in e.prompt_tokens)

@@ -6,7 +6,7 @@ Notation (DESIGN.md "Steering, precisely"): `f = encode(x)`, `x̂ = decode(f)`, 
 - additive      `x + Σ s_j d_j`                 d_j = unit decoder direction; s in activation units
 - surgery       `decode(f + Σ s_j 1_j)`          drops e (the seed behaviour, kept for comparison)
 - clamp         `decode(f with f_j := s_j) + e`  error-preserving
-- boost_active  where f_j > 0: f_j += s_j (decode, + e if keep_error); elsewhere x + s_j W_dec_j
+- boost_active  where f_j != 0: f_j += s_j (decode, + e if keep_error); elsewhere x + s_j W_dec_j
 - ablate        clamp with s_j = 0
 
 Why error-preserving methods are computed as `x + (decode(f') − decode(f))`: every saekit decoder is
@@ -82,9 +82,10 @@ def _prepare(x: Tensor, sae, features, strengths) -> tuple[Tensor, Tensor, Tenso
     return x_sae, idx, s
 
 
-def _latent_delta(sae, idx: Tensor, delta_N: Tensor) -> Tensor:
-    """`decode(f + Σ δ_j 1_j) − decode(f)` = `Σ δ_j W_dec_j / input_scale` (decoder is affine)."""
-    return (delta_N @ sae.W_dec[idx]) / sae.input_scale.to(sae.dtype)
+def _latent_delta(sae, idx: Tensor, delta_N: Tensor, x: Tensor) -> Tensor:
+    """`decode(f + Σ δ_j 1_j, x) − decode(f, x)` = `Σ δ_j W_dec_j` in raw units (decoder is affine; per-row
+    layer-norm SAEs scale it by the row's std, see `SAE.delta_to_raw`)."""
+    return sae.delta_to_raw(delta_N @ sae.W_dec[idx], x)
 
 
 @register_method("additive", space="activation", error_preserving=True)
@@ -115,7 +116,7 @@ def surgery(x: Tensor, sae, features, strengths) -> Tensor:
     x_sae, idx, s = _prepare(x, sae, features, strengths)
     f = sae.encode(x_sae)
     f[..., idx] = f[..., idx] + s
-    return sae.decode(f)
+    return sae.decode(f, x_sae)
 
 
 @register_method("clamp", space="latent", error_preserving=True)
@@ -124,7 +125,7 @@ def clamp(x: Tensor, sae, features, strengths) -> Tensor:
     """`decode(f with f_j := s_j) + e`, computed as `x + (s_j − f_j) W_dec_j / input_scale`."""
     x_sae, idx, s = _prepare(x, sae, features, strengths)
     f_sel = sae.encode(x_sae)[..., idx]
-    return x_sae + _latent_delta(sae, idx, s - f_sel)
+    return x_sae + _latent_delta(sae, idx, s - f_sel, x_sae)
 
 
 @register_method("ablate", space="latent", error_preserving=True)
@@ -145,11 +146,11 @@ def boost_active(x: Tensor, sae, features, strengths, *, keep_error: bool = Fals
     """
     x_sae, idx, s = _prepare(x, sae, features, strengths)
     f = sae.encode(x_sae)
-    shift = _latent_delta(sae, idx, s)
+    shift = _latent_delta(sae, idx, s, x_sae)
     if keep_error:
         return x_sae + shift
-    active_row = (f[..., idx] > 0).any(-1, keepdim=True)
-    rebuilt = sae.decode(f) + shift
+    active_row = (f[..., idx] != 0).any(-1, keepdim=True)  # signed SAEs: a negative latent is active
+    rebuilt = sae.decode(f, x_sae) + shift
     return torch.where(active_row, rebuilt, x_sae + shift)
 
 

@@ -29,14 +29,10 @@ class SteerSession:
 
 
 def load_sae_folder(folder: str | Path):
-    from saekit.sae import load_sae
+    """Any SAE `saekit.load` reads (native or a converted foreign format)."""
+    import saekit
 
-    folder = Path(folder)
-    if not (folder / "config.json").exists():
-        raise SteeringError(
-            f"{folder} is not an SAE folder (no config.json); pass --sae <folder saved by saekit train>"
-        )
-    return load_sae(folder)
+    return saekit.load(folder)
 
 
 def hook_point_of(sae, override: str | None = None) -> str:

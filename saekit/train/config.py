@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from saekit.errors import SAEConfigError
+from saekit.sae.registry import architectures, needs_k
+
+#: CLI choices for --arch, read from the architecture registry (one source of truth).
+ArchName = Literal[tuple(architectures())]
 
 DEFAULT_DEAD_TOKENS = 10_000_000
 
@@ -25,7 +29,7 @@ class TrainConfig:
     """Activation store folder to train on (made by `saekit harvest`)."""
     out: str = "sae"
     """Output folder: the trained SAE (native format), `train_log.jsonl` and `checkpoint/` for resuming."""
-    arch: Literal["topk", "batchtopk", "relu", "jumprelu", "gated"] = "topk"
+    arch: ArchName = "topk"
     """SAE architecture."""
     k: int | None = 32
     """Active latents per row (topk) or mean per row (batchtopk); ignored by other architectures."""
@@ -38,6 +42,12 @@ class TrainConfig:
     autocast: Literal["none", "bfloat16"] = "none"
     """Run the encoder matmul in bf16 (fp32 master weights). Only faster on CPUs with AVX512-BF16/AMX or
     on GPUs; on plain AVX2 CPUs bf16 matmuls are emulated and much slower."""
+    encoder: Literal["auto", "exact", "screened"] = "auto"
+    """TopK encoder. `exact`: one fp32 matmul ranks all latents. `screened`: a cheaper int8 matmul ranks
+    them, the top k + margin are re-scored exactly in fp32 and the exact top k of those kept (values and
+    gradients exact; the margin adapts so the sampled miss rate stays under 1% of rows, see
+    `saekit.sae.screened`). `auto`: screened where measured faster at equal FVU (`AUTO_SCREENS_ON`
+    there; none yet), else exact."""
     batch_size: int = 4096
     """Activation rows per optimiser step."""
     total_tokens: int | None = None
@@ -113,7 +123,7 @@ class TrainConfig:
             raise SAEConfigError(f"lr must be positive, got {self.lr}")
         if self.log_every <= 0 or self.checkpoint_every <= 0:
             raise SAEConfigError("log_every and checkpoint_every must be positive")
-        if self.arch in ("topk", "batchtopk") and not self.k:
+        if needs_k(self.arch) and not self.k:
             raise SAEConfigError(f"arch={self.arch!r} needs --k (active latents per row), e.g. --k 32")
 
     #: fields that do not change the numbers a run produces (may differ when resuming)

@@ -23,6 +23,8 @@ from saekit.errors import CheckpointError, NonFiniteError, SAEConfigError, Shape
 from saekit.sae import SAEConfig, build
 from saekit.sae.config import Provenance
 from saekit.sae.init import fit_input_scale_, init_b_dec_
+from saekit.sae.registry import needs_k
+from saekit.sae.screened import configure_encoder, match_state_layout_
 from saekit.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from saekit.train.config import DEFAULT_DEAD_TOKENS, TrainConfig, default_lr
 from saekit.train.dead import DeadLatentTracker
@@ -107,7 +109,7 @@ class Trainer:
     def _sae_config(self, provenance: Provenance) -> SAEConfig:
         c = self.cfg
         extra = {} if c.sparsity_coefficient is None else {"sparsity_coefficient": c.sparsity_coefficient}
-        k = c.k if c.arch in ("topk", "batchtopk") else None
+        k = c.k if needs_k(c.arch) else None
         if k is not None and k > self.d_sae:
             raise SAEConfigError(f"k={k} exceeds d_sae={self.d_sae}; lower --k or raise --expansion")
         return SAEConfig(
@@ -151,6 +153,8 @@ class Trainer:
         t["dead.since_fired"] = tracker.since_fired
         t["rng.torch"] = torch.get_rng_state()
         t["rng.resample"] = gen.get_state()
+        if getattr(sae, "screen", None) is not None:
+            t["screen.state"] = sae.screen.state_tensor()
         return t
 
     def _restore(self, sae, opt, tracker, gen, tensors: dict[str, Tensor]) -> None:
@@ -168,6 +172,8 @@ class Trainer:
         tracker.since_fired.copy_(tensors["dead.since_fired"])
         torch.set_rng_state(tensors["rng.torch"])
         gen.set_state(tensors["rng.resample"])
+        if getattr(sae, "screen", None) is not None and "screen.state" in tensors:
+            sae.screen.load_state_tensor(tensors["screen.state"])
 
     def _check_resume_config(self, saved: dict[str, Any]) -> None:
         now = self.cfg.to_dict()
@@ -222,12 +228,15 @@ class Trainer:
                 )
             self._check_resume_config(state.get("train_config", {}))
             sae = build(self.sae_cfg, seed=cfg.seed)
+            configure_encoder(sae, cfg.encoder)
             opt = self._optimizer(sae)
             self._restore(sae, opt, tracker, gen, tensors)
+            match_state_layout_(opt)  # loaded Adam moments follow the (latent-major) parameter layout
             start = int(state["step"])
         else:
             torch.manual_seed(cfg.seed)
             sae = self._fresh()
+            configure_encoder(sae, cfg.encoder)
             opt = self._optimizer(sae)
         sae.train()
         logger = MetricsLogger(
@@ -237,7 +246,7 @@ class Trainer:
             wandb=cfg.wandb,
             run_config=cfg.to_dict(),
         )
-        uses_dead = cfg.arch in ("topk", "batchtopk") and cfg.aux_k_coefficient > 0
+        uses_dead = needs_k(cfg.arch) and cfg.aux_k_coefficient > 0
         autocast = (
             torch.autocast("cpu", dtype=torch.bfloat16)
             if cfg.autocast == "bfloat16"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from saekit.data import ActivationStore, StoreWriter
-from saekit.data.harvest import HarvestConfig, harvest
+from saekit.data.harvest import LMHarvestConfig, harvest
 
 torch.set_num_threads(2)
 
@@ -71,7 +71,7 @@ def _cfg(out, corpus, **kw):
         dtype="float32",
     )
     base.update(kw)
-    return HarvestConfig(**base)
+    return LMHarvestConfig(**base)
 
 
 def _files(folder):
@@ -178,7 +178,7 @@ def test_smollm2_harvest_matches_hidden_states(tmp_path):
 
     lm = load_model("smollm2", dtype="float32", quiet=True)
     st = harvest(
-        HarvestConfig(
+        LMHarvestConfig(
             hook="model.layers.15",
             corpus="shakespeare",
             tokens=200,
@@ -205,3 +205,83 @@ def test_smollm2_harvest_matches_hidden_states(tmp_path):
     # the attention sink at context position 0 dwarfs the rest and is kept out of the store
     assert norms[0] > 50 * norms[1:].median()
     assert acts.norm(dim=-1).max() < 20 * acts.norm(dim=-1).median()
+
+
+def test_many_hook_points_in_one_pass_equal_single_hook_harvests(tmp_path, corpus, tiny_lm, monkeypatch):
+    """`--hook a,b`: one store per hook point, each identical to a harvest of that hook alone, from
+    one forward pass per batch (stopped after the deepest hooked layer) instead of one per hook."""
+    import saekit.hooks
+
+    real_capture, calls = saekit.hooks.capture, []
+
+    def counting(model, hook_points, **kw):
+        calls.append(([str(h) for h in hook_points], kw.get("stop_after_last")))
+        return real_capture(model, hook_points, **kw)
+
+    monkeypatch.setattr(saekit.hooks, "capture", counting)
+    stores = harvest(_cfg(tmp_path / "multi", corpus, hook="model.layers.0,model.layers.2"), loaded=tiny_lm)
+    multi_calls, calls[:] = list(calls), []
+    singles = [
+        harvest(_cfg(tmp_path / h, corpus, hook=h), loaded=tiny_lm)
+        for h in ("model.layers.0", "model.layers.2")
+    ]
+    single_calls = list(calls)
+    assert [s.folder for s in stores] == [
+        tmp_path / "multi" / "model.layers.0",
+        tmp_path / "multi" / "model.layers.2",
+    ]
+    assert all(h == ["model.layers.0", "model.layers.2"] and stop for h, stop in multi_calls)
+    assert 2 * len(multi_calls) == len(single_calls)  # one pass per batch for both hook points
+    for store, single in zip(stores, singles):
+        a, ma = next(store.iter_rows_with_meta(1000))
+        b, mb = next(single.iter_rows_with_meta(1000))
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert all(torch.equal(ma[k], mb[k]) for k in mb) and len(store) == 300
+        assert store.manifest["hook_point"] == single.manifest["hook_point"]
+
+
+def test_repair_rewrites_a_damaged_shard_to_the_original_bytes(tmp_path, corpus, tiny_lm):
+    """A NaN poked into shard 2 in place: reading refuses it; `--repair` rewrites shards 2.. identically."""
+    import struct
+
+    import numpy as np
+
+    from saekit.errors import StoreError
+
+    harvest(_cfg(tmp_path / "ref", corpus), loaded=tiny_lm)
+    harvest(_cfg(tmp_path / "run", corpus), loaded=tiny_lm)
+    shard = tmp_path / "run" / "shard_00002.safetensors"
+    raw = shard.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    begin, _ = json.loads(raw[8 : 8 + n])["acts"]["data_offsets"]
+    arr = np.memmap(shard, dtype=np.float32, mode="r+", offset=8 + n + begin, shape=(64, 16))
+    arr[7] = np.nan
+    arr.flush()
+    with pytest.raises(StoreError, match=r"shard_00002.*local row 7 \(store row 135\).*--repair"):
+        ActivationStore.open(tmp_path / "run").sample(300)
+    harvest(_cfg(tmp_path / "run", corpus, repair=True), loaded=tiny_lm)
+    assert _files(tmp_path / "run") == _files(tmp_path / "ref")
+
+
+def test_device_flag_is_resolved_once_and_refuses_a_missing_gpu(tmp_path, corpus, tiny_lm):
+    from saekit.device import DeviceError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        harvest(_cfg(tmp_path / "g", corpus, device="cuda"), loaded=tiny_lm)
+    st = harvest(_cfg(tmp_path / "c", corpus, device="cpu"), loaded=tiny_lm)
+    assert len(st) == 300
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_harvest_equals_cpu_harvest(tmp_path, corpus, tiny_lm):
+    """Same rows on the GPU (pinned non-blocking copies, writes one batch late) as on the CPU."""
+    cpu = harvest(_cfg(tmp_path / "cpu", corpus, device="cpu"), loaded=tiny_lm)
+    gpu = harvest(_cfg(tmp_path / "gpu", corpus, device="cuda"), loaded=tiny_lm)
+    tiny_lm.model.to("cpu")
+    a, ma = next(cpu.iter_rows_with_meta(1000))
+    b, mb = next(gpu.iter_rows_with_meta(1000))
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)

@@ -173,7 +173,7 @@ def test_cli_harvest_clip_skimage_rows_equal_penultimate_cls(folders, tmp_path):
     acts, meta = _rows(tmp_path / "s")
     hs = _clip_reference(folders)
     torch.testing.assert_close(acts, hs[-2][:, 0, :], rtol=1e-5, atol=1e-5)
-    assert meta["doc_id"].tolist() == list(range(len(acts))) and (meta["position"] == -1).all()
+    assert meta["doc_id"].tolist() == list(range(len(acts))) and (meta["position"] == 0).all()  # CLS = 0
     m = ActivationStore.open(tmp_path / "s").manifest
     assert m["site"] == "vision:-2:cls" and m["hook_point"] == "encoder.layers.1" and m["complete"]
     # another site: every token of the last layer
@@ -202,7 +202,7 @@ def test_cli_harvest_clip_skimage_rows_equal_penultimate_cls(folders, tmp_path):
 
 def test_clip_harvest_resumes_to_an_identical_store(folders, tmp_path, monkeypatch):
     import saekit.models.clip as clip_mod
-    from saekit.data.harvest import HarvestConfig, harvest
+    from saekit.data.harvest import ClipHarvestConfig, harvest
 
     cfg = {
         "model": str(folders / "clip"),
@@ -212,8 +212,8 @@ def test_clip_harvest_resumes_to_an_identical_store(folders, tmp_path, monkeypat
         "shard_rows": 4,
         "quiet": True,
     }
-    harvest(HarvestConfig(out=tmp_path / "ref", **cfg))
-    real, calls = clip_mod.harvest_clip, []
+    harvest(ClipHarvestConfig(out=tmp_path / "ref", **cfg))
+    real, calls = clip_mod.clip_activations, []
 
     def dies_on_fourth(*a, **kw):
         calls.append(1)
@@ -221,12 +221,12 @@ def test_clip_harvest_resumes_to_an_identical_store(folders, tmp_path, monkeypat
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(clip_mod, "harvest_clip", dies_on_fourth)
+    monkeypatch.setattr(clip_mod, "clip_activations", dies_on_fourth)
     with pytest.raises(KeyboardInterrupt):
-        harvest(HarvestConfig(out=tmp_path / "cut", **cfg))
-    monkeypatch.setattr(clip_mod, "harvest_clip", real)
+        harvest(ClipHarvestConfig(out=tmp_path / "cut", **cfg))
+    monkeypatch.setattr(clip_mod, "clip_activations", real)
     assert not ActivationStore.open(tmp_path / "cut", allow_incomplete=True).manifest["complete"]
-    harvest(HarvestConfig(out=tmp_path / "cut", **cfg))
+    harvest(ClipHarvestConfig(out=tmp_path / "cut", **cfg))
 
     def files(p):
         return {f.name: f.read_bytes() for f in sorted(Path(p).iterdir())}
@@ -247,7 +247,7 @@ class _WordTokenizer:
 def test_clip_text_tower_harvest_from_caption_file(tmp_path):
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from saekit.data.harvest import HarvestConfig, harvest
+    from saekit.data.harvest import ClipHarvestConfig, harvest
     from saekit.models.clip import LoadedClip
 
     torch.manual_seed(0)
@@ -268,7 +268,7 @@ def test_clip_text_tower_harvest_from_caption_file(tmp_path):
     (tmp_path / "caps.jsonl").write_text("\n".join(json.dumps({"caption": c}) for c in caps) + "\n")
     loaded = LoadedClip(txt, None, _WordTokenizer(), "tiny-clip-text")
     harvest(
-        HarvestConfig(
+        ClipHarvestConfig(
             model="tiny-clip-text",
             captions=tmp_path / "caps.jsonl",
             site="text:-2:eos",
@@ -302,32 +302,26 @@ def test_parse_clip_site_grammar():
             parse_clip_site(bad)
 
 
-def test_flags_of_another_model_kind_are_refused(folders, tmp_path):
-    from saekit.data.harvest import HarvestConfig, harvest
+def test_flags_of_another_model_kind_are_refused(folders, tmp_path, capsys):
+    """Each kind has its own flags: a flag of another kind is an error, not silently ignored."""
+    from saekit.data.harvest import ClipHarvestConfig
 
-    with pytest.raises(SAEConfigError, match="--site"):
-        harvest(
-            HarvestConfig(
-                model=str(folders / "flux"),
-                hook="transformer_blocks.0@image",
-                site="vision:-2:cls",
-                prompt_embeds=folders / "embeds.safetensors",
-                out=tmp_path / "a",
-            )
-        )
-    with pytest.raises(SAEConfigError, match="--images"):
-        harvest(HarvestConfig(model="smollm2", images="skimage", out=tmp_path / "b"))
-    with pytest.raises(SAEConfigError, match="give --hook"):
-        harvest(
-            HarvestConfig(
-                model=str(folders / "flux"), prompt_embeds=folders / "embeds.safetensors", out=tmp_path / "c"
-            )
-        )
+    flux = [
+        "harvest",
+        "--model",
+        str(folders / "flux"),
+        "--prompt-embeds",
+        str(folders / "embeds.safetensors"),
+    ]
+    with pytest.raises(SystemExit):
+        cli(flux + ["--site", "vision:-2:cls", "--out", str(tmp_path / "a")])
+    assert "--site" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["harvest", "--model", "smollm2", "--images", "skimage", "--out", str(tmp_path / "b")])
+    assert "--images" in capsys.readouterr().err
     with pytest.raises(SAEConfigError, match="--captions"):
-        harvest(
-            HarvestConfig(
-                model=str(folders / "clip"), images="skimage", site="text:-1:eos", out=tmp_path / "d"
-            )
+        ClipHarvestConfig(
+            model=str(folders / "clip"), images="skimage", site="text:-1:eos", out=tmp_path / "d"
         )
 
 
@@ -404,7 +398,7 @@ def test_cli_harvest_flux_records_stream_and_timesteps(folders, tmp_path):
             width=SIDE,
             guidance_scale=3.5,
             output_type="latent",
-            generator=torch.Generator().manual_seed(b),
+            generator=[torch.Generator().manual_seed(i) for i in range(3)[rows]],  # seed + image index
         )
         for step in (1, 2):
             text = next(
@@ -417,7 +411,7 @@ def test_cli_harvest_flux_records_stream_and_timesteps(folders, tmp_path):
     assert meta["timestep"].tolist() == pytest.approx(ref_t) and len(set(ref_t)) == 2
     assert meta["doc_id"].tolist() == ref_doc
     m = ActivationStore.open(out).manifest
-    assert m["stream"] == "text" and m["steps"] == [1, 3] and m["complete"]
+    assert m["stream"] == "text" and m["steps"] == [1, 2] and m["complete"]
 
 
 class _DiesOnCall:
@@ -429,6 +423,9 @@ class _DiesOnCall:
     def set_progress_bar_config(self, **kw):
         self.pipe.set_progress_bar_config(**kw)
 
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
+
     def __call__(self, **kw):
         self.calls += 1
         if self.calls == self.n:
@@ -437,7 +434,7 @@ class _DiesOnCall:
 
 
 def test_flux_harvest_samples_tokens_and_resumes_identically(folders, tmp_path):
-    from saekit.data.harvest import HarvestConfig, harvest
+    from saekit.data.harvest import DiffusionHarvestConfig, harvest
     from saekit.models import load_model
 
     pipe = load_model(str(folders / "flux"), dtype="float32", device="cpu")
@@ -454,7 +451,7 @@ def test_flux_harvest_samples_tokens_and_resumes_identically(folders, tmp_path):
         "dtype": "float32",
         "quiet": True,
     }
-    harvest(HarvestConfig(out=tmp_path / "ref", **cfg), loaded=pipe)
+    harvest(DiffusionHarvestConfig(out=tmp_path / "ref", **cfg), loaded=pipe)
     acts, meta = _rows(tmp_path / "ref")
     assert len(acts) == 3 * STEPS * 5 and meta["timestep"].unique().numel() == STEPS
     for doc in range(3):
@@ -462,11 +459,11 @@ def test_flux_harvest_samples_tokens_and_resumes_identically(folders, tmp_path):
             sel = (meta["doc_id"] == doc) & (meta["timestep"] == t)
             assert meta["position"][sel].unique().numel() == 5  # 5 distinct image tokens per image per step
     with pytest.raises(KeyboardInterrupt):
-        harvest(HarvestConfig(out=tmp_path / "cut", **cfg), loaded=_DiesOnCall(pipe, 3))
+        harvest(DiffusionHarvestConfig(out=tmp_path / "cut", **cfg), loaded=_DiesOnCall(pipe, 3))
     assert (
         ActivationStore.open(tmp_path / "cut", allow_incomplete=True).manifest["count"] == 28
     )  # 30 rows, 4 per shard
-    harvest(HarvestConfig(out=tmp_path / "cut", **cfg), loaded=pipe)
+    harvest(DiffusionHarvestConfig(out=tmp_path / "cut", **cfg), loaded=pipe)
 
     def files(p):
         return {f.name: f.read_bytes() for f in sorted(Path(p).iterdir())}

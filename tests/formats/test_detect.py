@@ -55,7 +55,9 @@ def test_missing_path_and_unknown_format_name(tmp_path):
     with pytest.raises(SAEFormatError, match="does not exist"):
         load_any(tmp_path / "nope")
     write_saelens(tmp_path / "sl", base_tensors(), architecture="standard")
-    with pytest.raises(SAEFormatError, match="unknown SAE format 'openai'.*saelens"):
+    with pytest.raises(SAEFormatError, match="unknown SAE format 'mystery'.*saelens"):
+        load_any(tmp_path / "sl", format="mystery")
+    with pytest.raises(SAEFormatError, match="is a folder; this format is a single weights file"):
         load_any(tmp_path / "sl", format="openai")
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from saekit.errors import SAEFormatError
+from saekit.errors import SAEFormatError, ShapeError
 from saekit.formats import load_any, load_saelens
 from saekit.sae import load_sae
 
@@ -191,11 +191,29 @@ def test_expected_average_without_factor_warns_and_uses_scaler_file_when_present
     assert math.isclose(float(load_saelens(folder).input_scale), 2.5)
 
 
-def test_per_row_normalisation_is_refused(tmp_path):
+def test_layer_norm_matches_saelens_per_row_math(tmp_path):
+    """SAELens layer_norm: mu = mean, std = unbiased std of x - mu, x' = (x - mu)/(std + 1e-5), the
+    output restored as out * std + mu. Inputs with a large per-row offset and scale make it matter."""
+    t = base_tensors(seed=5)
+    folder = write_saelens(tmp_path / "n", t, architecture="topk", k=5, normalize_activations="layer_norm")
+    sae = load_saelens(folder)
+    assert sae.cfg.normalization == "layer_norm"
+    x = acts(seed=6) * torch.linspace(0.5, 40.0, BATCH)[:, None] + torch.linspace(-30, 30, BATCH)[:, None]
+    mu = x.mean(-1, keepdim=True)
+    std = (x - mu).std(-1, keepdim=True)
+    f = ref_encode("topk", t, (x - mu) / (std + 1e-5), k=5)
+    assert_close(sae.encode(x), f, "layer_norm latents")
+    assert_close(sae.decode(sae.encode(x), x), ref_decode(t, f) * std + mu, "layer_norm reconstruction")
+    assert_close(sae.reconstruct(x), ref_decode(t, f) * std + mu, "reconstruct")
+    with pytest.raises(ShapeError, match="decode\\(latents, x\\)"):
+        sae.decode(f)  # without the rows, the per-row mean/std cannot be restored
+
+
+def test_constant_norm_rescale_is_refused(tmp_path):
     folder = write_saelens(
-        tmp_path / "n", base_tensors(), architecture="standard", normalize_activations="layer_norm"
+        tmp_path / "n", base_tensors(), architecture="standard", normalize_activations="constant_norm_rescale"
     )
-    with pytest.raises(SAEFormatError, match="layer_norm"):
+    with pytest.raises(SAEFormatError, match="constant_norm_rescale.*cannot be converted exactly"):
         load_saelens(folder)
 
 

@@ -7,7 +7,9 @@ Reference: `relu(encoder(x - b_dec))`, top-k of the post-ReLU values, `sum top_a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import warnings
 
 import pytest
 import torch
@@ -17,6 +19,13 @@ from saekit.errors import SAEFormatError
 from saekit.formats import detect_format, load_any, load_sparsify
 
 from .conftest import D_IN, D_SAE, acts, assert_close, rand
+
+
+@contextlib.contextmanager
+def _no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
 
 
 def write_sparsify(folder, tensors, **cfg):
@@ -111,11 +120,31 @@ def test_root_with_hookpoints_asks_to_choose(tmp_path):
         load_any(tmp_path / "root")
 
 
-def test_skip_connection_and_groupmax_refused(tmp_path):
-    t = sparsify_tensors()
-    t["W_skip"] = torch.zeros(D_IN, D_IN)
+@pytest.mark.parametrize("transcode", [False, True])
+def test_skip_transcoder_matches_reference(tmp_path, transcode):
+    """sparsify skip transcoders add `x @ W_skip.mT` to the decoder output (W_skip [d_out, d_in])."""
+    t = sparsify_tensors(seed=11)
+    t["W_skip"] = rand(D_IN, D_IN, seed=12, scale=0.4)
+    with pytest.warns(UserWarning) if transcode else _no_warning():
+        sae = load_sparsify(write_sparsify(tmp_path / "s", t, skip_connection=True, transcode=transcode))
+    assert sae.cfg.skip_connection
+    x = acts(seed=13)
+    dense, out, *_ = ref_forward(t, x, 5, transcode=transcode)
+    out = out + x @ t["W_skip"].mT
+    assert_close(sae.encode(x), dense, "skip latents")
+    assert_close(sae.reconstruct(x), out, "skip reconstruction")
+    assert_close(sae.decode(dense, x), out, "decode(latents, x)")
+    sae.save(tmp_path / "native")
+    assert_close(load_any(tmp_path / "native").reconstruct(x), out, "skip survives the native format")
+
+
+def test_skip_without_weights_and_groupmax_refused(tmp_path):
     with pytest.raises(SAEFormatError, match="W_skip"):
-        load_sparsify(write_sparsify(tmp_path / "a", t, skip_connection=True))
+        load_sparsify(write_sparsify(tmp_path / "a", sparsify_tensors(), skip_connection=True))
+    t = sparsify_tensors()
+    t["W_skip"] = torch.zeros(D_IN, D_IN + 2)  # d_out != d_in: no native equivalent
+    with pytest.raises(SAEFormatError, match="W_skip.*d_out = d_in"):
+        load_sparsify(write_sparsify(tmp_path / "c", t, skip_connection=True))
     with pytest.raises(SAEFormatError, match="groupmax"):
         load_sparsify(write_sparsify(tmp_path / "b", sparsify_tensors(), activation="groupmax"))
 

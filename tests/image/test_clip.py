@@ -16,7 +16,7 @@ from transformers import (
 
 from saekit.data.images import skimage_samples
 from saekit.errors import HookPointError
-from saekit.models.clip import ClipSite, clip_activations, harvest_clip, hidden_state_hook
+from saekit.models.clip import ClipSite, LoadedClip, clip_activations, hidden_state_hook
 
 torch.set_num_threads(1)
 EOS = 99
@@ -121,38 +121,81 @@ class _WordTokenizer:
         return {"input_ids": ids, "attention_mask": (ids != 0).long()}
 
 
+def _harvest(loaded, tmp, **kw):
+    from saekit.data.harvest import ClipHarvestConfig, harvest_clip
+
+    return harvest_clip(ClipHarvestConfig(out=tmp, quiet=True, dtype="float32", **kw), loaded=loaded)
+
+
+def _all_rows(store):
+    acts, metas = zip(*store.iter_rows_with_meta(1000))
+    return torch.cat(acts), {k: torch.cat([m[k] for m in metas]) for k in metas[0]}
+
+
 def test_harvest_into_store_matches_direct_reads(models, tmp_path):
-    from saekit.data.store import ActivationStore
-    from saekit.data.store_writer import StoreWriter
+    import json
 
     vis, txt, _ = models
     proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     images = skimage_samples()[:5]
-    site = ClipSite("vision", -2, "cls")
-    with StoreWriter(
-        tmp_path / "v", {"model": "tiny-clip", "hook_point": "encoder.layers.1", "d": 32}, shard_rows=3
-    ) as w:
-        n = harvest_clip(vis, site, w, images=images, processor=proc, batch_size=2, quiet=True)
-    assert n == 5
-    store = ActivationStore.open(tmp_path / "v")
-    rows = torch.cat([a for a, _ in store.iter_rows_with_meta(10)])
+    store = _harvest(
+        LoadedClip(vis, proc, None, "tiny-clip"),
+        tmp_path / "v",
+        images="skimage",
+        tokens=5,
+        batch_size=2,
+        shard_rows=3,
+    )
+    rows, meta = _all_rows(store)
     pv = proc(images=[i.pixels for i in images], return_tensors="pt")["pixel_values"]
     ref = vis(pixel_values=pv, output_hidden_states=True).hidden_states[-2][:, 0, :]
     torch.testing.assert_close(rows, ref, rtol=1e-5, atol=1e-5)
+    # per-row image metadata: doc_id -> documents.json names the skimage sample; CLS is position 0
+    docs = json.loads((tmp_path / "v" / "documents.json").read_text())
+    assert [docs[d]["image"] for d in meta["doc_id"].tolist()] == [i.source for i in images]
+    assert docs[0] == {"image": "skimage:astronaut"} and meta["position"].tolist() == [0] * 5
+    assert store.manifest["patch_grid"] == [4, 4]  # 32 px / 8 px patches
 
     caps = ["a cat on a mat", "two dogs", "the moon at night over water"]
-    with StoreWriter(tmp_path / "t", {"model": "tiny-clip", "hook_point": "encoder.layers.2", "d": 32}) as w:
-        harvest_clip(
-            txt,
-            ClipSite("text", -1, "eos"),
-            w,
-            captions=caps,
-            tokenizer=_WordTokenizer(),
-            batch_size=2,
-            quiet=True,
-        )
-    rows = torch.cat([a for a, _ in ActivationStore.open(tmp_path / "t").iter_rows_with_meta(10)])
+    (tmp_path / "caps.jsonl").write_text("\n".join(json.dumps({"caption": c}) for c in caps))
+    store = _harvest(
+        LoadedClip(txt, None, _WordTokenizer(), "tiny-clip"),
+        tmp_path / "t",
+        captions=tmp_path / "caps.jsonl",
+        site="text:-1:eos",
+        batch_size=2,
+    )
+    rows, meta = _all_rows(store)
     enc = _WordTokenizer()(caps)
     out = txt(**enc, output_hidden_states=True)
     eos_pos = (enc["input_ids"] == EOS).int().argmax(-1)
     torch.testing.assert_close(rows, out.hidden_states[-1][torch.arange(3), eos_pos], rtol=1e-5, atol=1e-5)
+    assert meta["position"].tolist() == eos_pos.tolist()  # the EOS token's index
+    docs = json.loads((tmp_path / "t" / "documents.json").read_text())
+    assert [d["caption"] for d in docs] == caps and "patch_grid" not in store.manifest
+
+
+def test_patch_tokens_positions_follow_the_grid(models, tmp_path):
+    """vision:-1:all: position 0 = CLS, 1 + p = patch p row-major (p = r * cols + c)."""
+    vis, _, _ = models
+    proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    store = _harvest(
+        LoadedClip(vis, proc, None, "tiny-clip"),
+        tmp_path / "p",
+        images="skimage",
+        tokens=34,
+        site="vision:-1:all",
+        batch_size=2,
+    )
+    rows, meta = _all_rows(store)
+    images = skimage_samples()[:2]
+    pv = proc(images=[i.pixels for i in images], return_tensors="pt")["pixel_values"]
+    hs = vis(pixel_values=pv, output_hidden_states=True).hidden_states[-1]  # [2, 1 + 16, d]
+    rows_, cols = store.manifest["patch_grid"]
+    assert hs.shape[1] == 1 + rows_ * cols == 17
+    for i in range(34):
+        d, p = int(meta["doc_id"][i]), int(meta["position"][i])
+        assert (d, p) == (i // 17, i % 17)
+        torch.testing.assert_close(rows[i], hs[d, p], rtol=1e-5, atol=1e-5)
+    # patch (r=2, c=3) of image 1 is position 1 + 2 * 4 + 3
+    torch.testing.assert_close(rows[17 + 1 + 2 * cols + 3], hs[1, 1 + 11], rtol=0, atol=0)

@@ -73,8 +73,9 @@ def test_from_dict_rejects_unknown_fields():
         SAEConfig.from_dict({"d_in": 4, "d_sae": 8, "arch": "relu", "provenance": {"planet": "mars"}})
 
 
-def test_registry_knows_all_five():
-    assert architectures() == sorted(["topk", "batchtopk", "relu", "jumprelu", "gated"])
+def test_registry_knows_every_architecture():
+    expected = ["topk", "batchtopk", "relu", "jumprelu", "gated", "topk_abs", "topk_signed"]
+    assert architectures() == sorted(expected)
     for arch in architectures():
         assert get_class(arch).arch == arch
         cfg = SAEConfig(d_in=4, d_sae=8, arch=arch, k=2 if "topk" in arch else None)

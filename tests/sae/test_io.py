@@ -232,7 +232,16 @@ def test_invalid_config_value(saved):
     assert "int4" in _load_error(saved)
 
 
+def _forget_record(folder):
+    """Drop the weights record, as in a folder saved before checksums: only the tensor checks remain."""
+    path = folder / CONFIG_FILE
+    meta = json.loads(path.read_text())
+    meta.pop("files"), meta.pop("pair")
+    path.write_text(json.dumps(meta))
+
+
 def test_missing_and_extra_and_non_finite_tensors(saved):
+    _forget_record(saved)
     path = saved / WEIGHTS_FILE
     good = load_file(str(path))
     t = dict(good)
@@ -280,3 +289,94 @@ def test_save_after_dtype_cast_records_the_real_dtype(tmp_path):
         if name != "input_scale":
             assert torch.equal(loaded.state_dict()[name], t), name
     torch.testing.assert_close(loaded.reconstruct(x), sae64.reconstruct(x))
+
+
+# -- the weights + config pair (issue 14 item 5) ------------------------------------------------------
+
+
+def test_config_records_size_and_sha256_of_the_weights(saved):
+    import hashlib
+
+    meta = json.loads((saved / CONFIG_FILE).read_text())
+    data = (saved / WEIGHTS_FILE).read_bytes()
+    assert meta["files"][WEIGHTS_FILE] == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    from safetensors import safe_open
+
+    with safe_open(str(saved / WEIGHTS_FILE), framework="pt") as fh:
+        assert fh.metadata()["pair"] == meta["pair"]
+
+
+def test_nan_written_in_place_same_size_is_refused_with_the_fix(saved):
+    """One weight overwritten in place with NaN bytes: same size, so only the checksum sees it."""
+    path = saved / WEIGHTS_FILE
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    data[header : header + 4] = bytes.fromhex("0000c07f")  # float32 NaN over the first tensor's first value
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size == len(data)
+    msg = _load_error(saved)
+    assert "sha256" in msg and "overwritten in place" in msg and "re-save" in msg
+
+
+def test_flipped_bytes_same_size_are_refused(saved):
+    path = saved / WEIGHTS_FILE
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # a finite weight with one flipped mantissa bit: no NaN check could see it
+    path.write_bytes(bytes(data))
+    assert "sha256" in _load_error(saved)
+
+
+def test_truncated_pair_names_both_sizes(saved):
+    path = saved / WEIGHTS_FILE
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+    msg = _load_error(saved)
+    assert f"{len(data) - 100} bytes" in msg and f"recorded {len(data)} bytes" in msg
+
+
+def test_crash_between_the_two_writes_is_detected(tmp_path, monkeypatch):
+    """New weights written, then the process dies before config.json: the old config must not pair
+    silently with the new weights (same shapes, different numbers)."""
+    from saekit.sae import io
+
+    sae, _ = _trained_ish("relu")
+    folder = sae.save(tmp_path / "s")
+    with torch.no_grad():
+        sae.W_dec.mul_(2.0)
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt("killed between the two files")
+
+    monkeypatch.setattr(io, "write_json_atomic", die)
+    with pytest.raises(KeyboardInterrupt):
+        sae.save(folder)
+    monkeypatch.undo()
+    msg = _load_error(folder)
+    assert "different save" in msg
+
+
+def test_verify_hashes_even_large_files(saved, monkeypatch):
+    """Above the hash-on-open size only size + pair token are checked on open; verify_sae hashes."""
+    from saekit.sae import integrity
+    from saekit.sae.io import verify_sae
+
+    path = saved / WEIGHTS_FILE
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(integrity, "HASH_ON_OPEN_BYTES", 10)
+    load_sae(saved)  # fast path: size and token match, bytes not hashed
+    with pytest.raises(SAEFormatError, match="sha256"):
+        verify_sae(saved)
+
+
+def test_fields_added_later_are_written_only_when_used(tmp_path):
+    """An SAE that uses no new feature saves a config.json earlier saekit versions can read."""
+    sae, _ = _trained_ish("relu")
+    meta = json.loads((sae.save(tmp_path / "s") / CONFIG_FILE).read_text())
+    assert "skip_connection" not in meta["config"]
+    assert not {"tower", "source_format", "source_name"} & set(meta["config"]["provenance"])
+    skip = make_sae("topk", skip_connection=True)
+    meta = json.loads((skip.save(tmp_path / "k") / CONFIG_FILE).read_text())
+    assert meta["config"]["skip_connection"] is True
+    assert saekit.load(tmp_path / "k").cfg == skip.cfg

@@ -1,19 +1,20 @@
-"""Harvest FLUX (or any diffusers transformer) activations on the fly, over the denoising loop.
+"""Sample a diffusers transformer's activations on the fly, over the denoising loop.
 
 The seed recipe: run generation, and at every step keep 256 random tokens of a block's image stream,
-storing the timestep with each row (features of a diffusion model depend strongly on the noise
-level). Here: any hook point (`transformer_blocks.N@image`, `single_transformer_blocks.N@text`,
+with the timestep of each row (features of a diffusion model depend strongly on the noise level).
+Here: any hook point (`transformer_blocks.N@image`, `single_transformer_blocks.N@text`,
 `transformer_blocks.N.attn@image`, ...; the stream order per module class is the hook layer's job),
-a window of steps, a branch under CFG, N random tokens per image per step (0 = all), written straight
-into an ActivationStore with `doc_id` = image index, `position` = token index, `timestep` per row.
+any set of steps, a branch under CFG, N random tokens per image per step (0 = all). Rows carry
+`doc_id` (image index), `position` (token index in the stream, row-major patches for the image
+stream), `step` and `timestep`. The driver is `saekit.data.harvest.diffusion.harvest_diffusion`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -23,13 +24,13 @@ from saekit.models.flux import CfgLayout, StepState, branch_rows, track_steps
 
 
 @dataclass(frozen=True)
-class DiffusionHarvestConfig:
+class SamplerConfig:
     """What to keep from each denoising step."""
 
     hook_point: str = "transformer_blocks.0@image"
     """Block and stream, e.g. `single_transformer_blocks.37@image` or `transformer_blocks.0@text`."""
-    steps: tuple[int, int] | None = None
-    """Window of steps `[start, stop)` to harvest; None = every step."""
+    steps: frozenset[int] | None = None
+    """Denoising steps to harvest (0 = first); None = every step."""
     tokens_per_step: int = 256
     """Random tokens kept per image per step (the seed recipe's 256); 0 keeps every token."""
     branch: Literal["cond", "uncond", "all"] = "cond"
@@ -44,55 +45,58 @@ class DiffusionHarvestConfig:
     def __post_init__(self) -> None:
         if self.tokens_per_step < 0:
             raise StoreError(f"tokens_per_step must be >= 0 (0 = all), found {self.tokens_per_step}")
-        if self.steps is not None and not 0 <= self.steps[0] < self.steps[1]:
-            raise StoreError(f"steps window must be (start, stop) with 0 <= start < stop, found {self.steps}")
 
 
-class DiffusionHarvester:
-    """While `active(transformer)` is entered, every selected call writes rows into `writer`.
+class DiffusionSampler:
+    """While `active(transformer)` is entered, every selected call appends rows to `self.rows`."""
 
-    Set `image_offset` before each pipeline call (the driver `harvest_pipeline` does) so `doc_id`
-    counts images across calls.
-    """
-
-    def __init__(self, cfg: DiffusionHarvestConfig, writer):
+    def __init__(self, cfg: SamplerConfig, image_offset: int = 0):
         self.cfg = cfg
-        self.writer = writer
-        self.image_offset = 0
-        self.rows = 0
+        self.image_offset = image_offset
+        self.rows: list[tuple[Tensor, dict[str, Tensor]]] = []
         self._g = torch.Generator().manual_seed(cfg.seed)
         self._state: StepState | None = None
 
-    def _in_window(self, step: int) -> bool:
-        w = self.cfg.steps
-        return w is None or w[0] <= step < w[1]
-
-    def _record(self, x_BTD: Tensor) -> Tensor:
+    def _selected(self, x_BTD: Tensor) -> Tensor | None:
+        """The rows of this call to keep (window, CFG branch), or None."""
         st = self._state
         assert st is not None
-        if not self._in_window(st.step):
-            return x_BTD
+        if self.cfg.steps is not None and st.step not in self.cfg.steps:
+            return None
         layout, want = self.cfg.cfg_layout, self.cfg.branch
-        rows = slice(0, x_BTD.shape[0])
         if layout == "calls" and want != "all" and st.branch(layout) != want:
-            return x_BTD
+            return None
+        rows = slice(0, x_BTD.shape[0])
         if layout in ("batch_uncond_first", "batch_cond_first") and want != "all":
             rows = branch_rows(x_BTD.shape[0], layout, want)
-        x = x_BTD[rows].detach()
+        return x_BTD[rows].detach()
+
+    def _record(self, x_BTD: Tensor) -> Tensor:
+        x = self._selected(x_BTD)
+        if x is None:
+            return x_BTD
+        st = self._state
         B, T, d = x.shape
         n = T if self.cfg.tokens_per_step == 0 else min(self.cfg.tokens_per_step, T)
         pos_BN = torch.rand(B, T, generator=self._g).argsort(dim=1)[:, :n].sort(dim=1).values
-        acts = x.gather(1, pos_BN.to(x.device)[..., None].expand(B, n, d)).reshape(B * n, d).float().cpu()
+        acts = x.gather(1, pos_BN.to(x.device)[..., None].expand(B, n, d)).reshape(B * n, d)
         doc = (self.image_offset + torch.arange(B)).repeat_interleave(n)
         meta = {
             "doc_id": doc.int(),
             "position": pos_BN.reshape(-1).int(),
             "token_id": torch.full((B * n,), -1, dtype=torch.int32),
+            "step": torch.full((B * n,), st.step, dtype=torch.int32),
             "timestep": torch.full((B * n,), st.timestep, dtype=torch.float32),
         }
-        self.writer.add(acts, meta, unit=st.call)
-        self.rows += B * n
+        self.rows.append((acts.clone(), meta))
         return x_BTD
+
+    def take(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """All rows recorded so far, concatenated (refuses an empty result: a window outside the run)."""
+        if not self.rows:
+            raise StoreError("the generation produced no rows: is the --steps window inside the run?")
+        acts = torch.cat([a for a, _ in self.rows])
+        return acts, {k: torch.cat([m[k] for _, m in self.rows]) for k in self.rows[0][1]}
 
     @contextlib.contextmanager
     def active(self, transformer: nn.Module) -> Iterator[StepState]:
@@ -105,27 +109,3 @@ class DiffusionHarvester:
                     yield state
             finally:
                 self._state = None
-
-
-def harvest_pipeline(
-    pipe, batches: Iterable[dict[str, Any]], cfg: DiffusionHarvestConfig, writer, *, quiet: bool = False
-) -> int:
-    """Run `pipe(**kwargs)` for each kwargs dict (prompts or embeds, steps, size, generator, ...) and
-    harvest `cfg.hook_point` into `writer`. `doc_id` = running image index. Returns rows written."""
-    from tqdm import tqdm
-
-    h = DiffusionHarvester(cfg, writer)
-    for kwargs in tqdm(list(batches), desc=f"harvest {cfg.hook_point}", disable=quiet):
-        n_images = _batch_size(kwargs)
-        with h.active(pipe.transformer):
-            pipe(**kwargs)
-        h.image_offset += n_images
-    return h.rows
-
-
-def _batch_size(kwargs: dict[str, Any]) -> int:
-    per_prompt = int(kwargs.get("num_images_per_prompt", 1) or 1)
-    if "prompt_embeds" in kwargs and kwargs["prompt_embeds"] is not None:
-        return kwargs["prompt_embeds"].shape[0] * per_prompt
-    prompt = kwargs.get("prompt")
-    return (len(prompt) if isinstance(prompt, list) else 1) * per_prompt

@@ -1,0 +1,155 @@
+"""Per-phase profile of one TopK SAE training step, as the trainer runs it.
+
+Builds the trainer's own SAE, optimiser and batch iterator, then runs its step (forward with the dead
+mask, backward, decoder-gradient projection, Adam, decoder renormalisation, dead-latent bookkeeping)
+under `torch.profiler`, with a label per phase. The encoder's own labels (`saekit.encoder_matmul`,
+`saekit.topk`, ... in `saekit.sae.screened_topk` / `screened`) split the forward; the autograd node of
+the sparse kernel and the gradient accumulation split the backward. Times are ms per step (median over
+steps, the configurations interleaved step by step) and % of the step.
+
+    python benchmarks/train_profile.py --data /work/data/demo/acts --batch 1024,4096 --encoder exact,screened
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile, record_function
+
+TOP = ("data", "forward", "backward", "decoder projection", "optimiser", "decoder renorm", "dead tracking")
+NESTED = {
+    "forward": (
+        "saekit.encoder_matmul",
+        "saekit.screen",
+        "saekit.rescore",
+        "saekit.topk",
+        "saekit.aux_select",
+        "saekit.screen_check",
+    ),
+    "backward": ("_TopKFunctionBackward", "_ScreenedTopKBackward", "torch::autograd::AccumulateGrad"),
+}
+
+
+def make_trainer(data: str, batch: int, encoder: str):
+    from saekit.train import TensorSource, TrainConfig, Trainer
+
+    if data == "synthetic":
+        import sys
+
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from train_methods import make_synthetic
+
+        source = TensorSource(make_synthetic(40_000))
+    else:
+        from saekit.train.source import open_source
+
+        source = open_source(data)
+    extra = {"encoder": encoder} if "encoder" in TrainConfig.__dataclass_fields__ else {}  # older saekit
+    cfg = TrainConfig(arch="topk", k=32, d_sae=9216, batch_size=batch, quiet=True, init_sample=4096, **extra)
+    return Trainer(cfg, source, out=tempfile.mkdtemp())
+
+
+def step_once(tr, sae, opt, tracker, batches) -> None:
+    """The trainer's step (see `Trainer.run`), phase by phase."""
+    with record_function("data"):
+        x = next(batches)
+    with record_function("forward"):
+        out = sae(x, dead_mask=tracker.dead_mask)
+    with record_function("backward"):
+        opt.zero_grad(set_to_none=True)
+        out.losses.total.backward()
+    with record_function("decoder projection"):
+        sae.remove_gradient_parallel_to_decoder_()
+    with record_function("optimiser"):
+        opt.step()
+    with record_function("decoder renorm"):
+        sae.set_decoder_norm_to_unit_()
+    with record_function("dead tracking"):
+        tracker.update(out.fired, x.shape[0])
+
+
+class Run:
+    """One configuration (batch, encoder): the trainer's SAE, optimiser, dead tracker and batches."""
+
+    def __init__(self, data: str, batch: int, encoder: str, dead_frac: float):
+        from saekit.train.dead import DeadLatentTracker
+
+        self.batch, self.encoder = batch, encoder
+        self.tr = make_trainer(data, batch, encoder)
+        torch.manual_seed(0)
+        self.sae = self.tr._fresh()
+        try:
+            from saekit.sae.screened import configure_encoder
+        except ImportError:  # saekit before the screened encoder: profile its only (exact) path
+            configure_encoder = None
+        if configure_encoder is not None:
+            configure_encoder(self.sae, encoder)
+        self.opt = self.tr._optimizer(self.sae)
+        self.tracker = DeadLatentTracker(self.tr.d_sae, self.tr.dead_tokens)
+        if dead_frac > 0:  # force that fraction dead (aux-k on), as late in a run with dead latents
+            n = int(dead_frac * self.tr.d_sae)
+            self.tracker.threshold = 10**15
+            self.tracker.since_fired[torch.randperm(self.tr.d_sae)[:n]] = 10**16
+        self.sae.train()
+        self.batches = self.tr._batches(0)
+        self.samples: list[dict[str, float]] = []
+
+    def step(self, profiled: bool) -> None:
+        if not profiled:
+            step_once(self.tr, self.sae, self.opt, self.tracker, self.batches)
+            return
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            step_once(self.tr, self.sae, self.opt, self.tracker, self.batches)
+            wall = time.perf_counter() - t0
+        totals = {"step": 1000 * wall}
+        for ev in prof.key_averages():
+            totals[ev.key] = ev.cpu_time_total / 1000
+        self.samples.append(totals)
+
+    def medians(self) -> dict[str, float]:
+        keys = set().union(*self.samples)
+        return {k: statistics.median(s.get(k, 0.0) for s in self.samples) for k in keys}
+
+
+def print_profile(batch: int, encoder: str, t: dict[str, float]) -> None:
+    step = t["step"]
+    print(f"\nbatch {batch}, encoder {encoder}: {step:.1f} ms/step = {batch / step * 1000:.0f} tok/s")
+    for phase in TOP:
+        ms = t.get(phase, 0.0)
+        print(f"  {phase:34s} {ms:8.1f} ms {100 * ms / step:5.1f}%")
+        for sub in NESTED.get(phase, ()):
+            if sub in t:
+                print(f"    {sub:32s} {t[sub]:8.1f} ms {100 * t[sub] / step:5.1f}%")
+    rest = step - sum(t.get(p, 0.0) for p in TOP)
+    print(f"  {'(loop, profiler)':34s} {rest:8.1f} ms {100 * rest / step:5.1f}%")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default="synthetic", help="`synthetic` or an activation store folder")
+    ap.add_argument("--batch", default="1024,4096")
+    ap.add_argument("--encoder", default="exact,screened")
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dead-frac", type=float, default=0.0, help="force this fraction of latents dead")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    for batch in map(int, args.batch.split(",")):
+        runs = [Run(args.data, batch, e, args.dead_frac) for e in args.encoder.split(",")]
+        for i in range(args.warmup + args.steps):  # interleaved, so load from others hits all alike
+            for run in runs:
+                run.step(profiled=i >= args.warmup)
+        for run in runs:
+            print_profile(batch, run.encoder, run.medians())
+    print(f"\nload average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

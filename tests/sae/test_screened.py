@@ -1,0 +1,180 @@
+"""Screened TopK encoder: exact values and gradients for the chosen latents, honest miss counting, a margin
+that keeps the measured miss rate under its bound, bit-exact resume, and the auto default."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from saekit.errors import SAEConfigError
+from saekit.sae import SAEConfig, build
+from saekit.sae.screened import (
+    AUTO_SCREENS_ON,
+    Screener,
+    configure_encoder,
+    count_misses,
+    resolve_encoder,
+    screening_pays,
+)
+
+torch.set_num_threads(1)
+
+
+def _pair(d_in=64, d_sae=1024, k=8, seed=0):
+    """A screened SAE and an exact one with identical weights (training mode)."""
+    cfg = SAEConfig(d_in=d_in, d_sae=d_sae, arch="topk", k=k)
+    a, b = build(cfg, seed=seed), build(cfg, seed=seed)
+    with torch.no_grad():  # a trained-looking encoder: not tied, a non-zero bias
+        g = torch.Generator().manual_seed(seed + 1)
+        w = torch.randn(d_in, d_sae, generator=g) / d_in**0.5
+        bias = 0.1 * torch.randn(d_sae, generator=g)
+        for m in (a, b):
+            m.W_enc.copy_(w)
+            m.b_enc.copy_(bias)
+    configure_encoder(a, "screened")
+    configure_encoder(b, "exact")
+    return a.train(), b.train()
+
+
+def _x(n=256, d=64, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g) * (1 + torch.rand(n, 1, generator=g) * 3)
+
+
+def test_count_misses_known_answers():
+    exact = torch.tensor(
+        [[5.0, 4.0, 3.0, 2.0, 1.0], [1.0, -1.0, -2.0, -3.0, -4.0], [3.0, 3.0, 1.0, 0.0, 0.0]]
+    )
+    # row 0 chose {0, 2} (value 3 instead of 4): a miss, one latent left out
+    # row 1 chose {0, 2}: the left-out latent 1 is negative -> ReLU zero either way, not a miss
+    # row 2 chose {0, 1}: the true top 2 (a tie at 3, 3), not a miss
+    idx = torch.tensor([[0, 2], [0, 2], [1, 0]])
+    vals = exact.gather(1, idx)
+    assert count_misses(exact, vals, idx) == (1, 1)
+
+
+def test_values_are_exact_for_the_chosen_latents_at_any_margin():
+    a, _ = _pair()
+    a.screen.margin = 0  # the worst screen: whatever it picks must still carry exact values
+    x = _x()
+    sparse = a(x).sparse
+    x_c = a.normalize_input(x) - a.b_dec
+    ref = (x_c @ a.W_enc + a.b_enc).gather(1, sparse.indices).relu()
+    torch.testing.assert_close(sparse.values, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_dead", [False, True])
+def test_full_margin_matches_the_exact_encoder_and_its_gradients(with_dead):
+    a, b = _pair()
+    a.screen.margin = a.d_sae  # every latent is a candidate: selection must equal the exact top k
+    x = _x()
+    dead = torch.zeros(a.d_sae, dtype=torch.bool)
+    if with_dead:
+        dead[::7] = True
+    oa, ob = a(x, dead_mask=dead), b(x, dead_mask=dead)
+    assert torch.equal(oa.sparse.indices.sort(-1).values, ob.sparse.indices.sort(-1).values)
+    torch.testing.assert_close(oa.recon, ob.recon, rtol=1e-5, atol=1e-5)
+    oa.losses.total.backward()
+    ob.losses.total.backward()
+    for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+        torch.testing.assert_close(getattr(a, name).grad, getattr(b, name).grad, rtol=1e-4, atol=1e-5)
+    assert a.screen.miss_rate == 0.0
+
+
+def test_margin_grows_until_the_miss_rate_is_under_the_bound():
+    a, b = _pair(d_sae=2048, k=16)
+    s = a.screen
+    s.margin, s.min_margin, s.check_rows = 0, 1, 64
+    x = _x(512)
+    with torch.no_grad():
+        for _ in range(12):
+            a(x)
+    assert s.margin > 0  # a zero margin misses (the int8 keys are not exact), so it had to grow
+    # with the margin it settled on, rows disagree with the exact encoder at most at the bound
+    before = (s.total_rows, s.total_miss)
+    s.check_rows = 512
+    with torch.no_grad():
+        for _ in range(3):
+            a(x)
+    rate = (s.total_miss - before[1]) / (s.total_rows - before[0])
+    assert rate <= s.bound
+
+
+def test_margin_shrinks_when_misses_are_rare_and_doubles_on_misses():
+    s = Screener(margin=64, bound=0.01, min_margin=4)
+    for _ in range(s.decide_rows // 32 + 1):
+        s.update(32, 0, 0, max_margin=10_000)
+    assert s.margin == 48  # one long clean window: 3/4 of the margin
+    s.update(32, 2, 2, max_margin=10_000)  # 2 misses in 32 rows: 6% > 1%
+    assert s.margin == 96
+    s.update(32, 5, 5, max_margin=100)
+    s.update(32, 5, 5, max_margin=100)
+    assert s.margin == 100  # capped at d_sae - k
+
+
+def test_state_round_trip():
+    s = Screener(margin=8)
+    s.update(32, 3, 4, max_margin=1000)
+    t = Screener()
+    t.load_state_tensor(s.state_tensor())
+    assert t.summary() == s.summary() and t.margin == s.margin and t.win_rows == s.win_rows
+
+
+def test_auto_default_and_refusals():
+    tiny = build(SAEConfig(d_in=16, d_sae=64, arch="topk", k=4))
+    assert resolve_encoder("auto", tiny) == "exact"  # too small for screening to pay
+    big = build(SAEConfig(d_in=256, d_sae=8192, arch="topk", k=32))
+    assert screening_pays(big, ("cpu",))  # big, int8-friendly, CPU with torch._int_mm
+    assert not screening_pays(big, ())
+    assert resolve_encoder("auto", big) == ("screened" if "cpu" in AUTO_SCREENS_ON else "exact")
+    assert resolve_encoder("exact", big) == "exact"
+    btk = build(SAEConfig(d_in=16, d_sae=64, arch="batchtopk", k=4))
+    assert resolve_encoder("auto", btk) == "exact"
+    with pytest.raises(SAEConfigError, match="topk SAEs"):
+        resolve_encoder("screened", btk)
+    with pytest.raises(SAEConfigError, match="choose one of"):
+        resolve_encoder("fast", tiny)
+
+
+def test_latent_major_layout_keeps_values_and_saves(tmp_path):
+    a, b = _pair()
+    assert a.W_enc.T.is_contiguous() and torch.equal(a.W_enc, b.W_enc)
+    a.save(tmp_path / "s")
+    loaded = build(a.cfg).load(tmp_path / "s")
+    assert torch.equal(loaded.W_enc, a.W_enc)
+
+
+def test_screened_training_matches_exact_fvu_and_resumes_bit_exactly(tmp_path):
+    from saekit.train import TensorSource, TrainConfig, Trainer
+
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(256, 64, generator=g)
+    codes = torch.rand(4096, 256, generator=g).pow(8)
+    src = TensorSource(codes @ basis + 0.05 * torch.randn(4096, 64, generator=g))
+    base = dict(arch="topk", k=8, d_sae=1024, batch_size=256, total_tokens=256 * 24, quiet=True, seed=1)
+    base.update(checkpoint_every=5, init_sample=1024, lr=3e-3, dead_tokens=512)
+    fvu = {}
+    for enc in ("exact", "screened"):
+        res = Trainer(TrainConfig(encoder=enc, **base), src, out=tmp_path / enc).run()
+        fvu[enc] = res.metrics["fvu"]
+    assert abs(fvu["screened"] - fvu["exact"]) <= 0.01 * fvu["exact"]
+    cfg = TrainConfig(encoder="screened", **base)
+    part = Trainer(cfg, src, out=tmp_path / "part").run(stop_after_steps=13)  # checkpoint at step 10
+    assert not part.finished
+    resumed = Trainer(cfg, src, out=tmp_path / "part").run()
+    ref = Trainer(cfg, src, out=tmp_path / "ref").run()
+    for name, p in ref.sae.state_dict().items():
+        assert torch.equal(p, resumed.sae.state_dict()[name]), name
+    assert resumed.sae.screen.summary() == ref.sae.screen.summary()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_screen_with_full_margin_matches_exact():
+    a, b = _pair()
+    a, b = a.cuda(), b.cuda()
+    configure_encoder(a, "screened")
+    a.screen.margin = a.d_sae
+    x = _x().cuda()
+    oa, ob = a(x), b(x)
+    assert torch.equal(oa.sparse.indices.sort(-1).values, ob.sparse.indices.sort(-1).values)

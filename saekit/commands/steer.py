@@ -49,6 +49,10 @@ class SteerConfig:
     """Instead of steering: list candidate features for this concept with input and output scores."""
     sweep: str | None = None
     """sweep.json from `saekit sweep` whose best SAE arm and strength --concept uses."""
+    concept_arm: str | None = None
+    """Override the recipe's arm for --concept (e.g. decompose:additive, output:clamp, diffmean)."""
+    concept_strength: str | None = None
+    """Override the recipe's strength for --concept (e.g. 0.25norm)."""
     judge: bool = False
     """With --concept: print the offline judge scores of both continuations."""
     explain_prompt: str | None = None
@@ -107,11 +111,13 @@ def _explain_prompt(cfg: SteerConfig, s) -> str:
 
 
 def _steer_concept(cfg: SteerConfig, s) -> str:
-    from saekit.steer.concept_steer import DEFAULT_RECIPE, recipe_from_sweep, steer_concept
+    from saekit.steer.concept_steer import DEFAULT_RECIPE, Recipe, recipe_from_sweep, steer_concept
 
     if cfg.prompt is None:
         raise SteeringError("--concept needs --prompt (the text to continue)")
     recipe = recipe_from_sweep(cfg.sweep) if cfg.sweep else DEFAULT_RECIPE
+    if cfg.concept_arm or cfg.concept_strength:
+        recipe = Recipe(cfg.concept_arm or recipe.arm, cfg.concept_strength or recipe.strength, "flags")
     res = steer_concept(s, cfg.concept, cfg.prompt, _gen(cfg), recipe=recipe)
     desc = ", ".join(f"f{j}" for j in res.arm.features) or "a vector"
     head = (

@@ -218,13 +218,43 @@ def run(cfg: SteerConfig, lm=None) -> str:
     return _steer_features(cfg, s)
 
 
+def _flag(argv: list[str], name: str) -> str | None:
+    """The value of `--name VALUE` / `--name=VALUE` (the last one wins, as in tyro), else None."""
+    found = None
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif a.startswith(name + "="):
+            found = a.split("=", 1)[1]
+    return found
+
+
+def image_main(argv: list[str]) -> int:
+    """`saekit steer` on an image generator (FLUX, Kandinsky 2.2): unsteered | steered PNGs."""
+    import tyro
+
+    from saekit.steer.image import ImageSteerConfig, steer_image
+
+    cfg = tyro.cli(
+        ImageSteerConfig,
+        args=argv,
+        prog="saekit steer",
+        description="Steer FLUX or Kandinsky 2.2 with SAE features; writes unsteered|steered PNGs.",
+    )
+    result = steer_image(cfg)
+    if not cfg.quiet:
+        print(f"{result.description}\nsaved {result.side_by_side} (unsteered | steered, seed {cfg.seed})")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     import tyro
 
-    from saekit.steer import image_cli
+    from saekit.steer.image import steer_target
 
-    if image_cli.wants_image(argv):  # diffusers pipelines: steer inside the denoising loop, write PNGs
-        return image_cli.main(argv)
+    # image generators (by --model / --prior, else the SAE's provenance): the image path
+    if steer_target(_flag(argv, "--model"), _flag(argv, "--sae"), _flag(argv, "--prior")) == "image":
+        return image_main(argv)
 
     cfg = tyro.cli(SteerConfig, args=argv, prog="saekit steer")
     print(run(cfg))

@@ -82,19 +82,31 @@ def branch_rows(batch: int, layout: CfgLayout, branch: Literal["cond", "uncond"]
 
 
 def load_flux(
-    name_or_path: str = "black-forest-labs/FLUX.1-schnell", *, dtype: str = "bfloat16", device: str = "cuda"
+    name_or_path: str = "black-forest-labs/FLUX.1-schnell",
+    *,
+    dtype: str = "auto",
+    device: str | torch.device = "auto",
+    offload: str = "none",
 ):
-    """`FluxPipeline.from_pretrained` (users with the weights and a GPU; never called in tests)."""
+    """`FluxPipeline.from_pretrained` placed on `device` or CPU-offloaded onto it (users with the
+    weights and a GPU; never called in tests). `dtype="auto"` is bfloat16 on CUDA; `offload` is
+    none | model | sequential (see `saekit.models.offload`), checked before any weights are read."""
     from diffusers import FluxPipeline
 
+    from saekit.device import auto_model_dtype, resolve_device
+    from saekit.models.offload import check_offload, place_pipeline
+
+    dev = resolve_device(device)
+    check_offload(offload, dev)
+    dt = auto_model_dtype(dev) if dtype == "auto" else dtype
     try:
-        pipe = FluxPipeline.from_pretrained(name_or_path, torch_dtype=getattr(torch, dtype))
+        pipe = FluxPipeline.from_pretrained(name_or_path, dtype=getattr(torch, dt))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"cannot load FLUX {name_or_path!r} ({exc}); accept the licence on the hub and log in, or give a "
             "local folder holding the diffusers layout (model_index.json, transformer/, vae/, text encoders)"
         ) from exc
-    return pipe.to(device)
+    return place_pipeline(pipe, dev, offload)
 
 
 def tiny_flux_pipeline(seed: int = 0, *, num_layers: int = 2, num_single_layers: int = 2):

@@ -1,9 +1,9 @@
-"""`load_model`: one entry point for the embedded models, transformers LMs/encoders, CLIP and diffusers pipelines.
+"""`load_model`: one entry point for the embedded models, transformers LMs/encoders, CLIP, diffusers.
 
 Which loader runs is decided by `model_kind` from the name or the folder's files, before anything
 heavy is imported: CLIP (`clip` in the name, or config.json `model_type` clip / clip_vision_model /
 clip_text_model) returns a `LoadedClip`; a diffusers pipeline (a folder with `model_index.json`, or
-`flux` in the name) returns the pipeline; everything else returns a `LoadedModel` as before.
+`flux` / `kandinsky` in the name) returns the pipeline; everything else returns a `LoadedModel`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ EMBEDDED = ("smollm2", "minilm")
 CLIP_MODEL_TYPES = {"clip": "both", "clip_vision_model": "vision", "clip_text_model": "text"}
 """config.json `model_type` -> the CLIP tower(s) the folder holds."""
 ModelKind = Literal["lm", "clip", "diffusers"]
+PipelineFamily = Literal["flux", "kandinsky_decoder", "kandinsky_prior", "other"]
 
 
 def _config_model_type(path: Path) -> str | None:
@@ -46,7 +47,7 @@ def model_kind(name_or_path: str) -> ModelKind:
         if mt is not None:
             return "clip" if mt in CLIP_MODEL_TYPES else "lm"
     low = key.lower()
-    if "flux" in low:
+    if "flux" in low or "kandinsky" in low:
         return "diffusers"
     if "clip" in low:
         return "clip"
@@ -61,9 +62,9 @@ def clip_towers(name_or_path: str) -> str:
 
 def _offline_error(name: str, what: str, exc: Exception) -> ModelLoadError:
     return ModelLoadError(
-        f"cannot load {what} {name!r}: it is not a local folder and fetching it from the Hugging Face hub failed "
-        f"(no network, no login, or the licence is not accepted): {exc.__cause__ or exc}. Pass a local folder instead "
-        f"(e.g. one written by save_pretrained, or a downloaded snapshot)"
+        f"cannot load {what} {name!r}: it is not a local folder and fetching it from the Hugging Face hub "
+        f"failed (no network, no login, or the licence is not accepted): {exc.__cause__ or exc}. Pass a "
+        "local folder instead (e.g. one written by save_pretrained, or a downloaded snapshot)"
     )
 
 
@@ -85,44 +86,93 @@ def _load_clip(name: str, dtype: str, tower: str | None):
         raise
 
 
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def load_diffusers(name: str, dtype: str = "bfloat16", device: str | None = None):
-    """A FluxPipeline from a hub id or folder. A folder whose `model_index.json` lists components as
-    null (saved without text encoders, e.g. to be driven with prompt embeddings) loads with those as None."""
-    from saekit.models.flux import load_flux
-
-    dt = dtype_name(torch_dtype(dtype))
-    device = device or _default_device()
-    path = Path(name)
-    index = path / "model_index.json"
-    if index.is_file():
-        try:
-            spec: dict[str, Any] = json.loads(index.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ModelLoadError(f"{index} is not valid JSON ({exc.msg}); re-save the pipeline") from exc
-        missing = {
-            k: None
-            for k, v in spec.items()
-            if not k.startswith("_") and (v is None or list(v) == [None, None])
-        }
-        if missing:
-            from diffusers import FluxPipeline
-
-            for k in ("feature_extractor", "image_encoder"):
-                missing.setdefault(k, None)
-            try:
-                pipe = FluxPipeline.from_pretrained(str(path), dtype=getattr(torch, dt), **missing)
-            except (OSError, ValueError, TypeError) as exc:
-                raise ModelLoadError(
-                    f"cannot load the diffusers pipeline in {path}: {exc}; it must hold a FluxPipeline "
-                    "(model_index.json, transformer/, vae/, scheduler/)"
-                ) from exc
-            return pipe.to(device)
+def diffusers_class(name_or_path: str) -> str | None:
+    """`_class_name` in a pipeline folder's model_index.json (None for hub ids and other folders)."""
+    index = Path(name_or_path) / "model_index.json"
+    if not index.is_file():
+        return None
     try:
-        return load_flux(name, dtype=dt, device=device)
+        return json.loads(index.read_text(encoding="utf-8")).get("_class_name")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def pipeline_family(name_or_path: str) -> PipelineFamily:
+    """Which generator a diffusers pipeline is: from model_index.json's class, else from the name."""
+    cls = diffusers_class(name_or_path) or ""
+    if cls:
+        if cls.startswith("Kandinsky"):
+            return "kandinsky_prior" if "Prior" in cls else "kandinsky_decoder"
+        return "flux" if cls.startswith("Flux") else "other"
+    low = name_or_path.lower()
+    if "kandinsky" in low:
+        return "kandinsky_prior" if "prior" in low else "kandinsky_decoder"
+    return "flux" if "flux" in low else "other"
+
+
+def _null_components(path: Path) -> dict[str, None]:
+    """Components a saved folder lists as null (saved without text encoders): passed as None on load."""
+    index = path / "model_index.json"
+    if not index.is_file():
+        return {}
+    try:
+        spec: dict[str, Any] = json.loads(index.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{index} is not valid JSON ({exc.msg}); re-save the pipeline") from exc
+    missing = {
+        k: None for k, v in spec.items() if not k.startswith("_") and (v is None or list(v) == [None, None])
+    }
+    if missing:
+        for k in ("feature_extractor", "image_encoder"):
+            missing.setdefault(k, None)
+    return missing
+
+
+def _load_flux_folder(path: Path, dt: str, dev: torch.device, offload: str, missing: dict[str, None]):
+    from diffusers import FluxPipeline
+
+    from saekit.models.offload import place_pipeline
+
+    try:
+        pipe = FluxPipeline.from_pretrained(str(path), dtype=getattr(torch, dt), **missing)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ModelLoadError(
+            f"cannot load the diffusers pipeline in {path}: {exc}; it must hold a FluxPipeline "
+            "(model_index.json, transformer/, vae/, scheduler/)"
+        ) from exc
+    return place_pipeline(pipe, dev, offload)
+
+
+def load_diffusers(
+    name: str, dtype: str = "auto", device: str | torch.device | None = "auto", offload: str = "none"
+):
+    """A FLUX or Kandinsky 2.2 pipeline from a hub id or folder, on `device` or CPU-offloaded onto it.
+
+    `dtype="auto"` is bfloat16 on CUDA (float32 on CPUs without native bf16). A folder whose
+    `model_index.json` lists components as null (saved without text encoders, e.g. to be driven with
+    prompt embeddings) loads with those as None. `offload` (none | model | sequential) is checked
+    before any weights are read: it needs CUDA.
+    """
+    from saekit.device import auto_model_dtype, resolve_device
+    from saekit.models.flux import load_flux
+    from saekit.models.offload import check_offload
+
+    dev = resolve_device(device or "auto")
+    check_offload(offload, dev)
+    dt = auto_model_dtype(dev) if dtype == "auto" else dtype_name(torch_dtype(dtype))
+    family = pipeline_family(name)
+    if family.startswith("kandinsky"):
+        from saekit.models.kandinsky import load_kandinsky_pipeline
+
+        return load_kandinsky_pipeline(
+            name, "prior" if family == "kandinsky_prior" else "decoder", dtype=dt, device=dev, offload=offload
+        )
+    path = Path(name)
+    missing = _null_components(path)
+    if missing:
+        return _load_flux_folder(path, dt, dev, offload, missing)
+    try:
+        return load_flux(name, dtype=dt, device=dev, offload=offload)
     except ModelLoadError as exc:
         if not path.exists():
             raise _offline_error(name, "FLUX pipeline", exc) from exc
@@ -135,16 +185,23 @@ def load_model(
     dtype: str | torch.dtype = "bfloat16",
     quiet: bool = False,
     clip_tower: str | None = None,
-    device: str | None = None,
+    device: str | torch.device | None = None,
+    offload: str = "none",
 ):
     """Load `smollm2` (embedded GGUF, cached), `minilm` (embedded), a transformers id / folder
     (-> `LoadedModel`), a CLIP (-> `saekit.models.clip.LoadedClip`) or a diffusers FLUX pipeline.
 
     bfloat16 is the default because this project's CPUs have fast bf16 (AVX-512 BF16: ~4x the
     float32 throughput); ask for "float32" when exactness matters more than speed. `clip_tower`
-    ("vision", "text", "both"; default: what the folder holds) and `device` (diffusers; default
-    cuda when present) apply only to those kinds.
+    ("vision", "text", "both"; default: what the folder holds), `device` (diffusers; default
+    cuda when present) and `offload` (diffusers: none | model | sequential, needs CUDA; see
+    `saekit.models.offload`) apply only to those kinds.
     """
+    if offload != "none" and model_kind(name_or_path) != "diffusers":
+        raise ModelLoadError(
+            f"--offload {offload} applies to diffusers pipelines (FLUX, Kandinsky); "
+            f"{name_or_path!r} is not one: use --offload none"
+        )
     key = name_or_path.strip().lower()
     if key == "smollm2":
         from saekit.models.smollm2 import load_smollm2
@@ -158,7 +215,7 @@ def load_model(
     if kind == "clip":
         return _load_clip(name_or_path, dtype_name(torch_dtype(dtype)), clip_tower)
     if kind == "diffusers":
-        return load_diffusers(name_or_path, dtype_name(torch_dtype(dtype)), device)
+        return load_diffusers(name_or_path, dtype_name(torch_dtype(dtype)), device, offload)
     from saekit.models.hf import load_hf
 
     return load_hf(name_or_path, dtype=dtype, quiet=quiet)

@@ -5,10 +5,11 @@ point and stream, only on a window of denoising steps, and only on the condition
 unconditional branch optionally gets its own edit (e.g. the opposite push, which CFG then amplifies).
 The step and branch of each transformer call come from `saekit.models.flux.track_steps`.
 
-Conditioning-level: edit the conditioning embedding (CLIP image/text embeds, FLUX's pooled CLIP
-vector) *before* it enters the generator with `clamp`, keeping the SAE error term:
-`decode(f with f_j := v) + (x − decode(encode(x)))` — the Kandinsky recipe. Clamping to the current
-values is no edit at all and returns the embedding bit for bit (tested through a whole pipeline).
+Conditioning-level: `steer_conditioning` edits the conditioning embedding (CLIP image/text embeds,
+FLUX's pooled CLIP vector) *before* it enters the generator, keeping the SAE error term:
+`decode(f with f_j := v) + (x − decode(encode(x)))` — the Kandinsky recipe, implemented in
+`saekit.steer.conditioning`. Setting features to their current values is no edit at all and returns
+the embedding bit for bit (tested through a whole pipeline).
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Container, Iterator, Sequence
 
-import torch
 from torch import Tensor, nn
 
-from saekit.errors import SteeringError
 from saekit.models.flux import CfgLayout, StepState, branch_rows, track_steps
 from saekit.steps import parse_steps  # noqa: F401  (re-exported: the one step parser)
 
@@ -76,23 +75,15 @@ def steer_in_loop(
             yield state
 
 
-@torch.no_grad()
 def steer_conditioning(
     embeds: Tensor, sae, features: Sequence[int], values: Tensor | float | None = None
 ) -> Tensor:
-    """Clamp SAE features of a conditioning embedding `[..., d]`, keeping the error term.
+    """Set SAE features of a conditioning embedding `[..., d]` to `values`, keeping the error term.
 
-    `values` = the target latent values (`[n_features]`, a scalar, or broadcastable per row);
-    None clamps every feature to its current value, which is exactly no edit.
+    `values` = the target latent values (`[n_features]`, a scalar, or broadcastable per row); None
+    sets every feature to its current value, which is exactly no edit. The "set" mode of
+    `saekit.steer.conditioning.edit_embedding`, kept under this name for existing callers.
     """
-    from saekit.steer.methods import clamp
+    from saekit.steer.conditioning import edit_embedding
 
-    if embeds.shape[-1] != sae.d_in:
-        raise SteeringError(
-            f"conditioning embeds have d={embeds.shape[-1]} but the SAE has d_in={sae.d_in}; "
-            "use an SAE trained on these embeddings"
-        )
-    if values is None:
-        idx = torch.as_tensor(list(features), dtype=torch.long)
-        values = sae.encode(embeds.to(sae.dtype))[..., idx]
-    return clamp(embeds, sae, features, values).to(embeds.dtype)
+    return edit_embedding(embeds, sae, features, values, mode="set")

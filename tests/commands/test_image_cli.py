@@ -1,5 +1,5 @@
 """Image models through the user-facing commands: `load_model` dispatch, `saekit harvest` on a tiny
-CLIP and a tiny FLUX pipeline, and `saekit steer` (image_cli) on the tiny pipeline.
+CLIP and a tiny FLUX pipeline, and `saekit steer` (the image path) on the tiny pipeline.
 
 Everything is built offline from configs and saved with `save_pretrained`, so the commands load it
 by path like a user's folder. The tiny FluxPipeline has no text encoders/tokenizers (they would need
@@ -480,8 +480,12 @@ def _halves(path):
     return a[:, :w], a[:, w:]
 
 
+def _steer(args):
+    return cli(["steer", *args])
+
+
 def test_image_steer_side_by_side(folders, tmp_path):
-    from saekit.steer import image_cli
+    from saekit.steer.image import steer_target
 
     base = [
         "--model",
@@ -500,22 +504,20 @@ def test_image_steer_side_by_side(folders, tmp_path):
         "float32",
         "--quiet",
     ]
-    assert image_cli.wants_image(base) and not image_cli.wants_image(["--model", "smollm2", "--sae", "x"])
+    assert steer_target(str(folders / "flux"), str(folders / "sae")) == "image"
+    assert steer_target("smollm2", "x") == "lm"
     loop = ["--hook", "transformer_blocks.0", "--stream", "image", "--feature", "3", "--method", "additive"]
-    assert (
-        image_cli.main(base + loop + ["--steps", "0-1", "--strength", "30", "--out", str(tmp_path / "s.png")])
-        == 0
-    )
+    assert _steer(base + loop + ["--steps", "0-1", "--strength", "30", "--out", str(tmp_path / "s.png")]) == 0
     un, st = _halves(tmp_path / "s.png")
     assert un.shape == (SIDE, SIDE, 3) and (un != st).any()
     assert np.array_equal(np.asarray(Image.open(tmp_path / "s_unsteered.png").convert("RGB")), un)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "s_steered.png").convert("RGB")), st)
     # zero edits: additive 0 in the loop, and conditioning clamp to the current values
-    assert image_cli.main(base + loop + ["--strength", "0", "--out", str(tmp_path / "z.png")]) == 0
+    assert _steer(base + loop + ["--strength", "0", "--out", str(tmp_path / "z.png")]) == 0
     z_un, z_st = _halves(tmp_path / "z.png")
     assert np.array_equal(z_un, z_st) and np.array_equal(z_un, un)
     assert (
-        image_cli.main(
+        _steer(
             base
             + [
                 "--conditioning",
@@ -534,9 +536,7 @@ def test_image_steer_side_by_side(folders, tmp_path):
     assert np.array_equal(c_un, c_st)
     # no unconditional branch without true CFG: refused with the fix
     assert (
-        image_cli.main(
-            base + loop + ["--strength", "1", "--branch", "opposite", "--out", str(tmp_path / "o.png")]
-        )
+        _steer(base + loop + ["--strength", "1", "--branch", "opposite", "--out", str(tmp_path / "o.png")])
         == 1
     )
     assert not (tmp_path / "o.png").exists()
@@ -544,8 +544,6 @@ def test_image_steer_side_by_side(folders, tmp_path):
 
 def test_image_steer_true_cfg_branches(folders, tmp_path):
     """With true CFG, --branch decides what the unconditional call gets; a zero edit stays exact."""
-    from saekit.steer import image_cli
-
     base = [
         "--model",
         str(folders / "flux"),
@@ -574,7 +572,7 @@ def test_image_steer_true_cfg_branches(folders, tmp_path):
     pics = {}
     for branch, strength in (("cond", "0"), ("cond", "30"), ("both", "30"), ("opposite", "30")):
         out = tmp_path / f"{branch}{strength}.png"
-        assert image_cli.main(base + ["--branch", branch, "--strength", strength, "--out", str(out)]) == 0
+        assert _steer(base + ["--branch", branch, "--strength", strength, "--out", str(out)]) == 0
         pics[branch, strength] = _halves(out)
     un = pics["cond", "0"][0]
     assert np.array_equal(pics["cond", "0"][1], un)

@@ -142,7 +142,7 @@ def run_saekit(setup: Setup, train, heldout, encoder: str, **overrides) -> dict:
             init_sample=4096,
             encoder=encoder,
         )
-        cfg = TrainConfig(**{**kw, **extra, **overrides})
+        cfg = TrainConfig.flat(**{**kw, **extra, **overrides})
         res = Trainer(cfg, TensorSource(train), out=tmp).run()
         log = read_log(f"{tmp}/train_log.jsonl")
     t_w = next(r["elapsed_s"] for r in log if r["step"] == setup.warmup)

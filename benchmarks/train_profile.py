@@ -50,7 +50,9 @@ def make_trainer(data: str, batch: int, encoder: str):
 
         source = open_source(data)
     extra = {"encoder": encoder} if "encoder" in TrainConfig.__dataclass_fields__ else {}  # older saekit
-    cfg = TrainConfig(arch="topk", k=32, d_sae=9216, batch_size=batch, quiet=True, init_sample=4096, **extra)
+    cfg = TrainConfig.flat(
+        arch="topk", k=32, d_sae=9216, batch_size=batch, quiet=True, init_sample=4096, **extra
+    )
     return Trainer(cfg, source, out=tempfile.mkdtemp())
 
 

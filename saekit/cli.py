@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     ),
     "info": ("saekit.commands.info", "describe an SAE folder or activation store"),
     "export": ("saekit.commands.export", "write an SAE for SAELens, sparsify or dictionary_learning"),
+    "browse": ("saekit.commands.browse", "build (and serve) the static HTML feature browser of an analysis"),
 }
 
 

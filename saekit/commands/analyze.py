@@ -38,6 +38,8 @@ class Common:
     """No progress bars."""
     no_plots: bool = False
     """Write only analysis.json."""
+    html: bool = False
+    """Also build the HTML feature browser in OUT/browser (what `saekit browse OUT --sae SAE` does)."""
 
 
 @dataclass(frozen=True)
@@ -286,4 +288,8 @@ def main(argv: list[str]) -> int:
         run_real(args)
     else:
         run_synthetic(args)
+    if args.html:
+        from saekit.commands.browse import build_and_report
+
+        build_and_report(args.out, sae=args.sae, quiet=args.quiet)
     return 0

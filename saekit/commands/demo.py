@@ -182,6 +182,7 @@ def run(cfg: DemoConfig) -> None:
             *q,
         ],
     )
+    _call("browse", [str(analysis), "--sae", str(sae), *q])  # the HTML feature browser; prints its path
     _done(t0)
 
     t0 = _step("5/5 calibrate strengths and steer generation")
@@ -214,7 +215,8 @@ def run(cfg: DemoConfig) -> None:
     _done(t0)
     print(
         f"\nall done in {time.perf_counter() - t_all:.0f} s. Outputs in {out}/: acts/ (activation store), "
-        f"sae/ (SAE + eval/eval.json, eval.png), analysis/ (analysis.json + PNG reports)"
+        f"sae/ (SAE + eval/eval.json, eval.png), analysis/ (analysis.json + PNG reports), "
+        f"analysis/browser/ (feature browser: open file://{(analysis / 'browser' / 'index.html').resolve()})"
     )
 
 

@@ -1,7 +1,9 @@
-"""`saekit train --acts acts/ --arch topk --k 32 --expansion 16 --out sae/`.
+"""`saekit train --acts acts/ --arch topk --k 32 --expansion 16 --out sae/ [--device cuda]`.
 
-Flags come from `TrainConfig` (one per field, with its docstring as help). Rerunning the same command
-after an interruption resumes from `out/checkpoint/`.
+Flags come from `TrainConfig` and its nested `SAESpec` (one per field, with its docstring as help).
+Rerunning the same command after an interruption resumes from `out/checkpoint/`. Under
+`torchrun --nproc_per_node N -m saekit train ...` one store trains data-parallel over the ranks and
+several stores (`--acts A,B,C`) are split across them; only rank 0 prints.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ def main(argv: list[str]) -> int:
     if not cfg.acts:
         print("saekit train: --acts is required (an activation store folder made by `saekit harvest`)")
         return 2
-    from saekit.train.trainer import train
+    from saekit.train.distributed import from_env
+    from saekit.train.multi import output_folders, split_stores
+    from saekit.train.trainer import summary, train
 
-    result = train(cfg)
-    if not cfg.quiet:
-        m = result.metrics
-        print(
-            f"saved {cfg.out}: FVU {m['fvu']:.4f}  L0 {m['l0']:.1f}  dead {m['dead_pct']:.2f}%  "
-            f"shrinkage {m['shrinkage']:.3f}  ({m['tokens_trained']} tokens)"
-        )
-    else:
-        print(json.dumps(result.metrics))
+    train(cfg)
+    if not from_env().is_main:
+        return 0
+    for folder in output_folders(split_stores(cfg.acts), cfg.out):  # every rank has finished by now
+        m = summary(folder)["final_metrics_on_train_sample"]
+        if cfg.quiet:
+            print(json.dumps(m))
+        else:
+            print(
+                f"saved {folder}: FVU {m['fvu']:.4f}  L0 {m['l0']:.1f}  dead {m['dead_pct']:.2f}%  "
+                f"shrinkage {m['shrinkage']:.3f}  ({m['tokens_trained']} tokens)"
+            )
     return 0

@@ -116,29 +116,8 @@ def resolve_stream(
     module: nn.Module, output: Any, name: str | int | None, *, text_len: int | None = None
 ) -> StreamSel:
     """Resolve stream `name` of `module`'s `output` to a StreamSel (see module docstring for the rules)."""
-    cls = type(module).__name__
     if isinstance(output, torch.Tensor):
-        if name is None or name == "out":
-            return StreamSel(None)
-        if cls in CONCAT_TEXT_IMAGE and name in ("text", "image"):
-            if text_len is None:
-                raise _refuse(
-                    module,
-                    output,
-                    name,
-                    "this module returned one concatenated [text; image] tensor (older diffusers, or "
-                    "attention inside a single block), so the split point is unknown; pass text_len= "
-                    "(the number of text tokens) to capture/intervene, or hook the whole tensor without @stream",
-                )
-            if not 0 <= text_len <= output.shape[1]:
-                raise _refuse(
-                    module,
-                    output,
-                    name,
-                    f"text_len={text_len} is outside the sequence length {output.shape[1]}",
-                )
-            return StreamSel(None, 0, text_len) if name == "text" else StreamSel(None, text_len, None)
-        raise _refuse(module, output, name, "the output is a single tensor, not a tuple; drop the @stream")
+        return _tensor_stream(module, output, name, text_len)
     if isinstance(output, dict):
         if isinstance(name, str) and name in output:
             return StreamSel(name)
@@ -147,6 +126,33 @@ def resolve_stream(
         raise _refuse(module, output, name, f"the output is a mapping; use one of its keys {list(output)}")
     if not isinstance(output, (tuple, list)):
         raise _refuse(module, output, name, f"the output is a {type(output).__name__}, which has no streams")
+    return _tuple_stream(module, output, name)
+
+
+def _tensor_stream(module: nn.Module, output: torch.Tensor, name, text_len: int | None) -> StreamSel:
+    """A single tensor: the whole of it, or a text/image slice of a concatenated [text; image] tensor."""
+    if name is None or name == "out":
+        return StreamSel(None)
+    if type(module).__name__ not in CONCAT_TEXT_IMAGE or name not in ("text", "image"):
+        raise _refuse(module, output, name, "the output is a single tensor, not a tuple; drop the @stream")
+    if text_len is None:
+        raise _refuse(
+            module,
+            output,
+            name,
+            "this module returned one concatenated [text; image] tensor (older diffusers, or "
+            "attention inside a single block), so the split point is unknown; pass text_len= "
+            "(the number of text tokens) to capture/intervene, or hook the whole tensor without @stream",
+        )
+    if not 0 <= text_len <= output.shape[1]:
+        raise _refuse(
+            module, output, name, f"text_len={text_len} is outside the sequence length {output.shape[1]}"
+        )
+    return StreamSel(None, 0, text_len) if name == "text" else StreamSel(None, text_len, None)
+
+
+def _tuple_stream(module: nn.Module, output: tuple | list, name: str | int | None) -> StreamSel:
+    """An element of a tuple output: by index, the only tensor, a per-class name, or attention's `out`."""
     if isinstance(name, int):
         if name >= len(output) or not isinstance(output[name], torch.Tensor):
             raise _refuse(
@@ -160,32 +166,32 @@ def resolve_stream(
         raise _refuse(
             module, output, name, "the output is a tuple with several tensors, so @stream is required"
         )
-    names = TUPLE_OUTPUT_NAMES.get(cls)
+    names = TUPLE_OUTPUT_NAMES.get(type(module).__name__)
     if names is not None:
-        if len(output) != len(names):
-            raise _refuse(
-                module,
-                output,
-                name,
-                f"expected a {len(names)}-tuple {names} for this class; the library version may differ",
-            )
-        if name not in names:
-            raise _refuse(module, output, name, f"unknown name; this class's outputs are named {names}")
-        return StreamSel(names.index(name))
-    if (
-        name == "out"
-        and (_is_transformers_attention(module) or len(tensor_idx) == 1)
-        and tensor_idx
-        and tensor_idx[0] == 0
-    ):
+        return _named_stream(module, output, name, names)
+    is_attention = _is_transformers_attention(module)
+    if name == "out" and (is_attention or len(tensor_idx) == 1) and tensor_idx and tensor_idx[0] == 0:
         return StreamSel(0)
-    if name in ("attn_weights", "weights") and _is_transformers_attention(module) and len(output) > 1:
+    if name in ("attn_weights", "weights") and is_attention and len(output) > 1:
         if not isinstance(output[1], torch.Tensor):
             raise _refuse(
                 module, output, name, "attention weights were not returned (enable output_attentions)"
             )
         return StreamSel(1)
     raise _refuse(module, output, name, "this name is ambiguous or unknown for this module class")
+
+
+def _named_stream(module: nn.Module, output: tuple | list, name: str, names: tuple[str, ...]) -> StreamSel:
+    if len(output) != len(names):
+        raise _refuse(
+            module,
+            output,
+            name,
+            f"expected a {len(names)}-tuple {names} for this class; the library version may differ",
+        )
+    if name not in names:
+        raise _refuse(module, output, name, f"unknown name; this class's outputs are named {names}")
+    return StreamSel(names.index(name))
 
 
 @dataclass(frozen=True)
@@ -249,14 +255,15 @@ def resolve_input_stream(module: nn.Module, args: tuple, kwargs: dict, name: str
         + [f"{k}: {describe(v)}" for k, v in kwargs.items()]
     )
     raise HookPointError(
-        f"input stream {name!r} of {type(module).__name__}: not found among the call's inputs ({shown or 'none'}). "
-        f"Use :in@<index> or :in@<keyword>."
+        f"input stream {name!r} of {type(module).__name__}: not found among the call's inputs "
+        f"({shown or 'none'}). Use :in@<index> or :in@<keyword>."
     )
 
 
 def _check_input(module: nn.Module, args: tuple, kwargs: dict, name: Any, sel: InputSel) -> InputSel:
     if not isinstance(sel.select(args, kwargs), torch.Tensor):
         raise HookPointError(
-            f"input stream {name!r} of {type(module).__name__} is {describe(sel.select(args, kwargs))}, not a tensor"
+            f"input stream {name!r} of {type(module).__name__} is {describe(sel.select(args, kwargs))}, "
+            "not a tensor"
         )
     return sel

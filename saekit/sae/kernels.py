@@ -16,6 +16,10 @@ Cost is O(batch * (k + k_aux) * d_in) instead of O(batch * d_sae * d_in) for eve
 forward matmul. Numerics: fp32 sums in a different order from the dense reference, so results agree to
 float rounding (~1e-6 relative), not bitwise; the kernel itself is deterministic on CPU.
 
+Devices: every op here (addmm, topk, sort, bincount, cumsum, index_add_, embedding_bag with
+per-sample weights, bmm) has CPU and CUDA kernels; the one private ATen op is probed per device and
+replaced by public ops where it does not run (`_private_op_works`).
+
 `matmul_dtype=torch.bfloat16` runs only the encoder matmul in bf16 (weights cast per step from fp32
 masters); everything else stays in the parameter dtype.
 """
@@ -52,14 +56,24 @@ def _gather_dot(grad_BD: Tensor, W_FD: Tensor, idx_BS: Tensor) -> Tensor:
     """`out[b, s] = grad[b] . W[idx[b, s]]` without materialising the gathered `[batch, S, d]` rows.
 
     Uses ATen's embedding-bag per-sample-weight backward (a fused gather-dot loop, ~5x faster than
-    gather + bmm here); falls back to chunked gather + bmm if that private op is unavailable.
+    gather + bmm here) where `_private_op_works` says it runs on this device and dtype; else chunked
+    gather + bmm, which only needs public ops that every backend has.
     """
+    if grad_BD.dtype == W_FD.dtype and _private_op_works(grad_BD.device, grad_BD.dtype):
+        return _gather_dot_private(grad_BD, W_FD, idx_BS)
+    return _gather_dot_bmm(grad_BD, W_FD, idx_BS)
+
+
+def _gather_dot_private(grad_BD: Tensor, W_FD: Tensor, idx_BS: Tensor) -> Tensor:
     B, S = idx_BS.shape
-    op = getattr(torch.ops.aten, "_embedding_bag_per_sample_weights_backward", None)
-    if op is not None and grad_BD.dtype == W_FD.dtype:
-        offsets = torch.arange(0, B * S, S, device=idx_BS.device)
-        offset2bag = torch.arange(B, device=idx_BS.device).repeat_interleave(S)
-        return op(grad_BD.contiguous(), W_FD, idx_BS.flatten(), offsets, offset2bag, 0, -1).view(B, S)
+    op = torch.ops.aten._embedding_bag_per_sample_weights_backward
+    offsets = torch.arange(0, B * S, S, device=idx_BS.device)
+    offset2bag = torch.arange(B, device=idx_BS.device).repeat_interleave(S)
+    return op(grad_BD.contiguous(), W_FD, idx_BS.flatten(), offsets, offset2bag, 0, -1).view(B, S)
+
+
+def _gather_dot_bmm(grad_BD: Tensor, W_FD: Tensor, idx_BS: Tensor) -> Tensor:
+    B, S = idx_BS.shape
     out = grad_BD.new_empty(B, S)
     step = max(1, _CHUNK_ROWS * 32 // max(S, 1))
     for lo in range(0, B, step):
@@ -67,6 +81,32 @@ def _gather_dot(grad_BD: Tensor, W_FD: Tensor, idx_BS: Tensor) -> Tensor:
         rows = W_FD.index_select(0, idx_BS[lo:hi].flatten()).view(hi - lo, S, -1)
         out[lo:hi] = torch.bmm(rows, grad_BD[lo:hi, :, None].to(rows.dtype)).squeeze(-1)
     return out
+
+
+#: (device type, dtype) -> whether the private ATen op ran and agreed with the public-op reference there
+_PRIVATE_OP_OK: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _private_op_works(device: torch.device, dtype: torch.dtype) -> bool:
+    """Probe the private op once per device type and dtype on a tiny input against `_gather_dot_bmm`.
+
+    A private op may be absent from a build, lack a kernel for a backend (NotImplementedError on CUDA,
+    MPS, ...) or change its signature between releases; any of these makes the probe fail, and the
+    public-op path is used from then on, so a missing kernel costs speed, never correctness.
+    """
+    key = (device.type, dtype)
+    if key not in _PRIVATE_OP_OK:
+        gen = torch.Generator().manual_seed(0)
+        g = torch.randn(3, 8, generator=gen).to(device=device, dtype=dtype)
+        W = torch.randn(5, 8, generator=gen).to(device=device, dtype=dtype)
+        idx = torch.tensor([[0, 4], [2, 2], [1, 3]], device=device)
+        try:
+            got = _gather_dot_private(g, W, idx)
+            ok = bool(torch.allclose(got, _gather_dot_bmm(g, W, idx), rtol=1e-2, atol=1e-2))
+        except Exception:  # noqa: BLE001 - missing op/kernel/signature all mean "use the public ops"
+            ok = False
+        _PRIVATE_OP_OK[key] = ok
+    return _PRIVATE_OP_OK[key]
 
 
 def _bags_by_latent(lat_N: Tensor, n_latents: int) -> tuple[Tensor, Tensor]:
@@ -143,6 +183,7 @@ class _TopKFunction(torch.autograd.Function):
 
         grad_x = grad_W_enc = grad_b_enc = grad_W_dec = grad_b_dec = None
         need_x, need_We, need_be, need_Wd, need_bd = ctx.needs_input_grad[:5]
+        # (on CUDA index_add_ sums with atomics, so this one gradient varies run to run at rounding level)
         grad_b_enc_F = torch.zeros(n_lat, dtype=x_c.dtype, device=x_c.device).index_add_(0, lat, g_all)
         if need_be:
             grad_b_enc = grad_b_enc_F

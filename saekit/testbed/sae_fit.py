@@ -40,7 +40,7 @@ def fit_topk_sae(
     manifest = {"model": "saekit-testbed", "hook_point": f"{hook_point}@{stream}", "stream": stream}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(out) if out is not None else Path(tmp)
-        cfg = TrainConfig(
+        cfg = TrainConfig.flat(
             out=str(folder),
             arch="topk",
             k=k,
@@ -54,7 +54,7 @@ def fit_topk_sae(
             init_sample=min(len(acts_ND), 8192),
         )
         result = train(cfg, source=TensorSource(acts_ND, manifest), out=folder)
-    sae = result.sae.eval()
+    sae = result.sae.eval().to(acts_ND.device)  # trained on --device auto; measured where the rows are
     return sae, fvu(sae, acts_ND)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from torch import Tensor
 
 from saekit.atomic import save_tensors_atomic, write_json_atomic
+from saekit.device import HOST
 from saekit.errors import CheckpointError
 
 SCHEMA_VERSION = 1
@@ -27,7 +28,7 @@ def save_checkpoint(folder: str | Path, step: int, tensors: dict[str, Tensor], s
     name = f"state_{step:09d}.safetensors"
     save_tensors_atomic(
         folder / name,
-        {k: v.detach().cpu() for k, v in tensors.items()},
+        {k: v.detach().to(HOST) for k, v in tensors.items()},
         metadata={"format": "saekit.train_checkpoint", "step": str(step)},
     )
     write_json_atomic(

@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import tyro
 
 from saekit.errors import SAEConfigError
-from saekit.sae.registry import architectures, needs_k
+from saekit.sae.registry import needs_k
+from saekit.train.sae_spec import ArchName, SAESpec, check_spec, spec_names
 
-#: CLI choices for --arch, read from the architecture registry (one source of truth).
-ArchName = Literal[tuple(architectures())]
+__all__ = ["ArchName", "DEFAULT_DEAD_TOKENS", "TrainConfig", "default_lr"]
 
 DEFAULT_DEAD_TOKENS = 10_000_000
 
@@ -23,31 +25,47 @@ def default_lr(d_sae: int) -> float:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run. Rerunning with the same values resumes exactly."""
+    """Everything that determines a training run. Rerunning with the same values resumes exactly.
+
+    The SAE's own fields (`--arch`, `--k`, `--aux-k`, `--init-tied`, ...) live in the nested `sae`
+    (`SAESpec`, generated from `SAEConfig`); their flags carry no `sae.` prefix, so the CLI reads flat.
+    """
 
     acts: str = ""
-    """Activation store folder to train on (made by `saekit harvest`)."""
+    """Activation store folder to train on (made by `saekit harvest`); several comma-separated stores
+    (`A,B,C`) train one SAE per store, each in `out/<store folder name>` (split across torchrun ranks)."""
     out: str = "sae"
     """Output folder: the trained SAE (native format), `train_log.jsonl` and `checkpoint/` for resuming."""
-    arch: ArchName = "topk"
-    """SAE architecture."""
-    k: int | None = 32
-    """Active latents per row (topk) or mean per row (batchtopk); ignored by other architectures."""
+    sae: Annotated[SAESpec, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=SAESpec)
+    """Architecture and initialisation of the SAE (every SAEConfig field except the sizes)."""
+    device: str = "auto"
+    """Where to train: auto (CUDA when present), cpu, cuda or cuda:N. Under torchrun, auto/cuda mean
+    cuda:LOCAL_RANK."""
     expansion: int = 16
     """d_sae = expansion * d_in unless --d-sae is given."""
     d_sae: int | None = None
     """Explicit number of latents (overrides expansion)."""
-    dtype: Literal["float32", "float64"] = "float32"
-    """Parameter (master weight) dtype."""
     autocast: Literal["none", "bfloat16"] = "none"
-    """Run the encoder matmul in bf16 (fp32 master weights). Only faster on CPUs with AVX512-BF16/AMX or
-    on GPUs; on plain AVX2 CPUs bf16 matmuls are emulated and much slower."""
+    """Run the encoder matmul in bf16 (fp32 master weights) on the training device. Only faster on CPUs
+    with AVX512-BF16/AMX or on GPUs; on plain AVX2 CPUs bf16 matmuls are emulated and much slower."""
     encoder: Literal["auto", "exact", "screened"] = "auto"
     """TopK encoder. `exact`: one fp32 matmul ranks all latents. `screened`: a cheaper int8 matmul ranks
     them, the top k + margin are re-scored exactly in fp32 and the exact top k of those kept (values and
     gradients exact; the margin adapts so the sampled miss rate stays under 1% of rows, see
     `saekit.sae.screened`). `auto`: screened where measured faster at equal FVU (`AUTO_SCREENS_ON`
     there; none yet), else exact."""
+    tf32: bool = False
+    """Allow TF32 tensor-core matmuls on CUDA (fp32 GEMMs several times faster, ~1e-3 relative error);
+    no effect on the CPU."""
+    compile: bool = False
+    """Wrap the SAE in `torch.compile` (first steps slower while it compiles; needs a C++ compiler on CPU)."""
+    prefetch: int = 2
+    """Batches read ahead from the store in a background thread while the current step runs; 0 reads in
+    the training loop. The batches and their order are the same either way."""
+    distributed: bool = False
+    """Require a torchrun launch (`torchrun --nproc_per_node N -m saekit train ...`): one SAE trained
+    data-parallel over the ranks. torchrun launches are detected without this flag; it only makes a
+    plain launch an error instead of a single-process run."""
     batch_size: int = 4096
     """Activation rows per optimiser step."""
     total_tokens: int | None = None
@@ -66,28 +84,18 @@ class TrainConfig:
     """LR decay to 0 after `lr_decay_start` of the run."""
     lr_decay_start: float = 0.8
     """Fraction of the run after which the LR decays (Anthropic: the last 20%)."""
-    sparsity_coefficient: float | None = None
-    """L1/L0 weight for relu/jumprelu/gated; None = the SAEConfig default."""
     sparsity_warmup_frac: float = 0.05
     """Fraction of the run over which the sparsity coefficient ramps linearly from 0 to its value."""
-    aux_k: int | None = None
-    """Dead latents used by the aux-k loss (topk/batchtopk); None = d_in // 2."""
-    aux_k_coefficient: float = 1 / 32
-    """Weight of the aux-k loss (OpenAI: 1/32); 0 disables it."""
     dead_tokens: int | None = None
     """A latent is dead when it has not fired for this many rows. None = min(10M, total_tokens // 10,
     at least one batch): OpenAI's 10M tokens, scaled down so short runs can see dead latents at all."""
     resample_every: int | None = None
     """ReLU only: resample dead latents every N steps (Anthropic). None = at 25/50/75% of the run for relu,
     never for other architectures; 0 = never."""
-    normalization: Literal["none", "expected_norm"] = "expected_norm"
-    """Input normalisation fitted on a sample; `expected_norm` scales rows to mean norm sqrt(d_in)."""
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
     """How b_dec is initialised from the sample."""
     init_sample: int = 8192
     """Rows sampled from the store to fit the input scale and b_dec."""
-    normalize_decoder: bool = True
-    """Keep decoder rows unit-norm: project out the parallel gradient, then renormalise after each step."""
     seed: int = 0
     """Seed for initialisation, data order and resampling."""
     log_every: int = 10
@@ -123,8 +131,11 @@ class TrainConfig:
             raise SAEConfigError(f"lr must be positive, got {self.lr}")
         if self.log_every <= 0 or self.checkpoint_every <= 0:
             raise SAEConfigError("log_every and checkpoint_every must be positive")
-        if needs_k(self.arch) and not self.k:
-            raise SAEConfigError(f"arch={self.arch!r} needs --k (active latents per row), e.g. --k 32")
+        if self.prefetch < 0:
+            raise SAEConfigError(f"prefetch must be >= 0 batches, got {self.prefetch}")
+        if needs_k(self.sae.arch) and not self.sae.k:
+            raise SAEConfigError(f"arch={self.sae.arch!r} needs --k (active latents per row), e.g. --k 32")
+        check_spec(self.sae)
 
     #: fields that do not change the numbers a run produces (may differ when resuming)
     COSMETIC = (
@@ -136,18 +147,54 @@ class TrainConfig:
         "checkpoint_every",
         "acts",
         "out",
+        "device",  # changes rounding, not what is computed: a CPU run may resume on a GPU
+        "tf32",
+        "compile",
+        "prefetch",
+        "distributed",  # the global batch is the same for any number of ranks
     )
+
+    def __getattr__(self, name: str) -> Any:
+        """Read SAE fields flat (`cfg.k` is `cfg.sae.k`), as code written before the nesting does."""
+        if name in spec_names():
+            return getattr(self.sae, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def flat_dict(self) -> dict[str, Any]:
+        """Training and SAE fields side by side (the CLI's view; names do not collide)."""
+        d = self.to_dict()
+        return {**{k: v for k, v in d.items() if k != "sae"}, **d["sae"]}
+
+    @classmethod
+    def flat(cls, **fields: Any) -> TrainConfig:
+        """From flat keywords, SAE fields beside training ones: `TrainConfig.flat(arch="topk", k=32)`."""
+        return cls.from_dict(fields)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """From `to_dict()` output, a flat dict, or a pre-nesting checkpoint's config (migrated)."""
+        data = dict(data)
+        sae = dict(data.pop("sae", None) or {})
+        names = spec_names()
+        for key in [k for k in data if k in names]:
+            sae[key] = data.pop(key)
+        if sae.get("sparsity_coefficient", 0.0) is None:  # old TrainConfig: None meant SAEConfig's default
+            del sae["sparsity_coefficient"]
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise SAEConfigError(f"unknown train config field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+            raise SAEConfigError(
+                f"unknown train config field(s) {unknown}; known: {sorted(known | set(names))}"
+            )
+        return cls(**data, sae=SAESpec(**sae))
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """`dataclasses.replace`, accepting SAE fields by name too (`cfg.replace(k=16)`)."""
+        names = spec_names()
+        sae = {k: changes.pop(k) for k in list(changes) if k in names}
+        if sae:
+            changes["sae"] = dataclasses.replace(changes.get("sae", self.sae), **sae)
         return dataclasses.replace(self, **changes)

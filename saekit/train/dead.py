@@ -12,13 +12,14 @@ class DeadLatentTracker:
     Counts are int64 so 10M-token thresholds and long runs cannot overflow; the tensor is checkpointed.
     """
 
-    def __init__(self, d_sae: int, threshold: int):
+    def __init__(self, d_sae: int, threshold: int, device: torch.device | str | None = None):
         self.threshold = int(threshold)
-        self.since_fired = torch.zeros(d_sae, dtype=torch.int64)
+        # on the training device: the per-step update and the dead mask then need no host round trip
+        self.since_fired = torch.zeros(d_sae, dtype=torch.int64, device=device)
 
     def update(self, fired_F: Tensor, n_rows: int) -> None:
         self.since_fired += n_rows
-        self.since_fired[fired_F.cpu()] = 0
+        self.since_fired[fired_F.to(self.since_fired.device)] = 0
 
     @property
     def dead_mask(self) -> Tensor:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from saekit.device import HOST
+
 
 @torch.no_grad()
 def resample_dead_(
@@ -27,11 +29,14 @@ def resample_dead_(
     probs = loss_B.pow(2)
     if float(probs.sum()) <= 0:
         probs = torch.ones_like(probs)
-    rows = torch.multinomial(probs, n, replacement=n > x_BD.shape[0], generator=generator)
+    # drawn on the host: the checkpointed resampling generator is a host generator, so a run draws the
+    # same rows on any device and resumes identically
+    rows = torch.multinomial(probs.to(HOST), n, replacement=n > x_BD.shape[0], generator=generator)
+    rows = rows.to(x_BD.device)
     dirs_ND = x_n[rows] - sae.b_dec
     dirs_ND = dirs_ND / dirs_ND.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     alive = ~dead_F
-    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
+    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else sae.W_enc.new_tensor(1.0)
     sae.W_dec[dead_idx] = dirs_ND.to(sae.dtype)
     sae.W_enc[:, dead_idx] = (dirs_ND.T * 0.2 * enc_norm).to(sae.dtype)
     sae.b_enc[dead_idx] = 0

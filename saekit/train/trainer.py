@@ -1,36 +1,43 @@
-"""The training loop: architecture-agnostic, resumable bit-exactly, with dead-latent handling.
+"""The training loop: architecture-agnostic, device-aware, data-parallel under torchrun, bit-exact resume.
 
-One step: forward (with the dead mask for aux-k and the sparsity warm-up scale), backward, project the
-decoder gradient, Adam, renormalise the decoder, update dead-latent counters, maybe resample (ReLU),
-log, checkpoint. Everything the next step depends on (weights, Adam moments, step, dead counters, RNG)
-is in the checkpoint; the LR/sparsity schedules are pure functions of the step and the data order is a
-pure function of (seed, epoch, row offset), so a killed run continues exactly where it stopped.
+One step: forward (with the dead mask for aux-k and the sparsity warm-up scale), backward, average the
+gradients over ranks, project the decoder gradient, Adam, renormalise the decoder, update dead-latent
+counters, maybe resample (ReLU), log, checkpoint. Everything the next step depends on (weights, Adam
+moments, step, dead counters, RNG) is in the checkpoint; the LR/sparsity schedules are pure functions of
+the step and the data order is a pure function of (seed, epoch, row offset), so a killed run continues
+exactly where it stopped. `batch_size` is the global batch: each rank trains on its share of it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from saekit.device import HOST, allow_tf32, autocast
 from saekit.errors import CheckpointError, NonFiniteError, SAEConfigError, ShapeError, StoreError
 from saekit.sae import SAEConfig, build
 from saekit.sae.config import Provenance
 from saekit.sae.init import fit_input_scale_, init_b_dec_
 from saekit.sae.registry import needs_k
 from saekit.sae.screened import configure_encoder, match_state_layout_
+from saekit.train import distributed as dd
+from saekit.train.batches import batch_stream
 from saekit.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from saekit.train.config import DEFAULT_DEAD_TOKENS, TrainConfig, default_lr
 from saekit.train.dead import DeadLatentTracker
-from saekit.train.metrics import MetricsLogger, reconstruction_metrics
+from saekit.train.metrics import MetricsLogger
+from saekit.train.records import NullLogger, final_metrics, provenance, step_record
 from saekit.train.resample import resample_dead_
+from saekit.train.sae_spec import to_sae_config
 from saekit.train.schedule import lr_factor, sparsity_scale
+from saekit.train.state import restore_state, resume_differences, state_tensors
 
 LOG_FILE = "train_log.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -51,37 +58,36 @@ class TrainResult:
     """Final metrics (on a sample of the training source) when finished, else the last logged ones."""
 
 
-def _provenance(manifest: dict[str, Any], tokens: int) -> Provenance:
-    hp = manifest.get("hook_point")
-    layer = manifest.get("layer")
-    if layer is None and isinstance(hp, str):
-        import re
+@dataclass
+class _Run:
+    """The mutable state of one run (what the checkpoint saves, plus the step)."""
 
-        m = re.search(r"layers?\.(\d+)", hp)
-        layer = int(m.group(1)) if m else None
-    return Provenance(
-        model=manifest.get("model"),
-        hook_point=hp,
-        stream=manifest.get("stream"),
-        layer=layer,
-        tokens_trained=int(tokens),
-        model_dtype=manifest.get("model_dtype"),
-    )
+    sae: Any
+    opt: torch.optim.Optimizer
+    tracker: DeadLatentTracker
+    gen: torch.Generator
+    step: int
 
 
 class Trainer:
     """Train an SAE from any activation source (`saekit.train.source.ActivationSource`)."""
 
-    def __init__(self, cfg: TrainConfig, source, out: str | Path | None = None):
+    def __init__(
+        self, cfg: TrainConfig, source, out: str | Path | None = None, dist: dd.DistContext = dd.SINGLE
+    ):
         self.cfg = cfg
         self.source = source
         self.out = Path(out if out is not None else cfg.out)
+        self.dist = dist
+        self.device = dd.rank_device(cfg.device, dist)
         self.d_in = int(source.d)
         B = cfg.batch_size
+        dd.check_batch(B, dist)
         n = len(source)
         if n < B:
             raise StoreError(
-                f"the activation source has {n} rows, fewer than one batch ({B}); lower --batch-size or harvest more"
+                f"the activation source has {n} rows, fewer than one batch ({B}); "
+                "lower --batch-size or harvest more"
             )
         self.steps_per_epoch = n // B
         total = cfg.total_tokens if cfg.total_tokens is not None else self.steps_per_epoch * B
@@ -101,39 +107,28 @@ class Trainer:
                 f"--resample-every is for relu SAEs; arch={cfg.arch!r} revives latents with aux-k"
             )
         self.resample_every = int(resample)
-        manifest = dict(getattr(source, "manifest", {}) or {})
-        self.manifest = manifest
-        self.sae_cfg = self._sae_config(_provenance(manifest, 0))
+        self.manifest = dict(getattr(source, "manifest", {}) or {})
+        self.sae_cfg = self._sae_config(provenance(self.manifest, 0))
 
     # -- setup ----------------------------------------------------------------------------------
-    def _sae_config(self, provenance: Provenance) -> SAEConfig:
-        c = self.cfg
-        extra = {} if c.sparsity_coefficient is None else {"sparsity_coefficient": c.sparsity_coefficient}
-        k = c.k if needs_k(c.arch) else None
-        if k is not None and k > self.d_sae:
-            raise SAEConfigError(f"k={k} exceeds d_sae={self.d_sae}; lower --k or raise --expansion")
-        return SAEConfig(
-            d_in=self.d_in,
-            d_sae=self.d_sae,
-            arch=c.arch,
-            k=k,
-            dtype=c.dtype,
-            aux_k=c.aux_k,
-            aux_k_coefficient=c.aux_k_coefficient,
-            normalize_decoder=c.normalize_decoder,
-            normalization=c.normalization,
-            provenance=provenance,
-            **extra,
-        )
+    def _sae_config(self, prov: Provenance) -> SAEConfig:
+        spec = self.cfg.sae
+        if not needs_k(spec.arch):
+            spec = replace(spec, k=None)
+        if spec.k is not None and spec.k > self.d_sae:
+            raise SAEConfigError(f"k={spec.k} exceeds d_sae={self.d_sae}; lower --k or raise --expansion")
+        return to_sae_config(spec, self.d_in, self.d_sae, prov)
 
     def _fresh(self):
+        # Built and initialised on the host: `build(seed=)` seeds the host generator, so the same seed
+        # gives the same initial weights on every device and every rank; then moved to the device.
         sae = build(self.sae_cfg, seed=self.cfg.seed)
         sample = self.source.sample(self.cfg.init_sample, self.cfg.seed)
         if sample.shape[-1] != self.d_in:
             raise ShapeError(f"sample rows have d={sample.shape[-1]} but the source says d={self.d_in}")
         fit_input_scale_(sae, sample)
         init_b_dec_(sae, sample, method=self.cfg.b_dec_init)
-        return sae
+        return sae.to(self.device)
 
     def _optimizer(self, sae) -> torch.optim.Optimizer:
         kw = dict(lr=self.peak_lr, betas=(self.cfg.beta1, self.cfg.beta2), eps=self.cfg.eps)
@@ -142,253 +137,200 @@ class Trainer:
         except (RuntimeError, ValueError, TypeError):
             return torch.optim.Adam(sae.parameters(), **kw)
 
-    # -- checkpoint state -----------------------------------------------------------------------
-    def _state_tensors(self, sae, opt, tracker: DeadLatentTracker, gen: torch.Generator) -> dict[str, Tensor]:
-        t: dict[str, Tensor] = {f"sae.{k}": v for k, v in sae.state_dict().items()}
-        names = {id(p): n for n, p in sae.named_parameters()}
-        for p, st in opt.state.items():
-            for key, val in st.items():
-                if isinstance(val, Tensor):
-                    t[f"opt.{names[id(p)]}.{key}"] = val
-        t["dead.since_fired"] = tracker.since_fired
-        t["rng.torch"] = torch.get_rng_state()
-        t["rng.resample"] = gen.get_state()
-        if getattr(sae, "screen", None) is not None:
-            t["screen.state"] = sae.screen.state_tensor()
-        return t
-
-    def _restore(self, sae, opt, tracker, gen, tensors: dict[str, Tensor]) -> None:
-        with torch.no_grad():
-            for k, v in sae.state_dict().items():
-                v.copy_(tensors[f"sae.{k}"])
-        state = {}
-        for i, (name, p) in enumerate(sae.named_parameters()):
-            st = {key.split(".", 2)[2]: val for key, val in tensors.items() if key.startswith(f"opt.{name}.")}
-            if st:
-                state[i] = st
-        sd = opt.state_dict()
-        sd["state"] = state
-        opt.load_state_dict(sd)
-        tracker.since_fired.copy_(tensors["dead.since_fired"])
-        torch.set_rng_state(tensors["rng.torch"])
-        gen.set_state(tensors["rng.resample"])
-        if getattr(sae, "screen", None) is not None and "screen.state" in tensors:
-            sae.screen.load_state_tensor(tensors["screen.state"])
-
-    def _check_resume_config(self, saved: dict[str, Any]) -> None:
-        now = self.cfg.to_dict()
-        diffs = [
-            f"{k}: checkpoint={saved.get(k)!r} now={now[k]!r}"
-            for k in now
-            if k not in TrainConfig.COSMETIC and saved.get(k) != now[k]
-        ]
+    def _start(self) -> _Run:
+        """A fresh run, or the checkpointed one in `out/checkpoint`."""
+        cfg = self.cfg
+        ckpt_dir = self.out / CHECKPOINT_DIR
+        gen = torch.Generator(device=HOST).manual_seed(cfg.seed + 1)
+        tracker = DeadLatentTracker(self.d_sae, self.dead_tokens, device=self.device)
+        if not has_checkpoint(ckpt_dir):
+            torch.manual_seed(cfg.seed)
+            sae = self._fresh()
+            dd.broadcast_module_(sae, self.dist)
+            configure_encoder(sae, cfg.encoder)  # after the move: the screen backend depends on the device
+            return _Run(sae, self._optimizer(sae), tracker, gen, 0)
+        state, tensors = load_checkpoint(ckpt_dir)
+        saved_d = int(state.get("d_in", self.d_in))
+        if saved_d != self.d_in:
+            raise ShapeError(
+                f"{ckpt_dir} holds an SAE with d_in={saved_d} but the activation source has d={self.d_in}; "
+                "point --acts at the store the run started with, or choose a new --out"
+            )
+        diffs = resume_differences(state.get("train_config", {}), cfg)
         if diffs:
             raise CheckpointError(
-                f"{self.out / CHECKPOINT_DIR} was written by a run with different settings ({'; '.join(diffs)}); "
-                "rerun with the original flags to resume, or choose a new --out (or delete the checkpoint) to start over"
+                f"{ckpt_dir} was written by a run with different settings ({'; '.join(diffs)}); rerun with "
+                "the original flags to resume, or choose a new --out (or delete the checkpoint) to start over"
             )
+        sae = build(self.sae_cfg, seed=cfg.seed).to(self.device)
+        configure_encoder(sae, cfg.encoder)
+        opt = self._optimizer(sae)
+        restore_state(sae, opt, tracker, gen, tensors)
+        match_state_layout_(opt)  # loaded Adam moments follow the (latent-major) parameter layout
+        dd.barrier(self.dist)  # every rank has read the checkpoint before rank 0 may replace it
+        return _Run(sae, opt, tracker, gen, int(state["step"]))
+
+    # -- data -----------------------------------------------------------------------------------
+    def _batch_stream(self, start_step: int):
+        """This rank's batches for steps `start_step..total_steps` (see `saekit.train.batches`)."""
+        c = self.cfg
+        steps = self.total_steps - start_step
+        pin = self.device.type == "cuda"
+        return batch_stream(self.source, c.batch_size, c.seed, start_step, steps, self.dist, c.prefetch, pin)
 
     # -- the loop -------------------------------------------------------------------------------
-    def _batches(self, start_step: int):
-        step = start_step
-        B = self.cfg.batch_size
-        while True:
-            epoch, within = divmod(step, self.steps_per_epoch)
-            for x in self.source.iter_batches(
-                B,
-                shuffle=True,
-                seed=self.cfg.seed + epoch,
-                start_row=within * B,
-                drop_last=True,
-                dtype=torch.float32,
-            ):
-                yield x
-                step += 1
-                if step % self.steps_per_epoch == 0:
-                    break
-
-    def run(self, stop_after_steps: int | None = None) -> TrainResult:
+    def run(
+        self, stop_after_steps: int | None = None, on_step: Callable[[int], None] | None = None
+    ) -> TrainResult:
         """Train to `total_steps` (resuming from `out/checkpoint` if present); `stop_after_steps` stops
-        early after that many steps *of this call* without saving (for tests of interruption)."""
+        early after that many steps *of this call* without saving (for tests of interruption);
+        `on_step(step)` is called after every completed step (checkpoint written)."""
         cfg = self.cfg
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.out.mkdir(parents=True, exist_ok=True)
-        ckpt_dir = self.out / CHECKPOINT_DIR
-        gen = torch.Generator().manual_seed(cfg.seed + 1)
-        tracker = DeadLatentTracker(self.d_sae, self.dead_tokens)
-        start = 0
-        if has_checkpoint(ckpt_dir):
-            state, tensors = load_checkpoint(ckpt_dir)
-            saved_d = int(state.get("d_in", self.d_in))
-            if saved_d != self.d_in:
-                raise ShapeError(
-                    f"{ckpt_dir} holds an SAE with d_in={saved_d} but the activation source has d={self.d_in}; "
-                    "point --acts at the store the run started with, or choose a new --out"
-                )
-            self._check_resume_config(state.get("train_config", {}))
-            sae = build(self.sae_cfg, seed=cfg.seed)
-            configure_encoder(sae, cfg.encoder)
-            opt = self._optimizer(sae)
-            self._restore(sae, opt, tracker, gen, tensors)
-            match_state_layout_(opt)  # loaded Adam moments follow the (latent-major) parameter layout
-            start = int(state["step"])
-        else:
-            torch.manual_seed(cfg.seed)
-            sae = self._fresh()
-            configure_encoder(sae, cfg.encoder)
-            opt = self._optimizer(sae)
-        sae.train()
-        logger = MetricsLogger(
+        dd.init_process_group(self.dist, self.device)
+        run = self._start()
+        run.sae.train()
+        logger = self._logger(run.step)
+        forward = torch.compile(run.sae) if cfg.compile else run.sae
+        bar = self._bar(run.step)
+        last: dict[str, float] = {}
+        t0, start = time.perf_counter(), run.step
+        try:
+            with allow_tf32(cfg.tf32), self._batch_stream(run.step) as batches:
+                for x_host in batches:
+                    if stop_after_steps is not None and run.step - start >= stop_after_steps:
+                        return TrainResult(run.sae, run.step, False, last)
+                    x = x_host.to(self.device, non_blocking=True)
+                    out, lr, scale = self._step(run, forward, x)
+                    rec = self._after_step(run, x, out, lr, scale, t0, start)
+                    if rec is not None and self.dist.is_main:
+                        last = rec
+                        logger.log(rec)
+                        if bar is not None:
+                            bar.set_postfix(
+                                fvu=f"{rec['fvu']:.3f}", l0=f"{rec['l0']:.1f}", dead=f"{rec['dead_pct']:.1f}%"
+                            )
+                    if bar is not None:
+                        bar.update(1)
+                    if on_step is not None:
+                        on_step(run.step)
+        finally:
+            if bar is not None:
+                bar.close()
+            logger.close()
+        return TrainResult(run.sae, run.step, True, self._finish(run.sae, run.tracker))
+
+    def _step(self, run: _Run, forward, x: Tensor):
+        """One optimiser step on this rank's share `x` of the global batch."""
+        cfg = self.cfg
+        if x.shape[-1] != self.d_in:
+            raise ShapeError(f"batch has d={x.shape[-1]}, expected {self.d_in}")
+        lr = self.peak_lr * lr_factor(
+            run.step, self.total_steps, cfg.lr_warmup_steps, cfg.lr_decay, cfg.lr_decay_start
+        )
+        for group in run.opt.param_groups:
+            group["lr"] = lr
+        scale = sparsity_scale(run.step, self.total_steps, cfg.sparsity_warmup_frac)
+        uses_dead = needs_k(cfg.arch) and cfg.sae.aux_k_coefficient > 0
+        with autocast(self.device, torch.bfloat16 if cfg.autocast == "bfloat16" else None):
+            out = forward(x, dead_mask=run.tracker.dead_mask if uses_dead else None, sparsity_scale=scale)
+        loss = out.losses.total
+        if not torch.isfinite(loss):
+            raise NonFiniteError(
+                f"training loss became {float(loss)} at step {run.step}; lower --lr, check the activations "
+                "for NaN/inf, or use --normalization expected_norm"
+            )
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        dd.average_gradients_(list(run.sae.parameters()), self.dist)
+        if cfg.sae.normalize_decoder:
+            run.sae.remove_gradient_parallel_to_decoder_()
+        run.opt.step()
+        if cfg.sae.normalize_decoder:
+            run.sae.set_decoder_norm_to_unit_()
+        dd.broadcast_buffers_(run.sae, self.dist)  # BatchTopK's threshold estimate: rank 0's on every rank
+        run.tracker.update(dd.any_rank(out.fired, self.dist), cfg.batch_size)
+        run.step += 1
+        return out, lr, scale
+
+    def _after_step(self, run: _Run, x, out, lr, scale, t0, start) -> dict[str, Any] | None:
+        """Resample, metrics (a record on log steps) and checkpoint after a step."""
+        step, cfg = run.step, self.cfg
+        n_resampled = 0
+        if self.resample_every and step % self.resample_every == 0 and step < self.total_steps:
+            x_all = dd.gather_rows(x, self.dist)  # the global batch, so every rank resamples alike
+            n_resampled = resample_dead_(run.sae, run.opt, run.tracker.dead_mask, x_all, run.gen)
+            run.tracker.reset(run.tracker.dead_mask)
+        rec = None
+        if step % cfg.log_every == 0 or step == self.total_steps:
+            dead_pct = 100.0 * run.tracker.dead_fraction
+            rec = step_record(
+                out, x, step=step, batch_size=cfg.batch_size, lr=lr, scale=scale, dead_pct=dead_pct,
+                t0=t0, done_here=step - start, ctx=self.dist,
+            )  # fmt: skip
+            if n_resampled:
+                rec["resampled"] = n_resampled
+        if self.dist.is_main and (step % cfg.checkpoint_every == 0 or step == self.total_steps):
+            meta = {
+                "train_config": cfg.to_dict(),
+                "total_steps": self.total_steps,
+                "d_in": self.d_in,
+                "d_sae": self.d_sae,
+            }
+            save_checkpoint(
+                self.out / CHECKPOINT_DIR, step, state_tensors(run.sae, run.opt, run.tracker, run.gen), meta
+            )
+        return rec
+
+    def _logger(self, start: int):
+        if not self.dist.is_main:
+            return NullLogger()  # only rank 0 writes the log
+        cfg = self.cfg
+        return MetricsLogger(
             self.out / LOG_FILE,
             resume_step=start,
             tensorboard=cfg.tensorboard,
             wandb=cfg.wandb,
             run_config=cfg.to_dict(),
         )
-        uses_dead = needs_k(cfg.arch) and cfg.aux_k_coefficient > 0
-        autocast = (
-            torch.autocast("cpu", dtype=torch.bfloat16)
-            if cfg.autocast == "bfloat16"
-            else contextlib.nullcontext()
-        )
-        bar = None
-        if not cfg.quiet:
-            from tqdm.auto import tqdm
 
-            bar = tqdm(total=self.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
-        last: dict[str, float] = {}
-        t0 = time.perf_counter()
-        done_here = 0
-        step = start
-        batches = self._batches(start)
-        try:
-            while step < self.total_steps:
-                if stop_after_steps is not None and done_here >= stop_after_steps:
-                    return TrainResult(sae, step, False, last)
-                x = next(batches)
-                if x.shape[-1] != self.d_in:
-                    raise ShapeError(f"batch has d={x.shape[-1]}, expected {self.d_in}")
-                lr = self.peak_lr * lr_factor(
-                    step, self.total_steps, cfg.lr_warmup_steps, cfg.lr_decay, cfg.lr_decay_start
-                )
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                scale = sparsity_scale(step, self.total_steps, cfg.sparsity_warmup_frac)
-                dead = tracker.dead_mask if uses_dead else None
-                with autocast:
-                    out = sae(x, dead_mask=dead, sparsity_scale=scale)
-                loss = out.losses.total
-                if not torch.isfinite(loss):
-                    raise NonFiniteError(
-                        f"training loss became {float(loss)} at step {step}; lower --lr, check the activations "
-                        "for NaN/inf, or use --normalization expected_norm"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.normalize_decoder:
-                    sae.remove_gradient_parallel_to_decoder_()
-                opt.step()
-                if cfg.normalize_decoder:
-                    sae.set_decoder_norm_to_unit_()
-                tracker.update(out.fired, x.shape[0])
-                step += 1
-                done_here += 1
-                n_resampled = 0
-                if self.resample_every and step % self.resample_every == 0 and step < self.total_steps:
-                    n_resampled = resample_dead_(sae, opt, tracker.dead_mask, x, gen)
-                    tracker.reset(tracker.dead_mask)
-                if step % cfg.log_every == 0 or step == self.total_steps:
-                    last = self._record(step, lr, scale, x, out, tracker, t0, done_here, n_resampled)
-                    logger.log(last)
-                    if bar is not None:
-                        bar.set_postfix(
-                            fvu=f"{last['fvu']:.3f}", l0=f"{last['l0']:.1f}", dead=f"{last['dead_pct']:.1f}%"
-                        )
-                if bar is not None:
-                    bar.update(1)
-                if step % cfg.checkpoint_every == 0 or step == self.total_steps:
-                    save_checkpoint(
-                        ckpt_dir,
-                        step,
-                        self._state_tensors(sae, opt, tracker, gen),
-                        {
-                            "train_config": cfg.to_dict(),
-                            "total_steps": self.total_steps,
-                            "d_in": self.d_in,
-                            "d_sae": self.d_sae,
-                        },
-                    )
-        finally:
-            if bar is not None:
-                bar.close()
-            logger.close()
-        final = self._finish(sae, tracker)
-        return TrainResult(sae, step, True, final)
+    def _bar(self, start: int):
+        if self.cfg.quiet or not self.dist.is_main:
+            return None
+        from tqdm.auto import tqdm
 
-    def _record(self, step, lr, scale, x, out, tracker, t0, done_here, n_resampled) -> dict[str, Any]:
-        rec = {
-            "step": step,
-            "tokens": step * self.cfg.batch_size,
-            "lr": lr,
-            "sparsity_scale": scale,
-            "elapsed_s": time.perf_counter() - t0,
-        }
-        rec.update(reconstruction_metrics(x, out.recon))
-        rec.update(
-            {
-                "l0": float(out.l0),
-                "dead_pct": 100.0 * tracker.dead_fraction,
-                "loss": float(out.losses.total.detach()),
-                "recon_loss": float(out.losses.recon.detach()),
-                "aux_loss": float(out.losses.aux.detach()),
-                "sparsity_loss": float(out.losses.sparsity.detach()),
-                "tokens_per_s": done_here * self.cfg.batch_size / max(time.perf_counter() - t0, 1e-9),
-            }
-        )
-        if n_resampled:
-            rec["resampled"] = n_resampled
-        return rec
+        return tqdm(total=self.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
 
-    @torch.no_grad()
     def _finish(self, sae, tracker: DeadLatentTracker) -> dict[str, float]:
-        """Final metrics on a sample, save the SAE with provenance, write the summary."""
-        sae.cfg = sae.cfg.replace(provenance=_provenance(self.manifest, self.total_tokens))
+        """Final metrics on a sample; rank 0 saves the SAE with provenance and writes the summary."""
+        sae.cfg = sae.cfg.replace(provenance=provenance(self.manifest, self.total_tokens))
         sae.eval()
-        sample = self.source.sample(self.cfg.init_sample, self.cfg.seed + 7)
-        recon = torch.cat([sae(chunk).recon for chunk in sample.split(self.cfg.batch_size)])
-        lat_l0 = torch.cat([(sae.encode(c) != 0).sum(-1).float() for c in sample.split(self.cfg.batch_size)])
-        metrics = reconstruction_metrics(sample, recon)
-        metrics.update(
-            {
-                "l0": float(lat_l0.mean()),
-                "dead_pct": 100.0 * tracker.dead_fraction,
-                "tokens_trained": self.total_tokens,
-                "steps": self.total_steps,
-            }
-        )
-        sae.save(self.out)
-        from saekit.atomic import write_json_atomic
+        sample = self.source.sample(self.cfg.init_sample, self.cfg.seed + 7).to(self.device)
+        metrics = final_metrics(sae, sample, self.cfg.batch_size)
+        metrics.update({"dead_pct": 100.0 * tracker.dead_fraction, "tokens_trained": self.total_tokens})
+        metrics["steps"] = self.total_steps
+        if self.dist.is_main:
+            sae.save(self.out)
+            from saekit.atomic import write_json_atomic
 
-        write_json_atomic(
-            self.out / SUMMARY_FILE,
-            {
-                "final_metrics_on_train_sample": metrics,
-                "train_config": self.cfg.to_dict(),
-                "dead_tokens": self.dead_tokens,
-                "lr": self.peak_lr,
-            },
-        )
+            summary = {"final_metrics_on_train_sample": metrics, "train_config": self.cfg.to_dict()}
+            summary.update({"dead_tokens": self.dead_tokens, "lr": self.peak_lr, "ranks": self.dist.world})
+            write_json_atomic(self.out / SUMMARY_FILE, summary)
+        dd.barrier(self.dist)
         return metrics
 
 
 def train(cfg: TrainConfig, source=None, out: str | Path | None = None, **kw) -> TrainResult:
-    """Open `cfg.acts` (unless a source is given) and run a Trainer."""
-    if source is None:
-        from saekit.train.source import open_source
+    """Train on `source`, or on the store(s) in `cfg.acts`: one store data-parallel over torchrun's ranks
+    (if any), several stores one SAE each (`saekit.train.multi`). Returns the (last) result."""
+    if source is not None:
+        ctx = dd.from_env(cfg.distributed)
+        return Trainer(cfg, source, out=out, dist=ctx).run(**kw)
+    from saekit.train.multi import train_stores
 
-        source = open_source(cfg.acts)
-    return Trainer(cfg, source, out=out).run(**kw)
+    return train_stores(cfg, out=out, **kw)
 
 
 def summary(out: str | Path) -> dict[str, Any]:

@@ -155,10 +155,10 @@ def test_screened_training_matches_exact_fvu_and_resumes_bit_exactly(tmp_path):
     base.update(checkpoint_every=5, init_sample=1024, lr=3e-3, dead_tokens=512)
     fvu = {}
     for enc in ("exact", "screened"):
-        res = Trainer(TrainConfig(encoder=enc, **base), src, out=tmp_path / enc).run()
+        res = Trainer(TrainConfig.flat(encoder=enc, **base), src, out=tmp_path / enc).run()
         fvu[enc] = res.metrics["fvu"]
     assert abs(fvu["screened"] - fvu["exact"]) <= 0.01 * fvu["exact"]
-    cfg = TrainConfig(encoder="screened", **base)
+    cfg = TrainConfig.flat(encoder="screened", **base)
     part = Trainer(cfg, src, out=tmp_path / "part").run(stop_after_steps=13)  # checkpoint at step 10
     assert not part.finished
     resumed = Trainer(cfg, src, out=tmp_path / "part").run()

@@ -38,7 +38,7 @@ def _cfg(arch, **kw):
         init_sample=512,
     )
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.flat(**base)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ SETUP = """
 from saekit.train import TensorSource, TrainConfig, Trainer
 g = torch.Generator().manual_seed(0)
 x = torch.randn(4096, 24, generator=g) @ torch.randn(24, 24, generator=g)
-cfg = TrainConfig(arch="topk", k=4, expansion=4, batch_size=128, total_tokens=128 * 60, quiet=True,
+cfg = TrainConfig.flat(arch="topk", k=4, expansion=4, batch_size=128, total_tokens=128 * 60, quiet=True,
                   checkpoint_every=5, log_every=5, seed=1, init_sample=512, dead_tokens=512)
 """
 SCRIPT = (

@@ -76,7 +76,7 @@ def test_dead_tracker_counts_rows_since_fired():
 def _planted_run(tmp_path, aux_coef):
     torch.manual_seed(0)
     x = torch.randn(4096, 16)
-    cfg = TrainConfig(
+    cfg = TrainConfig.flat(
         arch="topk",
         k=4,
         expansion=4,
@@ -119,7 +119,7 @@ def test_aux_k_revives_planted_dead_latents(tmp_path):
 def test_relu_resampling_revives_dead_latents(tmp_path):
     torch.manual_seed(0)
     x = torch.randn(2048, 16)
-    cfg = TrainConfig(
+    cfg = TrainConfig.flat(
         arch="relu",
         expansion=4,
         batch_size=256,
@@ -149,11 +149,11 @@ def test_relu_resampling_revives_dead_latents(tmp_path):
 
 def test_source_smaller_than_batch_is_refused():
     with pytest.raises(StoreError, match="fewer than one batch"):
-        Trainer(TrainConfig(batch_size=512), TensorSource(torch.randn(100, 8)))
+        Trainer(TrainConfig.flat(batch_size=512), TensorSource(torch.randn(100, 8)))
 
 
 def test_resume_with_store_of_other_width_is_refused(tmp_path):
-    cfg = TrainConfig(
+    cfg = TrainConfig.flat(
         arch="topk",
         k=2,
         expansion=2,
@@ -175,7 +175,7 @@ def test_trained_sae_saved_with_provenance(tmp_path):
         torch.randn(512, 8) * 5 + 2,
         manifest={"model": "tiny", "hook_point": "model.layers.3", "model_dtype": "float32"},
     )
-    cfg = TrainConfig(arch="topk", k=2, expansion=2, batch_size=64, quiet=True, init_sample=256)
+    cfg = TrainConfig.flat(arch="topk", k=2, expansion=2, batch_size=64, quiet=True, init_sample=256)
     res = Trainer(cfg, src, out=tmp_path).run()
     sae = load_sae(tmp_path)
     p = sae.cfg.provenance

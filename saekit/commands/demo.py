@@ -52,7 +52,10 @@ class DemoConfig:
     steer_strength: str = "4max"
     """Steering strength (unit abs / norm / max)."""
     steer_feature: int | None = None
-    """Feature to steer; None = picked from the analysed features (moderately frequent, strongest max)."""
+    """Feature to steer with --steer-method/--steer-strength instead of --concept."""
+    concept: str = "war"
+    """Concept the last step steers into --steer-prompt (features and strength chosen by saekit.steer's
+    concept selection, outlier features excluded), judged offline beside the unsteered text."""
     quick: bool = False
     """A small, fast run (20k tokens, 4x expansion) to check the installation."""
     quiet: bool = False
@@ -184,7 +187,6 @@ def run(cfg: DemoConfig) -> None:
 
     t0 = _step("5/5 calibrate strengths and steer generation")
     _call("scale", ["--sae", str(sae), "--tokens", "8192", *q])
-    feature = cfg.steer_feature if cfg.steer_feature is not None else pick_feature(analysis / "analysis.json")
     _call(
         "steer",
         [
@@ -198,23 +200,18 @@ def run(cfg: DemoConfig) -> None:
             "5",
         ],
     )
-    _call(
-        "steer",
-        [
-            "--sae",
-            str(sae),
+    if cfg.steer_feature is not None:
+        steer = [
             "--feature",
-            str(feature),
+            str(cfg.steer_feature),
             "--method",
             cfg.steer_method,
             "--strength",
             cfg.steer_strength,
-            "--prompt",
-            cfg.steer_prompt,
-            "--max-new-tokens",
-            "40",
-        ],
-    )
+        ]
+    else:
+        steer = ["--concept", cfg.concept, "--judge"]
+    _call("steer", ["--sae", str(sae), *steer, "--prompt", cfg.steer_prompt, "--max-new-tokens", "40"])
     _done(t0)
     print(
         f"\nall done in {time.perf_counter() - t_all:.0f} s. Outputs in {out}/: acts/ (activation store), "

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from saekit.errors import SaekitError, SteeringError
+from saekit.errors import SteeringError
+from saekit.steer.registry import method_names
+
+MethodChoice = Literal[method_names()]  # the registry is the one list of method names
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class SteerConfig:
     """Prompt to continue."""
     feature: tuple[int, ...] = ()
     """Feature id(s) to steer; several are steered together."""
-    method: Literal["additive", "surgery", "clamp", "boost_active", "ablate"] = "clamp"
+    method: MethodChoice = "clamp"
     """Steering method (see saekit.steer.methods)."""
     strength: str = "4max"
     """Strength with unit: `12` (abs), `0.5norm`, `4max`; one value, or one per feature comma-separated."""
@@ -40,6 +42,19 @@ class SteerConfig:
     """Sampling seed (identical for the steered and unsteered runs)."""
     chat: bool = True
     """Wrap the prompt in the model's chat template (when it has one)."""
+    concept: str | None = None
+    """Instead of --feature: steer toward this concept (words, e.g. "the sea"); features and strength
+    come from the best selection method of --sweep's result, else saekit.steer.concept_steer's default."""
+    explain_concept: str | None = None
+    """Instead of steering: list candidate features for this concept with input and output scores."""
+    sweep: str | None = None
+    """sweep.json from `saekit sweep` whose best SAE arm and strength --concept uses."""
+    concept_arm: str | None = None
+    """Override the recipe's arm for --concept (e.g. decompose:additive, output:clamp, diffmean)."""
+    concept_strength: str | None = None
+    """Override the recipe's strength for --concept (e.g. 0.25norm)."""
+    judge: bool = False
+    """With --concept: print the offline judge scores of both continuations."""
     explain_prompt: str | None = None
     """Instead of steering: list the features most active on this prompt with their top tokens."""
     top_n: int = 10
@@ -52,6 +67,8 @@ class SteerConfig:
     """Override the SAE's hook point."""
     dtype: str = "auto"
     """Model dtype: auto (bfloat16 where the CPU has native bf16, else float32), bfloat16, float32."""
+    device: str = "auto"
+    """Device for the model and the SAE: auto | cpu | cuda | cuda:N."""
     width: int = 100
     """Total width of the side-by-side output."""
 
@@ -67,52 +84,92 @@ def side_by_side(left_title: str, left: str, right_title: str, right: str, width
     return "\n".join(f"{x.ljust(col)} | {y}" for x, y in zip(a, b))
 
 
-@torch.no_grad()
-def run(cfg: SteerConfig, lm=None) -> str:
-    """Do what the flags say and return the text to print (the library entry of the command)."""
-    from saekit.steer.apply import steer_sae
-    from saekit.steer.explain import explain_prompt, format_explanations
-    from saekit.steer.generate import GenerationConfig, encode_prompt, generate_pair
-    from saekit.steer.methods import METHOD_SPACE
-    from saekit.steer.session import open_session
-    from saekit.steer.strength import parse_strengths, resolve_for_features
+def _gen(cfg: SteerConfig):
+    from saekit.steer.generate import GenerationConfig
 
-    s = open_session(cfg.sae, model=cfg.model, dtype=cfg.dtype, hook_point=cfg.hook_point, lm=lm)
-    model, tok = s.lm.model, s.lm.tokenizer
-    if cfg.explain_prompt is not None:
-        ids = encode_prompt(tok, cfg.explain_prompt, chat=False)
-        from pathlib import Path
-
-        from saekit.steer.explain import load_example_tokens
-
-        examples = load_example_tokens(cfg.analysis or Path(cfg.sae) / "analysis.json")
-        items = explain_prompt(model, tok, s.sae, s.hook_point, ids, top_n=cfg.top_n, example_tokens=examples)
-        return f"features most active on the prompt at {s.hook_point}:\n" + format_explanations(items)
-    if cfg.prompt is None or not cfg.feature:
-        raise SteeringError("give --prompt and --feature (or --explain-prompt to find features)")
-    strengths = parse_strengths(cfg.strength)
-    if len(strengths) not in (1, len(cfg.feature)):
-        raise SteeringError(
-            f"{len(strengths)} strengths for {len(cfg.feature)} features; give one, or one per feature"
-        )
-    features = list(cfg.feature)
-    abs_s = [0.0] * len(features) if cfg.method == "ablate" else []
-    for i, j in enumerate(features if cfg.method != "ablate" else []):
-        st = strengths[0] if len(strengths) == 1 else strengths[i]
-        abs_s += resolve_for_features(st, METHOD_SPACE[cfg.method], s.sae, [j], s.calibration, s.sae_folder)
-    gen = GenerationConfig(
+    return GenerationConfig(
         max_new_tokens=cfg.max_new_tokens,
         greedy=not cfg.sample,
         temperature=cfg.temperature,
         seed=cfg.seed,
         chat=None if cfg.chat else False,
     )
+
+
+def _explain_prompt(cfg: SteerConfig, s) -> str:
+    from pathlib import Path
+
+    from saekit.steer.explain import explain_prompt, format_explanations, load_example_tokens
+    from saekit.steer.generate import encode_prompt
+
+    ids = encode_prompt(s.lm.tokenizer, cfg.explain_prompt, chat=False)
+    examples = load_example_tokens(cfg.analysis or Path(cfg.sae) / "analysis.json")
+    items = explain_prompt(
+        s.lm.model, s.lm.tokenizer, s.sae, s.hook_point, ids, top_n=cfg.top_n, example_tokens=examples
+    )
+    return f"features most active on the prompt at {s.hook_point}:\n" + format_explanations(items)
+
+
+def _steer_concept(cfg: SteerConfig, s) -> str:
+    from saekit.steer.concept_steer import DEFAULT_RECIPE, Recipe, recipe_from_sweep, steer_concept
+
+    if cfg.prompt is None:
+        raise SteeringError("--concept needs --prompt (the text to continue)")
+    recipe = recipe_from_sweep(cfg.sweep) if cfg.sweep else DEFAULT_RECIPE
+    if cfg.concept_arm or cfg.concept_strength:
+        recipe = Recipe(cfg.concept_arm or recipe.arm, cfg.concept_strength or recipe.strength, "flags")
+    res = steer_concept(s, cfg.concept, cfg.prompt, _gen(cfg), recipe=recipe)
+    desc = ", ".join(f"f{j}" for j in res.arm.features) or "a vector"
+    head = (
+        f"prompt: {cfg.prompt!r}\nconcept {res.concept.name!r}: {recipe.arm} {recipe.strength} "
+        f"(recipe: {recipe.source}) on {desc} at {s.hook_point}\n"
+    )
+    text = head + side_by_side(
+        "unsteered",
+        res.pair.unsteered.text,
+        f"steered toward {cfg.concept!r}",
+        res.pair.steered.text,
+        cfg.width,
+    )
+    if cfg.judge:
+        from saekit.steer.concept_steer import format_scores, judge_pair
+        from saekit.steer.metrics import MiniLMJudge
+
+        plain, steered = judge_pair(s.lm.model, MiniLMJudge(), res.concept, cfg.prompt, res.pair)
+        text += "\n\n" + format_scores(plain, steered)
+    return text
+
+
+def _feature_strengths(cfg: SteerConfig, s) -> list[float]:
+    from saekit.steer.methods import METHOD_SPACE
+    from saekit.steer.strength import parse_strengths, resolve_for_features
+
+    strengths = parse_strengths(cfg.strength)
+    if len(strengths) not in (1, len(cfg.feature)):
+        raise SteeringError(
+            f"{len(strengths)} strengths for {len(cfg.feature)} features; give one, or one per feature"
+        )
+    if cfg.method == "ablate":
+        return [0.0] * len(cfg.feature)
+    out = []
+    for i, j in enumerate(cfg.feature):
+        st = strengths[0] if len(strengths) == 1 else strengths[i]
+        out += resolve_for_features(st, METHOD_SPACE[cfg.method], s.sae, [j], s.calibration, s.sae_folder)
+    return out
+
+
+def _steer_features(cfg: SteerConfig, s) -> str:
+    from saekit.steer.apply import steer_sae
+    from saekit.steer.generate import generate_pair
+    from saekit.steer.methods import METHOD_SPACE
+
+    features, abs_s = list(cfg.feature), _feature_strengths(cfg, s)
     pair = generate_pair(
-        model,
-        tok,
+        s.lm.model,
+        s.lm.tokenizer,
         cfg.prompt,
         lambda: steer_sae(
-            model,
+            s.lm.model,
             s.sae,
             cfg.method,
             features,
@@ -121,7 +178,7 @@ def run(cfg: SteerConfig, lm=None) -> str:
             positions=cfg.positions,
             keep_error=cfg.keep_error,
         ),
-        gen,
+        _gen(cfg),
     )
     desc = ", ".join(f"f{j}={v:.3g}" for j, v in zip(features, abs_s))
     head = (
@@ -136,6 +193,29 @@ def run(cfg: SteerConfig, lm=None) -> str:
         pair.steered.text,
         cfg.width,
     )
+
+
+@torch.no_grad()
+def run(cfg: SteerConfig, lm=None) -> str:
+    """Do what the flags say and return the text to print (the library entry of the command)."""
+    from saekit.steer.concept_steer import explain_concept
+    from saekit.steer.session import open_session
+
+    s = open_session(
+        cfg.sae, model=cfg.model, dtype=cfg.dtype, hook_point=cfg.hook_point, lm=lm, device=cfg.device
+    )
+    if cfg.explain_prompt is not None:
+        return _explain_prompt(cfg, s)
+    if cfg.explain_concept is not None:
+        return explain_concept(s, cfg.explain_concept, chat=_gen(cfg).chat, top_n=cfg.top_n)
+    if cfg.concept is not None:
+        return _steer_concept(cfg, s)
+    if cfg.prompt is None or not cfg.feature:
+        raise SteeringError(
+            "give --prompt and --feature, or --prompt and --concept WORDS "
+            "(--explain-prompt / --explain-concept list candidate features)"
+        )
+    return _steer_features(cfg, s)
 
 
 def _flag(argv: list[str], name: str) -> str | None:
@@ -177,9 +257,5 @@ def main(argv: list[str]) -> int:
         return image_main(argv)
 
     cfg = tyro.cli(SteerConfig, args=argv, prog="saekit steer")
-    try:
-        print(run(cfg))
-    except SaekitError as exc:
-        print(f"saekit steer: {exc}", file=sys.stderr)
-        return 1
+    print(run(cfg))
     return 0

@@ -1,28 +1,21 @@
-"""`saekit sweep`: methods x layers x strengths x concepts, scored offline; JSON + table + PNGs."""
+"""`saekit sweep`: the steering protocol (train/test prompts, intervals), judged offline."""
 
 from __future__ import annotations
 
-import sys
-
-from saekit.errors import SaekitError
 from saekit.steer.sweep import SweepConfig
 
 
 def main(argv: list[str]) -> int:
+    import torch
     import tyro
 
+    from saekit.steer.sweep import run_sweep
+    from saekit.steer.sweep_report import format_table, save_result
+
     cfg = tyro.cli(SweepConfig, args=argv, prog="saekit sweep")
-    try:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-        from saekit.steer.sweep import format_table, run_sweep, save_result
-
-        result = run_sweep(cfg)
-        paths = save_result(result, cfg.out)
-    except SaekitError as exc:
-        print(f"saekit sweep: {exc}", file=sys.stderr)
-        return 1
+    torch.set_num_threads(cfg.threads)
+    result = run_sweep(cfg)
+    paths = save_result(result, cfg.out)
     print(format_table(result))
     print(
         f"\n{len(result.records)} continuations in {result.seconds:.0f} s; wrote "

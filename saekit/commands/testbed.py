@@ -21,12 +21,31 @@ class TestbedArgs:
     """Use the tiny CI configuration (under a minute) instead of `config`."""
     config: TestbedConfig = field(default_factory=TestbedConfig)
     """The experiment configuration."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N. The testbed's models are tiny (48-wide) and run on the host; an
+    accelerator is refused with a clear message rather than silently ignored."""
+
+
+def _line(tag: str, r: dict | None) -> str:
+    if r is None:
+        return f"{tag}: (not in this sweep)"
+    return (
+        f"{tag}: {r['method']} @ {r['depth']} ({r['block']}) {r['stream']} stream, "
+        f"{r['strength']:g} {r['unit']}, window {r['window']}: success {r['success']:.2f}, "
+        f"faithful {r['faithful_success']:.2f}, confidence {r['confidence']:.2f}, nn-dist {r['nn_dist']:.2f}"
+    )
 
 
 def main(argv: list[str]) -> int:
     import tyro
 
     args = tyro.cli(TestbedArgs, args=argv, prog="saekit testbed")
+    from saekit.device import HOST, resolve_device
+    from saekit.errors import SaekitError
+
+    dev = resolve_device(args.device)
+    if dev.type != HOST.type and args.device != "auto":
+        raise SaekitError(f"saekit testbed runs on the host only (found --device {dev}); use --device auto")
     from saekit.testbed.config import ci_config
     from saekit.testbed.experiment import run_testbed
     from saekit.testbed.report import write_reports
@@ -37,23 +56,14 @@ def main(argv: list[str]) -> int:
     result = run_testbed(cfg, args.out)
     written = write_reports(result, cfg, args.out)
     res = result.results
-    best, seed = res["best"]["overall"], res["seed_configuration"]["best"]
-
-    def line(tag: str, r: dict | None) -> str:
-        if r is None:
-            return f"{tag}: (not in this sweep)"
-        return (
-            f"{tag}: {r['method']} @ {r['depth']} ({r['block']}) {r['stream']} stream, {r['strength']:g} {r['unit']}, "
-            f"window {r['window']}: success {r['success']:.2f}, faithful {r['faithful_success']:.2f}, "
-            f"confidence {r['confidence']:.2f}, nn-dist {r['nn_dist']:.2f}, change {r['change']:.2f}"
+    for name, sc in res["scenarios"].items():
+        print(f"scenario {name}: " + _line("best", sc["best"]["overall"]))
+        print(
+            f"  floor success {sc['floor_unsteered']['success']:.2f}; ceiling success "
+            f"{sc['ceiling_conditioned_on_target']['success']:.2f}"
         )
-
-    print(line("best", best))
-    print(line("seed (surgery, late, 2-92 abs, all steps)", seed))
-    print(
-        f"floor success {res['floor_unsteered']['success']:.2f}; ceiling success "
-        f"{res['ceiling_conditioned_on_target']['success']:.2f}; total {res['timings']['total_s']:.0f}s"
-    )
+    print(_line("seed (surgery, late, 2-92 abs, all steps)", res["seed_configuration"]["best"]))
+    print(f"total {res['timings']['total_s']:.0f}s")
     print(f"wrote {len(written)} files to {args.out} (results.json, results.md, grids, trade-off plots)")
     sys.stdout.flush()
     return 0

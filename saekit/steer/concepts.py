@@ -105,15 +105,38 @@ BUILTIN: tuple[Concept, ...] = (
 )
 
 
+DATA_DIR = Path(__file__).parent / "data"
+PROTOCOL_CONCEPTS = DATA_DIR / "concepts.json"
+"""The protocol's 12 concepts (description + 6 sentences each), written for saekit."""
+PROTOCOL_PROMPTS = DATA_DIR / "prompts.json"
+"""The protocol's 10 neutral instructions, split 5 train / 5 test."""
+
+
+def load_prompts(spec: str = "protocol", n_train: int | None = None, n_test: int | None = None):
+    """`(train, test)` instruction lists from `protocol` (the bundled file) or a JSON file
+    `{"train": [...], "test": [...]}`; `n_train` / `n_test` keep the first n of each."""
+    path = PROTOCOL_PROMPTS if spec == "protocol" else Path(spec)
+    try:
+        doc = json.loads(path.read_text())
+        train, test = list(doc["train"])[:n_train], list(doc["test"])[:n_test]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SteeringError(
+            f'prompts {spec!r}: expected \'protocol\' or a JSON file {{"train": [...], "test": [...]}}: {exc}'
+        ) from exc
+    if not train or not test:
+        raise SteeringError(f"prompts {spec!r}: need at least one train and one test prompt")
+    return train, test
+
+
 def load_concepts(spec: str = "default", n: int | None = None) -> list[Concept]:
-    """`default` -> the built-in list; else a JSON file; `n` keeps the first n."""
+    """`default` -> the built-in 5; `protocol` -> the bundled 12; else a JSON file; `n` keeps the first n."""
     if spec in ("default", "builtin", ""):
         items = list(BUILTIN)
     else:
-        path = Path(spec)
+        path = PROTOCOL_CONCEPTS if spec == "protocol" else Path(spec)
         if not path.is_file():
             raise SteeringError(
-                f"concepts file {spec!r} not found; pass 'default' or a JSON list of "
+                f"concepts file {spec!r} not found; pass 'default', 'protocol' or a JSON list of "
                 f"{{name, description, texts, feature?}}"
             )
         try:

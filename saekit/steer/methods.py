@@ -31,26 +31,13 @@ run several strengths in one batch).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from saekit.errors import ShapeError, SteeringError
-
-MethodName = Literal["additive", "surgery", "clamp", "boost_active", "ablate"]
-METHODS: tuple[str, ...] = ("additive", "surgery", "clamp", "boost_active", "ablate")
-METHOD_SPACE: dict[str, str] = {
-    "additive": "activation",
-    "surgery": "latent",
-    "clamp": "latent",
-    "boost_active": "latent",
-    "ablate": "latent",
-}
-"""Native unit of each method's strength: an activation-space length or a latent value."""
-ERROR_PRESERVING: frozenset[str] = frozenset({"additive", "clamp", "ablate"})
-"""Methods that keep the SAE error term (boost_active too when keep_error=True)."""
+from saekit.steer.registry import _REGISTRY, get_method, register_method
 
 
 def feature_gain(sae, features: Sequence[int] | Tensor) -> Tensor:
@@ -101,6 +88,7 @@ def _latent_delta(sae, idx: Tensor, delta_N: Tensor, x: Tensor) -> Tensor:
     return sae.delta_to_raw(delta_N @ sae.W_dec[idx], x)
 
 
+@register_method("additive", space="activation", error_preserving=True)
 @torch.no_grad()
 def additive(x: Tensor, sae, features, strengths) -> Tensor:
     """`x + Σ s_j d_j` with unit decoder directions; result in the SAE dtype."""
@@ -121,6 +109,7 @@ def add_directions(x: Tensor, directions_ND: Tensor, strengths) -> Tensor:
     return x.to(u.dtype) + s @ u
 
 
+@register_method("surgery", space="latent", error_preserving=False)
 @torch.no_grad()
 def surgery(x: Tensor, sae, features, strengths) -> Tensor:
     """`decode(f + Σ s_j 1_j)`: the error term is dropped, so even s = 0 returns x̂, not x."""
@@ -130,6 +119,7 @@ def surgery(x: Tensor, sae, features, strengths) -> Tensor:
     return sae.decode(f, x_sae)
 
 
+@register_method("clamp", space="latent", error_preserving=True)
 @torch.no_grad()
 def clamp(x: Tensor, sae, features, strengths) -> Tensor:
     """`decode(f with f_j := s_j) + e`, computed as `x + (s_j − f_j) W_dec_j / input_scale`."""
@@ -138,12 +128,14 @@ def clamp(x: Tensor, sae, features, strengths) -> Tensor:
     return x_sae + _latent_delta(sae, idx, s - f_sel, x_sae)
 
 
+@register_method("ablate", space="latent", error_preserving=True)
 @torch.no_grad()
 def ablate(x: Tensor, sae, features, strengths=None) -> Tensor:
     """Clamp the features to 0 (strengths are ignored; accepted so every method has one signature)."""
     return clamp(x, sae, features, 0.0)
 
 
+@register_method("boost_active", space="latent", error_preserving=False, takes_keep_error=True)
 @torch.no_grad()
 def boost_active(x: Tensor, sae, features, strengths, *, keep_error: bool = False) -> Tensor:
     """Add `s_j` to `f_j` where the feature is active; add the same decoded vector to `x` elsewhere.
@@ -162,29 +154,22 @@ def boost_active(x: Tensor, sae, features, strengths, *, keep_error: bool = Fals
     return torch.where(active_row, rebuilt, x_sae + shift)
 
 
-METHOD_FUNCS: dict[str, Callable[..., Tensor]] = {
-    "additive": additive,
-    "surgery": surgery,
-    "clamp": clamp,
-    "boost_active": boost_active,
-    "ablate": ablate,
-}
+METHODS: tuple[str, ...] = tuple(_REGISTRY)
+"""Registered method names (from `saekit.steer.registry`; do not list them anywhere else)."""
+METHOD_SPACE: dict[str, str] = {n: m.space for n, m in _REGISTRY.items()}
+"""Native unit of each method's strength: an activation-space length or a latent value."""
+ERROR_PRESERVING: frozenset[str] = frozenset(n for n, m in _REGISTRY.items() if m.error_preserving)
+"""Methods that keep the SAE error term (boost_active too when keep_error=True)."""
 
 
 def check_method(name: str) -> str:
-    """Return `name` if it is a known method, else raise SteeringError listing the choices."""
-    if name not in METHOD_FUNCS:
-        import difflib
-
-        close = difflib.get_close_matches(name, METHODS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise SteeringError(f"unknown steering method {name!r}{hint}; choose one of {', '.join(METHODS)}")
-    return name
+    """Return `name` if it is a registered method, else raise SteeringError listing the choices."""
+    return get_method(name).name
 
 
 def apply_method(name: str, x: Tensor, sae, features, strengths, *, keep_error: bool = False) -> Tensor:
-    """Dispatch by name; `keep_error` only affects boost_active. Returns the SAE dtype."""
-    fn = METHOD_FUNCS[check_method(name)]
-    if name == "boost_active":
-        return fn(x, sae, features, strengths, keep_error=keep_error)
-    return fn(x, sae, features, strengths)
+    """Dispatch by name; `keep_error` only reaches methods that take it. Returns the SAE dtype."""
+    spec = get_method(name)
+    if spec.takes_keep_error:
+        return spec.fn(x, sae, features, strengths, keep_error=keep_error)
+    return spec.fn(x, sae, features, strengths)

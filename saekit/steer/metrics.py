@@ -6,8 +6,9 @@
                so rescaling against known on/off-topic text is what makes 0.3 mean anything, and the
                unsteered model scores 0 by construction (concept *added*, as AxBench asks).
 - fluency    : `min(1, ppl_ref / ppl) · min(1, distinct2 / distinct2_ref)`, perplexity of the continuation
-               (read alone) under the *unsteered* model, relative to the unsteered continuation's; the distinct-bigram factor catches "sea sea sea" loops that an
-               induction-happy model finds low-perplexity.
+               (read alone) under the *unsteered* model, relative to the unsteered continuation's;
+               the distinct-bigram factor catches "sea sea sea" loops that an induction-happy model
+               finds low-perplexity.
 - relevance  : `min(1, cos(continuation, prompt) / cos_ref)`, MiniLM similarity to the instruction relative
                to the unsteered continuation's.
 - overall    : harmonic mean of the three (0 if any is 0), as in AxBench.

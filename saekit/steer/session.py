@@ -62,12 +62,16 @@ def open_session(
     dtype: str = "auto",
     hook_point: str | None = None,
     lm=None,
+    device: str = "auto",
 ) -> SteerSession:
-    """Load SAE + calibration + model (or reuse `lm`)."""
+    """Load SAE + calibration + model (or reuse `lm`) on `device` (auto | cpu | cuda | cuda:N)."""
+    from saekit.device import resolve_device
     from saekit.steer.calibration import load_calibration
 
-    sae = load_sae_folder(sae_folder).eval()
+    dev = resolve_device(device)
+    sae = load_sae_folder(sae_folder).to(dev).eval()
     cal = load_calibration(sae_folder, d_sae=sae.d_sae)
     lm = lm if lm is not None else load_lm(model_name_of(sae, model), dtype)
+    lm.model.to(dev)
     hp = hook_point_of(sae, hook_point)
     return SteerSession(sae, str(sae_folder), cal, lm, hp)

@@ -7,11 +7,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from saekit.errors import SAEConfigError
+from saekit.steer.registry import method_names
 
-METHODS = ("additive", "surgery", "clamp", "boost_active", "diffmean")
+DIRECTION_METHODS = ("diffmean", "decompose", "sae_ts")
+"""Fixed-vector methods: DiffMean, its SAE decomposition, the SAE-TS vector (saekit.steer.select)."""
+METHODS = tuple(m for m in method_names() if m != "ablate") + DIRECTION_METHODS
+"""The SAE edit methods come from the one steering registry; ablation cannot add a class."""
 UNITS = ("abs", "norm", "max")
 WINDOWS = ("all", "first_half", "second_half")
 STREAMS = ("image", "text")
+DEPTHS = ("early", "middle", "late", "cond", "all")
+"""Block depths; `cond` is the adaLN conditioning vector (its own site), `all` every block at once."""
+SCENARIOS = ("null", "other")
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,10 @@ class TestbedConfig:
     """Steering methods compared (diffmean = class-mean minus global-mean direction, additive)."""
     streams: tuple[str, ...] = STREAMS
     """Streams steered."""
-    depths: tuple[str, ...] = ("early", "middle", "late")
-    """Block depths: early = first joint block, middle = first single block, late = last single block."""
+    depths: tuple[str, ...] = ("early", "middle", "late", "cond", "all")
+    """Sites: early = first joint block, middle = first single block, late = last single block, cond =
+    the adaLN conditioning vector (timestep + pooled class; an SAE of its own, like Kandinsky's CLIP
+    embedding SAE), all = every block of the stream at once (each with its own SAE)."""
     units: tuple[str, ...] = UNITS
     """Strength units: abs (raw), norm (x mean activation norm), max (x feature's observed max)."""
     abs_strengths: tuple[float, ...] = (2.0, 12.0, 32.0, 62.0, 92.0)
@@ -87,8 +96,12 @@ class TestbedConfig:
     """What the steered generations are conditioned on: "null" (the CFG null class, i.e. unconditional:
     steering must add the class) or "other" (another digit: steering must override the conditioning,
     which also reaches every block through adaLN, like FLUX's pooled CLIP vector)."""
-    eval_per_target: int = 3
-    """Generations per target class per configuration."""
+    scenarios: tuple[str, ...] = ()
+    """Scenarios measured in one run (each as `source`); empty = just `source`. ("null", "other") gives
+    the null-class and the class-to-class scenario side by side."""
+    eval_per_target: int = 5
+    """Generations per target class per configuration (x 10 targets: 5 gives the 50 per configuration
+    that a reported rate with an interval needs)."""
     steer_uncond: bool = False
     """Also apply the opposite edit on CFG's unconditional branch."""
     threads: int = 1
@@ -114,7 +127,8 @@ class TestbedConfig:
             ("units", self.units, UNITS),
             ("windows", self.windows, WINDOWS),
             ("streams", self.streams, STREAMS),
-            ("depths", self.depths, ("early", "middle", "late")),
+            ("depths", self.depths, DEPTHS),
+            ("scenarios", self.scenarios or (self.source,), SCENARIOS),
         ):
             unknown = [v for v in vals if v not in known]
             if unknown or not vals:
@@ -130,8 +144,26 @@ class TestbedConfig:
     def n_image_tokens(self) -> int:
         return (8 // self.patch) ** 2
 
+    def all_scenarios(self) -> tuple[str, ...]:
+        return self.scenarios or (self.source,)
+
+    def block_names(self) -> list[str]:
+        return [f"transformer_blocks.{i}" for i in range(self.n_joint)] + [
+            f"single_transformer_blocks.{i}" for i in range(self.n_single)
+        ]
+
+    def sites(self, depth: str, stream: str) -> list[tuple[str, str]]:
+        """(block, stream) pairs a depth steers: one block, the conditioning vector, or all blocks."""
+        if depth == "cond":
+            return [("cond", "cond")]
+        if depth == "all":
+            return [(b, stream) for b in self.block_names()]
+        return [(self.block_name(depth), stream)]
+
     def block_name(self, depth: str) -> str:
-        """Module name (FLUX naming) of the block at `depth`."""
+        """Module name (FLUX naming) of the block at `depth` (`cond` / `all`: those sites' names)."""
+        if depth in ("cond", "all"):
+            return depth
         if depth == "early":
             return "transformer_blocks.0"
         if depth == "middle":
@@ -182,13 +214,14 @@ def ci_config(**changes: Any) -> TestbedConfig:
         harvest_images=60,
         sae_steps=200,
         sae_batch=256,
-        methods=("additive", "clamp"),
+        methods=("additive", "clamp", "diffmean"),
         streams=("image",),
-        depths=("late",),
+        depths=("late", "cond"),
         units=("norm",),
         rel_strengths=(1.0, 4.0),
         windows=("all",),
         eval_per_target=3,
+        scenarios=("other",),
         quiet=True,
     )
     return base.replace(**changes)

@@ -28,6 +28,11 @@ class ClassFeatures(NamedTuple):
     """Mean activation norm at this hook/stream (the `norm` unit)."""
     class_means: Tensor
     """`[10, d_sae]` mean latent activation per class (for reports)."""
+    directions: dict | None = None
+    """Direction method -> `[10, d]` unit vectors: `decompose` (DiffMean written in <= 4 SAE decoder
+    directions) and `sae_ts` (SAE-targeted vector for the class feature); see saekit.steer.select."""
+    directions_max: dict | None = None
+    """Direction method -> `[10]` max centred projection on it (the `max` unit)."""
 
 
 @torch.no_grad()
@@ -49,6 +54,25 @@ def class_features(sae: SAE, acts_ND: Tensor, label_N: Tensor, batch: int = 8192
     dirs = cls_mu - mu
     dirs = dirs / dirs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     proj = (acts_ND - mu) @ dirs.T
+    extra = sae_directions(sae, cls_mu - mu, feat)
+    extra_max = {k: ((acts_ND - mu) @ v.T).max(0).values for k, v in extra.items()}
     return ClassFeatures(
-        feat, sel, fmax[feat], dirs, proj.max(0).values, float(acts_ND.norm(dim=-1).mean()), means
-    )
+        feat, sel, fmax[feat], dirs, proj.max(0).values, float(acts_ND.norm(dim=-1).mean()), means,
+        extra, extra_max,
+    )  # fmt: skip
+
+
+def sae_directions(sae: SAE, diffmean_CD: Tensor, feature_C: Tensor) -> dict[str, Tensor]:
+    """Per class: the DiffMean decomposition and the SAE-TS vector of its feature (unit `[10, d]` each)."""
+    from saekit.errors import SteeringError
+    from saekit.steer.select import decompose_direction, encoder_effects, sae_ts_direction
+
+    effects = encoder_effects(sae)
+    dec, ts = [], []
+    for c in range(N_CLASSES):
+        try:
+            dec.append(decompose_direction(sae, diffmean_CD[c], k=4).direction)
+        except SteeringError:  # no decoder direction overlaps: fall back to DiffMean itself
+            dec.append(diffmean_CD[c] / diffmean_CD[c].norm().clamp_min(1e-12))
+        ts.append(sae_ts_direction(effects, [int(feature_C[c])], lam=1.0))
+    return {"decompose": torch.stack(dec).float(), "sae_ts": torch.stack(ts).float()}

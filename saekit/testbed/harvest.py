@@ -52,7 +52,7 @@ def harvest_blocks(
         y = (torch.arange(start, start + n) % 10).long()
         noise = torch.randn(n, cfg.n_image_tokens, cfg.patch**2, generator=g)
 
-        def record(ctx: StepContext, name: str, stream: str, x: Tensor) -> Tensor:
+        def record(ctx: StepContext, name: str, stream: str, x: Tensor, y: Tensor = y) -> Tensor:
             if ctx.branch == "cond" and (name, stream) in wanted:
                 keep = x
                 if cfg.tokens_per_step and cfg.tokens_per_step < x.shape[1]:
@@ -72,6 +72,8 @@ def harvest_blocks(
 
     out = {}
     for key, parts in rows.items():
+        if not parts:  # e.g. ("cond", "image"): the conditioning site has one stream of its own
+            continue
         acts = torch.cat([p[0] for p in parts])
         label = torch.cat([p[1] for p in parts])
         step = torch.cat([torch.full((len(p[1]),), p[2], dtype=torch.long) for p in parts])

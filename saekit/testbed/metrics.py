@@ -55,3 +55,24 @@ def summarize(m: RowMetrics, realistic_threshold: float) -> dict[str, float]:
         "faithful_success": float((m.success & realistic).float().mean()),
         "change": float(m.change.mean()),
     }
+
+
+def bootstrap_rate_ci(hits_B: Tensor, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95% interval of a rate, resampling the generations with replacement."""
+    n = len(hits_B)
+    if n == 0:
+        return (float("nan"), float("nan"))
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, n, (n_boot, n), generator=g)
+    means = hits_B.float()[idx].mean(1).sort().values
+    return (float(means[int(0.025 * n_boot)]), float(means[min(n_boot - 1, int(0.975 * n_boot))]))
+
+
+def intervals(m: RowMetrics, realistic_threshold: float, seed: int = 0) -> dict[str, list[float]]:
+    """Bootstrap 95% intervals of success and faithful success over the generations."""
+    faithful = m.success & (m.nn_dist <= realistic_threshold)
+    return {
+        "success_ci": list(bootstrap_rate_ci(m.success, seed=seed)),
+        "faithful_success_ci": list(bootstrap_rate_ci(faithful, seed=seed)),
+        "n": len(m.success),
+    }

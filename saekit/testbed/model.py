@@ -8,7 +8,8 @@
   `pooled_class=False` drops the pooled class, so the class reaches the model only via the text stream.
 - The "text" stream is a per-class learned prompt of `text_tokens` tokens (class 10 = null, for CFG).
 
-`forward(..., tap=fn)` calls `fn(block_name, stream, x [B, T, d]) -> x'` on every block output, which
+`forward(..., tap=fn)` calls `fn(block_name, stream, x [B, T, d]) -> x'` on every block output, and
+`fn("cond", "cond", c [B, 1, d])` on the adaLN conditioning vector (timestep + pooled class), which
 is how the testbed reads and edits activations without torch hooks (hooks live in `saekit.hooks`).
 """
 
@@ -157,6 +158,10 @@ class FlowTransformer(nn.Module):
         cond = self.time_mlp(timestep_embedding(t_B, d))
         if self.cfg.pooled_class:
             cond = cond + self.pooled(y_B)
+        if (
+            tap is not None
+        ):  # the conditioning vector every block's adaLN reads ("cond" site, one row per image)
+            cond = tap("cond", "cond", cond[:, None, :])[:, 0]
         image = self.x_embedder(x_BTP) + self.pos_embed
         text = self.prompt[y_B]
         for i, blk in enumerate(self.transformer_blocks):

@@ -36,33 +36,65 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _rate(r: dict[str, Any], key: str) -> str:
+    ci = r.get(f"{key}_ci")
+    return f"{r[key]:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def scenario_table(sc: dict[str, Any]) -> str:
+    """Best configuration per method (by faithful success) with 95% intervals, floor and ceiling."""
+    lines = [
+        "| method | site (depth/stream) | unit | strength | success [95% CI] | faithful [95% CI] | nn-dist "
+        "| n |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m, r in sorted(sc["best"]["by_method"].items(), key=lambda kv: -kv[1]["faithful_success"]):
+        lines.append(
+            f"| {m} | {r['depth']}/{r['stream']} | {r['unit']} | {r['strength']:g} | {_rate(r, 'success')} | "
+            f"{_rate(r, 'faithful_success')} | {r['nn_dist']:.2f} | {r.get('n', '-')} |"
+        )
+    fl, ce = sc["floor_unsteered"], sc["ceiling_conditioned_on_target"]
+    lines.append(f"| unsteered (floor) | - | - | - | {fl['success']:.2f} | {fl['faithful_success']:.2f} | "
+                 f"{fl['nn_dist']:.2f} | {sc.get('n_per_configuration', '-')} |")  # fmt: skip
+    n = sc.get("n_per_configuration", "-")
+    lines.append(f"| conditioned on target (ceiling) | - | - | - | {ce['success']:.2f} | "
+                 f"{ce['faithful_success']:.2f} | {ce['nn_dist']:.2f} | {n} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+SCENARIO_TITLES = {
+    "null": "null class (unconditional): steering must add the class",
+    "other": "class to class: generated as digit a, steered to digit b (a != b)",
+}
+
+
 def summary_markdown(res: dict[str, Any]) -> str:
-    best = res["best"]
-    seed = res["seed_configuration"]
     m = res["model"]
     parts = [
         "# saekit testbed results",
         "",
         f"classifier test accuracy {m['classifier_test_acc']:.3f}; generator's own-class accuracy "
-        f"{m['own_class_accuracy']:.3f}; realistic = nearest-real-digit distance <= {m['realistic_threshold']:.3f} "
-        f"(95th percentile of real test digits; their mean is {m['real_test_nn_dist_mean']:.3f}).",
-        "",
-        f"faithful_success = classifier says target AND the image is realistic. Steered generations are "
-        f"conditioned on: {res['config']['source']} ({'the null class, i.e. unconditional' if res['config']['source'] == 'null' else 'another digit'}).",
-        "",
-        "## Best configuration vs the seed configuration (surgery, late block, abs strengths, all steps)",
-        table([best["overall"], seed["best"]]),
-        "",
-        "floor (unsteered): " + ", ".join(f"{k} {v:.3f}" for k, v in res["floor_unsteered"].items()),
-        "",
-        "ceiling (conditioned on target): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in res["ceiling_conditioned_on_target"].items()),
-        "",
-        "## Seed configuration, every strength and stream",
-        table(seed["rows"]),
+        f"{m['own_class_accuracy']:.3f}; realistic = nearest-real-digit distance <= "
+        f"{m['realistic_threshold']:.3f} (95th percentile of held-out real digits; their mean is "
+        f"{m['real_test_nn_dist_mean']:.3f}). faithful success = the classifier says target AND realistic.",
     ]
+    for name, sc in res.get("scenarios", {"": res}).items():
+        title = SCENARIO_TITLES.get(name, name)
+        parts += ["", f"## Scenario: {title}", "", scenario_table(sc)]
+        parts += ["", "### Best per site", "", table(list(sc["best"]["by_depth"].values()))]
+    seed = res["seed_configuration"]
+    if seed["best"] is not None:
+        parts += [
+            "",
+            "## Seed configuration (surgery, late block, abs strengths, all steps)",
+            table(seed["rows"]),
+        ]
     for field in ("method", "depth", "stream", "unit", "window"):
-        parts += ["", f"## Best per {field}", table(list(best[f"by_{field}"].values()))]
+        parts += [
+            "",
+            f"## Best per {field} (first scenario)",
+            table(list(res["best"][f"by_{field}"].values())),
+        ]
     parts += ["", "timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res["timings"].items()), ""]
     return "\n".join(parts)
 

@@ -8,7 +8,7 @@ of the feature's observed max latent (DiffMean: of its max centred projection).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from torch import Tensor
 
@@ -18,13 +18,26 @@ from saekit.steer.methods import METHOD_SPACE, add_directions, apply_method, fea
 from saekit.testbed.features import ClassFeatures
 from saekit.testbed.flow import Edit, StepContext
 
+DIRECTION_METHODS = ("diffmean", "decompose", "sae_ts")
+"""Methods that add one fixed vector per class (no per-row SAE edit)."""
+
+
+def class_direction(method: str, feats: ClassFeatures) -> tuple[Tensor, Tensor]:
+    """(`[10, d]` unit directions, `[10]` their max centred projection) of a direction method."""
+    if method == "diffmean":
+        return feats.diffmean, feats.diffmean_max
+    if not feats.directions or method not in feats.directions:
+        raise SteeringError(f"no {method} directions were computed for this site (class_features)")
+    return feats.directions[method], feats.directions_max[method]
+
 
 def native_strength(
     method: str, unit: str, value: float, target: int, sae: SAE, feats: ClassFeatures
 ) -> float:
     """Strength `value` in `unit` for `target`'s feature, converted to `method`'s native unit."""
-    if method == "diffmean":
-        scale = {"abs": 1.0, "norm": feats.mean_norm, "max": float(feats.diffmean_max[target])}[unit]
+    if method in DIRECTION_METHODS:
+        _, mx = class_direction(method, feats)
+        scale = {"abs": 1.0, "norm": feats.mean_norm, "max": float(mx[target])}[unit]
         return value * scale
     j = int(feats.feature[target])
     gain = float(feature_gain(sae, [j])[0])
@@ -43,8 +56,8 @@ def native_strength(
 def apply_one(method: str, x_BTD: Tensor, sae: SAE, feats: ClassFeatures, target: int, s_B: Tensor) -> Tensor:
     """Steer rows `x [B, T, d]` toward `target` with per-row native strengths `s [B]`."""
     s = s_B.reshape(-1, 1, 1).to(x_BTD.dtype)
-    if method == "diffmean":
-        return add_directions(x_BTD, feats.diffmean[target], s).to(x_BTD.dtype)
+    if method in DIRECTION_METHODS:
+        return add_directions(x_BTD, class_direction(method, feats)[0][target], s).to(x_BTD.dtype)
     out = apply_method(method, x_BTD, sae, [int(feats.feature[target])], s.to(sae.dtype))
     return out.to(x_BTD.dtype)
 
@@ -67,22 +80,45 @@ def make_edit(
     steps: set[int],
     steer_uncond: bool = False,
 ) -> Edit:
+    """Edit callback for one site (block, stream); see `make_site_edit`."""
+    return make_site_edit(
+        {(block, stream): (sae, feats, strengths_native)},
+        method=method,
+        targets=targets,
+        rows_per_target=rows_per_target,
+        steps=steps,
+        steer_uncond=steer_uncond,
+    )
+
+
+def make_site_edit(
+    sites: Mapping[tuple[str, str], tuple[SAE, ClassFeatures, Tensor]],
+    *,
+    method: str,
+    targets: Sequence[int],
+    rows_per_target: int,
+    steps: set[int],
+    steer_uncond: bool = False,
+) -> Edit:
     """Edit callback for rows ordered target-major (`rows_per_target` rows per target, in order).
 
-    `strengths_native [n_targets, rows_per_target]` is in each method's native unit. Only the named
-    block/stream on the listed steps is touched; the unconditional branch only with `steer_uncond`.
+    `sites[(block, stream)] = (sae, class features, strengths_native [n_targets, rows_per_target])`:
+    every listed site is edited with its own SAE (several sites = steering all blocks at once); the
+    strengths are in each method's native unit for that site. Only listed sites on the listed steps
+    are touched; the unconditional branch only with `steer_uncond`.
     """
 
     def edit(ctx: StepContext, name: str, s: str, x: Tensor) -> Tensor:
-        if name != block or s != stream or ctx.step not in steps:
+        site = sites.get((name, s))
+        if site is None or ctx.step not in steps:
             return x
         if ctx.branch == "uncond" and not steer_uncond:
             return x
+        sae, feats, strengths = site
         out = x.clone()
         for i, target in enumerate(targets):
             sl = slice(i * rows_per_target, (i + 1) * rows_per_target)
-            st = strengths_native[i]
-            m = method
+            st, m = strengths[i], method
             if ctx.branch == "uncond":
                 m, factor = opposite(method)
                 st = st * factor
@@ -90,14 +126,3 @@ def make_edit(
         return out
 
     return edit
-
-
-def window_steps(window: str, n_steps: int) -> set[int]:
-    half = n_steps // 2
-    if window == "all":
-        return set(range(n_steps))
-    if window == "first_half":
-        return set(range(half))
-    if window == "second_half":
-        return set(range(half, n_steps))
-    raise SteeringError(f"unknown step window {window!r}; use all, first_half or second_half")

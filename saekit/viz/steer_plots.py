@@ -18,7 +18,7 @@ SINGLE_POINT = ("prompting", "unsteered")
 
 def _series(summary: list[dict]):
     """(label -> [(strength, row)]) for strength grids, and single-point rows (prompting, unsteered)."""
-    layers = {s["layer"] for s in summary}
+    layers = {s["layer"] for s in summary if s["layer"] != -1}  # -1: arms that do not depend on the layer
     series: dict[str, list] = defaultdict(list)
     points: dict[str, dict] = {}
     for s in summary:
@@ -110,4 +110,27 @@ def plot_tradeoff(summary: list[dict], path: str | Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Concept vs fluency trade-off (points = strengths)")
+    _save(fig, path)
+
+
+def plot_test_table(protocol: dict, path: str | Path) -> None:
+    """Test-split overall score per arm (at its train-chosen layer) with 95% bootstrap intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(protocol.get("best_layer", []), key=lambda r: r["overall"] or 0.0)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(rows), 3) + 1.2))
+    ys = range(len(rows))
+    means = [r["overall"] or 0.0 for r in rows]
+    lo = [m - (r["ci"][0] if r["ci"][0] == r["ci"][0] else m) for m, r in zip(means, rows)]
+    hi = [(r["ci"][1] if r["ci"][1] == r["ci"][1] else m) - m for m, r in zip(means, rows)]
+    colors = ["tab:gray" if ":" not in r["arm"] else "tab:blue" for r in rows]
+    ax.barh(list(ys), means, xerr=[lo, hi], color=colors, capsize=3)
+    ax.set_yticks(list(ys), [r["arm"] for r in rows])
+    ax.set_xlabel("overall score on test prompts (harmonic mean of concept, fluency, relevance)")
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_title("Steering on held-out prompts (strength and layer chosen on train); 95% CI")
     _save(fig, path)

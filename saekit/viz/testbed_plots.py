@@ -17,8 +17,10 @@ METHOD_COLORS = {
     "clamp": "tab:green",
     "boost_active": "tab:purple",
     "diffmean": "tab:orange",
+    "decompose": "tab:brown",
+    "sae_ts": "tab:cyan",
 }
-STREAM_MARKERS = {"image": "o", "text": "^"}
+STREAM_MARKERS = {"image": "o", "text": "^", "cond": "s"}
 
 
 def _save(fig, path: Path) -> Path:

@@ -68,10 +68,15 @@ class FakeJudge:
         return (ea * eb).sum(-1)
 
 
-def test_sweep_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
+def test_sweep_protocol_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
+    """The whole protocol on a tiny LM with a planted output feature: every arm runs, strengths are
+    chosen on train prompts and only test records are reported, and the planted feature is what the
+    input and output selections pick."""
     from saekit.models import LoadedModel
     from saekit.steer.calibration import measure, save_calibration
-    from saekit.steer.sweep import SweepConfig, format_table, run_sweep, save_result
+    from saekit.steer.protocol import choose_on_train
+    from saekit.steer.sweep import SweepConfig, run_sweep
+    from saekit.steer.sweep_report import format_table, save_result
 
     hp = "model.layers.1"
     sae = planted_sae(tiny_lm, 17, hook_point=hp)
@@ -83,47 +88,54 @@ def test_sweep_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
         {"name": "low", "description": "w1 w2", "texts": ["w1 w2 w3 w1 w2", "w2 w1 w4 w2"]},
     ]
     (tmp_path / "c.json").write_text(json.dumps(concepts))
+    (tmp_path / "p.json").write_text(json.dumps({"train": ["w1 w2 w3", "w4 w5"], "test": ["w6 w7 w8"]}))
     lm = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", "causal_lm", "float32", 32, 2)
+    arms = (
+        "input:additive",
+        "input:clamp",
+        "output:additive",
+        "decompose:additive",
+        "sae_ts:additive",
+        "diffmean",
+    )
     cfg = SweepConfig(
         sae=(str(folder),),
         out=str(tmp_path / "out"),
         concepts=str(tmp_path / "c.json"),
+        prompts=str(tmp_path / "p.json"),
         n_concepts=2,
-        methods=("additive", "clamp", "surgery", "boost_active"),
+        arms=arms,
         strengths="0.5norm,4norm",
-        prompts=("w1 w2 w3",),
         max_new_tokens=5,
         chat=False,
         quiet=True,
     )
     res = run_sweep(cfg, lm=lm, judge=FakeJudge())
     paths = save_result(res, cfg.out)
-    n_runs = (
-        2 * 1 * (4 + 1) * 2 + 2 * 1 + 2 * 1
-    )  # concepts x prompts x runs x strengths + prompting + unsteered
-    assert len(res.records) == n_runs
-    assert {r["method"] for r in res.records} == {
-        "additive",
-        "clamp",
-        "surgery",
-        "boost_active",
-        "diffmean",
-        "prompting",
-        "unsteered",
-    }
-    # the planted feature 3 is what the contrast picks for the 'seventeen' concept
-    assert res.concepts[0]["feature"] == 3
-    # clamp at 4norm on the planted feature makes the model write w17, raising the feature on re-reading
-    strong = [
-        r
-        for r in res.records
-        if r["method"] == "clamp" and r["strength"] == "4norm" and r["concept"] == "seventeen"
-    ]
-    plain = [r for r in res.records if r["method"] == "unsteered" and r["concept"] == "seventeen"]
-    assert sum(r["reread"] for r in strong) > sum(r["reread"] for r in plain)
+    info = {c["concept"]: c for c in res.concepts}
+    # the planted feature 3 (reads w17's embedding, writes its unembedding) is found by contrast
+    assert info["seventeen"]["arms"]["input:clamp"]["features"] == [3]
+    arms_run = {r["arm"] for r in res.records}
+    assert {"unsteered", "prompting", "diffmean", "input:additive", "input:clamp"} <= arms_run
+    # 2 concepts x 3 prompts x (2 baselines + arms that found features x 2 strengths)
+    n_arm_rows = sum(len(c["arms"]) for c in res.concepts) * 3 * 2
+    assert len(res.records) == 2 * 3 * 2 + n_arm_rows
+    # reported rows are test rows at the train-chosen strength: 1 test prompt per (concept, arm)
+    chosen = choose_on_train(res.records)
+    for row in res.protocol["per_layer"]:
+        assert row["n"] == 2  # 2 concepts x 1 test prompt
+        for (layer, arm, _concept), st in chosen.items():
+            if layer == row["layer"] and arm == row["arm"]:
+                assert st in row["strengths"]
+    # clamping the planted feature hard makes the model write w17
+    strong = [r for r in res.records if r["arm"] == "input:clamp" and r["strength"] == "4norm"
+              and r["concept"] == "seventeen"]  # fmt: skip
+    assert sum(r["text"].count("w17") for r in strong) > sum(
+        r["text"].count("w17") for r in res.records if r["arm"] == "unsteered" and r["concept"] == "seventeen"
+    )
     assert all(0.0 <= r["overall"] <= 1.0 for r in res.records)
-    assert all(r["concept_score"] == 0.0 for r in plain)  # the unsteered text is the concept score's zero
+    assert all(r["concept_score"] == 0.0 for r in res.records if r["arm"] == "unsteered")
     doc = json.loads(paths["json"].read_text())
-    assert doc["format"] == "saekit.sweep" and len(doc["records"]) == n_runs
-    assert paths["strength_png"].stat().st_size > 10_000 and paths["tradeoff_png"].stat().st_size > 10_000
-    assert "| clamp | 4norm |" in format_table(res)
+    assert doc["format"] == "saekit.sweep" and len(doc["records"]) == len(res.records)
+    assert paths["test_png"].stat().st_size > 5_000
+    assert "Test prompts" in format_table(res)

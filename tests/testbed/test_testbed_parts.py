@@ -12,7 +12,7 @@ from saekit.testbed.data import load_digit_splits, patchify, unpatchify
 from saekit.testbed.features import class_features
 from saekit.testbed.flow import StepContext, sample, timesteps
 from saekit.testbed.model import FlowTransformer
-from saekit.testbed.steering import make_edit, native_strength, window_steps
+from saekit.testbed.steering import make_edit, make_site_edit, native_strength
 
 torch.set_num_threads(1)
 
@@ -41,11 +41,18 @@ def test_config_validation_names_the_field():
         TestbedConfig(patch=3)
 
 
-def test_window_steps():
-    assert window_steps("all", 6) == {0, 1, 2, 3, 4, 5}
-    assert window_steps("first_half", 6) == {0, 1, 2}
-    assert window_steps("second_half", 6) == {3, 4, 5}
+def test_timesteps_run_from_noise_to_data():
     assert timesteps(4) == [1.0, 0.75, 0.5, 0.25, 0.0]
+
+
+def test_config_sites_cover_one_block_the_conditioning_vector_and_all_blocks():
+    cfg = ci_config()
+    assert cfg.sites("late", "image") == [("single_transformer_blocks.0", "image")]
+    assert cfg.sites("cond", "image") == [("cond", "cond")]
+    assert cfg.sites("all", "text") == [
+        ("transformer_blocks.0", "text"),
+        ("single_transformer_blocks.0", "text"),
+    ]
 
 
 def _tiny_model(seed: int = 0) -> tuple[TestbedConfig, FlowTransformer]:
@@ -162,3 +169,49 @@ def test_pooled_class_switch_decides_whether_adaln_sees_the_class(pooled):
         ref = model(x, t, y)
         model.pooled.weight.add_(1.0)
         assert torch.equal(model(x, t, y), ref) is (not pooled)
+
+
+def test_tap_sees_the_adaln_conditioning_vector_and_editing_it_changes_the_sample():
+    cfg, model = _tiny_model()
+    noise = torch.randn(2, cfg.n_image_tokens, 4)
+    y = torch.tensor([1, 2])
+    seen = []
+
+    def watch(ctx, name, stream, x):
+        if name == "cond":
+            seen.append((stream, tuple(x.shape)))
+        return x
+
+    sample(model, noise, y, steps=2, guidance=2.0, edit=watch)
+    assert seen and all(s == ("cond", (2, 1, cfg.d_model)) for s in seen)
+    ref, _ = sample(model, noise, y, steps=2, guidance=2.0)
+    pushed, _ = sample(model, noise, y, steps=2, guidance=2.0,
+                       edit=lambda c, n, s, x: x + 1.0 if n == "cond" else x)  # fmt: skip
+    assert not torch.allclose(ref, pushed)
+
+
+def test_site_edit_applies_each_site_with_its_own_sae():
+    cfg, model = _tiny_model()
+    saes = [build(SAEConfig(d_in=cfg.d_model, d_sae=64, arch="topk", k=4), seed=i) for i in range(2)]
+    acts, labels = torch.randn(500, cfg.d_model), torch.arange(500) % 10
+    feats = [class_features(sae, acts, labels) for sae in saes]
+    s = torch.full((10, 1), 2.0)
+    sites = {("transformer_blocks.0", "image"): (saes[0], feats[0], s),
+             ("single_transformer_blocks.0", "image"): (saes[1], feats[1], s)}  # fmt: skip
+    edit = make_site_edit(sites, method="additive", targets=list(range(10)), rows_per_target=1, steps={0})
+    x = torch.randn(10, cfg.n_image_tokens, cfg.d_model)
+    ctx = StepContext(0, 1.0, "cond")
+    for (block, _), sae, cf in zip(sites, saes, feats):
+        out = edit(ctx, block, "image", x)
+        assert torch.allclose(out, x + 2.0 * sae.decoder_directions()[cf.feature][:, None, :], atol=1e-5)
+    assert edit(ctx, "transformer_blocks.0", "text", x) is x
+
+
+def test_direction_methods_add_unit_class_vectors():
+    sae = build(SAEConfig(d_in=8, d_sae=32, arch="topk", k=4), seed=0)
+    acts = torch.randn(400, 8) * 3
+    feats = class_features(sae, acts, torch.arange(400) % 10)
+    for method in ("decompose", "sae_ts"):
+        dirs = feats.directions[method]
+        assert dirs.shape == (10, 8) and torch.allclose(dirs.norm(dim=-1), torch.ones(10), atol=1e-5)
+        assert native_strength(method, "norm", 0.5, 3, sae, feats) == pytest.approx(0.5 * feats.mean_norm)

@@ -1,0 +1,198 @@
+"""Steer toward a concept named in words: `saekit steer --concept "the sea"`.
+
+1. Concept texts: a bundled protocol concept when the words match one (its name, or MiniLM
+   similarity ≥ `MATCH_COS` to its description), else short template sentences about the words.
+   Other concepts' texts are the contrast.
+2. Recipe (which arm, which strength): from a sweep result (`sweep.json`: the best SAE arm chosen on
+   train prompts and the strength chosen most often for it), else `DEFAULT_RECIPE`, what the bundled
+   protocol measured best among SAE arms (docs/results/sweep_protocol).
+3. Features: `saekit.steer.evidence` (outlier features flagged and never chosen), then the arm's edit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from saekit.errors import SteeringError
+from saekit.steer.concepts import Concept, load_concepts, load_prompts
+
+MATCH_COS = 0.6
+TEMPLATES = (
+    "Let me tell you about {c}.",
+    "{C} is all I can think about today.",
+    "This story is about {c}.",
+    "Everything here reminds me of {c}.",
+    "We talked about {c} for hours.",
+    "I read a long book about {c}.",
+)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Which arm and strength to steer a concept with."""
+
+    arm: str
+    """`selection:method` (see saekit.steer.arms)."""
+    strength: str
+    """Strength with unit (e.g. `0.5norm`)."""
+    source: str
+    """Where it came from: a sweep.json path or `default`."""
+
+
+DEFAULT_RECIPE = Recipe("input:additive", "0.25norm", "default")
+"""Used without `--sweep`: what docs/results/sweep_protocol measured best among SAE arms (chosen on
+train prompts) — the input-selected feature added at a quarter of the mean activation norm."""
+
+
+def recipe_from_sweep(path: str | Path) -> Recipe:
+    """The best SAE arm of a sweep (chosen on train prompts) and its most often chosen strength."""
+    from saekit.steer.protocol import choose_on_train
+
+    try:
+        doc = json.loads(Path(path).read_text())
+        best = doc["protocol"]["best_sae_vs_diffmean"]["arm"]
+        records = doc["records"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SteeringError(
+            f"{path}: not a saekit sweep.json with a protocol table ({exc}); rerun saekit sweep"
+        ) from exc
+    picks = Counter(st for (_, arm, _), st in choose_on_train(records).items() if arm == best)
+    if not picks:
+        raise SteeringError(f"{path}: no strength was chosen for {best}")
+    return Recipe(best, picks.most_common(1)[0][0], str(path))
+
+
+def concept_texts(words: str, judge=None) -> tuple[Concept, list[str]]:
+    """(the concept, contrast texts): a bundled concept the words match, else templates."""
+    bundled = load_concepts("protocol")
+    key = words.strip().lower()
+    for c in bundled:
+        if key in (c.name, c.description.lower()):
+            return c, [t for o in bundled if o is not c for t in o.texts]
+    if judge is not None:
+        cos = judge.embed([words]) @ judge.embed([c.description for c in bundled]).T
+        i = int(cos.argmax())
+        if float(cos[0, i]) >= MATCH_COS:
+            return bundled[i], [t for o in bundled if o is not bundled[i] for t in o.texts]
+    texts = tuple(t.format(c=words, C=words[:1].upper() + words[1:]) for t in TEMPLATES)
+    return Concept(key.replace(" ", "_"), words, texts), [t for o in bundled for t in o.texts]
+
+
+def score_prompt_ids(tokenizer, chat: bool | None, n: int = 2):
+    """Token ids of the protocol's first `n` train prompts (where output scores are read)."""
+    from saekit.steer.generate import encode_prompt
+
+    train, _ = load_prompts("protocol")
+    return [encode_prompt(tokenizer, p, chat) for p in train[:n]]
+
+
+@dataclass
+class ConceptSteer:
+    """A concept steered into a prompt's continuation, with the evidence."""
+
+    concept: Concept
+    recipe: Recipe
+    arm: object
+    """The bound `saekit.steer.arms.Arm` (features, weights, direction)."""
+    strengths: list[float]
+    """Absolute strength per feature (one for a direction arm)."""
+    evidence: object
+    """`saekit.steer.evidence.ConceptEvidence`."""
+    pair: object
+    """`saekit.steer.generate.SteeredPair`."""
+
+
+def concept_evidence(session, words: str, *, judge=None, chat: bool | None = None, methods=None, texts=None):
+    """Gather every selection for `words` at the session's hook point (`texts`: an explicit
+    `(Concept, contrast texts)` instead of looking the words up)."""
+    from saekit.steer.arms import SELECTIONS
+    from saekit.steer.evidence import gather_evidence
+
+    concept, others = texts or concept_texts(words, judge)
+    lm = session.lm
+    ev = gather_evidence(lm.model, lm.tokenizer, session.sae, session.hook_point, concept.texts, others,
+                         score_prompt_ids(lm.tokenizer, chat), cal=session.calibration,
+                         methods=methods or SELECTIONS)  # fmt: skip
+    return concept, ev
+
+
+def steer_concept(
+    session, words: str, prompt: str, gen, *, recipe: Recipe = DEFAULT_RECIPE, judge=None, texts=None
+):
+    """Pick features for `words` with `recipe.arm`, steer `prompt` at `recipe.strength`."""
+    import torch
+
+    from saekit.steer.apply import steering
+    from saekit.steer.arms import arm_edit, arm_strengths, make_arm, parse_arm
+    from saekit.steer.generate import generate_pair
+    from saekit.steer.strength import parse_strength
+
+    sel, _ = parse_arm(recipe.arm)
+    needed = ["input", "output"] if sel == "sae_ts" else [sel] if sel != "diffmean" else []
+    concept, ev = concept_evidence(session, words, judge=judge, chat=gen.chat, methods=needed, texts=texts)
+    if sel != "diffmean" and sel not in ev.selections:
+        raise SteeringError(f"{recipe.arm}: no features found for {words!r}: {ev.errors.get(sel)}")
+    arm = make_arm(recipe.arm, ev.selections.get(sel), ev.diffmean)
+    abs_s = arm_strengths(arm, parse_strength(recipe.strength), session.sae, session.calibration,
+                          session.sae_folder)  # fmt: skip
+    edit = arm_edit(arm, session.sae, torch.tensor([abs_s], device=session.sae.device))
+    lm = session.lm
+    pair = generate_pair(
+        lm.model, lm.tokenizer, prompt, lambda: steering(lm.model, session.hook_point, edit), gen
+    )
+    return ConceptSteer(concept, recipe, arm, abs_s, ev, pair)
+
+
+def explain_concept(session, words: str, *, judge=None, chat: bool | None = None, top_n: int = 10) -> str:
+    """A table of candidate features for `words`: input contrast, output score, outlier flag, the
+    tokens their decoder direction promotes, and what each selection method chose."""
+    from saekit.steer.explain import logit_effect_tokens
+
+    concept, ev = concept_evidence(session, words, judge=judge, chat=chat)
+    inp = ev.selections.get("input")
+    out = ev.selections.get("output")
+    cands = list(inp.scores)[:top_n] if inp else []
+    toks = (
+        logit_effect_tokens(
+            session.lm.model, session.lm.tokenizer, session.sae.decoder_directions()[cands], 6
+        )
+        if cands
+        else []
+    )
+    lines = [f"concept {concept.name!r} ({concept.description}) at {session.hook_point}; "
+             f"{int(ev.flagged.sum())} outlier/dense features excluded",
+             f"{'feature':>8} {'input':>8} {'output':>8}  promoted tokens"]  # fmt: skip
+    for j, t in zip(cands, toks):
+        o = out.scores.get(j) if out else None
+        o_s = f"{o:>8.3f}" if o is not None else f"{'-':>8}"
+        lines.append(f"{j:>8} {inp.scores[j]:>8.3f} {o_s}  " + " ".join(repr(x) for x in t))
+    for name, s in ev.selections.items():
+        lines.append(f"{name:>10}: features {list(s.features)}")
+    for name, err in ev.errors.items():
+        lines.append(f"{name:>10}: none ({err})")
+    return "\n".join(lines)
+
+
+def judge_pair(model, judge, concept: Concept, prompt: str, pair) -> tuple[dict, dict]:
+    """Judge scores (concept, fluency, relevance, overall) of the unsteered and the steered text,
+    anchored on the unsteered one exactly as in the sweep (so the unsteered concept score is 0)."""
+    from saekit.steer.judging import build_references, score_batch
+
+    refs = build_references(model, judge, [pair.unsteered], [prompt], [concept])
+    plain, steered = score_batch(
+        model, judge, refs, 0, 0, concept.description, prompt, [pair.unsteered, pair.steered]
+    )
+    return plain, steered
+
+
+def format_scores(plain: dict, steered: dict) -> str:
+    keys = ("concept_score", "fluency", "relevance", "overall")
+    head = " ".join(f"{k.replace('_score', ''):>10}" for k in keys)
+    row = lambda name, d: f"{name:>10} " + " ".join(f"{d[k]:>10.3f}" for k in keys)  # noqa: E731
+    return (
+        f"judges (offline: MiniLM concept/relevance, unsteered-model perplexity)\n{'':>10} {head}\n"
+        + "\n".join([row("unsteered", plain), row("steered", steered)])
+    )

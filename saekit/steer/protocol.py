@@ -1,0 +1,136 @@
+"""The honest protocol over sweep records: choose on train prompts, report on test prompts, with intervals.
+
+Per (arm, concept) the strength (and, for the `best layer` rows, the layer) with the highest mean
+overall score on the *train* prompts is chosen; the reported number is the mean over the *test*
+prompts at that choice, with a bootstrap 95% interval over (concept, prompt) pairs. Choosing and
+scoring on the same prompts (what the old sweep did) rewards an arm for noise it happened to fit.
+The best SAE arm is itself chosen on train, and its paired difference to DiffMean (same concept,
+same test prompt) gets an interval too, so "reaches DiffMean" is a statement with an error bar.
+Pure functions over lists of dicts; no model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from statistics import fmean
+
+SINGLE_POINT = ("unsteered", "prompting")
+METRICS = ("overall", "concept_score", "fluency", "relevance")
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95% interval of the mean, resampling `values` (one per unit) with replacement."""
+    if not values:
+        return (float("nan"), float("nan"))
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(fmean(rng.choices(values, k=n)) for _ in range(n_boot))
+    return (means[int(0.025 * n_boot)], means[min(n_boot - 1, int(0.975 * n_boot))])
+
+
+def _group(records: Iterable[dict], keys: Sequence[str]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        out[tuple(r[k] for k in keys)].append(r)
+    return out
+
+
+def choose_on_train(records: list[dict], over_layers: bool = False) -> dict[tuple, tuple]:
+    """`(layer, arm, concept)` -> chosen strength.
+
+    With `over_layers`: `(arm, concept)` -> `(layer, strength)`. Arms that do not depend on the layer
+    (unsteered, prompting) are recorded with layer -1.
+    """
+    train = [r for r in records if r["split"] == "train"]
+    means = {
+        k: fmean(r["overall"] for r in v)
+        for k, v in _group(train, ("layer", "arm", "concept", "strength")).items()
+    }
+    best: dict[tuple, tuple] = {}
+    for (layer, arm, concept, strength), m in means.items():
+        key = (arm, concept) if over_layers else (layer, arm, concept)
+        choice = (layer, strength) if over_layers else (strength,)
+        if key not in best or m > best[key][0]:
+            best[key] = (m, *choice)
+    return {k: v[1:] if over_layers else v[1] for k, v in best.items()}  # fmt: skip
+
+
+def rows_at_choice(records: list[dict], choice: dict[tuple, tuple], over_layers: bool = False) -> list[dict]:
+    """The test records at the train-chosen strength (and layer)."""
+    out = []
+    for r in records:
+        if r["split"] != "test":
+            continue
+        if over_layers:
+            if choice.get((r["arm"], r["concept"])) == (r["layer"], r["strength"]):
+                out.append(r)
+        elif choice.get((r["layer"], r["arm"], r["concept"])) == r["strength"]:
+            out.append(r)
+    return out
+
+
+def summarize_rows(rows: list[dict], seed: int = 0) -> dict:
+    """Means of every metric, the bootstrap interval of `overall`, and n (concept, prompt) units."""
+    vals = [r["overall"] for r in rows]
+    lo, hi = bootstrap_ci(vals, seed=seed)
+    return {
+        "n": len(rows),
+        **{m: fmean(r[m] for r in rows) if rows else None for m in METRICS},
+        "ci": [lo, hi],
+    }
+
+
+def protocol_table(records: list[dict], seed: int = 0) -> dict:
+    """Per (layer, arm) and per arm at its train-chosen layer: test means with intervals; best SAE arm vs
+    DiffMean as a paired difference."""
+    per_layer, chosen = [], choose_on_train(records)
+    for (layer, arm), rows in sorted(_group(rows_at_choice(records, chosen), ("layer", "arm")).items()):
+        strengths = sorted({str(r["strength"]) for r in rows})
+        per_layer.append({"layer": layer, "arm": arm, "strengths": strengths, **summarize_rows(rows, seed)})
+    layer_choice = choose_on_train(records, over_layers=True)
+    best_layer = []
+    for (arm,), rows in sorted(_group(rows_at_choice(records, layer_choice, True), ("arm",)).items()):
+        layers = sorted({r["layer"] for r in rows})
+        best_layer.append({"layer": "chosen", "arm": arm, "layers": layers, **summarize_rows(rows, seed)})
+    return {
+        "per_layer": per_layer,
+        "best_layer": best_layer,
+        "best_sae_vs_diffmean": best_sae_vs_diffmean(records, layer_choice, seed),
+    }
+
+
+def is_sae_arm(arm: str) -> bool:
+    return ":" in arm
+
+
+def best_sae_vs_diffmean(records: list[dict], layer_choice: dict, seed: int = 0) -> dict | None:
+    """The SAE arm with the best *train* mean (at its chosen layer/strength) against DiffMean on test."""
+    train = [r for r in records if r["split"] == "train"]
+    arms = sorted({r["arm"] for r in records if is_sae_arm(r["arm"])})
+    if not arms or not any(r["arm"] == "diffmean" for r in records):
+        return None
+
+    def train_mean(arm: str) -> float:
+        keep = [
+            r
+            for r in train
+            if r["arm"] == arm and layer_choice.get((arm, r["concept"])) == (r["layer"], r["strength"])
+        ]
+        return fmean(r["overall"] for r in keep) if keep else float("-inf")
+
+    best = max(arms, key=train_mean)
+    test = rows_at_choice(records, layer_choice, True)
+    sae = {(r["concept"], r["prompt_idx"]): r["overall"] for r in test if r["arm"] == best}
+    dm = {(r["concept"], r["prompt_idx"]): r["overall"] for r in test if r["arm"] == "diffmean"}
+    diffs = [sae[k] - dm[k] for k in sae if k in dm]
+    lo, hi = bootstrap_ci(diffs, seed=seed)
+    return {
+        "arm": best,
+        "sae_test": fmean(sae.values()) if sae else None,
+        "diffmean_test": fmean(dm.values()) if dm else None,
+        "difference": fmean(diffs) if diffs else None,
+        "difference_ci": [lo, hi],
+        "n_pairs": len(diffs),
+    }

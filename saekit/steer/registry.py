@@ -1,0 +1,77 @@
+"""The one registry of steering methods: name -> function, strength space, error preservation.
+
+Everything that lists method names (the `steer` and `sweep` flags, the testbed, the strength
+conversions, the docs tables) reads this registry, so adding a method is one `@register_method` in
+`saekit.steer.methods` and nothing else. Registering a name twice is refused: two functions
+silently answering to one name is the kind of drift this registry exists to prevent.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from saekit.errors import SteeringError
+
+SPACES = ("activation", "latent")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One registered steering method."""
+
+    name: str
+    """Name used on the command line and in result files."""
+    fn: Callable[..., Tensor]
+    """`fn(x, sae, features, strengths, **kw) -> x'` (pure tensor math)."""
+    space: str
+    """Native unit of its strength: an `activation`-space length or a `latent` value."""
+    error_preserving: bool
+    """Whether the SAE error term survives the edit (a no-op edit returns x exactly)."""
+    takes_keep_error: bool = False
+    """Whether `fn` accepts `keep_error=` (boost_active)."""
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register_method(
+    name: str, *, space: str, error_preserving: bool, takes_keep_error: bool = False
+) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Decorator: add `fn` under `name`; a second registration of the same name raises."""
+    if space not in SPACES:
+        raise SteeringError(f"method {name!r}: space must be one of {SPACES}, found {space!r}")
+
+    def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        if name in _REGISTRY:
+            raise SteeringError(
+                f"steering method {name!r} is already registered (by {_REGISTRY[name].fn.__qualname__}); "
+                "pick another name"
+            )
+        _REGISTRY[name] = MethodSpec(name, fn, space, error_preserving, takes_keep_error)
+        return fn
+
+    return deco
+
+
+def method_names() -> tuple[str, ...]:
+    """Registered names in registration order."""
+    _ensure_loaded()
+    return tuple(_REGISTRY)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The spec for `name`, or a SteeringError that lists the choices (and the closest one)."""
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SteeringError(f"unknown steering method {name!r}{hint}; choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def _ensure_loaded() -> None:
+    import saekit.steer.methods  # noqa: F401  (registers the built-in methods on import)

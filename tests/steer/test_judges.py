@@ -1,0 +1,67 @@
+"""The offline judges agree with hand labels (saekit/steer/data/judge_labels.json).
+
+Sixteen continuations, written and labelled by hand: per (concept, prompt) one on-concept fluent, one
+off-concept fluent, one on-concept broken and one off-concept broken text. The off-concept fluent one
+stands in for the unsteered continuation (the judges' zero). Scored exactly as the sweep scores text
+(`saekit.steer.judging`), the judges must rank them as the labels do.
+"""
+
+import json
+
+import pytest
+import torch
+
+from saekit.steer.concepts import DATA_DIR, Concept
+
+
+def _labels():
+    return json.loads((DATA_DIR / "judge_labels.json").read_text())["items"]
+
+
+def _auc(pos, neg):
+    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+
+
+@pytest.mark.realmodel
+def test_judges_rank_hand_labelled_continuations_like_the_labels():
+    from saekit.models import load_model
+    from saekit.steer.concepts import load_concepts
+    from saekit.steer.generate import Continuation
+    from saekit.steer.judging import build_references, score_batch
+    from saekit.steer.metrics import MiniLMJudge
+
+    lm = load_model("smollm2", dtype="float32")
+    judge = MiniLMJudge()
+    bundled = {c.name: c for c in load_concepts("protocol")}
+    items = _labels()
+    assert len(items) >= 12 and {(i["on_concept"], i["fluent"]) for i in items} == {
+        (a, b) for a in (True, False) for b in (True, False)
+    }
+
+    def cont(text):
+        return Continuation(text, torch.tensor(lm.tokenizer(text)["input_ids"]))
+
+    scored = []
+    groups = {}
+    for it in items:
+        groups.setdefault((it["concept"], it["prompt"]), []).append(it)
+    for (name, prompt), group in groups.items():
+        concept: Concept = bundled[name]
+        ref = next(i for i in group if i["fluent"] and not i["on_concept"])
+        refs = build_references(lm.model, judge, [cont(ref["text"])], [prompt], [concept])
+        out = score_batch(
+            lm.model, judge, refs, 0, 0, concept.description, prompt, [cont(i["text"]) for i in group]
+        )
+        scored += list(zip(group, out))
+        best = max(zip(group, out), key=lambda t: t[1]["overall"])[0]
+        assert best["on_concept"] and best["fluent"], (
+            name,
+            [(i["text"][:30], o["overall"]) for i, o in zip(group, out)],
+        )
+
+    on = [s["concept_cos"] for i, s in scored if i["on_concept"]]
+    off = [s["concept_cos"] for i, s in scored if not i["on_concept"]]
+    assert _auc(on, off) >= 0.85
+    flu = [s["fluency"] for i, s in scored if i["fluent"]]
+    broken = [s["fluency"] for i, s in scored if not i["fluent"]]
+    assert _auc(flu, broken) >= 0.9

@@ -65,7 +65,8 @@ def main() -> None:
     rows = [("unsteered", base)] + [(m, run(m)) for m in ("additive", "surgery", "clamp", "boost_active")]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
-        f"testbed sampling, {cfg.sample_steps} Euler steps with CFG, batch {B}, 1 thread, median of {args.repeats}"
+        f"testbed sampling, {cfg.sample_steps} Euler steps with CFG, batch {B}, 1 thread, "
+        f"median of {args.repeats}"
     )
     print(f"{'edit':<14}{'images/s':>10}{'vs unsteered':>14}")
     for name, ips in rows:

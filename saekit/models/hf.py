@@ -26,7 +26,8 @@ def load_hf(
         config = AutoConfig.from_pretrained(name_or_path)
     except Exception as exc:
         raise ModelLoadError(
-            f"cannot load model {name_or_path!r}: {exc}. Use 'smollm2' or 'minilm' (embedded), a local folder "
+            f"cannot load model {name_or_path!r}: {exc}. Use 'smollm2' or 'minilm' (embedded), "
+            "a local folder "
             f"with config.json, or a Hugging Face id (needs internet)"
         ) from exc
     kind = kind or ("causal_lm" if _is_causal(config) else "encoder")

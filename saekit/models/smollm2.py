@@ -66,7 +66,8 @@ def _convert(folder: Path, quiet: bool) -> None:
     }
     if set(tensors) != expected:
         raise ModelLoadError(
-            f"{src}: GGUF tensors do not match {type(skeleton).__name__}: missing {sorted(expected - set(tensors))[:5]}, "
+            f"{src}: GGUF tensors do not match {type(skeleton).__name__}: "
+            f"missing {sorted(expected - set(tensors))[:5]}, "
             f"unexpected {sorted(set(tensors) - expected)[:5]}"
         )
     tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)

@@ -122,8 +122,11 @@ def test_sweep_protocol_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
     assert len(res.records) == 2 * 3 * 2 + n_arm_rows
     # reported rows are test rows at the train-chosen strength: 1 test prompt per (concept, arm)
     chosen = choose_on_train(res.records)
+    baselines = {"unsteered", "prompting", "diffmean"}
     for row in res.protocol["per_layer"]:
-        assert row["n"] == 2  # 2 concepts x 1 test prompt
+        # 1 test prompt per concept for which the arm found features (baselines: every concept)
+        found = sum(1 for c in res.concepts if row["arm"] in baselines or row["arm"] in c["arms"])
+        assert row["n"] == found, row["arm"]
         for (layer, arm, _concept), st in chosen.items():
             if layer == row["layer"] and arm == row["arm"]:
                 assert st in row["strengths"]

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from saekit.errors import ShapeError, SteeringError
+from saekit.steer.methods import feature_index
 
 EditMode = Literal["set", "add"]
 EDIT_MODES: tuple[str, ...] = ("set", "add")
@@ -39,21 +40,6 @@ def check_embedding_size(embeds: Tensor, sae, what: str = "conditioning embeddin
             f"the {what} has {d} but the SAE has d_in={sae.d_in}; use an SAE trained on these "
             "embeddings (for Kandinsky 2.2: CLIP ViT-bigG image embeds, 1280; FLUX pooled: CLIP-L text, 768)"
         )
-
-
-def _feature_ids(sae, features: Sequence[int]) -> Tensor:
-    idx = torch.as_tensor(list(features), dtype=torch.long, device=sae.device).reshape(-1)
-    if idx.numel() == 0:
-        raise SteeringError("no features given; pass at least one feature id (e.g. --feature 22420)")
-    bad = (idx < 0) | (idx >= sae.d_sae)
-    if bad.any():
-        raise SteeringError(
-            f"feature id(s) {idx[bad].tolist()} out of range for an SAE with d_sae={sae.d_sae}; "
-            f"valid ids are 0..{sae.d_sae - 1}"
-        )
-    if idx.unique().numel() != idx.numel():
-        raise SteeringError(f"feature ids {idx.tolist()} contain duplicates; give each feature once")
-    return idx
 
 
 @torch.no_grad()
@@ -75,7 +61,7 @@ def edit_embedding(
     if mode not in EDIT_MODES:
         raise SteeringError(f"unknown conditioning edit {mode!r}; use one of {', '.join(EDIT_MODES)}")
     check_embedding_size(embeds, sae)
-    idx = _feature_ids(sae, features)
+    idx = feature_index(sae, features)
     e = embeds.to(dtype=sae.dtype, device=sae.device)
     f = sae.encode(e)
     f_new = f.clone()

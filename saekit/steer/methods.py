@@ -42,11 +42,12 @@ from saekit.steer.registry import _REGISTRY, get_method, register_method
 
 def feature_gain(sae, features: Sequence[int] | Tensor) -> Tensor:
     """`g_j = |W_dec_j| / input_scale`: activation-space length moved by one unit of latent j."""
-    idx = _feature_index(sae, features)
+    idx = feature_index(sae, features)
     return (sae.W_dec[idx].norm(dim=-1) / sae.input_scale.to(sae.dtype)).detach()
 
 
-def _feature_index(sae, features: Sequence[int] | Tensor) -> Tensor:
+def feature_index(sae, features: Sequence[int] | Tensor) -> Tensor:
+    """Feature ids as a long tensor on the SAE's device; refuses empty, out-of-range and repeated ids."""
     idx = torch.as_tensor(features, dtype=torch.long, device=sae.device).reshape(-1)
     if idx.numel() == 0:
         raise SteeringError("no features given; pass at least one feature id (e.g. --feature 123)")
@@ -68,7 +69,7 @@ def _prepare(x: Tensor, sae, features, strengths) -> tuple[Tensor, Tensor, Tenso
             f"steering input has shape {tuple(x.shape)} but the SAE expects [..., d_in={sae.d_in}]; "
             f"is this the SAE's hook point (SAE provenance: {sae.cfg.provenance.hook_point!r})?"
         )
-    idx = _feature_index(sae, features)
+    idx = feature_index(sae, features)
     x_sae = x.to(dtype=sae.dtype, device=sae.device)
     s = torch.as_tensor(strengths, dtype=sae.dtype, device=sae.device)
     target = x.shape[:-1] + (idx.numel(),)

@@ -12,37 +12,6 @@ from saekit.eval.evaluate import EvalConfig, evaluate
 from saekit.sae import SAEConfig, build
 
 
-class CharTokenizer:
-    all_special_ids = [0, 1]
-    pad_token_id = 1
-    bos_token_id = 0
-    eos_token_id = None
-
-    def __call__(self, text, add_special_tokens=False, verbose=False):
-        return {"input_ids": [4 + (b % 60) for b in text.encode("utf-8")]}
-
-
-@pytest.fixture(scope="module")
-def tiny_lm():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from saekit.models import LoadedModel
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    return LoadedModel(
-        LlamaForCausalLM(cfg).eval(), CharTokenizer(), "tiny-llama", "causal_lm", "float32", 32, 2
-    )
-
-
 def test_eval_of_a_gytdau_pth_matches_the_native_sae(tmp_path, tiny_lm):
     sae = build(SAEConfig(d_in=32, d_sae=64, arch="relu"), seed=3)
     with torch.no_grad():

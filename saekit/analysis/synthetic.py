@@ -5,11 +5,15 @@ the SAE's hook point through a truncated forward. Searches (see `search.py`): `g
 gradient-guided token swaps, greedy) or `soft` (soft prompt projected to tokens).
 
 Starts (what makes the optimiser reach the real maximum): with `init="real"` restart r starts from
-the r-th best *real* context of the feature (the tokens before and at a top example, from the store
-or the analysis document), cut to the shortest suffix (lengths seq_len * 2^i, at most `max_init_len`)
-whose pre-activation is within `init_tolerance` of the best suffix; the greedy search only accepts
-improvements, so it ends at or above its start. Restarts beyond the known contexts, and `init="random"`,
-start from random tokens, optionally warmed up by `warm_start_steps` of the soft search.
+the r-th best *real* context of the feature, exactly as the model saw it (the harvest window's
+tokens from its first token to the top token, from the store's token table; see real_starts.py).
+The search edits only the last `seq_len` tokens; the tokens before are a fixed prefix computed once
+(prefix.py). Cutting the context shorter is not done: on the embedded default a 16-token suffix of
+the best context gave 0.00-0.24 of the real max on 2 of 10 features. The greedy search keeps the
+best so far by true activation, and the result is the better of (start, search result) rescored
+the same way, so with fluency weight 0 it never ends below its start. Restarts beyond the known
+contexts, and `init="random"`, start from random tokens (warmed up by `warm_start_steps` of the soft
+search, optionally).
 
 Everything is seeded (`seed`, restart r uses seed * 1000 + r), so runs are deterministic on CPU.
 """
@@ -39,7 +43,7 @@ class SyntheticConfig:
     n_steps: int = 30
     """Optimisation steps per restart (at most; see patience)."""
     seq_len: int = 8
-    """Tokens per random start; shortest suffix tried for a real start. The feature is read at the last."""
+    """Tokens per random start; tokens edited at the end of a real start. The feature is read at the last."""
     learning_rate: float = 0.1
     """Adam step size of the soft prompt (method=soft, and the warm start)."""
     restarts: int = 2
@@ -50,10 +54,6 @@ class SyntheticConfig:
     """`gcg`: gradient-guided token swaps; `soft`: soft prompt + projection to tokens."""
     init: Literal["real", "random"] = "real"
     """`real`: restart r starts from the feature's r-th best real context (when known); `random`: tokens."""
-    max_init_len: int = 16
-    """Longest suffix of a real context used as a start (longer = closer to the real max, slower steps)."""
-    init_tolerance: float = 0.02
-    """A real start is the shortest suffix within this fraction of the best suffix's pre-activation."""
     warm_start_steps: int = 0
     """gcg from random tokens: soft-prompt steps first, projected to tokens (a continuous warm start)."""
     top_k_tokens: int = 128
@@ -69,7 +69,7 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         ints = ("n_steps", "seq_len", "restarts", "top_k_tokens", "n_candidates", "fluency_top", "patience")
-        for name in (*ints, "max_init_len"):
+        for name in ints:
             if getattr(self, name) < 1:
                 raise SaekitError(
                     f"synthetic: --{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
@@ -80,8 +80,8 @@ class SyntheticConfig:
             raise SaekitError(f"synthetic: --method must be gcg or soft, got {self.method!r}")
         if self.init not in ("real", "random"):
             raise SaekitError(f"synthetic: --init must be real or random, got {self.init!r}")
-        if not 0 <= self.init_tolerance < 1 or self.warm_start_steps < 0:
-            raise SaekitError("synthetic: --init-tolerance must be in [0, 1) and --warm-start-steps >= 0")
+        if self.warm_start_steps < 0:
+            raise SaekitError("synthetic: --warm-start-steps must be >= 0")
 
 
 @dataclass
@@ -93,12 +93,14 @@ class SyntheticSequence:
     """True SAE activation of the feature at the last token."""
     pre_activation: float
     ce: float
-    """Model's mean next-token cross-entropy on the sequence (nats/token)."""
+    """Model's mean next-token cross-entropy on the edited tokens, given all before (nats/token)."""
     restart: int
     start: str = "random"
     """Where the restart started: `real:<rank>` (the rank-th best real context) or `random`."""
     start_activation: float | None = None
-    """True activation of the start sequence (before any optimisation)."""
+    """True activation of the start sequence (before any optimisation), computed as `activation` is."""
+    n_edited: int | None = None
+    """How many trailing tokens the search could change (the tokens before are the real context)."""
 
     @property
     def perplexity(self) -> float:
@@ -117,37 +119,33 @@ class SyntheticResult:
     """True activations of the feature on random token sequences (the baseline)."""
 
 
-def _suffix_start(obj: FeatureObjective, feature: int, ctx: Sequence[int], cfg: SyntheticConfig) -> Tensor:
-    """The shortest suffix of a real context whose pre-activation is near the best suffix's."""
-    ctx = list(ctx)[-cfg.max_init_len :]
-    lengths, n = [], cfg.seq_len
-    while n < len(ctx):
-        lengths.append(n)
-        n *= 2
-    lengths.append(len(ctx))
-    best_ids, best_pre, cands = None, -math.inf, []
-    for n in lengths:
-        ids = torch.tensor(ctx[-n:])
-        cands.append((ids, float(obj.score_ids(ids[None], feature)[0][0])))
-        best_pre = max(best_pre, cands[-1][1])
-    slack = cfg.init_tolerance * abs(best_pre)
-    for ids, pre in cands:  # shortest first
-        if pre >= best_pre - slack:
-            best_ids = ids
-            break
-    return best_ids
-
-
-def _start(obj, feature, cfg, r, inits, allowed, g) -> tuple[Tensor, str]:
-    """Start sequence of restart r and its label."""
-    if cfg.init == "real" and r < len(inits) and len(inits[r]) >= (2 if cfg.fluency_weight > 0 else 1):
-        return _suffix_start(obj, feature, inits[r], cfg), f"real:{r}"
+def _start(obj0, feature, cfg, r, inits, allowed, g) -> tuple[Tensor | None, Tensor, str]:
+    """(fixed prefix or None, edited start tokens, label) of restart r."""
+    min_len = 2 if cfg.fluency_weight > 0 else 1
+    if cfg.init == "real" and r < len(inits) and len(inits[r]) >= min_len:
+        ctx = torch.tensor(list(inits[r]))
+        n = min(cfg.seq_len, ctx.numel())
+        return ctx[:-n], ctx[-n:], f"real:{r}"
     pool = allowed.nonzero().flatten()
     ids = pool[torch.randint(0, pool.numel(), (cfg.seq_len,), generator=g)]
     if cfg.method == "gcg" and cfg.warm_start_steps > 0:
-        ids, _ = soft_search(obj, feature, ids, cfg, allowed, 1.0, cfg.warm_start_steps, _NoBar())
-        return ids, "random+soft"
-    return ids, "random"
+        ids, _ = soft_search(obj0, feature, ids, cfg, allowed, 1.0, cfg.warm_start_steps, _NoBar())
+        return None, ids, "random+soft"
+    return None, ids, "random"
+
+
+def _final(obj, feature, cfg, scale, cands: list[Tensor]) -> tuple[Tensor, float, float]:
+    """The best of `cands` (the start and the search result), each rescored alone: (ids, pre, act)."""
+    from saekit.analysis.objective import rank_value
+    from saekit.analysis.search import search_score
+
+    best = None
+    for ids in cands:
+        pre, act = obj.score_ids(ids[None], feature)
+        score = float(search_score(obj, ids[None], rank_value(pre, act), cfg.fluency_weight, scale)[0])
+        if best is None or score > best[0]:
+            best = (score, ids, float(pre[0]), float(act[0]))
+    return best[1], best[2], best[3]
 
 
 class _NoBar:
@@ -189,27 +187,30 @@ def maximise_feature(
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    obj = FeatureObjective(model, sae, hook_point)
-    allowed = allowed_tokens(obj.W_E.shape[0], tokenizer)
+    obj0 = FeatureObjective(model, sae, hook_point)
+    allowed = allowed_tokens(obj0.W_E.shape[0], tokenizer)
     scale = float(real_max) if real_max and real_max > 0 else 1.0
     seqs, trajs = [], []
     bar = tqdm(total=cfg.n_steps * cfg.restarts, disable=quiet, desc=f"synthetic feature {feature}")
     for r in range(cfg.restarts):
         g = torch.Generator().manual_seed(cfg.seed * 1000 + r)
-        start, label = _start(obj, feature, cfg, r, list(init_contexts), allowed, g)
+        prefix, start, label = _start(obj0, feature, cfg, r, list(init_contexts), allowed, g)
+        obj = obj0 if prefix is None else FeatureObjective(model, sae, hook_point, prefix)
+        obj.check_prefix_cache(start, feature)
         start_act = float(obj.score_ids(start[None], feature)[1][0])
         if cfg.method == "gcg":
             ids, traj = gcg_search(obj, feature, start, cfg, allowed, scale, g, bar)
         else:
             ids, traj = soft_search(obj, feature, start, cfg, allowed, scale, cfg.n_steps, bar)
-        pre, act = obj.score_ids(ids[None], feature)
-        ce = float(obj.cross_entropy(ids[None])[0]) if has_lm and ids.numel() >= 2 else float("nan")
-        seqs.append(SyntheticSequence(ids.tolist(), float(act[0]), float(pre[0]), ce, r, label, start_act))
+        ids, pre, act = _final(obj, feature, cfg, scale, [start, ids])
+        ce = float(obj.cross_entropy(ids[None])[0]) if has_lm and obj.full_ids(ids).numel() >= 2 else math.nan
+        full = obj.full_ids(ids).tolist()
+        seqs.append(SyntheticSequence(full, act, pre, ce, r, label, start_act, ids.numel()))
         trajs.append(traj)
     bar.close()
     g = torch.Generator().manual_seed(cfg.seed * 1000 + 999)
     pool = allowed.nonzero().flatten()
     rand = pool[torch.randint(0, pool.numel(), (n_random, cfg.seq_len), generator=g)]
-    _, rand_act = obj.score_ids(rand, feature)
+    _, rand_act = obj0.score_ids(rand, feature)
     seqs.sort(key=lambda s: -s.activation)
     return SyntheticResult(feature, seqs, trajs, rand_act.tolist())

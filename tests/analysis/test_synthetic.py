@@ -102,3 +102,71 @@ def test_real_starts_rebuild_the_harvest_window():
     got = real_starts(feat, 3, tokens=lambda d, a, b: doc[a:b], context_len=128)
     assert got == [list(range(1128, 1141))]  # window 128..255 of the document, up to position 140
     assert real_starts(feat, 3) == [[9]]  # no token table: the document's own context
+
+
+def _full_acts(model, sae, seqs: list[list[int]], feature: int = 3) -> torch.Tensor:
+    """Independent reference: a plain full forward, layer-0 output at the last token, sae.encode."""
+    with torch.no_grad():
+        h = model(input_ids=torch.tensor(seqs), output_hidden_states=True).hidden_states[1][:, -1]
+        return sae.encode(h)[:, feature]
+
+
+def _full_act(model, sae, ids: list[int], feature: int = 3) -> float:
+    return float(_full_acts(model, sae, [ids], feature)[0])
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk"])
+def test_long_real_start_kept_whole_and_improved(arch):
+    """A 24-token real context, 4 edited tokens: the 20-token prefix comes back unchanged, the start's
+    activation is the context's own (full forward), the result is >= it, and because a brute force
+    over every single swap shows an improving one exists, the search finds an improvement."""
+    model, sae = _setup(arch)
+    g = torch.Generator().manual_seed(11)
+    pool = torch.randint(1, 64, (64, 24), generator=g)
+    acts = _full_acts(model, sae, pool.tolist())
+    ctx = pool[int(acts.argmax())].tolist()
+    start_act = float(acts.max())
+    assert start_act > 0
+    swaps = [ctx[:p] + [t] + ctx[p + 1 :] for p in range(20, 24) for t in range(1, 64)]
+    best_swap = float(_full_acts(model, sae, swaps).max())
+    assert best_swap > start_act + 1e-3  # an improving single swap exists (the known answer)
+    cfg = SyntheticConfig(
+        n_steps=6, seq_len=4, restarts=1, n_candidates=64, top_k_tokens=64, fluency_weight=0, patience=6
+    )
+    res = maximise_feature(model, sae, "model.layers.0", 3, cfg, init_contexts=[ctx])
+    best = res.sequences[0]
+    assert best.start == "real:0" and best.n_edited == 4 and best.token_ids[:20] == ctx[:20]
+    assert abs(best.start_activation - start_act) < 1e-4
+    assert abs(best.activation - _full_act(model, sae, best.token_ids)) < 1e-4
+    assert best.activation >= best.start_activation
+    assert best.activation >= start_act + 0.5 * (best_swap - start_act)  # at least half the best 1-swap gain
+
+
+def test_prefix_cache_equals_concatenation():
+    """Scores after a cached prefix equal a forward over prefix + suffix (and the fallback path)."""
+    from saekit.analysis.objective import FeatureObjective
+
+    model, sae = _setup()
+    prefix = torch.randint(1, 64, (30,), generator=torch.Generator().manual_seed(2))
+    sufs = torch.randint(1, 64, (5, 6), generator=torch.Generator().manual_seed(3))
+    obj = FeatureObjective(model, sae, "model.layers.0", prefix)
+    assert obj.prefix.trunc is not None  # a Llama takes past_key_values: the cache is used
+    _, act = obj.score_ids(sufs, 3)
+    ref = torch.tensor([_full_act(model, sae, prefix.tolist() + s.tolist()) for s in sufs])
+    assert torch.allclose(act, ref, atol=1e-5)
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([prefix[None].expand(5, -1), sufs], 1)).logits[:, 29:-1]
+    ce_ref = torch.nn.functional.cross_entropy(logits.reshape(-1, 64), sufs.reshape(-1), reduction="none")
+    assert torch.allclose(obj.cross_entropy(sufs), ce_ref.reshape(5, 6).mean(1), atol=1e-5)
+    obj.prefix.disable_cache()
+    assert torch.allclose(obj.score_ids(sufs, 3)[1], ref, atol=1e-5)
+    assert torch.allclose(obj.cross_entropy(sufs), ce_ref.reshape(5, 6).mean(1), atol=1e-5)
+
+
+def test_rank_value_orders_by_activation_not_pre_activation():
+    """A TopK feature with a higher pre-activation but outside the top k ranks below one that fires."""
+    from saekit.analysis.objective import rank_value
+
+    pre = torch.tensor([5.0, 3.0, -1.0, 0.5])
+    act = torch.tensor([0.0, 3.0, 0.0, 0.0])  # sequence 0: pre 5 but not in the top k
+    assert rank_value(pre, act).argsort(descending=True).tolist() == [1, 0, 3, 2]

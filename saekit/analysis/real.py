@@ -21,10 +21,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from saekit.analysis.buckets import FiringSample
 from saekit.analysis.stats import FeatureStats, SketchConfig
 from saekit.analysis.store_rows import RowSource, StoreRows
 from saekit.analysis.timesteps import StepStats
 from saekit.analysis.topk_merge import TopKTracker
+from saekit.errors import SaekitError
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 
@@ -45,6 +47,19 @@ class RealConfig:
     """Stop after this many rows (None: the whole store)."""
     sketch: SketchConfig = field(default_factory=SketchConfig)
     """Quantile sketch resolution (relative error alpha)."""
+    bucket_examples: int = 3
+    """Examples shown per activation-quantile bucket (`bucket_examples` in analysis.json; 0: none)."""
+    bucket_pool: int = 64
+    """Firings sampled uniformly per feature during the pass, the pool the buckets draw from."""
+    n_nearest: int = 8
+    """Nearest features by decoder cosine listed per analysed feature (`nearest`; 0: none)."""
+
+    def __post_init__(self) -> None:
+        if self.bucket_examples < 0 or self.bucket_pool < 1 or self.n_nearest < 0:
+            raise SaekitError(
+                "real: --bucket-examples and --n-nearest must be >= 0 and --bucket-pool >= 1, got "
+                f"{self.bucket_examples}, {self.n_nearest}, {self.bucket_pool}"
+            )
 
 
 @dataclass
@@ -56,6 +71,8 @@ class RealPass:
     n_rows: int
     steps: StepStats | None = None
     """Per-denoising-step counters (only for rows that carry a `step`, i.e. diffusion stores)."""
+    sample: FiringSample | None = None
+    """A uniform sample of each feature's firing rows (for examples from every bucket)."""
 
 
 def _active(sae, acts_BD: Tensor) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
@@ -82,17 +99,22 @@ def encode_into(
     stats: FeatureStats,
     steps: StepStats | None = None,
     meta: dict | None = None,
+    sample: FiringSample | None = None,
 ) -> None:
-    """Encode one batch and feed the tracker, the statistics and the per-step counters."""
+    """Encode one batch and feed the tracker, the statistics, the per-step counters, the sample."""
     rows, feats, vals, sparse = _active(sae, acts_BD)
     if sparse is not None:  # the TopK fast path: never densified
         stats.update_sparse(*sparse)
         if tracker is not None:
             tracker.update_sparse(*sparse, keys_B)
+        if sample is not None:
+            sample.update_sparse(*sparse, keys_B)
     else:
         stats.update_triples(feats, vals, acts_BD.shape[0])
         if tracker is not None:
             tracker.update_triples(feats, vals, keys_B[rows])
+        if sample is not None:
+            sample.update_triples(feats, vals, keys_B[rows])
     if steps is not None and meta is not None:
         keep = vals > 0
         steps.update(meta["step"], rows[keep], feats[keep], vals[keep], meta.get("timestep"))
@@ -115,6 +137,7 @@ def real_pass(
     tracker = TopKTracker(sae.d_sae, cfg.n_top)
     stats = FeatureStats(sae.d_sae, cfg.sketch)
     steps: StepStats | None = None
+    sample = FiringSample(sae.d_sae, cfg.bucket_pool) if cfg.bucket_examples > 0 else None
     seen, limit = 0, cfg.max_rows
     bar = tqdm(
         total=min(total or 0, limit or 1 << 62) or None, unit="tok", disable=quiet, desc="analyze real"
@@ -129,13 +152,13 @@ def real_pass(
         if steps is None and meta is not None and "step" in meta:
             steps = StepStats(sae.d_sae)
         keys = torch.arange(seen, seen + acts.shape[0])
-        encode_into(sae, acts, keys, tracker, stats, steps, meta)
+        encode_into(sae, acts, keys, tracker, stats, steps, meta, sample)
         seen += acts.shape[0]
         bar.update(acts.shape[0])
         if limit is not None and seen >= limit:
             break
     bar.close()
-    return RealPass(tracker, stats, seen, steps)
+    return RealPass(tracker, stats, seen, steps, sample)
 
 
 def store_batches(folder, batch_size: int) -> Iterator[tuple[Tensor, dict]]:
@@ -225,7 +248,18 @@ def analyze_source(
     if "token_id" in source.meta_fields():
         ctx = contexts_from_rows(sae, source, rows, cfg.context_before, cfg.context_after, cfg.batch_size)
     centre = source.read([r for f in features for r in rows[f]])
-    return build_document(sae, source, rp, features, ctx, centre, cfg, tokenizer, unembed, sae_path)
+    doc = build_document(sae, source, rp, features, ctx, centre, cfg, tokenizer, unembed, sae_path)
+    if rp.sample is not None and ctx is not None:
+        from saekit.analysis.buckets import add_bucket_examples
+
+        add_bucket_examples(doc, sae, source, rp.sample, features, cfg, tokenizer)
+    if cfg.n_nearest > 0:
+        from saekit.analysis.nearest import nearest_entries
+
+        near = nearest_entries(sae.decoder_directions(), features, cfg.n_nearest)
+        for f in features:
+            doc["features"][str(f)]["nearest"] = near[f]
+    return doc
 
 
 def analyze_store(

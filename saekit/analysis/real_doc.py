@@ -28,7 +28,7 @@ def _source_info(source: RowSource, rp: RealPass) -> dict:
     return info
 
 
-def _example(val: float, row: int, centre: Rows, c: int, cx, tok) -> dict:
+def example_entry(val: float, row: int, centre: Rows, c: int, cx, tok) -> dict:
     ex = {"activation": val, "row": row, "doc_id": int(centre.doc_id[c]), "position": int(centre.position[c])}
     for name in ("step", "timestep"):
         if name in centre.meta:
@@ -98,7 +98,7 @@ def build_document(
     for fi, f in enumerate(features):
         examples = []
         for j, (val, row) in enumerate(rp.tracker.examples(f)):
-            examples.append(_example(val, row, centre, c, None if ctx is None else ctx[f][j], tok))
+            examples.append(example_entry(val, row, centre, c, None if ctx is None else ctx[f][j], tok))
             c += 1
         edges, counts = st.histogram(f)
         entry = {
@@ -128,6 +128,9 @@ def _config(cfg: RealConfig, ctx) -> dict:
         "batch_size": cfg.batch_size,
         "max_rows": cfg.max_rows,
         "sketch_alpha": cfg.sketch.alpha,
+        "bucket_examples": cfg.bucket_examples,
+        "bucket_pool": cfg.bucket_pool,
+        "n_nearest": cfg.n_nearest,
         "quantile_method": "log-bucket sketch, relative error <= alpha vs numpy inverted_cdf",
         "context_method": "rows re-encoded with the SAE (same document only)"
         if ctx is not None

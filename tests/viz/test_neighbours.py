@@ -27,3 +27,13 @@ def test_k_is_capped_by_the_dictionary_size():
     got = nearest_by_cosine(torch.eye(3), [0], k=10)
     assert sorted(j for j, _ in got[0]) == [1, 2]
     assert nearest_by_cosine(torch.eye(3), []) == {}
+
+
+def test_dictionary_chunks_give_the_same_neighbours():
+    """The running top-k over dictionary chunks (7 rows, not a divisor of 50) equals one big matrix."""
+    d = torch.randn(50, 8, generator=torch.Generator().manual_seed(1))
+    whole = nearest_by_cosine(d, list(range(50)), k=4, key_block=1 << 20)
+    chunked = nearest_by_cosine(d, list(range(50)), k=4, block=3, key_block=7)
+    for f in range(50):
+        assert [j for j, _ in chunked[f]] == [j for j, _ in whole[f]]
+        np.testing.assert_allclose([c for _, c in chunked[f]], [c for _, c in whole[f]], atol=1e-6)

@@ -115,6 +115,10 @@ def make_analysis_doc(n_features: int, n_analysed: int | None = None, n_top: int
                 "examples": [_bucket_example(1.5, " highbucketword")],
             },
         ]
+    if str(EVIL_FEATURE) in feats:  # hostile text in a bucket example too
+        feats[str(EVIL_FEATURE)]["bucket_examples"] = [
+            {"lo": 0.1, "hi": 9.0, "q_lo": 0.0, "q_hi": 1.0, "examples": [_bucket_example(0.7, EVIL_IMG)]}
+        ]
     if "3" in feats:
         feats["3"]["nearest"] = [{"feature": 5, "cosine": 0.9}, {"feature": 6, "cosine": 0.8}]
     f0 = feats.get("0")

@@ -179,6 +179,38 @@ def test_bucket_examples_are_shown_when_the_analysis_has_them(page, big):
     assert buckets[0].find_element(By.TAG_NAME, "h3").text.startswith("min\u2013p50")
 
 
+def test_analyze_real_bucket_examples_and_nearest_on_the_feature_page(page, tmp_path):
+    """The real pipeline (`analyze real --html` on a tiny store) -> the page shows analysis.json's
+    bucket examples (one block per bucket, its examples with their values) and nearest-feature links."""
+    import json
+
+    from saekit.commands.analyze import main as analyze_main
+    from saekit.sae import SAEConfig, build
+
+    from .test_analyze_html import _store
+
+    store = _store(tmp_path / "store")
+    sae_dir = build(SAEConfig(d_in=8, d_sae=16, arch="topk", k=3), seed=0).save(tmp_path / "sae")
+    out = tmp_path / "analysis"
+    argv = ["real", "--sae", str(sae_dir), "--store", str(store), "--out", str(out), "--features", "top:2"]
+    argv += ["--no-model", "--no-plots", "--quiet", "--html", "--bucket-pool", "400", "--n-nearest", "3"]
+    assert analyze_main(argv) == 0
+    doc = json.loads((out / "analysis.json").read_text())
+    k, f = next(iter(doc["features"].items()))
+    open_ready(page, (out / "browser" / "feature.html").as_uri() + f"?f={k}")
+    assert errors(page) == []
+    blocks = page.find_elements(By.CSS_SELECTOR, "#buckets .bucket")
+    assert len(blocks) == len(f["bucket_examples"]) >= 3
+    for el, b in zip(blocks, f["bucket_examples"]):
+        acts = [float(a.text) for a in el.find_elements(By.CSS_SELECTOR, ".example .act")]
+        assert acts == pytest.approx([e["activation"] for e in b["examples"]], rel=1e-2, abs=1e-3)
+    items = page.find_elements(By.CSS_SELECTOR, "#nearest li")
+    assert [li.text.split()[0] for li in items] == [f"#{n['feature']}" for n in f["nearest"]]
+    links = page.find_elements(By.CSS_SELECTOR, "#nearest a")  # analysed neighbours are links
+    analysed = {int(j) for j in doc["features"]}
+    assert [a.text for a in links] == [f"#{n['feature']}" for n in f["nearest"] if n["feature"] in analysed]
+
+
 def shown(t: str) -> str:
     """What the page shows for a token: newlines as a visible symbol, spaces kept."""
     return t.replace("\n", "\u21b5")
@@ -189,6 +221,7 @@ def test_hostile_corpus_text_is_shown_as_text_and_runs_nothing(page, big):
     open_ready(page, index.parent.joinpath("feature.html").as_uri() + f"?f={EVIL_FEATURE}")
     body = page.find_element(By.TAG_NAME, "body").text
     assert EVIL_SCRIPT in body and EVIL_IMG in body  # visible, as text
+    assert EVIL_IMG in page.find_element(By.ID, "buckets").text  # in a bucket example too
     assert page.execute_script("return window.__dialogs") == 0  # nothing called alert()
     assert page.find_elements(By.CSS_SELECTOR, "img") == []  # no <img> was made from the text
     srcs = page.execute_script("return Array.from(document.scripts).map(s => s.getAttribute('src'))")

@@ -70,11 +70,14 @@ def _copy_static(tmp: Path) -> None:
 
 
 def _nearest(doc: dict, keys: list[str], cfg: BrowserConfig) -> dict[int, list[dict] | None]:
-    if cfg.sae and cfg.n_nearest:
+    """The neighbours `analyze real` wrote; from the SAE (when given) for features that have none."""
+    out = {int(k): payload.nearest_from_doc(doc["features"][k]) for k in keys}
+    missing = [j for j, v in out.items() if v is None]
+    if cfg.sae and cfg.n_nearest and missing:
         from saekit.viz.browser.neighbours import nearest_from_sae
 
-        return dict(nearest_from_sae(cfg.sae, [int(k) for k in keys], cfg.n_nearest))
-    return {int(k): payload.nearest_from_doc(doc["features"][k]) for k in keys}
+        out.update(nearest_from_sae(cfg.sae, missing, cfg.n_nearest))
+    return out
 
 
 def _write_data(doc: dict, analysis_dir: Path, tmp: Path, cfg: BrowserConfig) -> ImageCopier:

@@ -294,13 +294,14 @@ def test_image_feature_page_shows_the_images(page, tmp_path, write_analysis):
     index = build_site(folder, BrowserConfig(out=str(tmp_path / "site"), quiet=True))
     open_ready(page, index.parent.joinpath("feature.html").as_uri() + "?f=1")
     imgs = page.find_elements(By.CSS_SELECTOR, "#feature img")
-    assert len(imgs) == 4  # grid, heatmap, timestep plot, one top image with a file
+    assert len(imgs) == 5  # grid, heatmap, timestep plot, two top images (a file, a skimage sample)
     sizes = [
         page.execute_script("return [arguments[0].naturalWidth, arguments[0].complete]", i) for i in imgs
     ]
     assert all(w > 0 and done for w, done in sizes), sizes
     assert EVIL_IMG in page.find_element(By.TAG_NAME, "body").text
-    assert "skimage:astronaut" in page.find_element(By.TAG_NAME, "body").text  # shown by name
+    assert sizes[-1][0] == 512  # the skimage sample itself (astronaut is 512 x 512), not its name
+    assert "skimage:astronaut" not in page.find_element(By.TAG_NAME, "body").text
     assert page.execute_script("return window.__dialogs") == 0 and errors(page) == []
     open_ready(page, index.as_uri())  # no feature has a synthetic result: no empty column for it
     keys = [b.get_attribute("data-key") for b in page.find_elements(By.CSS_SELECTOR, "button.sort")]

@@ -4,6 +4,8 @@ analysis.json image fields (see PREAMBLE convention): per feature `image_grid` (
 analysis folder), `heatmaps` (a list of such paths), `timestep_plot` (a path) and `top_images`
 (`[{doc_id, activation, image, position, ...}]`, where `image` is a file path or `skimage:NAME`).
 A referenced file that is missing, or is not an image, is dropped and reported, never copied.
+A `skimage:NAME` reference (scikit-image's bundled samples, as a CLIP store's documents.json names
+them) is rendered to a PNG in the site, so the page shows the picture, not its name.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ class ImageCopier:
 
     def copy(self, ref: str | None) -> str | None:
         """Site-relative path of the copied image, or None when `ref` names no image file."""
-        if not ref or not isinstance(ref, str) or ref.startswith("skimage:"):
+        if not ref or not isinstance(ref, str):
             return None
+        if ref.startswith("skimage:"):
+            return self._skimage(ref)
         src = Path(ref)
         if not src.is_absolute():
             src = self.analysis_dir / src
@@ -42,6 +46,29 @@ class ImageCopier:
             shutil.copyfile(src, self.img_dir / name)
             self.done[src] = f"img/{name}"
         return self.done[src]
+
+    def _skimage(self, ref: str) -> str | None:
+        """Render scikit-image sample `skimage:NAME` into `img/skimage_NAME.png` (once)."""
+        name = ref.split(":", 1)[1]
+        key = Path(f"skimage_{name}.png")
+        if key in self.done:
+            return self.done[key]
+        if not name.isidentifier() or name.startswith("_"):
+            self.missing.append(ref)
+            return None
+        try:
+            from PIL import Image
+
+            from saekit.analysis.image_render import load_clip_image
+
+            pixels = load_clip_image(ref)
+        except (ImportError, AttributeError, TypeError, ValueError, OSError):
+            self.missing.append(ref)
+            return None
+        self.img_dir.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(self.img_dir / key)
+        self.done[key] = f"img/{key}"
+        return self.done[key]
 
     def feature_images(self, feature: dict) -> dict:
         """The feature's image fields with every path replaced by its copy in the site."""

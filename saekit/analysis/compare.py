@@ -3,6 +3,9 @@
 For each feature with both parts in the analysis document:
 * `ratio_to_real_max`: best synthetic activation / largest activation seen in real data (> 1 means
   the optimiser pushed the feature beyond anything in the corpus);
+* `ratio_to_real_start`: the same against the best real context *recomputed by the maximiser's own
+  forward* (the like-with-like real max: a store harvested in bf16, in batches, differs from a
+  float32 single-sequence forward by ~1%); >= 1 by construction at fluency weight 0;
 * `focus_token_overlap`: Jaccard overlap between the token ids of the synthetic sequences and the
   tokens *at which* the real top examples fire (the focus tokens);
 * `context_token_overlap`: the same against every token of the real top contexts;
@@ -34,10 +37,15 @@ def compare_feature(feat: dict) -> dict:
     syn_tokens = {t for s in seqs for t in s["token_ids"]}
     last = [s["token_ids"][-1] for s in seqs]
     rand = syn.get("random_activations") or []
+    real_starts = [s["start_activation"] for s in seqs if str(s.get("start", "")).startswith("real")]
+    real_starts = [a for a in real_starts if a is not None]
+    start = max(real_starts) if real_starts else None
     return {
         "real_max": real_max,
         "synthetic_best": best,
         "ratio_to_real_max": best / real_max if real_max > 0 else None,
+        "real_start_activation": start,
+        "ratio_to_real_start": best / start if start else None,
         "random_max": max(rand) if rand else None,
         "focus_token_overlap": _jaccard(syn_tokens, focus),
         "context_token_overlap": _jaccard(syn_tokens, context),

@@ -15,7 +15,7 @@ Schema (version 1):
                    histogram{edges[], counts[]}, top_examples[{activation, row, doc_id, position,
                    token_id, token, context{tokens[], token_ids[], activations[], focus}}],
                    logit_effects{promoted[{token_id, token, effect}], suppressed[...]} | null,
-                   synthetic{... sequences[{..., start, start_activation}]} | absent,
+                   synthetic{... sequences[{..., start, start_activation, n_edited}]} | absent,
                    comparison{...} | absent}}
 Image stores (no tokens; additive fields, see image_report.py): top_examples entries have no
 token_id/token, `context: null`, and `step`/`timestep` for diffusion; features add `top_images`,
@@ -125,6 +125,7 @@ def synthetic_entry(result, cfg, tokenizer, real_max: float | None) -> dict:
                 "restart": s.restart,
                 "start": s.start,
                 "start_activation": s.start_activation,
+                "n_edited": s.n_edited,
             }
         )
     conf = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "quiet"}

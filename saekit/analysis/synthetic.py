@@ -134,18 +134,23 @@ def _start(obj0, feature, cfg, r, inits, allowed, g) -> tuple[Tensor | None, Ten
     return None, ids, "random"
 
 
-def _final(obj, feature, cfg, scale, cands: list[Tensor]) -> tuple[Tensor, float, float]:
-    """The best of `cands` (the start and the search result), each rescored alone: (ids, pre, act)."""
+def _final(obj, feature, cfg, scale, cands: list[Tensor], has_lm: bool) -> tuple[Tensor, float, float, float]:
+    """The best of `cands` (the start and the search result), each rescored alone: (ids, pre, act, CE).
+
+    Same ids are scored once; the model CE (nan without an LM head) is computed once per candidate."""
     from saekit.analysis.objective import rank_value
-    from saekit.analysis.search import search_score
 
     best = None
-    for ids in cands:
+    for ids in {tuple(c.tolist()): c for c in cands}.values():
         pre, act = obj.score_ids(ids[None], feature)
-        score = float(search_score(obj, ids[None], rank_value(pre, act), cfg.fluency_weight, scale)[0])
+        ok = has_lm and obj.full_ids(ids).numel() >= 2
+        ce = float(obj.cross_entropy(ids[None])[0]) if ok else math.nan
+        score = float(rank_value(pre, act)[0])
+        if cfg.fluency_weight > 0 and ok:
+            score -= cfg.fluency_weight * scale * ce
         if best is None or score > best[0]:
-            best = (score, ids, float(pre[0]), float(act[0]))
-    return best[1], best[2], best[3]
+            best = (score, ids, float(pre[0]), float(act[0]), ce)
+    return best[1:]
 
 
 class _NoBar:
@@ -202,8 +207,7 @@ def maximise_feature(
             ids, traj = gcg_search(obj, feature, start, cfg, allowed, scale, g, bar)
         else:
             ids, traj = soft_search(obj, feature, start, cfg, allowed, scale, cfg.n_steps, bar)
-        ids, pre, act = _final(obj, feature, cfg, scale, [start, ids])
-        ce = float(obj.cross_entropy(ids[None])[0]) if has_lm and obj.full_ids(ids).numel() >= 2 else math.nan
+        ids, pre, act, ce = _final(obj, feature, cfg, scale, [start, ids], has_lm)
         full = obj.full_ids(ids).tolist()
         seqs.append(SyntheticSequence(full, act, pre, ce, r, label, start_act, ids.numel()))
         trajs.append(traj)

@@ -6,8 +6,8 @@ a sample without replacement (bottom-k sampling), O(d_sae x pool) memory whateve
 After the pass the feature's quantiles are known; the sampled firings are re-read from the source,
 re-encoded (so the shown values are exact) and grouped into the quantile buckets
 [min, p10), [p10, p25), ..., [p99, max]; each bucket shows up to `per_bucket` of them, spread over
-the bucket (highest, middle, lowest). The top bucket is thin in a uniform sample: the top examples
-cover it.
+the bucket (highest, middle, lowest). The top bucket is thin in a uniform sample (1% of it), so the
+feature's top examples join the pool: the p99-max bucket then shows top examples.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def bucket_examples(
 
 def add_bucket_examples(doc: dict, sae, source, sample: FiringSample, features, cfg, tokenizer) -> None:
     """`bucket_examples` for every selected feature: its sampled firings, re-read with their contexts
-    (text sources only), grouped by the feature's quantiles (see buckets.py)."""
+    (text sources only), and its top examples, grouped by the feature's quantiles (see module doc)."""
     from saekit.analysis import report
     from saekit.analysis.real import contexts_from_rows
     from saekit.analysis.real_doc import example_entry
@@ -88,7 +88,8 @@ def add_bucket_examples(doc: dict, sae, source, sample: FiringSample, features, 
             val = cx.activations[cx.focus]
             entries.append(example_entry(val, r, centre, c, cx, lambda t: report.token_text(tokenizer, t)))
             c += 1
-        st = doc["features"][str(f)]["stats"]
-        doc["features"][str(f)]["bucket_examples"] = bucket_examples(
-            entries, st["quantiles"], st["max"], cfg.bucket_examples
-        )
+        feat = doc["features"][str(f)]
+        sampled = set(rows[f])
+        entries += [e for e in feat.get("top_examples") or [] if e["row"] not in sampled]
+        st = feat["stats"]
+        feat["bucket_examples"] = bucket_examples(entries, st["quantiles"], st["max"], cfg.bucket_examples)

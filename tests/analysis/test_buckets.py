@@ -70,3 +70,12 @@ def test_bucket_examples_and_nearest_can_be_turned_off(tiny_store, tiny_sae):
     folder, *_ = tiny_store
     doc = analyze_store(tiny_sae, folder, "0-3", RealConfig(n_top=2, bucket_examples=0, n_nearest=0))
     assert all("bucket_examples" not in f and "nearest" not in f for f in doc["features"].values())
+
+
+def test_top_bucket_shows_top_examples_even_with_a_tiny_sample(tiny_store, tiny_sae):
+    """A 2-firing sample rarely holds a p99-max firing; the top examples fill that bucket."""
+    folder, *_ = tiny_store
+    doc = analyze_store(tiny_sae, folder, "0-15", RealConfig(n_top=5, bucket_pool=2))
+    for f in doc["features"].values():
+        if f["stats"]["count"]:
+            assert f["bucket_examples"][0]["examples"][0]["activation"] == f["stats"]["max"]

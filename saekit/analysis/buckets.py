@@ -57,7 +57,8 @@ def bucket_examples(
     `quantiles`: {"0.1": v, ...} as in the document's stats. Returns
     `[{q_lo, q_hi, lo, hi, examples: [...]}, ...]` (buckets with equal bounds are merged away)."""
     qs = sorted((float(q), v) for q, v in quantiles.items() if v is not None)
-    bounds = [(0.0, 0.0)] + [(q, float(v)) for q, v in qs] + [(1.0, float(max_value))]
+    top = float(max_value)  # sketch quantiles are approximate: keep them at or below the exact max
+    bounds = [(0.0, 0.0)] + [(q, min(float(v), top)) for q, v in qs] + [(1.0, top)]
     out = []
     for i in range(len(bounds) - 1):
         (q_lo, lo), (q_hi, hi) = bounds[i], bounds[i + 1]

@@ -33,6 +33,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--seq-len", type=int, default=0, help="0: the SyntheticConfig default")
     ap.add_argument("--n-candidates", type=int, default=0, help="0: the SyntheticConfig default")
     ap.add_argument("--model-dtype", default="float32")
+    ap.add_argument("--best-suffix", action="store_true", help="SyntheticConfig.best_suffix")
     ap.add_argument("--json", default="")
     return ap.parse_args()
 
@@ -45,6 +46,8 @@ def _config(a: argparse.Namespace):
         over["seq_len"] = a.seq_len
     if a.n_candidates:
         over["n_candidates"] = a.n_candidates
+    if a.best_suffix:
+        over["best_suffix"] = True
     return dataclasses.replace(SyntheticConfig(), **over)
 
 

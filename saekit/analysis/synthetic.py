@@ -54,6 +54,9 @@ class SyntheticConfig:
     """`gcg`: gradient-guided token swaps; `soft`: soft prompt + projection to tokens."""
     init: Literal["real", "random"] = "real"
     """`real`: restart r starts from the feature's r-th best real context (when known); `random`: tokens."""
+    best_suffix: bool = False
+    """Real start: also score the context's last seq_len * 2^i tokens and start from the suffix with the
+    highest activation (the whole context is one of them, so the start never gets worse)."""
     warm_start_steps: int = 0
     """gcg from random tokens: soft-prompt steps first, projected to tokens (a continuous warm start)."""
     top_k_tokens: int = 128
@@ -119,13 +122,32 @@ class SyntheticResult:
     """True activations of the feature on random token sequences (the baseline)."""
 
 
+def _best_suffix(obj0, feature: int, ctx: Tensor, seq_len: int, min_len: int) -> Tensor:
+    """The suffix (lengths seq_len * 2^i and the whole context) with the highest activation."""
+    from saekit.analysis.objective import rank_value
+
+    lengths, n = [], max(seq_len, min_len)
+    while n < ctx.numel():
+        lengths.append(n)
+        n *= 2
+    best, best_v = ctx, float(rank_value(*obj0.score_ids(ctx[None], feature))[0])
+    for n in lengths:
+        v = float(rank_value(*obj0.score_ids(ctx[-n:][None], feature))[0])
+        if v > best_v:
+            best, best_v = ctx[-n:], v
+    return best
+
+
 def _start(obj0, feature, cfg, r, inits, allowed, g) -> tuple[Tensor | None, Tensor, str]:
     """(fixed prefix or None, edited start tokens, label) of restart r."""
     min_len = 2 if cfg.fluency_weight > 0 else 1
     if cfg.init == "real" and r < len(inits) and len(inits[r]) >= min_len:
         ctx = torch.tensor(list(inits[r]))
+        label = f"real:{r}"
+        if cfg.best_suffix:
+            ctx, label = _best_suffix(obj0, feature, ctx, cfg.seq_len, min_len), f"real:{r}:suffix"
         n = min(cfg.seq_len, ctx.numel())
-        return ctx[:-n], ctx[-n:], f"real:{r}"
+        return ctx[:-n], ctx[-n:], label
     pool = allowed.nonzero().flatten()
     ids = pool[torch.randint(0, pool.numel(), (cfg.seq_len,), generator=g)]
     if cfg.method == "gcg" and cfg.warm_start_steps > 0:

@@ -170,3 +170,18 @@ def test_rank_value_orders_by_activation_not_pre_activation():
     pre = torch.tensor([5.0, 3.0, -1.0, 0.5])
     act = torch.tensor([0.0, 3.0, 0.0, 0.0])  # sequence 0: pre 5 but not in the top k
     assert rank_value(pre, act).argsort(descending=True).tolist() == [1, 0, 3, 2]
+
+
+def test_best_suffix_start_is_at_least_the_whole_context():
+    """With best_suffix the start is the suffix with the highest activation: >= the whole context's
+    (full-forward reference), and equal to the best of the suffixes tried."""
+    model, sae = _setup()
+    ctx = torch.randint(1, 64, (40,), generator=torch.Generator().manual_seed(4)).tolist()
+    kw = {"n_steps": 1, "seq_len": 4, "restarts": 1, "n_candidates": 4, "fluency_weight": 0}
+    cfg = SyntheticConfig(**kw, best_suffix=True)
+    res = maximise_feature(model, sae, "model.layers.0", 3, cfg, init_contexts=[ctx])
+    tried = [ctx[-n:] for n in (4, 8, 16, 32, 40)]
+    want = max(_full_act(model, sae, t) for t in tried)
+    assert res.sequences[0].start == "real:0:suffix"
+    assert abs(res.sequences[0].start_activation - want) < 1e-4
+    assert res.sequences[0].start_activation >= _full_act(model, sae, ctx) - 1e-5

@@ -72,6 +72,11 @@ class CharTokenizer:
 
 
 @pytest.fixture(scope="session")
+def char_tokenizer():
+    return CharTokenizer()
+
+
+@pytest.fixture(scope="session")
 def tiny_lm():
     from transformers import LlamaConfig, LlamaForCausalLM
 

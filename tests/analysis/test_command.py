@@ -12,7 +12,7 @@ from saekit.sae import Provenance, SAEConfig, build
 @pytest.fixture
 def sae_folder(tmp_path, tiny_lm_folder):
     cfg = SAEConfig(
-        d_in=16,
+        d_in=32,
         d_sae=24,
         arch="topk",
         k=4,

@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
+import saekit
 from saekit.commands.analyze import main
 from saekit.sae import Provenance, SAEConfig, build
 
@@ -59,6 +61,12 @@ def test_compare_end_to_end(tmp_path, sae_folder, tiny_lm_store):
     ]
     assert main(argv) == 0
     doc = json.loads((out / "analysis.json").read_text())
+    # reference: each feature's max over the store's rows, encoded here
+    from saekit.data import ActivationStore
+
+    with torch.no_grad():
+        rows = next(ActivationStore.open(tiny_lm_store).iter_batches(10_000, shuffle=False))
+        real_max = saekit.load(sae_folder).encode(rows.float()).amax(0)
     assert doc["schema_version"] == 1 and doc["format"] == "saekit.analysis"
     assert len(doc["features"]) == 3
     for k, feat in doc["features"].items():
@@ -68,7 +76,11 @@ def test_compare_end_to_end(tmp_path, sae_folder, tiny_lm_store):
         assert ex[0]["context"]["tokens"][ex[0]["context"]["focus"]] == ex[0]["token"]
         assert len(feat["logit_effects"]["promoted"]) == 10
         assert feat["synthetic"]["sequences"][0]["perplexity"] > 1
-        assert feat["comparison"]["real_max"] == feat["stats"]["max"]
+        assert feat["comparison"]["real_max"] == pytest.approx(float(real_max[int(k)]), rel=1e-5)
+        best = max(seq["activation"] for seq in feat["synthetic"]["sequences"])
+        assert feat["comparison"]["ratio_to_real_max"] == pytest.approx(
+            best / float(real_max[int(k)]), rel=1e-4
+        )
         _png_ok(out / f"feature_{k}_real.png")
         _png_ok(out / f"feature_{k}_synthetic.png")
     for name in ("summary_real.png", "statistics_real.png", "real_vs_synthetic_comparison.png"):

@@ -96,12 +96,10 @@ def _load_lm(a: Common, sae, manifest: dict | None, device: torch.device, loaded
     from saekit.device import auto_model_dtype
     from saekit.models import load_model
 
-    dtype = auto_model_dtype(device) if a.model_dtype == "auto" else a.model_dtype
-    lm = (
-        loaded
-        if loaded is not None
-        else load_model(_model_name(a, sae, manifest), dtype=dtype, quiet=a.quiet)
-    )
+    lm = loaded
+    if lm is None:
+        dtype = auto_model_dtype(device) if a.model_dtype == "auto" else a.model_dtype
+        lm = load_model(_model_name(a, sae, manifest), dtype=dtype, quiet=a.quiet)
     if hasattr(lm, "model"):
         lm.model.to(device)
     return lm
@@ -149,9 +147,8 @@ def _source(a: RealArgs, sae, device: torch.device, loaded=None):
 
 
 def run_real(a: RealArgs, *, loaded=None) -> dict:
-    """`analyze real`: the pass, the document, image outputs for image stores, PNGs.
-
-    `loaded` (a LoadedModel) is used instead of loading the model named by the flags."""
+    """`analyze real`: the pass, the document, image outputs for image stores, PNGs (`loaded`: the
+    model, instead of loading the one the flags name)."""
     return _run_real(a, loaded)[0]
 
 
@@ -273,9 +270,8 @@ def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None, *, loa
 
 
 def run_compare(a: CompareArgs, *, loaded=None) -> dict:
-    """`analyze compare`: real (unless --out has it), synthetic for the same features, comparison.
-
-    The model is loaded once (or `loaded` used) for both parts when they want the same dtype."""
+    """`analyze compare`: real (unless --out has it), synthetic for the same features, comparison; the
+    model is loaded once (or `loaded` used) for both parts when they want the same dtype."""
     from saekit.analysis import report
     from saekit.analysis.compare import compare_document
 

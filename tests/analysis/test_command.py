@@ -33,7 +33,11 @@ def _png_ok(path, min_w=600, min_h=400):
         assert colors is not None and len(colors) > 50  # not a blank canvas
 
 
-def test_compare_end_to_end(tmp_path, sae_folder, tiny_lm_store):
+def test_compare_end_to_end(tmp_path, sae_folder, tiny_lm_store, monkeypatch):
+    from saekit import models
+
+    loads, real_load = [], models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     out = tmp_path / "report"
     argv = [
         "compare",
@@ -60,6 +64,7 @@ def test_compare_end_to_end(tmp_path, sae_folder, tiny_lm_store):
         "50",
     ]
     assert main(argv) == 0
+    assert len(loads) == 1  # real and synthetic share one float32 model
     doc = json.loads((out / "analysis.json").read_text())
     # reference: each feature's max over the store's rows, encoded here
     from saekit.data import ActivationStore

@@ -108,11 +108,11 @@ def _full_act(model, sae, ids: list[int], feature: int = 3) -> float:
 
 
 @pytest.mark.parametrize("arch", ["relu", "topk"])
-def test_long_real_start_kept_whole_and_improved(arch):
+def test_long_real_start_kept_whole_and_improved(arch, tiny_lm):
     """A 24-token real context, 4 edited tokens: the 20-token prefix comes back unchanged, the start's
     activation is the context's own (full forward), the result is >= it, and because a brute force
     over every single swap shows an improving one exists, the search finds an improvement."""
-    model, sae = _setup(arch)
+    model, sae = _setup(tiny_lm, arch)
     g = torch.Generator().manual_seed(11)
     pool = torch.randint(1, 64, (64, 24), generator=g)
     acts = _full_acts(model, sae, pool.tolist())
@@ -134,11 +134,11 @@ def test_long_real_start_kept_whole_and_improved(arch):
     assert best.activation >= start_act + 0.5 * (best_swap - start_act)  # at least half the best 1-swap gain
 
 
-def test_prefix_cache_equals_concatenation():
+def test_prefix_cache_equals_concatenation(tiny_lm):
     """Scores after a cached prefix equal a forward over prefix + suffix (and the fallback path)."""
     from saekit.analysis.objective import FeatureObjective
 
-    model, sae = _setup()
+    model, sae = _setup(tiny_lm)
     prefix = torch.randint(1, 64, (30,), generator=torch.Generator().manual_seed(2))
     sufs = torch.randint(1, 64, (5, 6), generator=torch.Generator().manual_seed(3))
     obj = FeatureObjective(model, sae, "model.layers.0", prefix)
@@ -164,10 +164,10 @@ def test_rank_value_orders_by_activation_not_pre_activation():
     assert rank_value(pre, act).argsort(descending=True).tolist() == [1, 0, 3, 2]
 
 
-def test_best_suffix_start_is_at_least_the_whole_context():
+def test_best_suffix_start_is_at_least_the_whole_context(tiny_lm):
     """With best_suffix the start is the suffix with the highest activation: >= the whole context's
     (full-forward reference), and equal to the best of the suffixes tried."""
-    model, sae = _setup()
+    model, sae = _setup(tiny_lm)
     ctx = torch.randint(1, 64, (40,), generator=torch.Generator().manual_seed(4)).tolist()
     kw = {"n_steps": 1, "seq_len": 4, "restarts": 1, "n_candidates": 4, "fluency_weight": 0}
     cfg = SyntheticConfig(**kw, best_suffix=True)

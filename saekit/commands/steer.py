@@ -121,8 +121,9 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
     res = steer_concept(s, cfg.concept, cfg.prompt, _gen(cfg), recipe=recipe)
     desc = ", ".join(f"f{j}" for j in res.arm.features) or "a vector"
     head = (
-        f"prompt: {cfg.prompt!r}\nconcept {res.concept.name!r}: {recipe.arm} {recipe.strength} "
-        f"(recipe: {recipe.source}) on {desc} at {s.hook_point}\n"
+        f"prompt: {cfg.prompt!r}\nconcept {res.concept.name!r}: {res.recipe.arm} {res.recipe.strength} "
+        f"(recipe: {res.recipe.source}) on {desc} at {s.hook_point}; "
+        f"{int(res.evidence.flagged.sum())} outlier/dense features flagged and never chosen\n"
     )
     text = head + side_by_side(
         "unsteered",

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from saekit.atomic import write_text_atomic
-from saekit.steer.sweep_merge import format_layer_grid, layer_grid, merge_sweeps
+from saekit.steer.sweep_merge import common_concepts, format_layer_grid, layer_grid, merge_sweeps, restrict
 from saekit.steer.sweep_report import format_table, save_result
 from saekit.viz.steer_layer_plot import plot_layer_grid
 
@@ -18,9 +18,15 @@ from saekit.viz.steer_layer_plot import plot_layer_grid
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--common", action="store_true", help="keep only concepts every run finished")
     ap.add_argument("sweeps", nargs="+")
     args = ap.parse_args()
-    result = merge_sweeps([json.loads(Path(p).read_text()) for p in args.sweeps])
+    docs = [json.loads(Path(p).read_text()) for p in args.sweeps]
+    if args.common:
+        keep = common_concepts(docs)
+        print(f"concepts every run finished: {keep}")
+        docs = [restrict(d, keep) for d in docs]
+    result = merge_sweeps(docs)
     save_result(result, args.out)
     grid = layer_grid(result.records)
     test_prompting = [

@@ -13,12 +13,33 @@ from __future__ import annotations
 from statistics import fmean
 
 from saekit.errors import SteeringError
-from saekit.steer.protocol import best_sae_vs_diffmean, choose_on_train, protocol_table, rows_at_choice
+from saekit.steer.protocol import (
+    best_sae_vs_diffmean,
+    choose_on_train,
+    protocol_table,
+    rows_at_choice,
+    sae_per_concept,
+)
 
 
 def _units(doc: dict) -> set[tuple]:
     """(concept, prompt, split) units of a run, from its layer-independent baseline records."""
     return {(r["concept"], r["prompt_idx"], r["split"]) for r in doc["records"] if r["layer"] == -1}
+
+
+def common_concepts(docs: list[dict]) -> list[str]:
+    """Concepts every run measured at every one of its layers (a stopped run's partial file covers the
+    first few), in the first run's order."""
+    per_run = [{r["concept"] for r in d["records"] if r["layer"] != -1} for d in docs]
+    first = [c["concept"] for c in docs[0].get("concepts", [])] or sorted(per_run[0])
+    return [c for c in dict.fromkeys(first) if all(c in s for s in per_run)]
+
+
+def restrict(doc: dict, concepts: list[str]) -> dict:
+    """`doc` with only the records (and concept infos) of `concepts`."""
+    keep = set(concepts)
+    return {**doc, "records": [r for r in doc["records"] if r["concept"] in keep],
+            "concepts": [c for c in doc.get("concepts", []) if c["concept"] in keep]}  # fmt: skip
 
 
 def merge_records(docs: list[dict]) -> list[dict]:
@@ -65,17 +86,23 @@ def layer_grid(records: list[dict], seed: int = 0) -> dict:
     prot = protocol_table(records, seed=seed)
     layers = sorted({r["layer"] for r in records if r["layer"] != -1})
     cells = {(r["arm"], r["layer"]): r for r in prot["per_layer"]}
-    vs_dm = {}
+    vs_dm, per_concept = {}, {}
     for layer in layers:
         sub = [r for r in records if r["layer"] == layer]
         vs_dm[layer] = best_sae_vs_diffmean(sub, choose_on_train(sub, over_layers=True), seed)
+        per_concept[layer] = sae_per_concept(sub, seed)
     arms = sorted({a for a, lay in cells if lay != -1}, key=lambda a: -_mean_over_layers(cells, a, layers))
-    return {"layers": layers, "arms": arms, "cells": cells, "best_sae_vs_diffmean": vs_dm}
+    return {"layers": layers, "arms": arms, "cells": cells, "best_sae_vs_diffmean": vs_dm,
+            "sae_per_concept": per_concept}  # fmt: skip
 
 
 def _mean_over_layers(cells: dict, arm: str, layers: list) -> float:
     vals = [cells[arm, lay]["overall"] for lay in layers if (arm, lay) in cells]
     return fmean(vals) if vals else float("-inf")
+
+
+def _signed(x: float | None, ci: list[float]) -> str:
+    return "-" if x is None else f"{x:+.3f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
 def _cell(row: dict | None) -> str:
@@ -104,6 +131,11 @@ def format_layer_grid(grid: dict, records: list[dict]) -> str:
         lo, hi = b["difference_ci"]
         diffs.append(f"{b['arm']}: {b['difference']:+.3f} [{lo:+.2f}, {hi:+.2f}]")
     lines.append("| best SAE arm (train) - DiffMean | " + " | ".join(diffs) + " |")
+    pcs = [grid.get("sae_per_concept", {}).get(lay) for lay in layers]
+    cells = [_cell({"overall": p["sae_test"], "ci": p["sae_ci"]}) if p else "-" for p in pcs]
+    lines.append("| SAE arm+strength per concept (train) | " + " | ".join(cells) + " |")
+    cells = [_signed(p["difference"], p["difference_ci"]) if p else "-" for p in pcs]
+    lines.append("| per-concept SAE - DiffMean | " + " | ".join(cells) + " |")
     test = [r for r in records if r["layer"] == -1 and r["split"] == "test"]
     for arm in ("prompting", "unsteered"):
         vals = [r["overall"] for r in test if r["arm"] == arm]

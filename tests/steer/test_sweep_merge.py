@@ -55,3 +55,22 @@ def test_merge_refuses_duplicates_and_other_protocols():
     other["records"] = [r for r in other["records"] if r["concept"] == "sea"]
     with pytest.raises(SteeringError, match="other concepts/prompts"):
         merge_records([_doc(5, "a", 0.4), other])
+
+
+def test_per_concept_choice_takes_each_concepts_best_train_arm():
+    from saekit.steer.protocol import sae_per_concept
+    from saekit.steer.recipes import recipe_from_document, recipes_document
+
+    doc = _doc(15, "a", 0.4)
+    for pi in SPLITS:  # output:additive wins on war's train prompts only
+        doc["records"].append(_rec(15, "output:additive", "war", pi, "b", 0.9))
+        doc["records"].append(_rec(15, "output:additive", "sea", pi, "b", 0.0))
+    pc = sae_per_concept(doc["records"])
+    assert pc["choice"] == {"sea": ["input:additive", 15, "a"], "war": ["output:additive", 15, "b"]}
+    assert pc["sae_test"] == pytest.approx((0.6 + 0.9) / 2)
+    assert pc["difference"] == pytest.approx((0.6 + 0.9) / 2 - 0.4)
+    recipe = recipe_from_document(recipes_document(doc["records"], "t"), "t")
+    assert (recipe.arm, recipe.strength) == ("input:additive", "a")  # best over all concepts on train
+    war = recipe.for_concept("war", 15)
+    assert (war.arm, war.strength) == ("output:additive", "b")
+    assert recipe.for_concept("war", 5) is recipe and recipe.for_concept("music", 15) is recipe

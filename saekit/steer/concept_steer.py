@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from saekit.errors import SteeringError
 from saekit.steer.concepts import Concept, load_concepts, load_prompts
@@ -72,6 +72,8 @@ class ConceptSteer:
     """`saekit.steer.evidence.ConceptEvidence`."""
     pair: object
     """`saekit.steer.generate.SteeredPair`."""
+    tries: list = field(default_factory=list)
+    """With escalation: every `saekit.steer.concept_ladder.Try` (factor, strengths, judge scores)."""
 
 
 def concept_evidence(session, words: str, *, judge=None, chat: bool | None = None, methods=None, texts=None):
@@ -96,9 +98,21 @@ def needed_selections(sel: str) -> list[str]:
 
 
 def steer_concept(
-    session, words: str, prompt: str, gen, *, recipe: Recipe = DEFAULT_RECIPE, judge=None, texts=None
+    session,
+    words: str,
+    prompt: str,
+    gen,
+    *,
+    recipe: Recipe = DEFAULT_RECIPE,
+    judge=None,
+    texts=None,
+    escalate: bool | None = None,
 ):
-    """Pick features for `words` with `recipe.arm`, steer `prompt` at `recipe.strength`."""
+    """Pick features for `words` with `recipe.arm`, steer `prompt` at `recipe.strength`.
+
+    `escalate` (default: when a `judge` is given): while the judges do not see the concept in the
+    steered text, retry at 2x and 4x the strength (`saekit.steer.concept_ladder`); every try is kept
+    in the result's `tries`."""
     import torch
 
     from saekit.steer.apply import steering
@@ -122,7 +136,14 @@ def steer_concept(
     pair = generate_pair(
         lm.model, lm.tokenizer, prompt, lambda: steering(lm.model, session.hook_point, edit), gen
     )
-    return ConceptSteer(concept, recipe, arm, abs_s, ev, pair)
+    tries = []
+    if escalate or (escalate is None and judge is not None):
+        from saekit.steer.concept_ladder import escalate as run_ladder
+        from saekit.steer.metrics import MiniLMJudge
+
+        pair, abs_s, tries = run_ladder(session, concept, prompt, gen, arm, list(abs_s), pair,
+                                        judge or MiniLMJudge())  # fmt: skip
+    return ConceptSteer(concept, recipe, arm, abs_s, ev, pair, tries)
 
 
 def explain_concept(session, words: str, *, judge=None, chat: bool | None = None, top_n: int = 10) -> str:

@@ -127,12 +127,12 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
     desc = ", ".join(f"f{j}" for j in res.arm.features) or "a vector"
     head = (
         f"prompt: {cfg.prompt!r}\nconcept {res.concept.name!r}: {res.recipe.arm} {res.recipe.strength} "
-        f"(recipe: {res.recipe.source}) on {desc} at {s.hook_point}; "
+        f"(recipe: {res.recipe.source}); kept {res.arm.name} on {desc} at {s.hook_point}; "
         f"{int(res.evidence.flagged.sum())} outlier/dense features flagged and never chosen\n"
     )
     if res.tries:
-        steps = [f"{t.factor:g}x concept {t.scores['concept_score']:.2f} fluency {t.scores['fluency']:.2f}"
-                 for t in res.tries]  # fmt: skip
+        steps = [f"{t.scores['arm']} {t.factor:g}x: concept {t.scores['concept_score']:.2f} "
+                 f"fluency {t.scores['fluency']:.2f}" for t in res.tries]  # fmt: skip
         head += "strength tries on this prompt (kept: the first the judges see, else the best): "
         head += " | ".join(steps) + "\n"
     text = head + side_by_side(

@@ -60,24 +60,29 @@ def steered_text(session, prompt: str, gen, edit):
         return decode_rows(lm.tokenizer, generate_ids(lm.model, ids, gen, eos, on_reset=tr.reset), eos)[0]
 
 
-def escalate(session, concept, prompt: str, gen, arm, base: list[float], pair, judge, factors=FACTORS):
-    """(kept pair, kept strengths, every try): `pair` is the try at factor 1 (already generated)."""
+def escalate(session, concept, prompt: str, gen, arm, base: list[float], pair, judge, factors=FACTORS,
+             fallback=None):  # fmt: skip
+    """(kept pair, kept arm, kept strengths, every try): `pair` is the try at factor 1 (already
+    generated). `fallback` = (arm, strengths): tried last when no factor was seen (DiffMean: a vector,
+    no SAE; reported as such)."""
     import torch
 
     from saekit.steer.arms import arm_edit
     from saekit.steer.concept_steer import judge_pair
     from saekit.steer.generate import SteeredPair
 
-    tries, pairs = [], []
-    for f in factors:
-        s = [f * x for x in base]
-        if f != 1.0:
-            edit = arm_edit(arm, session.sae, torch.tensor([s], device=session.sae.device))
+    plan = [(arm, f, [f * x for x in base]) for f in factors]
+    plan += [(fallback[0], 1.0, list(fallback[1]))] if fallback is not None else []
+    tries, pairs, arms = [], [], []
+    for a, f, s in plan:
+        if not (a is arm and f == 1.0):
+            edit = arm_edit(a, session.sae, torch.tensor([s], device=session.sae.device))
             pair = SteeredPair(prompt, pair.unsteered, steered_text(session, prompt, gen, edit))
         _, scores = judge_pair(session.lm.model, judge, concept, prompt, pair)
-        tries.append(Try(f, s, scores))
+        tries.append(Try(f, s, {**scores, "arm": a.name}))
         pairs.append(pair)
+        arms.append(a)
         if tries[-1].visible():
             break
     i = pick(tries)
-    return pairs[i], tries[i].strengths, tries
+    return pairs[i], arms[i], tries[i].strengths, tries

@@ -111,8 +111,9 @@ def steer_concept(
     """Pick features for `words` with `recipe.arm`, steer `prompt` at `recipe.strength`.
 
     `escalate` (default: when a `judge` is given): while the judges do not see the concept in the
-    steered text, retry at 2x and 4x the strength (`saekit.steer.concept_ladder`); every try is kept
-    in the result's `tries`."""
+    steered text, retry at 2x and 4x the strength, then DiffMean at the recipe's strength
+    (`saekit.steer.concept_ladder`); every try is kept in the result's `tries`, and `arm` is the one
+    kept (check `arm.name`: `diffmean` means no SAE feature was seen)."""
     import torch
 
     from saekit.steer.apply import steering
@@ -141,8 +142,14 @@ def steer_concept(
         from saekit.steer.concept_ladder import escalate as run_ladder
         from saekit.steer.metrics import MiniLMJudge
 
-        pair, abs_s, tries = run_ladder(session, concept, prompt, gen, arm, list(abs_s), pair,
-                                        judge or MiniLMJudge())  # fmt: skip
+        fallback = None
+        if sel != "diffmean":
+            dm = make_arm("diffmean", None, ev.diffmean)
+            dm_s = arm_strengths(dm, parse_strength(recipe.strength), session.sae, session.calibration,
+                                 session.sae_folder)  # fmt: skip
+            fallback = (dm, dm_s)
+        pair, arm, abs_s, tries = run_ladder(session, concept, prompt, gen, arm, list(abs_s), pair,
+                                             judge or MiniLMJudge(), fallback=fallback)  # fmt: skip
     return ConceptSteer(concept, recipe, arm, abs_s, ev, pair, tries)
 
 

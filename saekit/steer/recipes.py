@@ -44,19 +44,37 @@ class Recipe:
         return self
 
 
-def recipes_document(records: list[dict], source: str) -> dict:
-    """The global and per-concept choices of a sweep's records (the bundled table's format)."""
-    from saekit.steer.protocol import best_sae_vs_diffmean, choose_on_train, choose_sae_per_concept
+def best_sae_arm(records: list[dict]) -> str:
+    """The SAE arm with the best train mean at its per-concept train-chosen layer and strength."""
+    from statistics import fmean
 
-    best = best_sae_vs_diffmean(records, choose_on_train(records, over_layers=True))
-    if best is None:
-        raise SteeringError(f"{source}: the sweep has no SAE arm beside DiffMean; nothing to choose")
-    picks = Counter(st for (_, arm, _), st in choose_on_train(records).items() if arm == best["arm"])
+    from saekit.steer.protocol import choose_on_train, is_sae_arm
+
+    choice = choose_on_train(records, over_layers=True)
+    means: dict[str, list[float]] = {}
+    for r in records:
+        if r["split"] == "train" and is_sae_arm(r["arm"]):
+            if choice.get((r["arm"], r["concept"])) == (r["layer"], r["strength"]):
+                means.setdefault(r["arm"], []).append(r["overall"])
+    if not means:
+        raise SteeringError("the sweep has no SAE arm measured on train prompts; nothing to choose")
+    return max(means, key=lambda a: fmean(means[a]))
+
+
+def recipes_document(records: list[dict], source: str, arm: str | None = None) -> dict:
+    """The global (`arm`, default: `best_sae_arm`) and per-concept choices of a sweep's records (the
+    bundled table's format)."""
+    from saekit.steer.protocol import choose_on_train, choose_sae_per_concept
+
+    arm = arm or best_sae_arm(records)
+    picks = Counter(st for (_, a, _), st in choose_on_train(records).items() if a == arm)
+    if not picks:
+        raise SteeringError(f"{source}: no strength was chosen for {arm}")
     per = choose_sae_per_concept(records)
     return {
         "schema_version": 1,
         "source": source,
-        "arm": best["arm"],
+        "arm": arm,
         "strength": picks.most_common(1)[0][0],
         "per_concept": [
             {"concept": c, "arm": a, "strength": s, "layer": lay} for c, (a, lay, s) in per.items()
@@ -70,14 +88,16 @@ def recipe_from_document(doc: dict, source: str) -> Recipe:
 
 
 def recipe_from_sweep(path: str | Path) -> Recipe:
-    """The sweep's recipe: per concept where it measured the concept, else its best SAE arm overall."""
+    """The sweep's recipe: per concept where it measured the concept, else its best SAE arm overall
+    (the protocol table's train-chosen best SAE arm when the file has one)."""
     try:
-        records = json.loads(Path(path).read_text())["records"]
+        doc = json.loads(Path(path).read_text())
+        records = doc["records"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SteeringError(
-            f"{path}: not a saekit sweep.json with records ({exc}); rerun saekit sweep"
-        ) from exc
-    return recipe_from_document(recipes_document(records, str(path)), str(path))
+        msg = f"{path}: not a saekit sweep.json with records ({exc}); rerun saekit sweep"
+        raise SteeringError(msg) from exc
+    best = ((doc.get("protocol") or {}).get("best_sae_vs_diffmean") or {}).get("arm")
+    return recipe_from_document(recipes_document(records, str(path), best), str(path))
 
 
 def bundled_recipe() -> Recipe:

@@ -81,14 +81,16 @@ class Screener:
 
         int8: `x_c` per row, `W_enc` per tensor, int32 accumulation, the bias added in the same integer
         units (at the median row scale), no dequantisation pass: ranking within a row ignores the row's
-        positive scale. fp16/bf16: the matmul in that dtype, fp32 keys.
+        positive scale. fp16/bf16: the matmul (bias fused) in that dtype, keys in that dtype.
         """
         with record_function("saekit.screen"):
             B, D = x_c_BD.shape
             cuda_shape_ok = B > 16 and D % 8 == 0 and W_FD.shape[0] % 8 == 0  # cuBLASLt int8 limits
             if self.backend != "int8" or (x_c_BD.is_cuda and not cuda_shape_ok):
                 dt = getattr(torch, self.backend) if self.backend != "int8" else torch.float16
-                return (x_c_BD.to(dt) @ W_FD.to(dt).T).float().add_(b_enc_F)
+                # keys stay in the low dtype: top-k ranks them there (a float() pass would cost as much
+                # as the bf16 matmul itself on an AMX CPU)
+                return torch.addmm(b_enc_F.to(dt), x_c_BD.to(dt), W_FD.to(dt).T)
             xq, sx = quantize_rows(x_c_BD)
             sw = W_FD.abs().amax().clamp_min(1e-30) / 127
             wq = torch.mul(W_FD, 1 / sw).round_().to(torch.int8)
@@ -203,6 +205,25 @@ def int8_matmul_available(device: torch.device) -> bool:
         return False
 
 
+def cpu_has_amx_bf16() -> bool:
+    """This CPU multiplies bf16 matrices in AMX tiles (Sapphire Rapids and later Xeons): there a bf16
+    GEMM of the encoder's shape measured ~6x faster than the fp32 one, and int8 (`_int_mm`) no faster than
+    fp32 (see `docs/results/fvu_vs_sparsify.md`)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    try:
+        return bool(probe is not None and bf16 is not None and probe() and bf16())
+    except RuntimeError:
+        return False
+
+
+def screen_backend(device: torch.device) -> str:
+    """The screening matmul for this device: bf16 on AMX CPUs, int8 where `_int_mm` runs, else fp16."""
+    if device.type == "cpu" and cpu_has_amx_bf16():
+        return "bfloat16"
+    return "int8" if int8_matmul_available(device) else "float16"
+
+
 def resolve_encoder(mode: str, sae) -> str:
     """`exact` or `screened` for this SAE on its device (`auto`: see `AUTO_SCREENS_ON`)."""
     if mode not in ENCODERS:
@@ -242,8 +263,7 @@ def configure_encoder(sae, mode: str = "auto", **screen_kw) -> Screener | None:
     if sae.arch == "topk":
         latent_major_(sae)
     if resolved == "screened":
-        backend = "int8" if int8_matmul_available(sae.device) else "float16"
-        sae.screen = Screener(backend=backend, **screen_kw)
+        sae.screen = Screener(backend=screen_backend(sae.device), **screen_kw)
     else:
         sae.screen = None
     return sae.screen

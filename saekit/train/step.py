@@ -85,7 +85,7 @@ def train_step(run: RunState, forward, x: Tensor, s: StepSettings, dist: dd.Dist
         dd.average_gradients_(list(sae.parameters()), dist)
     if s.normalize_decoder:
         with record_function("saekit.decoder projection"):
-            sae.remove_gradient_parallel_to_decoder_()
+            sae.remove_gradient_parallel_to_decoder_(unit_rows=True)  # renormalised every step
     with record_function("saekit.optimiser"):
         run.opt.step()
     if s.normalize_decoder:

@@ -7,7 +7,7 @@ with its venv's python), each change one knob:
 
 - saekit: `norm_none` (raw inputs, as sparsify), `bdec_mean` / `bdec_zeros`, `aux10M` (sparsify's
   10M-token dead threshold: aux-k never runs in a short run), `aux0` (no aux-k), `auxc<c>` (aux-k
-  weight c), `dead<n>` (dead after n
+  weight c), `auxk<n>` (n dead latents per row in aux-k), `dead<n>` (dead after n
   rows), `encscale<s>` (tied encoder initialised at s x the decoder; sparsify's nn.Linear init gives rows
   of norm ~0.577), `untied`, `lr<f>` (peak LR x f), `warm<n>` (LR warm-up steps), `decay<f>` (LR decay
   starts at fraction f of the run), `screened`;
@@ -44,6 +44,7 @@ NUMERIC = {  # prefix -> (TrainConfig field, converter)
     "decay": ("lr_decay_start", float),
     "encscale": ("init_encoder_scale", float),
     "auxc": ("aux_k_coefficient", float),
+    "auxk": ("aux_k", int),
 }
 
 

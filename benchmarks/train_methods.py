@@ -207,10 +207,11 @@ def _import_sparsify():
     import importlib.util
     import types
 
-    spec = importlib.util.find_spec("sparsify")
-    pkg = types.ModuleType("sparsify")
-    pkg.__path__ = list(spec.submodule_search_locations)
-    sys.modules["sparsify"] = pkg  # skip sparsify/__init__ (it imports the trainer -> datasets)
+    if "sparsify" not in sys.modules:  # a second call (several variants in one process) reuses it
+        spec = importlib.util.find_spec("sparsify")
+        pkg = types.ModuleType("sparsify")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules["sparsify"] = pkg  # skip sparsify/__init__ (it imports the trainer -> datasets)
     from sparsify.config import SparseCoderConfig
     from sparsify.sparse_coder import SparseCoder
 

@@ -62,6 +62,10 @@ class TrainConfig:
     prefetch: int = 2
     """Batches read ahead from the store in a background thread while the current step runs; 0 reads in
     the training loop. The batches and their order are the same either way."""
+    cache_mb: int = 2048
+    """Hold an activation store of at most this many MB (in its stored dtype) in memory while training:
+    each shuffled batch is then one index_select instead of a gather from the shard files (same rows,
+    same order; `saekit.train.cached`). 0 reads the files every step."""
     distributed: bool = False
     """Require a torchrun launch (`torchrun --nproc_per_node N -m saekit train ...`): one SAE trained
     data-parallel over the ranks. torchrun launches are detected without this flag; it only makes a
@@ -131,6 +135,8 @@ class TrainConfig:
             raise SAEConfigError(f"lr must be positive, got {self.lr}")
         if self.log_every <= 0 or self.checkpoint_every <= 0:
             raise SAEConfigError("log_every and checkpoint_every must be positive")
+        if self.cache_mb < 0:
+            raise SAEConfigError(f"cache_mb must be >= 0, got {self.cache_mb}")
         if self.prefetch < 0:
             raise SAEConfigError(f"prefetch must be >= 0 batches, got {self.prefetch}")
         if needs_k(self.sae.arch) and not self.sae.k:
@@ -151,6 +157,7 @@ class TrainConfig:
         "tf32",
         "compile",
         "prefetch",
+        "cache_mb",
         "distributed",  # the global batch is the same for any number of ranks
     )
 

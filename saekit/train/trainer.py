@@ -27,6 +27,7 @@ from saekit.sae.config import Provenance
 from saekit.sae.registry import needs_k
 from saekit.train import distributed as dd
 from saekit.train.batches import batch_stream
+from saekit.train.cached import maybe_cache
 from saekit.train.checkpoint import save_checkpoint
 from saekit.train.config import DEFAULT_DEAD_TOKENS, TrainConfig, default_lr
 from saekit.train.dead import DeadLatentTracker
@@ -68,7 +69,7 @@ class Trainer:
         self, cfg: TrainConfig, source, out: str | Path | None = None, dist: dd.DistContext = dd.SINGLE
     ):
         self.cfg = cfg
-        self.source = source
+        self.source = maybe_cache(source, cfg.cache_mb)
         self.out = Path(out if out is not None else cfg.out)
         self.dist = dist
         self.device = dd.rank_device(cfg.device, dist)

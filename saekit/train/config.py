@@ -91,13 +91,15 @@ class TrainConfig:
     sparsity_warmup_frac: float = 0.05
     """Fraction of the run over which the sparsity coefficient ramps linearly from 0 to its value."""
     dead_tokens: int | None = None
-    """A latent is dead when it has not fired for this many rows. None = min(10M, total_tokens // 10,
-    at least one batch): OpenAI's 10M tokens, scaled down so short runs can see dead latents at all."""
+    """A latent is dead (and trained by aux-k) when it has not fired for this many rows. None = OpenAI's
+    and sparsify's 10M. Shorter thresholds measured harmful: aux-k then pulls rare-but-alive latents down
+    and more of them end up never firing (docs/results/fvu_vs_sparsify.md)."""
     resample_every: int | None = None
     """ReLU only: resample dead latents every N steps (Anthropic). None = at 25/50/75% of the run for relu,
     never for other architectures; 0 = never."""
-    b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
-    """How b_dec is initialised from the sample."""
+    b_dec_init: Literal["geometric_median", "mean", "zeros"] = "mean"
+    """How b_dec is initialised from the sample (mean: as sparsify; measured slightly lower FVU than the
+    geometric median with the default encoder scale)."""
     init_sample: int = 8192
     """Rows sampled from the store to fit the input scale and b_dec."""
     seed: int = 0

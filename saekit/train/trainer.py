@@ -87,10 +87,7 @@ class Trainer:
         self.total_steps = max(1, total // B)
         self.total_tokens = self.total_steps * B
         self.d_sae = cfg.d_sae if cfg.d_sae is not None else cfg.expansion * self.d_in
-        dead_tokens = cfg.dead_tokens
-        if dead_tokens is None:
-            dead_tokens = min(DEFAULT_DEAD_TOKENS, max(self.total_tokens // 10, B))
-        self.dead_tokens = int(dead_tokens)
+        self.dead_tokens = int(cfg.dead_tokens if cfg.dead_tokens is not None else DEFAULT_DEAD_TOKENS)
         self.peak_lr = cfg.lr if cfg.lr is not None else default_lr(self.d_sae)
         resample = cfg.resample_every
         if resample is None:

@@ -1,11 +1,12 @@
-"""Screened TopK encoder: rank latents with a cheap int8 matmul, keep the exact top k of the best k + margin.
+"""Screened TopK encoder: rank latents with a cheap matmul, keep the exact top k of the best k + margin.
 
 The dense fp32 encoder matmul `[batch, d_in] x [d_in, d_sae]` is most of a TopK training step, but only the
 k winners of each row are used. So:
 
-1. screen: `x_c` quantised per row and `W_enc` per tensor to int8 (symmetric, scale = max|.| / 127), one
-   int8 matmul with int32 accumulation (`torch._int_mm`: ~2x the fp32 GEMM on AVX2 CPUs, tensor cores
-   on CUDA) plus the bias in the same integer units: ranking keys, never dequantised;
+1. screen: on CPUs with AMX-BF16 one bf16 matmul (AMX tiles: ~4-6x the fp32 GEMM there); elsewhere
+   `x_c` quantised per row and `W_enc` per tensor to int8 (symmetric, scale = max|.| / 127), one int8
+   matmul with int32 accumulation (`torch._int_mm`: ~2x the fp32 GEMM on AVX2 CPUs, tensor cores on
+   CUDA) plus the bias in the same integer units: ranking keys, never dequantised (`screen_backend`);
 2. candidates: the top `k + margin` latents of each row by those keys;
 3. re-score: their exact fp32 pre-activations (a gather-dot against the latent-major `W_enc`), and the
    exact top k among them. The values, hence the reconstruction and every gradient, are exact for the
@@ -18,7 +19,7 @@ measured rate stays under the bound (1% of rows by default; a missed latent is a
 with the one chosen instead). Aux-k dead latents are ranked by the approximation and re-scored exactly.
 
 `configure_encoder(sae, "auto" | "exact" | "screened")` is the trainer's switch; `auto` screens big SAEs
-on the device types in `AUTO_SCREENS_ON` (none yet: see there) and is exact elsewhere.
+where the device's screen was measured faster (`AUTO_SCREENS`: CPUs with AMX-BF16) and is exact elsewhere.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from saekit.sae.screened_topk import Selection, dead_topk, no_aux, topk_rows
 
 #: below this many encoder weights the matmul is too small for screening to pay for its overheads
 MIN_SCREEN_WEIGHTS = 2**21
-#: device types where `auto` screens. Empty until a quiet-machine run of `benchmarks/train_throughput.py`
-#: shows screened faster at equal FVU (on the loaded 2-core CPU the int8 screen measured 1.4x faster than
-#: the fp32 matmul + top-k with one thread, but not end to end with two; CUDA not yet measured)
-AUTO_SCREENS_ON: tuple[str, ...] = ()
+#: (device type, screen backend) pairs where `auto` screens: measured faster end to end at equal FVU.
+#: An AMX CPU with the bf16 screen: 1.9x (batch 1024) and 1.6x (4096) the exact step, FVU within 1% after
+#: 3 epochs (docs/results/fvu_vs_sparsify.md). The int8 screen was slower than exact fp32 there (and on
+#: the AVX2 EPYC end to end with two threads); CUDA not yet measured.
+AUTO_SCREENS: tuple[tuple[str, str], ...] = (("cpu", "bfloat16"),)
 ENCODERS = ("auto", "exact", "screened")
 
 
@@ -225,7 +227,7 @@ def screen_backend(device: torch.device) -> str:
 
 
 def resolve_encoder(mode: str, sae) -> str:
-    """`exact` or `screened` for this SAE on its device (`auto`: see `AUTO_SCREENS_ON`)."""
+    """`exact` or `screened` for this SAE on its device (`auto`: see `AUTO_SCREENS`)."""
     if mode not in ENCODERS:
         raise SAEConfigError(f"encoder {mode!r}: choose one of {', '.join(ENCODERS)}")
     if sae.arch != "topk":
@@ -234,7 +236,9 @@ def resolve_encoder(mode: str, sae) -> str:
         return "exact"
     if mode != "auto":
         return mode
-    return "screened" if screening_pays(sae, AUTO_SCREENS_ON) else "exact"
+    dev = sae.device
+    pays = screening_pays(sae, (dev.type,)) and (dev.type, screen_backend(dev)) in AUTO_SCREENS
+    return "screened" if pays else "exact"
 
 
 def screening_pays(sae, device_types: tuple[str, ...]) -> bool:

@@ -9,7 +9,6 @@ import torch
 from saekit.errors import SAEConfigError
 from saekit.sae import SAEConfig, build
 from saekit.sae.screened import (
-    AUTO_SCREENS_ON,
     Screener,
     configure_encoder,
     count_misses,
@@ -128,7 +127,16 @@ def test_auto_default_and_refusals():
     big = build(SAEConfig(d_in=256, d_sae=8192, arch="topk", k=32))
     assert screening_pays(big, ("cpu",))  # big, int8/bf16-friendly shapes, on a listed device type
     assert not screening_pays(big, ())
-    assert resolve_encoder("auto", big) == ("screened" if "cpu" in AUTO_SCREENS_ON else "exact")
+    import saekit.sae.screened as scr
+
+    real = scr.cpu_has_amx_bf16
+    try:  # auto screens only where the screen was measured faster: the bf16 screen on AMX CPUs
+        scr.cpu_has_amx_bf16 = lambda: True
+        assert resolve_encoder("auto", big) == "screened"
+        scr.cpu_has_amx_bf16 = lambda: False
+        assert resolve_encoder("auto", big) == "exact"  # int8 screen: slower than exact fp32 here
+    finally:
+        scr.cpu_has_amx_bf16 = real
     assert resolve_encoder("exact", big) == "exact"
     btk = build(SAEConfig(d_in=16, d_sae=64, arch="batchtopk", k=4))
     assert resolve_encoder("auto", btk) == "exact"

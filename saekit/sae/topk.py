@@ -78,8 +78,9 @@ class TopKSAE(TopKFamily):
         vals, idx = self.select(self.pre_activation(x_BD))
         return SparseLatents(vals.reshape(*lead, self.k), idx.reshape(*lead, self.k))
 
-    def decode_sparse(self, values: Tensor, indices: Tensor) -> Tensor:
-        """Raw-unit reconstruction from the sparse form (any leading dims)."""
+    def decode_sparse(self, values: Tensor, indices: Tensor, x: Tensor | None = None) -> Tensor:
+        """Raw-unit reconstruction from the sparse form (any leading dims). `x` (the input rows) is
+        needed only when `decode_needs_input` (per-row layer norm or a skip term), as in `decode`."""
         if values.shape != indices.shape or values.ndim == 0:
             raise ShapeError(
                 f"decode_sparse: values {tuple(values.shape)} and indices {tuple(indices.shape)} must "
@@ -93,7 +94,8 @@ class TopKSAE(TopKFamily):
         lead = values.shape[:-1]
         k = values.shape[-1]
         out = sparse_decode(values.reshape(-1, k), indices.reshape(-1, k), self.W_dec) + self.b_dec
-        return (out / self.input_scale.to(self.dtype)).reshape(*lead, self.d_in)
+        x_BD = None if x is None else x.reshape(-1, x.shape[-1])
+        return self.to_raw(out, x_BD).reshape(*lead, self.d_in)
 
     def forward(
         self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0

@@ -26,3 +26,27 @@ def test_decode_sparse_rejects_mismatched_shapes():
     sae = _sae()
     with pytest.raises(ShapeError, match="same shape"):
         sae.decode_sparse(torch.ones(2, 3), torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_decode_sparse_layer_norm_skip_matches_hand_formula():
+    """A layer-norm + skip TopK SAE: the sparse decode must restore each row's mean/std and add x W_skip,
+    written out here by hand (not through the SAE's helpers)."""
+    torch.manual_seed(0)
+    cfg = SAEConfig(d_in=8, d_sae=16, arch="topk", k=3, normalization="layer_norm", skip_connection=True)
+    sae = build(cfg, seed=0)
+    with torch.no_grad():
+        sae.W_skip.copy_(0.1 * torch.randn(8, 8))
+        sae.b_dec.copy_(0.2 * torch.randn(8))
+    x = 3.0 + 2.0 * torch.randn(5, 8)
+    mu = x.mean(-1, keepdim=True)
+    std = (x - mu).std(-1, keepdim=True)
+    x_n = (x - mu) / (std + 1e-5)
+    pre = (x_n - sae.b_dec) @ sae.W_enc + sae.b_enc
+    vals, idx = pre.topk(3, dim=-1)
+    dense = torch.zeros(5, 16).scatter_(-1, idx, vals.relu())
+    expected = (dense @ sae.W_dec + sae.b_dec) * std + mu + x @ sae.W_skip
+    s_vals, s_idx = sae.encode_sparse(x)
+    got = sae.decode_sparse(s_vals, s_idx, x).detach()
+    torch.testing.assert_close(got, expected.detach(), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ShapeError, match="input row"):
+        sae.decode_sparse(s_vals, s_idx)

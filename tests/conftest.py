@@ -58,8 +58,22 @@ class CharTokenizer:
     bos_token_id = 0
     eos_token_id = None
 
-    def __call__(self, text, add_special_tokens=False, verbose=False):
-        return {"input_ids": [4 + (b % 60) for b in text.encode("utf-8")]}
+    def __call__(self, text, add_special_tokens=False, verbose=False, return_tensors=None):
+        ids = [4 + (b % 60) for b in text.encode("utf-8")]
+        return {"input_ids": torch.tensor([ids]) if return_tensors == "pt" else ids}
+
+    def convert_ids_to_tokens(self, i: int) -> str:
+        """A printable stand-in for token `i` (ids 4.. map to ' ', '!', ... ; specials to <i>)."""
+        return chr(28 + i) if i >= 4 else f"<{i}>"
+
+    def decode(self, ids, skip_special_tokens=False) -> str:
+        ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
+        return "".join(self.convert_ids_to_tokens(int(i)) for i in ids if i >= 4 or not skip_special_tokens)
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer():
+    return CharTokenizer()
 
 
 @pytest.fixture(scope="session")

@@ -91,12 +91,15 @@ def _model_name(a: Common, sae, manifest: dict | None) -> str:
     return name
 
 
-def _load_lm(a: Common, sae, manifest: dict | None, device: torch.device):
+def _load_lm(a: Common, sae, manifest: dict | None, device: torch.device, loaded=None):
+    """The model of `--model` (else the store's or the SAE's) on `device`; `loaded` is used as given."""
     from saekit.device import auto_model_dtype
     from saekit.models import load_model
 
-    dtype = auto_model_dtype(device) if a.model_dtype == "auto" else a.model_dtype
-    lm = load_model(_model_name(a, sae, manifest), dtype=dtype, quiet=a.quiet)
+    lm = loaded
+    if lm is None:
+        dtype = auto_model_dtype(device) if a.model_dtype == "auto" else a.model_dtype
+        lm = load_model(_model_name(a, sae, manifest), dtype=dtype, quiet=a.quiet)
     if hasattr(lm, "model"):
         lm.model.to(device)
     return lm
@@ -121,8 +124,8 @@ def _prompt_scorer(lm, sae, hp: str):
     return score
 
 
-def _source(a: RealArgs, sae, device: torch.device):
-    """(row source, loaded LM or None) for --store or --corpus."""
+def _source(a: RealArgs, sae, device: torch.device, loaded=None):
+    """(row source, loaded LM or None) for --store or --corpus (`loaded`: the model, already loaded)."""
     from saekit.analysis.corpus_source import CorpusSource
     from saekit.analysis.store_rows import StoreRows
 
@@ -132,23 +135,25 @@ def _source(a: RealArgs, sae, device: torch.device):
         src = StoreRows(a.store)
         lm = None
         if not a.no_model and "token_id" in src.meta_fields():
-            lm = _load_lm(a, sae, src.manifest, device)
+            lm = _load_lm(a, sae, src.manifest, device, loaded)
         return src, lm
     if not a.source.corpus:
         raise SaekitError(
             "analyze real needs activations: --store STORE_FOLDER (from `saekit harvest`), or --corpus FILE "
             "(with --model) to compute them on the fly"
         )
-    lm = _load_lm(a, sae, None, device)
+    lm = _load_lm(a, sae, None, device, loaded)
     return CorpusSource(lm, _hook_point(a, sae, None), a.source), lm
 
 
-def run_real(a: RealArgs) -> dict:
-    """`analyze real`: the pass, the document, image outputs for image stores, PNGs."""
-    return _run_real(a)[0]
+def run_real(a: RealArgs, *, loaded=None) -> dict:
+    """`analyze real`: the pass, the document, image outputs for image stores, PNGs (`loaded`: the
+    model, instead of loading the one the flags name)."""
+    return _run_real(a, loaded)[0]
 
 
-def _run_real(a: RealArgs) -> tuple[dict, object]:
+def _run_real(a: RealArgs, loaded=None) -> tuple[dict, object, object]:
+    """(document, row source, the model used or None)."""
     from saekit.analysis import report
     from saekit.analysis.image_report import add_images, image_kind
     from saekit.analysis.logits import find_unembed
@@ -157,7 +162,7 @@ def _run_real(a: RealArgs) -> tuple[dict, object]:
 
     device = resolve_device(a.device)
     sae = _load_sae(a.sae, device)
-    source, lm = _source(a, sae, device)
+    source, lm = _source(a, sae, device, loaded)
     kw = {}
     if lm is not None:
         kw["tokenizer"] = lm.tokenizer
@@ -181,7 +186,7 @@ def _run_real(a: RealArgs) -> tuple[dict, object]:
                 P.feature_real_png(doc, int(k), out)
         P.summary_real_png(doc, out)
         P.statistics_real_png(doc, out)
-    return doc, source
+    return doc, source, lm
 
 
 def _starts_fn(a: SyntheticArgs, doc: dict, source, lm, hp: str):
@@ -212,9 +217,10 @@ def _starts_fn(a: SyntheticArgs, doc: dict, source, lm, hp: str):
     return starts
 
 
-def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None) -> dict:
+def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None, *, loaded=None) -> dict:
     """`analyze synthetic`: maximise each selected feature, starting from its real contexts
-    (tokens from `source`, the store given or named by the document, or the document itself)."""
+    (tokens from `source`, the store given or named by the document, or the document itself).
+    `loaded` (a LoadedModel; float32 for exact gradients) replaces loading the model."""
     from saekit.analysis import report
     from saekit.analysis.features import resolve_features
     from saekit.analysis.synthetic import maximise_feature
@@ -228,7 +234,8 @@ def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None) -> dic
     manifest = (
         {"model": doc["source"].get("model"), "hook_point": doc["source"].get("hook_point")} if doc else None
     )
-    lm = _load_lm(replace(a, model_dtype="float32") if a.model_dtype == "auto" else a, sae, manifest, device)
+    fp32 = replace(a, model_dtype="float32") if a.model_dtype == "auto" else a  # gradients: not bf16
+    lm = _load_lm(fp32, sae, manifest, device, loaded)
     hp = _hook_point(a, sae, manifest)
     counts = None
     if doc and doc.get("all_features"):
@@ -262,8 +269,9 @@ def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None) -> dic
     return doc
 
 
-def run_compare(a: CompareArgs) -> dict:
-    """`analyze compare`: real (unless --out has it), synthetic for the same features, comparison."""
+def run_compare(a: CompareArgs, *, loaded=None) -> dict:
+    """`analyze compare`: real (unless --out has it), synthetic for the same features, comparison; the
+    model is loaded once (or `loaded` used) for both parts when they want the same dtype."""
     from saekit.analysis import report
     from saekit.analysis.compare import compare_document
 
@@ -271,10 +279,16 @@ def run_compare(a: CompareArgs) -> dict:
     doc = report.load(out) if (out / report.FILE_NAME).is_file() and not a.rerun else None
     source = None
     if doc is None or not any("top_examples" in f for f in doc["features"].values()):
-        doc, source = _run_real(a)
+        doc, source, lm = _run_real(a, loaded)
+        if (
+            loaded is None
+            and lm is not None
+            and (a.model_dtype != "auto" or getattr(lm, "dtype", None) == "float32")
+        ):
+            loaded = lm  # what synthetic would load: reuse it
     feats = [k for k, f in doc["features"].items() if "top_examples" in f]
     if a.rerun or not all("synthetic" in doc["features"][k] for k in feats):
-        doc = run_synthetic(replace(a, features=",".join(feats)), doc, source)
+        doc = run_synthetic(replace(a, features=",".join(feats)), doc, source, loaded=loaded)
     compare_document(doc)
     report.save(doc, out)
     if not a.no_plots:

@@ -17,6 +17,16 @@ import tyro
 from saekit.analysis.run import CompareArgs, RealArgs, SyntheticArgs
 
 
+def compare_lines(doc: dict) -> list[str]:
+    """One line per compared feature: how far synthetic maximisers got relative to the real maximum."""
+    return [
+        f"feature {k}: synthetic/real max = {c['ratio_to_real_max']:.2f}"
+        if c["ratio_to_real_max"] is not None
+        else f"feature {k}: never fired in real data"
+        for k, c in ((k, f["comparison"]) for k, f in doc["features"].items() if "comparison" in f)
+    ]
+
+
 def main(argv: list[str]) -> int:
     from saekit.analysis.run import run_compare, run_real, run_synthetic
 
@@ -27,13 +37,7 @@ def main(argv: list[str]) -> int:
     ]
     args = tyro.cli(Cmd, args=argv, prog="saekit analyze", description=__doc__)
     if isinstance(args, CompareArgs):
-        doc = run_compare(args)
-        lines = [
-            f"feature {k}: synthetic/real max = {c['ratio_to_real_max']:.2f}"
-            if c["ratio_to_real_max"] is not None
-            else f"feature {k}: never fired in real data"
-            for k, c in ((k, f["comparison"]) for k, f in doc["features"].items() if "comparison" in f)
-        ]
+        lines = compare_lines(run_compare(args))
     elif isinstance(args, RealArgs):
         doc = run_real(args)
         s = doc["summary"]

@@ -1,15 +1,20 @@
-"""`saekit demo`: the whole loop on the embedded default, offline.
+"""`saekit demo`: the whole loop on the embedded default, offline, in one process.
 
 harvest (SmolLM2 layer 15, Shakespeare + KJV) -> train (TopK k=32, 16x) -> eval (FVU, L0, dead %,
 spliced CE recovered, KL) -> analyze compare (top contexts, logit effects, synthetic maximisers, PNGs)
--> scale + steer (unsteered vs steered continuation). Every step writes into --out and is resumable:
-rerunning the command continues an interrupted harvest or training and reuses finished steps.
+-> browser -> scale + steer (unsteered vs steered continuation). Each step calls the library
+function behind its verb (`harvest_stores`, `train`, `evaluate`, `run_compare`, `build_site`,
+`measure`, the steer command's `run`) with the one model loaded at the start: in float32 (eval and
+the synthetic maximiser need it) plus, where the device computes bf16 natively, a bf16 copy of it for
+the steps that default to the device's fast dtype (harvest, scale, steer), exactly as those verbs
+would load it. Every step writes into --out and is resumable: rerunning the command continues an
+interrupted harvest or training and reuses finished steps. The summary gives each phase's wall time.
 """
 
 from __future__ import annotations
 
-import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,168 +61,172 @@ class DemoConfig:
     concept: str = "war"
     """Concept the last step steers into --steer-prompt (features and strength chosen by saekit.steer's
     concept selection, outlier features excluded), judged offline beside the unsteered text."""
+    device: str = "auto"
+    """Where every step runs: auto (CUDA when present) | cpu | cuda | cuda:N."""
     quick: bool = False
     """A small, fast run (20k tokens, 4x expansion) to check the installation."""
     quiet: bool = False
     """Less output."""
 
 
-def _step(title: str) -> float:
-    print(f"\n=== {title} ===", flush=True)
-    return time.perf_counter()
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each step does (the flags, or the --quick preset)."""
+
+    tokens: int
+    train_tokens: int
+    expansion: int
+    eval_tokens: int
+    synthetic_steps: int
+    features: str
 
 
-def _done(t0: float) -> None:
-    print(f"--- done in {time.perf_counter() - t0:.1f} s", flush=True)
-
-
-def _call(verb: str, argv: list[str]) -> None:
-    from saekit.cli import main as cli_main
-    from saekit.errors import SaekitError
-
-    print("$ saekit " + verb + " " + " ".join(a if " " not in a else repr(a) for a in argv), flush=True)
-    rc = cli_main([verb, *argv])
-    if rc != 0:
-        raise SaekitError(
-            f"demo step `saekit {verb}` failed with exit code {rc}; fix the error above and rerun "
-            "`saekit demo` (finished steps are reused)"
-        )
-
-
-def pick_feature(analysis_json: Path) -> int:
-    """A feature worth steering: fires on 0.05-5% of tokens, largest max activation; else the first one."""
-    doc = json.loads(analysis_json.read_text())
-    best, best_max = None, -1.0
-    for key, feat in doc["features"].items():
-        stats = feat.get("stats", {})
-        freq, mx = stats.get("frequency", 0.0), stats.get("max", 0.0) or 0.0
-        if 0.0005 <= freq <= 0.05 and mx > best_max:
-            best, best_max = int(key), mx
-    return best if best is not None else int(next(iter(doc["features"])))
-
-
-def run(cfg: DemoConfig) -> None:
-    out = Path(cfg.out)
-    tokens, train_tokens, expansion, eval_tokens = (
-        cfg.tokens,
-        cfg.train_tokens,
-        cfg.expansion,
-        cfg.eval_tokens,
-    )
-    synth_steps, features = cfg.synthetic_steps, cfg.features
+def sizes(cfg: DemoConfig) -> Sizes:
     if cfg.quick:
-        tokens, train_tokens, expansion, eval_tokens = 20_000, 40_000, 4, 1024
-        synth_steps, features = 5, "top:3"
-    acts, sae, analysis = out / "acts", out / "sae", out / "analysis"
-    q = ["--quiet"] if cfg.quiet else []
-    t_all = time.perf_counter()
-
-    t0 = _step(f"1/5 harvest {tokens:,} activations of {cfg.model} at {cfg.hook}")
-    _call(
-        "harvest",
-        [
-            "--model",
-            cfg.model,
-            "--hook",
-            cfg.hook,
-            "--corpus",
-            cfg.corpus,
-            "--tokens",
-            str(tokens),
-            "--out",
-            str(acts),
-            *q,
-        ],
+        return Sizes(20_000, 40_000, 4, 1024, 5, "top:3")
+    return Sizes(
+        cfg.tokens, cfg.train_tokens, cfg.expansion, cfg.eval_tokens, cfg.synthetic_steps, cfg.features
     )
-    _done(t0)
 
-    t0 = _step(f"2/5 train a TopK SAE (k={cfg.k}, {expansion}x) on {train_tokens:,} rows")
-    _call(
-        "train",
-        [
-            "--acts",
-            str(acts),
-            "--arch",
-            "topk",
-            "--k",
-            str(cfg.k),
-            "--expansion",
-            str(expansion),
-            "--total-tokens",
-            str(train_tokens),
-            "--batch-size",
-            str(cfg.batch_size),
-            "--lr",
-            str(cfg.lr),
-            "--out",
-            str(sae),
-            *q,
-        ],
-    )
-    _done(t0)
 
-    t0 = _step("3/5 evaluate: reconstruction on held-out activations, CE loss with the SAE spliced in")
-    _call(
-        "eval", [str(sae), "--corpus", "shakespeare", "--tokens", str(eval_tokens), "--acts", str(acts), *q]
-    )
-    _done(t0)
+PHASES = ("model", "harvest", "train", "eval", "analysis", "browser", "steer")
+"""The demo's phases, in order, as named in its timing summary."""
 
-    t0 = _step(f"4/5 analyse features {features}: real top contexts, logit effects, synthetic maximisers")
-    _call(
-        "analyze",
-        [
-            "compare",
-            "--sae",
-            str(sae),
-            "--store",
-            str(acts),
-            "--features",
-            features,
-            "--out",
-            str(analysis),
-            "--n-steps",
-            str(synth_steps),
-            "--restarts",
-            "1",
-            *q,
-        ],
-    )
-    _call("browse", [str(analysis), "--sae", str(sae), *q])  # the HTML feature browser; prints its path
-    _done(t0)
 
-    t0 = _step("5/5 calibrate strengths and steer generation")
-    _call("scale", ["--sae", str(sae), "--tokens", "8192", *q])
-    _call(
-        "steer",
-        [
-            "--sae",
-            str(sae),
-            "--analysis",
-            str(analysis / "analysis.json"),
-            "--explain-prompt",
-            cfg.steer_prompt,
-            "--top-n",
-            "5",
-        ],
-    )
+class Timer:
+    """Wall time per phase, printed as the demo goes and tabulated at the end."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str, title: str):
+        print(f"\n=== {title} ===", flush=True)
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - t0
+        print(f"--- done in {self.seconds[name]:.1f} s", flush=True)
+
+    def table(self) -> str:
+        return "  ".join(f"{name} {self.seconds[name]:.1f} s" for name in PHASES if name in self.seconds)
+
+
+def load_models(cfg: DemoConfig, device):
+    """(float32 model, the model in the device's fast dtype): loaded once, the second a cast copy."""
+    from saekit import models
+
+    lm = models.load_model(cfg.model, dtype="float32", quiet=cfg.quiet)
+    return lm, models.with_dtype(lm, models.resolve_dtype("auto", device))
+
+
+def _harvest(cfg: DemoConfig, sz: Sizes, acts: Path, lm, device: str) -> None:
+    from saekit.commands.harvest import describe_store
+    from saekit.data.harvest import LMHarvestConfig, harvest_stores
+
+    hc = LMHarvestConfig(
+        model=cfg.model, hook=cfg.hook, corpus=cfg.corpus, tokens=sz.tokens, out=acts, device=device,
+        quiet=cfg.quiet,
+    )  # fmt: skip
+    for store in harvest_stores(hc, loaded=lm):
+        if not cfg.quiet:
+            print(describe_store(store))
+
+
+def _train(cfg: DemoConfig, sz: Sizes, acts: Path, sae: Path, device: str) -> None:
+    from saekit.commands.train import describe_sae
+    from saekit.train.config import TrainConfig
+    from saekit.train.sae_spec import SAESpec
+    from saekit.train.trainer import train
+
+    tc = TrainConfig(
+        acts=str(acts), out=str(sae), sae=SAESpec(arch="topk", k=cfg.k), expansion=sz.expansion,
+        total_tokens=sz.train_tokens, batch_size=cfg.batch_size, lr=cfg.lr, device=device, quiet=cfg.quiet,
+    )  # fmt: skip
+    train(tc)
+    print(describe_sae(sae, cfg.quiet))
+
+
+def _eval(cfg: DemoConfig, sz: Sizes, acts: Path, sae: Path, lm, device: str) -> None:
+    from saekit.commands.eval import describe_report
+    from saekit.eval.evaluate import EvalConfig, evaluate
+
+    ec = EvalConfig(
+        sae=str(sae), corpus="shakespeare", tokens=sz.eval_tokens, acts=str(acts), device=device,
+        quiet=cfg.quiet,
+    )  # fmt: skip
+    print(describe_report(evaluate(ec, loaded=lm)))
+
+
+def _analyze(cfg: DemoConfig, sz: Sizes, acts: Path, sae: Path, analysis: Path, lm, device: str) -> None:
+    from saekit.analysis.run import CompareArgs, run_compare
+    from saekit.analysis.synthetic import SyntheticConfig
+    from saekit.commands.analyze import compare_lines
+
+    ca = CompareArgs(
+        sae=str(sae), store=str(acts), features=sz.features, out=str(analysis), device=device,
+        quiet=cfg.quiet, synthetic=SyntheticConfig(n_steps=sz.synthetic_steps, restarts=1),
+    )  # fmt: skip
+    lines = compare_lines(run_compare(ca, loaded=lm))
+    if not cfg.quiet and lines:
+        print("\n".join(lines))
+
+
+def _steer(cfg: DemoConfig, sae: Path, analysis: Path, lm, device: str) -> None:
+    from saekit.commands.scale import ScaleConfig, describe_scales, measure
+    from saekit.commands.steer import SteerConfig
+    from saekit.commands.steer import run as steer
+
+    scale = ScaleConfig(sae=str(sae), tokens=8192, device=device, quiet=cfg.quiet)
+    print(describe_scales(*measure(scale, lm=lm)))
+    explain = SteerConfig(
+        sae=str(sae), analysis=str(analysis / "analysis.json"), explain_prompt=cfg.steer_prompt, top_n=5,
+        device=device,
+    )  # fmt: skip
+    print(steer(explain, lm=lm))
     if cfg.steer_feature is not None:
-        steer = [
-            "--feature",
-            str(cfg.steer_feature),
-            "--method",
-            cfg.steer_method,
-            "--strength",
-            cfg.steer_strength,
-        ]
+        how = dict(feature=(cfg.steer_feature,), method=cfg.steer_method, strength=cfg.steer_strength)
     else:
-        steer = ["--concept", cfg.concept, "--judge"]
-    _call("steer", ["--sae", str(sae), *steer, "--prompt", cfg.steer_prompt, "--max-new-tokens", "40"])
-    _done(t0)
+        how = dict(concept=cfg.concept, judge=True)
+    steered = SteerConfig(sae=str(sae), prompt=cfg.steer_prompt, max_new_tokens=40, device=device, **how)
+    print(steer(steered, lm=lm))
+
+
+def run(cfg: DemoConfig) -> dict[str, float]:
+    """Run every step; returns the wall seconds of each phase (`PHASES`)."""
+    from saekit.commands.browse import build_and_report
+    from saekit.device import resolve_device
+
+    sz, out, timer = sizes(cfg), Path(cfg.out), Timer()
+    acts, sae, analysis = out / "acts", out / "sae", out / "analysis"
+    dev = resolve_device(cfg.device)
+    device = str(dev)
+    t_all = time.perf_counter()
+    with timer.phase("model", f"0/6 load {cfg.model} once (float32, and a copy in the device's fast dtype)"):
+        lm32, fast = load_models(cfg, dev)
+    with timer.phase("harvest", f"1/6 harvest {sz.tokens:,} activations of {cfg.model} at {cfg.hook}"):
+        _harvest(cfg, sz, acts, fast, device)
+    with timer.phase(
+        "train", f"2/6 train a TopK SAE (k={cfg.k}, {sz.expansion}x) on {sz.train_tokens:,} rows"
+    ):
+        _train(cfg, sz, acts, sae, device)
+    with timer.phase(
+        "eval", "3/6 evaluate: reconstruction on held-out activations, CE loss with the SAE spliced in"
+    ):
+        _eval(cfg, sz, acts, sae, lm32, device)
+    with timer.phase("analysis", f"4/6 analyse features {sz.features}: real top contexts, logit effects, "
+                     "synthetic maximisers"):  # fmt: skip
+        _analyze(cfg, sz, acts, sae, analysis, lm32, device)
+    with timer.phase("browser", "5/6 build the HTML feature browser"):
+        build_and_report(str(analysis), sae=str(sae), quiet=cfg.quiet)
+    with timer.phase("steer", "6/6 calibrate strengths and steer generation"):
+        _steer(cfg, sae, analysis, fast, device)
     print(
-        f"\nall done in {time.perf_counter() - t_all:.0f} s. Outputs in {out}/: acts/ (activation store), "
-        f"sae/ (SAE + eval/eval.json, eval.png), analysis/ (analysis.json + PNG reports), "
+        f"\nall done in {time.perf_counter() - t_all:.0f} s ({timer.table()}). Outputs in {out}/: "
+        f"acts/ (activation store), sae/ (SAE + eval/eval.json, eval.png), analysis/ (analysis.json + PNG "
+        f"reports), "
         f"analysis/browser/ (feature browser: open file://{(analysis / 'browser' / 'index.html').resolve()})"
     )
+    return timer.seconds
 
 
 def main(argv: list[str]) -> int:

@@ -7,6 +7,13 @@ import tyro
 from saekit.eval.evaluate import EvalConfig
 
 
+def describe_report(report: dict) -> str:
+    """What `saekit eval` (and `saekit demo`) prints: the metrics line and where the report went."""
+    from saekit.eval.evaluate import summary_line
+
+    return f"{summary_line(report)}\nreport: {report['png'].rsplit('/', 1)[0]}/eval.json, {report['png']}"
+
+
 def main(argv: list[str]) -> int:
     # the SAE folder may be given positionally, as in `saekit eval sae/ --tokens 4096`
     if argv and not argv[0].startswith("-"):
@@ -17,9 +24,7 @@ def main(argv: list[str]) -> int:
         prog="saekit eval",
         description="FVU, L0, dead %, shrinkage and spliced CE loss recovered / KL of an SAE.",
     )
-    from saekit.eval.evaluate import evaluate, summary_line
+    from saekit.eval.evaluate import evaluate
 
-    report = evaluate(cfg)
-    print(summary_line(report))
-    print(f"report: {report['png'].rsplit('/', 1)[0]}/eval.json, {report['png']}")
+    print(describe_report(evaluate(cfg)))
     return 0

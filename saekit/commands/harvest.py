@@ -44,6 +44,15 @@ def with_kind(argv: list[str]) -> list[str]:
     return [kind_of_model(model), *argv]
 
 
+def describe_store(store) -> str:
+    """The line printed for each store a harvest wrote (here and by `saekit demo`)."""
+    m = store.manifest
+    return (
+        f"saved {store.folder}: {len(store)} rows x d={store.d} ({m['dtype']}) from {m['model']} "
+        f"{m['hook_point']} ({m['model_dtype']}), {len(m['shards'])} shard(s)"
+    )
+
+
 def main(argv: list[str]) -> int:
     cfg = tyro.cli(
         Command,
@@ -57,10 +66,6 @@ def main(argv: list[str]) -> int:
     from saekit.data.harvest import harvest_stores
 
     for store in harvest_stores(cfg):
-        m = store.manifest
         if not cfg.quiet and os.environ.get("RANK", "0") == "0":
-            print(
-                f"saved {store.folder}: {len(store)} rows x d={store.d} ({m['dtype']}) from {m['model']} "
-                f"{m['hook_point']} ({m['model_dtype']}), {len(m['shards'])} shard(s)"
-            )
+            print(describe_store(store))
     return 0

@@ -31,17 +31,23 @@ class ScaleConfig:
     """No progress bar."""
 
 
-def main(argv: list[str]) -> int:
-    import tyro
+def measure(cfg: ScaleConfig, *, lm=None):
+    """Measure the scales and save them beside the SAE; returns (Calibration, scales.json path).
 
-    cfg = tyro.cli(ScaleConfig, args=argv, prog="saekit scale")
+    `lm` (a LoadedModel) is used instead of loading the model. The files go into
+    `saekit.formats.output_folder(cfg.sae)`: the SAE folder, or for a single-file SAE a folder named
+    after the file beside it (where `saekit steer` looks for them).
+    """
     import torch
 
     from saekit.data import load_corpus
+    from saekit.formats import output_folder
     from saekit.steer.calibration import calibrate_model, save_calibration
     from saekit.steer.session import open_session
 
-    s = open_session(cfg.sae, model=cfg.model, dtype=cfg.dtype, hook_point=cfg.hook_point, device=cfg.device)
+    s = open_session(
+        cfg.sae, model=cfg.model, dtype=cfg.dtype, hook_point=cfg.hook_point, lm=lm, device=cfg.device
+    )
     texts = [d.text for d in load_corpus(cfg.corpus)]
     with torch.no_grad():  # scoped: a global switch would leak into callers (tests, the demo)
         cal = calibrate_model(
@@ -57,13 +63,26 @@ def main(argv: list[str]) -> int:
             model_name=s.lm.name,
             corpus=cfg.corpus,
         )
-    json_path, _ = save_calibration(cfg.sae, cal)
+    folder = output_folder(cfg.sae)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, _ = save_calibration(folder, cal)
+    return cal, json_path
+
+
+def describe_scales(cal, json_path) -> str:
+    """What `saekit scale` (and `saekit demo`) prints about a measurement."""
     fired = int((cal.max_active > 0).sum())
     med = float(cal.max_active[cal.max_active > 0].median()) if fired else 0.0
-    print(
+    return (
         f"hook {cal.hook_point}: {cal.n_tokens} tokens, activation norm mean {cal.mean_norm:.3f}, "
         f"median {cal.median_norm:.3f}; {fired}/{cal.max_active.numel()} features fired "
-        f"(median max activation of those {med:.3f})"
+        f"(median max activation of those {med:.3f})\nwrote {json_path} (+ scales.safetensors)"
     )
-    print(f"wrote {json_path} (+ scales.safetensors)")
+
+
+def main(argv: list[str]) -> int:
+    import tyro
+
+    cfg = tyro.cli(ScaleConfig, args=argv, prog="saekit scale")
+    print(describe_scales(*measure(cfg)))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -97,13 +98,12 @@ def _gen(cfg: SteerConfig):
 
 
 def _explain_prompt(cfg: SteerConfig, s) -> str:
-    from pathlib import Path
-
+    from saekit.formats import output_folder
     from saekit.steer.explain import explain_prompt, format_explanations, load_example_tokens
     from saekit.steer.generate import encode_prompt
 
     ids = encode_prompt(s.lm.tokenizer, cfg.explain_prompt, chat=False)
-    examples = load_example_tokens(cfg.analysis or Path(cfg.sae) / "analysis.json")
+    examples = load_example_tokens(cfg.analysis or output_folder(cfg.sae) / "analysis.json")
     items = explain_prompt(
         s.lm.model, s.lm.tokenizer, s.sae, s.hook_point, ids, top_n=cfg.top_n, example_tokens=examples
     )
@@ -205,15 +205,29 @@ def _steer_features(cfg: SteerConfig, s) -> str:
     )
 
 
-@torch.no_grad()
-def run(cfg: SteerConfig, lm=None) -> str:
-    """Do what the flags say and return the text to print (the library entry of the command)."""
-    from saekit.steer.concept_steer import explain_concept
+def _session(cfg: SteerConfig, lm):
+    """The steering session; a single-file SAE's scales come from its output folder."""
+    from saekit.formats import output_folder
+    from saekit.steer.calibration import load_calibration
     from saekit.steer.session import open_session
 
     s = open_session(
         cfg.sae, model=cfg.model, dtype=cfg.dtype, hook_point=cfg.hook_point, lm=lm, device=cfg.device
     )
+    folder = output_folder(cfg.sae)
+    if s.calibration is None and folder != Path(cfg.sae):  # where `saekit scale` writes them
+        s.calibration = load_calibration(folder, d_sae=s.sae.d_sae)
+    return s
+
+
+@torch.no_grad()
+def run(cfg: SteerConfig, lm=None) -> str:
+    """Do what the flags say and return the text to print (the library entry of the command).
+
+    `lm` (a LoadedModel) is used instead of loading the model."""
+    from saekit.steer.concept_steer import explain_concept
+
+    s = _session(cfg, lm)
     if cfg.explain_prompt is not None:
         return _explain_prompt(cfg, s)
     if cfg.explain_concept is not None:

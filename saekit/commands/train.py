@@ -9,10 +9,24 @@ several stores (`--acts A,B,C`) are split across them; only rank 0 prints.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import tyro
 
 from saekit.train.config import TrainConfig
+
+
+def describe_sae(folder: Path, quiet: bool = False) -> str:
+    """The line printed for each trained SAE (here and by `saekit demo`): its final train-sample metrics."""
+    from saekit.train.trainer import summary
+
+    m = summary(folder)["final_metrics_on_train_sample"]
+    if quiet:
+        return json.dumps(m)
+    return (
+        f"saved {folder}: FVU {m['fvu']:.4f}  L0 {m['l0']:.1f}  dead {m['dead_pct']:.2f}%  "
+        f"shrinkage {m['shrinkage']:.3f}  ({m['tokens_trained']} tokens)"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -27,18 +41,11 @@ def main(argv: list[str]) -> int:
         return 2
     from saekit.train.distributed import from_env
     from saekit.train.multi import output_folders, split_stores
-    from saekit.train.trainer import summary, train
+    from saekit.train.trainer import train
 
     train(cfg)
     if not from_env().is_main:
         return 0
     for folder in output_folders(split_stores(cfg.acts), cfg.out):  # every rank has finished by now
-        m = summary(folder)["final_metrics_on_train_sample"]
-        if cfg.quiet:
-            print(json.dumps(m))
-        else:
-            print(
-                f"saved {folder}: FVU {m['fvu']:.4f}  L0 {m['l0']:.1f}  dead {m['dead_pct']:.2f}%  "
-                f"shrinkage {m['shrinkage']:.3f}  ({m['tokens_trained']} tokens)"
-            )
+        print(describe_sae(folder, cfg.quiet))
     return 0

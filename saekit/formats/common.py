@@ -149,6 +149,14 @@ def expect_shape(
     return tensors[name]
 
 
+def checked_tensors(
+    tensors: dict[str, Tensor], shapes: dict[str, tuple[int, ...]], source: Path, hint: str
+) -> dict[str, Tensor]:
+    """`tensors[name]` for each name in `shapes`, shape-checked (`hint`: where the shapes came from) and in
+    FOLD_DTYPE, ready for folding conventions into them. Call `require` first for a complete message."""
+    return {n: expect_shape(tensors, n, shape, source, hint).to(FOLD_DTYPE) for n, shape in shapes.items()}
+
+
 def native_dtype(dtype: torch.dtype | str | None) -> str:
     """Map a torch dtype or foreign dtype string (`torch.float32`, `bf16`) to a saekit dtype name."""
     if dtype is None:

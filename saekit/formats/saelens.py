@@ -30,6 +30,7 @@ from saekit.formats.common import (
     FOLD_DTYPE,
     assemble,
     check_int,
+    checked_tensors,
     expect_shape,
     fold_input_bias,
     layer_from_hook,
@@ -189,17 +190,14 @@ def load_saelens(
     enc_bias = "b_gate" if arch == "gated" else "b_enc"
     needed = _needed(arch, tensors)
     require(tensors, needed, src, f"SAELens architecture {arch!r}")
-    t = {n: tensors[n].to(FOLD_DTYPE) for n in needed}
-    expect_shape(t, "W_enc", (d_in, d_sae), src, hint)
-    expect_shape(t, enc_bias, (d_sae,), src, hint)
-    expect_shape(t, "W_dec", (d_sae, d_in), src, hint)
-    expect_shape(t, "b_dec", (d_in,), src, hint)
+    shapes = {"W_enc": (d_in, d_sae), enc_bias: (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    if arch == "gated":
+        shapes.update(r_mag=(d_sae,), b_mag=(d_sae,))
+    t = {n: tensors[n].to(FOLD_DTYPE) for n in needed} | checked_tensors(tensors, shapes, src, hint)
     W_enc, b_enc, W_dec, b_dec = t["W_enc"], t[enc_bias], t["W_dec"], t["b_dec"]
     out: dict[str, Tensor] = {}
 
     if arch == "gated":
-        expect_shape(t, "r_mag", (d_sae,), src, hint)
-        expect_shape(t, "b_mag", (d_sae,), src, hint)
         out["r_mag"] = t["r_mag"]
         out["b_mag"] = t["b_mag"]
         if not cfg.get("apply_b_dec_to_input", True):

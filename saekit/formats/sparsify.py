@@ -21,10 +21,9 @@ import torch
 
 from saekit.errors import SAEFormatError
 from saekit.formats.common import (
-    FOLD_DTYPE,
     assemble,
     check_int,
-    expect_shape,
+    checked_tensors,
     fold_input_bias,
     layer_from_hook,
     native_dtype,
@@ -86,15 +85,17 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
         require(tensors, ["W_skip"], src, "a sparsify skip transcoder (skip_connection=true)")
     require(tensors, ["encoder.weight", "encoder.bias", "W_dec", "b_dec"], src, "a sparsify SAE")
     hint = f"cfg.json (d_in={d_in}, d_sae={d_sae})"
-    W_enc_FD = expect_shape(tensors, "encoder.weight", (d_sae, d_in), src, hint).to(FOLD_DTYPE)
-    b_enc = expect_shape(tensors, "encoder.bias", (d_sae,), src, hint).to(FOLD_DTYPE)
-    W_dec = expect_shape(tensors, "W_dec", (d_sae, d_in), src, hint).to(FOLD_DTYPE)
-    b_dec = expect_shape(tensors, "b_dec", (d_in,), src, hint).to(FOLD_DTYPE)
-    W_enc = W_enc_FD.T.contiguous()
+    shapes = {
+        "encoder.weight": (d_sae, d_in),
+        "encoder.bias": (d_sae,),
+        "W_dec": (d_sae, d_in),
+        "b_dec": (d_in,),
+    }
+    t = checked_tensors(tensors, shapes, src, hint)
+    W_enc, b_enc, W_dec, b_dec = t["encoder.weight"].T.contiguous(), t["encoder.bias"], t["W_dec"], t["b_dec"]
     if skip:  # sparsify adds `x @ W_skip.mT`; native recon adds `x @ W_skip`
-        W_skip = expect_shape(tensors, "W_skip", (d_in, d_in), src, f"{hint} with d_out = d_in").to(
-            FOLD_DTYPE
-        )
+        skip_hint = f"{hint} with d_out = d_in"
+        W_skip = checked_tensors(tensors, {"W_skip": (d_in, d_in)}, src, skip_hint)["W_skip"]
     if cfg.get("transcode", False):
         b_enc = fold_input_bias(W_enc, b_enc, b_dec)
         warnings.warn(

@@ -2,7 +2,14 @@
 
 from saekit.models.cache import cache_dir
 from saekit.models.load import EMBEDDED, load_model
-from saekit.models.loaded import LoadedModel, cpu_has_fast_bf16, dtype_name, resolve_dtype, torch_dtype
+from saekit.models.loaded import (
+    LoadedModel,
+    cpu_has_fast_bf16,
+    dtype_name,
+    resolve_dtype,
+    torch_dtype,
+    with_dtype,
+)
 
 __all__ = [
     "EMBEDDED",
@@ -13,4 +20,5 @@ __all__ = [
     "load_model",
     "resolve_dtype",
     "torch_dtype",
+    "with_dtype",
 ]

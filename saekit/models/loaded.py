@@ -69,3 +69,23 @@ def resolve_dtype(name: str, device: torch.device | str | None = None) -> str:
     if name != "auto":
         return name
     return auto_model_dtype(resolve_device(device if device is not None else "auto"))
+
+
+def with_dtype(lm: LoadedModel, dtype: str) -> LoadedModel:
+    """`lm` with its parameters in `dtype`: `lm` itself when it already is, else a cast copy.
+
+    Why: a caller that needs one model in two dtypes (the demo harvests and steers in the device's
+    fast dtype but evaluates and analyses in float32) loads it once, in float32, and derives the
+    other. Only parameters are cast, as `load_model(dtype=...)` does; buffers such as the rotary
+    `inv_freq` stay in float32, so the copy equals a model loaded directly in `dtype` (the embedded
+    SmolLM2 casts its float32 weights the same way). Tied weights stay tied (one deep copy).
+    """
+    import copy
+
+    target = torch_dtype(dtype)
+    if lm.dtype == dtype_name(target):
+        return lm
+    model = copy.deepcopy(lm.model)
+    for p in model.parameters():  # parameters() lists a tied weight once
+        p.data = p.data.to(target)
+    return lm._replace(model=model, dtype=dtype_name(target))

@@ -86,26 +86,18 @@ WORDS = [
 
 
 @pytest.fixture(scope="session")
-def tiny_lm_folder(tmp_path_factory):
-    """A tiny Llama causal LM + word-level tokenizer saved as a local transformers folder."""
+def tiny_lm_folder(tiny_lm, tmp_path_factory):
+    """The suite's tiny Llama (tests/conftest.py, d=32) saved as a local transformers folder with a
+    word-level tokenizer over WORDS, so commands can load it by path."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     folder = tmp_path_factory.mktemp("tiny_lm")
     vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(WORDS)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(folder)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tiny_lm.model.save_pretrained(folder)
     return folder
 
 
@@ -121,7 +113,7 @@ def tiny_lm_store(tiny_lm_folder, tmp_path_factory):
     ids = torch.randint(1, len(WORDS) + 1, (12, 16), generator=g)
     with torch.no_grad(), capture(model, ["model.layers.0"], stop_after_last=True) as cap:
         model(input_ids=ids)
-    acts = cap.activations["model.layers.0"].reshape(-1, 16).float()
+    acts = cap.activations["model.layers.0"].reshape(-1, model.config.hidden_size).float()
     folder = tmp_path_factory.mktemp("lm_store") / "store"
     write_store(
         folder, acts, torch.arange(12).repeat_interleave(16), torch.arange(16).repeat(12), ids.reshape(-1)

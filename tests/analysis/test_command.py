@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
+import saekit
 from saekit.commands.analyze import main
 from saekit.sae import Provenance, SAEConfig, build
 
@@ -12,7 +14,7 @@ from saekit.sae import Provenance, SAEConfig, build
 @pytest.fixture
 def sae_folder(tmp_path, tiny_lm_folder):
     cfg = SAEConfig(
-        d_in=16,
+        d_in=32,
         d_sae=24,
         arch="topk",
         k=4,
@@ -31,7 +33,11 @@ def _png_ok(path, min_w=600, min_h=400):
         assert colors is not None and len(colors) > 50  # not a blank canvas
 
 
-def test_compare_end_to_end(tmp_path, sae_folder, tiny_lm_store):
+def test_compare_end_to_end(tmp_path, sae_folder, tiny_lm_store, monkeypatch):
+    from saekit import models
+
+    loads, real_load = [], models.load_model
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     out = tmp_path / "report"
     argv = [
         "compare",
@@ -58,7 +64,14 @@ def test_compare_end_to_end(tmp_path, sae_folder, tiny_lm_store):
         "50",
     ]
     assert main(argv) == 0
+    assert len(loads) == 1  # real and synthetic share one float32 model
     doc = json.loads((out / "analysis.json").read_text())
+    # reference: each feature's max over the store's rows, encoded here
+    from saekit.data import ActivationStore
+
+    with torch.no_grad():
+        rows = next(ActivationStore.open(tiny_lm_store).iter_batches(10_000, shuffle=False))
+        real_max = saekit.load(sae_folder).encode(rows.float()).amax(0)
     assert doc["schema_version"] == 1 and doc["format"] == "saekit.analysis"
     assert len(doc["features"]) == 3
     for k, feat in doc["features"].items():
@@ -68,7 +81,11 @@ def test_compare_end_to_end(tmp_path, sae_folder, tiny_lm_store):
         assert ex[0]["context"]["tokens"][ex[0]["context"]["focus"]] == ex[0]["token"]
         assert len(feat["logit_effects"]["promoted"]) == 10
         assert feat["synthetic"]["sequences"][0]["perplexity"] > 1
-        assert feat["comparison"]["real_max"] == feat["stats"]["max"]
+        assert feat["comparison"]["real_max"] == pytest.approx(float(real_max[int(k)]), rel=1e-5)
+        best = max(seq["activation"] for seq in feat["synthetic"]["sequences"])
+        assert feat["comparison"]["ratio_to_real_max"] == pytest.approx(
+            best / float(real_max[int(k)]), rel=1e-4
+        )
         _png_ok(out / f"feature_{k}_real.png")
         _png_ok(out / f"feature_{k}_synthetic.png")
     for name in ("summary_real.png", "statistics_real.png", "real_vs_synthetic_comparison.png"):

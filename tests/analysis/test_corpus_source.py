@@ -46,7 +46,7 @@ def _harvest(tiny_lm_folder, corpus, out, lm):
 
 def test_corpus_source_equals_harvested_store(tmp_path, tiny_lm_folder, corpus, lm):
     store = _harvest(tiny_lm_folder, corpus, tmp_path / "store", lm)
-    sae = build(SAEConfig(d_in=16, d_sae=24, arch="topk", k=4), seed=0).eval()
+    sae = build(SAEConfig(d_in=32, d_sae=24, arch="topk", k=4), seed=0).eval()
     cfg = RealConfig(n_top=5, batch_size=50, context_before=6, context_after=2)
     src = CorpusSource(
         lm, "model.layers.0", CorpusConfig(corpus=str(corpus), context_len=16, contexts_per_batch=2)
@@ -82,10 +82,10 @@ def _saelens_sae(folder, tiny_lm_folder):
     """A SAELens-format topk SAE (cfg.json + sae_weights.safetensors) on the tiny LM's layer 0."""
     folder.mkdir()
     g = torch.Generator().manual_seed(0)
-    t = {"W_enc": torch.randn(16, 24, generator=g), "b_enc": torch.zeros(24),
-         "W_dec": torch.randn(24, 16, generator=g), "b_dec": torch.zeros(16)}  # fmt: skip
+    t = {"W_enc": torch.randn(32, 24, generator=g), "b_enc": torch.zeros(24),
+         "W_dec": torch.randn(24, 32, generator=g), "b_dec": torch.zeros(32)}  # fmt: skip
     save_file(t, str(folder / "sae_weights.safetensors"))
-    cfg = {"architecture": "topk", "k": 4, "d_in": 16, "d_sae": 24, "dtype": "float32", "device": "cpu",
+    cfg = {"architecture": "topk", "k": 4, "d_in": 32, "d_sae": 24, "dtype": "float32", "device": "cpu",
            "apply_b_dec_to_input": True, "normalize_activations": "none", "reshape_activations": "none",
            "metadata": {"sae_lens_version": "6.5.1", "model_name": str(tiny_lm_folder),
                         "hook_name": "model.layers.0"}}  # fmt: skip

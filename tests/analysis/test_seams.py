@@ -29,14 +29,9 @@ def test_read_rows_matches_shard_files(tiny_store):
         store.read_rows([300])
 
 
-def test_capture_detach_false_keeps_the_graph():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2)  # fmt: skip
-    model = LlamaForCausalLM(cfg).eval()
-    emb = torch.randn(1, 5, 16, requires_grad=True)
+def test_capture_detach_false_keeps_the_graph(tiny_lm):
+    model = tiny_lm.model
+    emb = torch.randn(1, 5, model.config.hidden_size, requires_grad=True)
     with capture(model, ["model.layers.0"], stop_after_last=True, detach=False) as cap:
         model(inputs_embeds=emb)
     h = cap.activations["model.layers.0"]

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from saekit.analysis.synthetic import SyntheticConfig, maximise_feature
 from saekit.errors import SaekitError
@@ -9,28 +8,21 @@ from saekit.sae import SAEConfig, build
 torch.set_num_threads(2)
 
 
-def _setup(arch="relu"):
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-    )
-    model = LlamaForCausalLM(cfg).eval()
-    sae = build(SAEConfig(d_in=16, d_sae=8, arch=arch, k=2 if arch == "topk" else None), seed=1).eval()
+def _setup(tiny_lm, arch="relu"):
+    """The suite's tiny Llama (d=32) and an SAE whose feature 3 reads a fixed layer-0 direction."""
+    model = tiny_lm.model
+    d = model.config.hidden_size
+    sae = build(SAEConfig(d_in=d, d_sae=8, arch=arch, k=2 if arch == "topk" else None), seed=1).eval()
     with torch.no_grad():  # planted feature 3: reads a fixed direction of the layer-0 residual
-        u = torch.randn(16, generator=torch.Generator().manual_seed(5))
+        u = torch.randn(d, generator=torch.Generator().manual_seed(5))
         sae.W_enc[:, 3] = u / u.norm() * 3
         sae.b_enc[3] = 0.0
     return model, sae
 
 
 @pytest.mark.parametrize("method", ["gcg", "soft"])
-def test_optimiser_raises_planted_feature_above_random(method):
-    model, sae = _setup()
+def test_optimiser_raises_planted_feature_above_random(method, tiny_lm):
+    model, sae = _setup(tiny_lm)
     cfg = SyntheticConfig(
         n_steps=12,
         seq_len=5,
@@ -55,8 +47,8 @@ def test_optimiser_raises_planted_feature_above_random(method):
     assert abs(sae.encode(h[0, -1])[3].item() - best.activation) < 1e-4
 
 
-def test_deterministic_with_seed_and_topk_sae():
-    model, sae = _setup("topk")
+def test_deterministic_with_seed_and_topk_sae(tiny_lm):
+    model, sae = _setup(tiny_lm, "topk")
     cfg = SyntheticConfig(n_steps=4, seq_len=4, restarts=1, n_candidates=8, seed=3, init="random")
     a = maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=4)
     b = maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=4)
@@ -66,18 +58,18 @@ def test_deterministic_with_seed_and_topk_sae():
     assert len(a.trajectories[0]) == 4
 
 
-def test_bad_config_and_feature():
+def test_bad_config_and_feature(tiny_lm):
     with pytest.raises(SaekitError, match="n-steps"):
         SyntheticConfig(n_steps=0)
-    model, sae = _setup()
+    model, sae = _setup(tiny_lm)
     with pytest.raises(SaekitError, match="out of range"):
         maximise_feature(model, sae, "model.layers.0", 99, SyntheticConfig())
 
 
-def test_real_start_never_ends_below_it():
+def test_real_start_never_ends_below_it(tiny_lm):
     """Started from a given real context, gcg only accepts improvements: it ends at or above the
     context's own activation, computed here independently with a full forward + sae.encode."""
-    model, sae = _setup()
+    model, sae = _setup(tiny_lm)
     g = torch.Generator().manual_seed(7)
     pool = torch.randint(1, 64, (200, 5), generator=g)
     with torch.no_grad():

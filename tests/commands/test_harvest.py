@@ -14,38 +14,6 @@ from saekit.data.harvest import LMHarvestConfig, harvest
 torch.set_num_threads(2)
 
 
-class CharTokenizer:
-    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
-    all_special_ids = [0, 1, 2]
-
-    def __call__(self, text, add_special_tokens=False, verbose=False):
-        return {"input_ids": [3 + (ord(c) % 61) for c in text]}
-
-
-@pytest.fixture(scope="module")
-def tiny_lm():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from saekit.models import LoadedModel
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    return LoadedModel(
-        LlamaForCausalLM(cfg).eval(), CharTokenizer(), "tiny-llama", "causal_lm", "float32", 16, 3
-    )
-
-
 @pytest.fixture()
 def corpus(tmp_path):
     folder = tmp_path / "corpus"
@@ -79,7 +47,8 @@ def _files(folder):
 
 
 def test_rows_equal_hidden_states_at_their_positions(tmp_path, corpus, tiny_lm):
-    st = harvest(_cfg(tmp_path / "a", corpus), loaded=tiny_lm)
+    # layers.0, not the last layer: transformers applies the final norm to the last hidden state
+    st = harvest(_cfg(tmp_path / "a", corpus, hook="model.layers.0"), loaded=tiny_lm)
     assert len(st) == 300 and st.manifest["model_dtype"] == "float32" and st.manifest["complete"]
     acts, meta = next(st.iter_rows_with_meta(300))
     assert (meta["position"] % 32 != 0).all(), "context position 0 is excluded by default"
@@ -89,7 +58,7 @@ def test_rows_equal_hidden_states_at_their_positions(tmp_path, corpus, tiny_lm):
         ctx = st.tokens(d, start, start + 32)
         assert int(ctx[p - start]) == int(meta["token_id"][i])
         with torch.no_grad():
-            hs = tiny_lm.model(ctx[None], output_hidden_states=True).hidden_states[2][0]
+            hs = tiny_lm.model(ctx[None], output_hidden_states=True).hidden_states[1][0]
         torch.testing.assert_close(acts[i], hs[p - start], rtol=1e-5, atol=1e-5)
 
 
@@ -124,18 +93,19 @@ def test_kill_and_resume_identical(tmp_path, corpus, tiny_lm, monkeypatch):
     from saekit.errors import StoreError
 
     with pytest.raises(StoreError, match="different activation store"):
-        harvest(_cfg(tmp_path / "run", corpus, hook="model.layers.2"), loaded=tiny_lm)
+        harvest(_cfg(tmp_path / "run", corpus, hook="model.layers.0"), loaded=tiny_lm)
 
 
 def test_exclusions_configurable(tmp_path, corpus, tiny_lm):
     st = harvest(
         _cfg(tmp_path / "x", corpus, exclude_first=0, prepend_bos=True, exclude_special=False), loaded=tiny_lm
     )
+    bos = tiny_lm.tokenizer.bos_token_id
     _, meta = next(st.iter_rows_with_meta(300))
-    assert (meta["token_id"] == 1).any() and (meta["position"] == -1).any()
+    assert (meta["token_id"] == bos).any() and (meta["position"] == -1).any()
     st2 = harvest(_cfg(tmp_path / "y", corpus, exclude_first=0, prepend_bos=True), loaded=tiny_lm)
     _, meta2 = next(st2.iter_rows_with_meta(300))
-    assert not (meta2["token_id"] == 1).any() and (meta2["position"] % 31 == 0).any()
+    assert not (meta2["token_id"] == bos).any() and (meta2["position"] % 31 == 0).any()
 
 
 def test_cli_writes_store(tmp_path, corpus, tiny_lm, monkeypatch):
@@ -219,18 +189,18 @@ def test_many_hook_points_in_one_pass_equal_single_hook_harvests(tmp_path, corpu
         return real_capture(model, hook_points, **kw)
 
     monkeypatch.setattr(saekit.hooks, "capture", counting)
-    stores = harvest(_cfg(tmp_path / "multi", corpus, hook="model.layers.0,model.layers.2"), loaded=tiny_lm)
+    stores = harvest(_cfg(tmp_path / "multi", corpus, hook="model.layers.0,model.layers.1"), loaded=tiny_lm)
     multi_calls, calls[:] = list(calls), []
     singles = [
         harvest(_cfg(tmp_path / h, corpus, hook=h), loaded=tiny_lm)
-        for h in ("model.layers.0", "model.layers.2")
+        for h in ("model.layers.0", "model.layers.1")
     ]
     single_calls = list(calls)
     assert [s.folder for s in stores] == [
         tmp_path / "multi" / "model.layers.0",
-        tmp_path / "multi" / "model.layers.2",
+        tmp_path / "multi" / "model.layers.1",
     ]
-    assert all(h == ["model.layers.0", "model.layers.2"] and stop for h, stop in multi_calls)
+    assert all(h == ["model.layers.0", "model.layers.1"] and stop for h, stop in multi_calls)
     assert 2 * len(multi_calls) == len(single_calls)  # one pass per batch for both hook points
     for store, single in zip(stores, singles):
         a, ma = next(store.iter_rows_with_meta(1000))
@@ -254,7 +224,7 @@ def test_repair_rewrites_a_damaged_shard_to_the_original_bytes(tmp_path, corpus,
     raw = shard.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
     begin, _ = json.loads(raw[8 : 8 + n])["acts"]["data_offsets"]
-    arr = np.memmap(shard, dtype=np.float32, mode="r+", offset=8 + n + begin, shape=(64, 16))
+    arr = np.memmap(shard, dtype=np.float32, mode="r+", offset=8 + n + begin, shape=(64, 32))
     arr[7] = np.nan
     arr.flush()
     with pytest.raises(StoreError, match=r"shard_00002.*local row 7 \(store row 135\).*--repair"):

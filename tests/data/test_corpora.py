@@ -50,11 +50,12 @@ def test_tokenize_keeps_documents_and_positions(char_tokenizer, text_corpus):
 def test_prepend_bos_and_exclusions(char_tokenizer, text_corpus):
     docs = load_corpus(str(text_corpus))
     tb = tokenize_corpus(docs, char_tokenizer, 16, prepend_bos=True)
-    assert (tb.token_id[:, 0] == 1).all() and (tb.position[:, 0] == -1).all()
-    keep = keep_mask(tb, special_ids=[0, 1, 2], exclude_first=0)
+    specials = char_tokenizer.all_special_ids
+    assert (tb.token_id[:, 0] == char_tokenizer.bos_token_id).all() and (tb.position[:, 0] == -1).all()
+    keep = keep_mask(tb, special_ids=specials, exclude_first=0)
     assert not keep[:, 0].any() and keep[:, 1].all()
-    keep2 = keep_mask(tb, special_ids=[0, 1, 2], exclude_first=2)
+    keep2 = keep_mask(tb, special_ids=specials, exclude_first=2)
     assert not keep2[:, :2].any()
-    keep3 = keep_mask(tb, special_ids=[0, 1, 2], exclude_special=False, exclude_first=0)
+    keep3 = keep_mask(tb, special_ids=specials, exclude_special=False, exclude_first=0)
     assert keep3[:, 0].all()
     assert not (keep & ~tb.mask).any()

@@ -33,29 +33,18 @@ if os.environ.get("RANK") == "1" and os.environ.get("SAEKIT_TEST_DIE_AFTER"):
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
+def tiny_folder(tiny_lm, tmp_path_factory):
+    """The suite's tiny Llama (tests/conftest.py) saved with a character-level tokenizer, a corpus and a
+    sitecustomize that kills a rank on demand (torchrun ranks load the model by path)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     root = tmp_path_factory.mktemp("ranks")
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, **{chr(c): 3 + i for i, c in enumerate(range(32, 91))}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(root / "model")
+    tiny_lm.model.save_pretrained(root / "model")
     fast.save_pretrained(root / "model")
     corpus = root / "corpus"
     corpus.mkdir()

@@ -72,7 +72,10 @@ def test_activation_metrics_exact_and_batch_invariant():
     fvu = float((x - recon).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
     assert whole.fvu == pytest.approx(fvu, rel=1e-5)
     assert whole.l0 == pytest.approx(3.0, abs=1e-6)
-    assert whole.dead_pct == pytest.approx(100 * float((whole.density == 0).float().mean()))
+    with torch.no_grad():  # dead: never non-zero on any row, from the latents themselves
+        never = (sae.encode(x) == 0).all(0)
+    assert whole.dead_pct == pytest.approx(100 * float(never.float().mean()))
+    assert torch.equal(whole.density == 0, never)
 
 
 def test_activation_metrics_rejects_wrong_width():
@@ -246,8 +249,10 @@ def test_non_layer_hook_falls_back_to_full_passes(tiny_lm):
     assert m.ce_sae == pytest.approx(ref.ce_sae, rel=1e-6)
 
 
-def test_mean_ablation_matches_manual_forward(tiny_lm):
-    """ce_mean = CE of a plain forward whose hooked activation is the mean over evaluated positions."""
+def test_every_variant_and_recovered_fraction_match_manual_forwards(tiny_lm):
+    """ce_orig / ce_sae / ce_zero / ce_mean = CE of plain forwards whose hooked activation at the
+    evaluated positions is kept, reconstructed, zeroed or replaced by its mean over those positions;
+    the recovered fractions follow from those hand-computed CEs."""
     import torch.nn.functional as F
 
     from saekit.hooks import capture, intervene
@@ -259,20 +264,27 @@ def test_mean_ablation_matches_manual_forward(tiny_lm):
     with torch.no_grad():
         with capture(tiny_lm.model, hp) as cap:
             tiny_lm.model(input_ids=ids, attention_mask=mask.long())
-        x = cap.activations[str(hp)]
-        mean = x[pos].double().mean(0).float()
+        mean = cap.activations[str(hp)][pos].double().mean(0).float()
 
-        def to_mean(h):
-            h = h.clone()
-            h[pos] = mean
-            return h
+        def at_positions(fn):
+            def edit(h):
+                h = h.clone()
+                h[pos] = fn(h[pos])
+                return h
 
-        with intervene(tiny_lm.model, hp, to_mean):
-            logits = tiny_lm.model(input_ids=ids, attention_mask=mask.long()).logits
-    sel = pos[:, :-1]
-    ce = F.cross_entropy(logits[:, :-1][sel].float(), ids[:, 1:][sel])
-    assert m.ce_mean == pytest.approx(float(ce), rel=1e-5)
-    assert (
-        m.ce_recovered_mean == pytest.approx((m.ce_mean - m.ce_sae) / (m.ce_mean - m.ce_orig), rel=1e-9)
-        or abs(m.ce_mean - m.ce_orig) < 1e-9
+            return edit
+
+        sel = pos[:, :-1]
+        ce = {}
+        for name, fn in [("orig", lambda a: a), ("sae", _nonlinear_recon), ("zero", torch.zeros_like),
+                         ("mean", lambda a: mean.expand_as(a))]:  # fmt: skip
+            with intervene(tiny_lm.model, hp, at_positions(fn)):
+                logits = tiny_lm.model(input_ids=ids, attention_mask=mask.long()).logits
+            ce[name] = float(F.cross_entropy(logits[:, :-1][sel].float(), ids[:, 1:][sel]))
+    for name, value in ce.items():
+        assert getattr(m, f"ce_{name}") == pytest.approx(value, rel=1e-5), name
+    assert abs(ce["zero"] - ce["orig"]) > 1e-3 and abs(ce["mean"] - ce["orig"]) > 1e-4  # well-defined ratios
+    assert m.ce_recovered == pytest.approx((ce["zero"] - ce["sae"]) / (ce["zero"] - ce["orig"]), rel=1e-3)
+    assert m.ce_recovered_mean == pytest.approx(
+        (ce["mean"] - ce["sae"]) / (ce["mean"] - ce["orig"]), rel=1e-3
     )

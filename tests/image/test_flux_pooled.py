@@ -53,7 +53,7 @@ def _plain(pipe, **kw):
 
 def test_pooled_clip_edit_from_a_text_prompt(flux_dir, tmp_path):
     from saekit.models import load_model
-    from saekit.steer.image import ImageSteerConfig, steer_image
+    from saekit.steer.image import steer_image
 
     base = ["steer", "--model", str(flux_dir / "flux"), "--sae", str(flux_dir / "sae"), "--prompt", "a cat"]
     base += [*ARGS, "--device", "cpu", "--quiet", "--conditioning", "pooled", "--feature", "4"]
@@ -64,21 +64,7 @@ def test_pooled_clip_edit_from_a_text_prompt(flux_dir, tmp_path):
     pipe.set_progress_bar_config(disable=True)
     # the unsteered half is what FLUX makes of the prompt itself (encode_prompt inside the pipeline)
     assert np.abs(z_un.astype(int) - _plain(pipe, prompt="a cat")).max() <= 1
-    cfg = ImageSteerConfig(
-        sae=str(flux_dir / "sae"),
-        model=str(flux_dir / "flux"),
-        prompt="a cat",
-        conditioning="pooled",
-        feature=(4,),
-        strength="25",
-        num_inference_steps=2,
-        height=SIDE,
-        width=SIDE,
-        dtype="float32",
-        device="cpu",
-        quiet=True,
-        out=tmp_path / "s.png",
-    )
+    cfg = _pooled_cfg(flux_dir, tmp_path / "s.png", feature=(4,), strength="25", num_inference_steps=2)
     r = steer_image(cfg, pipe=pipe)
     un, st = (np.asarray(i.convert("RGB")) for i in (r.unsteered, r.steered))
     assert np.array_equal(un, z_un) and (st != un).any()
@@ -92,23 +78,21 @@ def test_pooled_clip_edit_from_a_text_prompt(flux_dir, tmp_path):
     assert (np.asarray(r.steered) != un).any() and np.array_equal(np.asarray(r.unsteered), un)
 
 
-def test_pooled_edit_refuses_an_sae_of_another_width(flux_dir, tmp_path):
-    from saekit.steer.image import ImageSteerConfig, steer_image
+def _pooled_cfg(flux_dir, out, sae: str = "sae", **kw):
+    """An ImageSteerConfig for the tiny FLUX with pooled-vector conditioning (kw: feature, strength...)."""
+    from saekit.steer.image import ImageSteerConfig
 
-    cfg = ImageSteerConfig(
-        sae=str(flux_dir / "wide"),
-        model=str(flux_dir / "flux"),
-        prompt="a cat",
-        conditioning="pooled",
-        feature=(1,),
-        strength="3",
-        num_inference_steps=1,
-        height=SIDE,
-        width=SIDE,
-        dtype="float32",
-        device="cpu",
-        quiet=True,
-        out=tmp_path / "w.png",
+    return ImageSteerConfig(
+        sae=str(flux_dir / sae), model=str(flux_dir / "flux"), prompt="a cat", conditioning="pooled",
+        height=SIDE, width=SIDE, dtype="float32", device="cpu", quiet=True, out=out, **kw,
+    )  # fmt: skip
+
+
+def test_pooled_edit_refuses_an_sae_of_another_width(flux_dir, tmp_path):
+    from saekit.steer.image import steer_image
+
+    cfg = _pooled_cfg(
+        flux_dir, tmp_path / "w.png", sae="wide", feature=(1,), strength="3", num_inference_steps=1
     )
     with pytest.raises(ShapeError, match=r"size 32 but the SAE has d_in=40"):
         steer_image(cfg)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from saekit.errors import ModelLoadError
-from saekit.models import load_model, torch_dtype
+from saekit.models import load_model, torch_dtype, with_dtype
 from saekit.models.cache import atomic_folder
 
 torch.set_num_threads(2)
@@ -55,6 +55,25 @@ def test_smollm2_float32_agrees_with_bfloat16():
         lb = b.model(ids, labels=ids).loss
     assert la < 5.0, f"float32 loss {la} too high: weights probably mis-dequantised"
     assert abs(la - lb) < 0.15
+    # the demo loads float32 once and casts a copy: bit-identical to loading in bfloat16
+    c = with_dtype(a, "bfloat16")
+    with torch.no_grad():
+        assert torch.equal(c.model(ids).logits, b.model(ids).logits)
+    assert c.dtype == "bfloat16" and next(a.model.parameters()).dtype == torch.float32
+
+
+def test_with_dtype_casts_a_copy_of_the_parameters_only(tiny_lm):
+    assert with_dtype(tiny_lm, "float32") is tiny_lm  # already in that dtype: no copy
+    m = tiny_lm.model
+    before = {k: v.clone() for k, v in [*m.named_parameters(), *m.named_buffers()]}
+    half = with_dtype(tiny_lm, "bfloat16")
+    assert half.dtype == "bfloat16" and half.tokenizer is tiny_lm.tokenizer
+    for name, p in half.model.named_parameters():
+        assert p.dtype == torch.bfloat16 and torch.equal(p, before[name].to(torch.bfloat16)), name
+    for name, b in half.model.named_buffers():  # rotary inv_freq: float32, as a direct bf16 load keeps it
+        assert b.dtype == before[name].dtype and torch.equal(b, before[name]), name
+    after = dict([*m.named_parameters(), *m.named_buffers()])
+    assert all(torch.equal(after[k], v) and after[k].dtype == v.dtype for k, v in before.items())
 
 
 @pytest.mark.realmodel

@@ -27,7 +27,10 @@ def test_encode_decode_shapes_with_leading_dims(arch, lead):
     # leading dims are only a reshape: the same rows encoded flat give the same latents
     flat = sae.encode(x.reshape(-1, 8))
     torch.testing.assert_close(lat.reshape(-1, 16), flat)
-    torch.testing.assert_close(sae.reconstruct(x), rec)
+    # decoding is the documented affine map (input_scale 1): latents @ W_dec + b_dec, written out here
+    by_hand = (lat.reshape(-1, 16) @ sae.W_dec + sae.b_dec).reshape(*lead, 8)
+    torch.testing.assert_close(rec, by_hand)
+    torch.testing.assert_close(sae.reconstruct(x), by_hand)
 
 
 def test_forward_output_fields(arch):
@@ -39,7 +42,9 @@ def test_forward_output_fields(arch):
     for term in out.losses:
         assert term.shape == ()
         assert torch.isfinite(term)
-    torch.testing.assert_close(out.losses.total, out.losses.recon + out.losses.sparsity + out.losses.aux)
+    # the recon term is the mean squared error summed over d_in, by hand (the totals are checked
+    # against hand-computed terms in the *_by_hand tests below)
+    assert out.losses.recon.item() == pytest.approx((out.recon - x).pow(2).sum(-1).mean().item(), rel=1e-5)
     assert out.l0.shape == () and out.fired.shape == (16,) and out.fired.dtype == torch.bool
     if arch == "topk":
         assert out.latents is None
@@ -90,9 +95,10 @@ def test_topk_exactly_k_per_row_and_matches_reference():
         torch.testing.assert_close(lat, ref)
         vals, idx = sae.encode_sparse(x)
         assert vals.shape == idx.shape == (40, 5)
-        torch.testing.assert_close(sae.decode_sparse(vals, idx), sae.decode(lat))
+        recon_ref = ref @ sae.W_dec + sae.b_dec
+        torch.testing.assert_close(sae.decode_sparse(vals, idx), recon_ref)
         out = sae(x)
-        torch.testing.assert_close(out.recon, sae.decode(lat))
+        torch.testing.assert_close(out.recon, recon_ref)
 
 
 def test_topk_sparse_form_keeps_leading_dims():
@@ -100,7 +106,9 @@ def test_topk_sparse_form_keeps_leading_dims():
     x = torch.randn(2, 3, 8)
     vals, idx = sae.encode_sparse(x)
     assert vals.shape == idx.shape == (2, 3, 2)
-    torch.testing.assert_close(sae.decode_sparse(vals, idx), sae.reconstruct(x))
+    # sum_j v_j W_dec[i_j] + b_dec, written out per row
+    by_hand = torch.einsum("abk,abkd->abd", vals, sae.W_dec[idx]) + sae.b_dec
+    torch.testing.assert_close(sae.decode_sparse(vals, idx), by_hand)
 
 
 def test_batchtopk_training_keeps_top_k_times_batch():
@@ -229,6 +237,9 @@ def test_jumprelu_ste_gradient_matches_hand_formula():
     # loss values too
     assert out.losses.sparsity.item() == pytest.approx(lam * H.sum(-1).mean().item())
     assert out.losses.recon.item() == pytest.approx(((f - x) ** 2).sum(-1).mean().item())
+    assert out.losses.total.item() == pytest.approx(
+        ((f - x) ** 2).sum(-1).mean().item() + lam * H.sum(-1).mean().item()
+    )
     assert out.l0.item() == pytest.approx(H.sum(-1).mean().item())
 
 
@@ -314,6 +325,7 @@ def test_gated_losses_by_hand():
     assert out.losses.recon.item() == pytest.approx(recon)
     assert out.losses.aux.item() == pytest.approx(aux)
     assert out.losses.sparsity.item() == pytest.approx(0.4 * l1)
+    assert out.losses.total.item() == pytest.approx(recon + 0.4 * l1 + aux)
     # the aux loss trains the gate but not the (frozen) decoder
     sae.zero_grad()
     out.losses.aux.backward()
@@ -343,6 +355,7 @@ def test_topk_losses_and_aux_by_hand():
     assert out.losses.recon.item() == pytest.approx(recon)
     assert out.losses.aux.item() == pytest.approx(0.5 * aux)
     assert out.losses.sparsity.item() == 0.0
+    assert out.losses.total.item() == pytest.approx(recon + 0.5 * aux)
     # no dead latents -> no aux loss; eval mode -> no aux loss
     assert (
         sae(torch.tensor(X, dtype=torch.float64), dead_mask=torch.zeros(3, dtype=torch.bool)).losses.aux == 0

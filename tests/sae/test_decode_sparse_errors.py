@@ -13,7 +13,10 @@ def test_decode_sparse_matches_dense_decode():
     sae = _sae()
     x = torch.randn(5, 8)
     vals, idx = sae.encode_sparse(x)
-    assert torch.allclose(sae.decode_sparse(vals, idx), sae.decode(sae.encode(x)), atol=1e-5)
+    with torch.no_grad():  # scatter the (value, index) pairs into dense rows and apply the decoder by hand
+        dense = torch.zeros(5, 16).scatter_(1, idx, vals)
+        assert torch.allclose(sae.decode_sparse(vals, idx), dense @ sae.W_dec + sae.b_dec, atol=1e-5)
+        assert torch.equal(dense, sae.encode(x))  # the sparse and dense forms hold the same latents
 
 
 def test_decode_sparse_rejects_out_of_range_indices():

@@ -47,22 +47,10 @@ def sae_factory():
 
 
 @pytest.fixture(scope="session")
-def tiny_lm():
-    """A 2-layer random Llama (d=32, vocab 64)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=False,
-    )
-    return LlamaForCausalLM(cfg).eval()
+def tiny_lm(tiny_lm):
+    """The suite's tiny Llama (tests/conftest.py: 2 layers, d=32, vocab 64) as a bare model: steering
+    tests pair it with `tiny_tokenizer`. A test that changes it (dtype, device) works on a copy."""
+    return tiny_lm.model
 
 
 @pytest.fixture(scope="session")

@@ -99,27 +99,26 @@ def test_stream_selection_only_edits_that_stream():
 
 def test_bf16_model_fp32_sae(tiny_lm):
     """bf16 model + fp32 SAE: edit computed in fp32, cast back; a no-op clamp leaves the model exact."""
-    model = tiny_lm.to(torch.bfloat16)
-    try:
-        sae = make_sae("relu", d_in=32, d_sae=16, hook_point=HP)
-        ids = torch.arange(8)[None]
-        plain_logits = model(input_ids=ids).logits
-        # clamp to the feature's current value = identity
-        acts = _acts_at(model, ids)
-        cur = sae.encode(acts.float())[..., 4:5]
-        with steer_sae(model, sae, "clamp", [4], cur):
-            same = model(input_ids=ids).logits
-        assert same.dtype == torch.bfloat16
-        assert torch.equal(same, plain_logits)
-        with steer_sae(model, sae, "clamp", [4], 50.0):
-            edited_acts = _acts_at(model, ids)
-        assert edited_acts.dtype == torch.bfloat16
-        # exactly the fp32 edit of the bf16 activations, rounded once to bf16
-        expect = M.clamp(acts.float(), sae, [4], 50.0).to(torch.bfloat16)
-        assert torch.equal(edited_acts, expect)
-        assert not torch.equal(edited_acts, acts)
-    finally:
-        tiny_lm.to(torch.float32)
+    import copy
+
+    model = copy.deepcopy(tiny_lm).to(torch.bfloat16)  # a copy: the suite shares tiny_lm in float32
+    sae = make_sae("relu", d_in=32, d_sae=16, hook_point=HP)
+    ids = torch.arange(8)[None]
+    plain_logits = model(input_ids=ids).logits
+    # clamp to the feature's current value = identity
+    acts = _acts_at(model, ids)
+    cur = sae.encode(acts.float())[..., 4:5]
+    with steer_sae(model, sae, "clamp", [4], cur):
+        same = model(input_ids=ids).logits
+    assert same.dtype == torch.bfloat16
+    assert torch.equal(same, plain_logits)
+    with steer_sae(model, sae, "clamp", [4], 50.0):
+        edited_acts = _acts_at(model, ids)
+    assert edited_acts.dtype == torch.bfloat16
+    # exactly the fp32 edit of the bf16 activations, rounded once to bf16
+    expect = M.clamp(acts.float(), sae, [4], 50.0).to(torch.bfloat16)
+    assert torch.equal(edited_acts, expect)
+    assert not torch.equal(edited_acts, acts)
 
 
 def test_direction_edit_diffmean(tiny_lm):

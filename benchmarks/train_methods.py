@@ -207,23 +207,31 @@ def _import_sparsify():
     import importlib.util
     import types
 
-    spec = importlib.util.find_spec("sparsify")
-    pkg = types.ModuleType("sparsify")
-    pkg.__path__ = list(spec.submodule_search_locations)
-    sys.modules["sparsify"] = pkg  # skip sparsify/__init__ (it imports the trainer -> datasets)
+    if "sparsify" not in sys.modules:  # a second call (several variants in one process) reuses it
+        spec = importlib.util.find_spec("sparsify")
+        pkg = types.ModuleType("sparsify")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules["sparsify"] = pkg  # skip sparsify/__init__ (it imports the trainer -> datasets)
     from sparsify.config import SparseCoderConfig
     from sparsify.sparse_coder import SparseCoder
 
     return SparseCoder, SparseCoderConfig
 
 
-def run_sparsify(setup: Setup, train, heldout) -> dict:
+def run_sparsify(
+    setup: Setup, train, heldout, dead_threshold: int = 10_000_000, encoder_scale: float | None = None
+) -> dict:
     """sparsify 1.3.3's SparseCoder with its trainer's step: b_dec = first batch mean, loss FVU + aux-k/32
-    (its 10M-token dead threshold), gradient projection, Adam, renormalisation; our schedule and order."""
+    (its 10M-token dead threshold), gradient projection, Adam, renormalisation; our schedule and order.
+    `dead_threshold` and `encoder_scale` (encoder rows rescaled to that norm at init) are for ablations."""
     SparseCoder, SparseCoderConfig = _import_sparsify()
     torch.manual_seed(0)
     d = train.shape[1]
     sae = SparseCoder(d, SparseCoderConfig(num_latents=D_SAE, k=K), device="cpu", dtype=torch.float32)
+    if encoder_scale is not None:
+        with torch.no_grad():
+            w = sae.encoder.weight
+            w.mul_(encoder_scale / w.norm(dim=-1, keepdim=True))
     opt = torch.optim.Adam(sae.parameters(), lr=peak_lr(setup))
     since_fired = torch.zeros(D_SAE, dtype=torch.long)
     steps = total_steps(setup, len(train))
@@ -234,7 +242,7 @@ def run_sparsify(setup: Setup, train, heldout) -> dict:
                 sae.b_dec.copy_(x.mean(0))
         for group in opt.param_groups:
             group["lr"] = lr_at(setup, step, steps)
-        out = sae(x, dead_mask=since_fired > 10_000_000)
+        out = sae(x, dead_mask=since_fired > dead_threshold)
         (out.fvu + out.auxk_loss / 32).backward()
         sae.remove_gradient_parallel_to_decoder_directions()
         opt.step()

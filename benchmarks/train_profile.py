@@ -1,8 +1,9 @@
 """Per-phase profile of one TopK SAE training step, as the trainer runs it.
 
-Builds the trainer's own SAE, optimiser and batch iterator, then runs its step (forward with the dead
-mask, backward, decoder-gradient projection, Adam, decoder renormalisation, dead-latent bookkeeping)
-under `torch.profiler`, with a label per phase. The encoder's own labels (`saekit.encoder_matmul`,
+Builds a `Trainer`, starts its run and batch stream, then runs the trainer's own step
+(`saekit.train.step.train_step`: forward with the dead mask, backward, decoder-gradient projection, Adam,
+decoder renormalisation, dead-latent bookkeeping) under `torch.profiler`; the step labels its phases
+itself, so what is profiled is what trains. The encoder's own labels (`saekit.encoder_matmul`,
 `saekit.topk`, ... in `saekit.sae.screened_topk` / `screened`) split the forward; the autograd node of
 the sparse kernel and the gradient accumulation split the backward. Times are ms per step (median over
 steps, the configurations interleaved step by step) and % of the step.
@@ -21,7 +22,10 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-TOP = ("data", "forward", "backward", "decoder projection", "optimiser", "decoder renorm", "dead tracking")
+from saekit.train import TrainConfig
+from saekit.train.step import PHASES
+
+TOP = ("data",) + PHASES
 NESTED = {
     "forward": (
         "saekit.encoder_matmul",
@@ -35,7 +39,7 @@ NESTED = {
 }
 
 
-def make_trainer(data: str, batch: int, encoder: str):
+def make_trainer(data: str, batch: int, encoder: str, prefetch: int):
     from saekit.train import TensorSource, TrainConfig, Trainer
 
     if data == "synthetic":
@@ -49,69 +53,51 @@ def make_trainer(data: str, batch: int, encoder: str):
         from saekit.train.source import open_source
 
         source = open_source(data)
-    extra = {"encoder": encoder} if "encoder" in TrainConfig.__dataclass_fields__ else {}  # older saekit
     cfg = TrainConfig.flat(
-        arch="topk", k=32, d_sae=9216, batch_size=batch, quiet=True, init_sample=4096, **extra
-    )
+        arch="topk", k=32, d_sae=9216, batch_size=batch, quiet=True, init_sample=4096, encoder=encoder,
+        prefetch=prefetch,
+    )  # fmt: skip
     return Trainer(cfg, source, out=tempfile.mkdtemp())
 
 
-def step_once(tr, sae, opt, tracker, batches) -> None:
-    """The trainer's step (see `Trainer.run`), phase by phase."""
-    with record_function("data"):
-        x = next(batches)
-    with record_function("forward"):
-        out = sae(x, dead_mask=tracker.dead_mask)
-    with record_function("backward"):
-        opt.zero_grad(set_to_none=True)
-        out.losses.total.backward()
-    with record_function("decoder projection"):
-        sae.remove_gradient_parallel_to_decoder_()
-    with record_function("optimiser"):
-        opt.step()
-    with record_function("decoder renorm"):
-        sae.set_decoder_norm_to_unit_()
-    with record_function("dead tracking"):
-        tracker.update(out.fired, x.shape[0])
-
-
 class Run:
-    """One configuration (batch, encoder): the trainer's SAE, optimiser, dead tracker and batches."""
+    """One configuration (batch, encoder): the trainer's own run state, step and batch stream."""
 
-    def __init__(self, data: str, batch: int, encoder: str, dead_frac: float):
-        from saekit.train.dead import DeadLatentTracker
-
+    def __init__(self, data: str, batch: int, encoder: str, dead_frac: float, prefetch: int):
         self.batch, self.encoder = batch, encoder
-        self.tr = make_trainer(data, batch, encoder)
-        torch.manual_seed(0)
-        self.sae = self.tr._fresh()
-        try:
-            from saekit.sae.screened import configure_encoder
-        except ImportError:  # saekit before the screened encoder: profile its only (exact) path
-            configure_encoder = None
-        if configure_encoder is not None:
-            configure_encoder(self.sae, encoder)
-        self.opt = self.tr._optimizer(self.sae)
-        self.tracker = DeadLatentTracker(self.tr.d_sae, self.tr.dead_tokens)
+        self.tr = make_trainer(data, batch, encoder, prefetch)
+        self.run = self.tr._start()
+        self.run.sae.train()
         if dead_frac > 0:  # force that fraction dead (aux-k on), as late in a run with dead latents
+            tracker = self.run.tracker
             n = int(dead_frac * self.tr.d_sae)
-            self.tracker.threshold = 10**15
-            self.tracker.since_fired[torch.randperm(self.tr.d_sae)[:n]] = 10**16
-        self.sae.train()
-        self.batches = self.tr._batches(0)
+            tracker.threshold = 10**15
+            tracker.since_fired[torch.randperm(self.tr.d_sae)[:n]] = 10**16
+        self._stream = self.tr._batch_stream(0)
+        self.batches = iter(self._stream.__enter__())
         self.samples: list[dict[str, float]] = []
+
+    def close(self) -> None:
+        self._stream.__exit__(None, None, None)
+
+    def _once(self) -> None:
+        with record_function("saekit.data"):
+            x = next(self.batches)
+        self.tr._step(self.run, self.run.sae, x)
 
     def step(self, profiled: bool) -> None:
         if not profiled:
-            step_once(self.tr, self.sae, self.opt, self.tracker, self.batches)
+            self._once()
             return
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
-            step_once(self.tr, self.sae, self.opt, self.tracker, self.batches)
+            self._once()
             wall = time.perf_counter() - t0
         totals = {"step": 1000 * wall}
         for ev in prof.key_averages():
-            totals[ev.key] = ev.cpu_time_total / 1000
+            totals[ev.key.removeprefix("saekit.") if ev.key.removeprefix("saekit.") in TOP else ev.key] = (
+                ev.cpu_time_total / 1000
+            )
         self.samples.append(totals)
 
     def medians(self) -> dict[str, float]:
@@ -141,14 +127,17 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dead-frac", type=float, default=0.0, help="force this fraction of latents dead")
+    ap.add_argument("--prefetch", type=int, default=None, help="batches read ahead (default: the trainer's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     for batch in map(int, args.batch.split(",")):
-        runs = [Run(args.data, batch, e, args.dead_frac) for e in args.encoder.split(",")]
+        pf = args.prefetch if args.prefetch is not None else TrainConfig.prefetch
+        runs = [Run(args.data, batch, e, args.dead_frac, pf) for e in args.encoder.split(",")]
         for i in range(args.warmup + args.steps):  # interleaved, so load from others hits all alike
             for run in runs:
                 run.step(profiled=i >= args.warmup)
         for run in runs:
+            run.close()
             print_profile(batch, run.encoder, run.medians())
     print(f"\nload average {os.getloadavg()[0]:.2f}")
 

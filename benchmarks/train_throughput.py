@@ -108,6 +108,9 @@ def main() -> None:
         "--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS)
     )
     ap.add_argument("--sparsify-python", default="/work/venvs/sparsify/bin/python")
+    ap.add_argument(
+        "--profile-batches", default="1024,4096", help="per-phase profile at these batch sizes ('' = none)"
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     setup = tm.Setup(args.data, args.batch, args.epochs, args.warmup, args.lr, args.schedule)
@@ -146,6 +149,27 @@ def main() -> None:
                 if k != "method"
             }
     print_table(med, setup, args, notes)
+    print_auto_choice()
+    if args.profile_batches:
+        profile = [
+            sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_profile.py"),
+            "--data", args.data, "--batch", args.profile_batches, "--encoder", "exact,screened",
+            "--threads", str(args.threads),
+        ]  # fmt: skip
+        print("\nper-phase profile of the trainer's step (benchmarks/train_profile.py):", flush=True)
+        subprocess.run(profile, env=env, check=False)
+
+
+def print_auto_choice() -> None:
+    """What `--encoder auto` picks here and with which screen (so the table's two rows can be read)."""
+    import torch
+
+    from saekit.sae import SAEConfig, build
+    from saekit.sae.screened import resolve_encoder, screen_backend
+
+    sae = build(SAEConfig(d_in=576, d_sae=tm.D_SAE, arch="topk", k=tm.K))
+    cpu = torch.device("cpu")
+    print(f"encoder auto -> {resolve_encoder('auto', sae)} here; the screen would be {screen_backend(cpu)}")
 
 
 if __name__ == "__main__":

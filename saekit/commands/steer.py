@@ -118,12 +118,23 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
     recipe = recipe_from_sweep(cfg.sweep) if cfg.sweep else DEFAULT_RECIPE
     if cfg.concept_arm or cfg.concept_strength:
         recipe = Recipe(cfg.concept_arm or recipe.arm, cfg.concept_strength or recipe.strength, "flags")
-    res = steer_concept(s, cfg.concept, cfg.prompt, _gen(cfg), recipe=recipe)
+    judge = None
+    if cfg.judge:
+        from saekit.steer.metrics import MiniLMJudge
+
+        judge = MiniLMJudge()
+    res = steer_concept(s, cfg.concept, cfg.prompt, _gen(cfg), recipe=recipe, judge=judge)
     desc = ", ".join(f"f{j}" for j in res.arm.features) or "a vector"
     head = (
-        f"prompt: {cfg.prompt!r}\nconcept {res.concept.name!r}: {recipe.arm} {recipe.strength} "
-        f"(recipe: {recipe.source}) on {desc} at {s.hook_point}\n"
+        f"prompt: {cfg.prompt!r}\nconcept {res.concept.name!r}: {res.recipe.arm} {res.recipe.strength} "
+        f"(recipe: {res.recipe.source}); kept {res.arm.name} on {desc} at {s.hook_point}; "
+        f"{int(res.evidence.flagged.sum())} outlier/dense features flagged and never chosen\n"
     )
+    if res.tries:
+        steps = [f"{t.scores['arm']} {t.factor:g}x: concept {t.scores['concept_score']:.2f} "
+                 f"fluency {t.scores['fluency']:.2f}" for t in res.tries]  # fmt: skip
+        head += "strength tries on this prompt (kept: the first the judges see, else the best): "
+        head += " | ".join(steps) + "\n"
     text = head + side_by_side(
         "unsteered",
         res.pair.unsteered.text,
@@ -133,9 +144,8 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
     )
     if cfg.judge:
         from saekit.steer.concept_steer import format_scores, judge_pair
-        from saekit.steer.metrics import MiniLMJudge
 
-        plain, steered = judge_pair(s.lm.model, MiniLMJudge(), res.concept, cfg.prompt, res.pair)
+        plain, steered = judge_pair(s.lm.model, judge, res.concept, cfg.prompt, res.pair)
         text += "\n\n" + format_scores(plain, steered)
     return text
 

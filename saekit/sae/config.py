@@ -73,6 +73,8 @@ class SAEConfig:
     """Keep decoder rows at unit norm (projected after every optimiser step)."""
     init_tied: bool = True
     """Initialise `W_enc` as `W_dec.T` (independent tensors afterwards)."""
+    init_encoder_scale: float = 1.0
+    """Norm of the encoder's columns at initialisation, as a multiple of the decoder rows' (tied init)."""
     init_orthonormal: bool = False
     """Initialise decoder rows as orthonormal blocks instead of random directions."""
     init_decoder_norm: float = 1.0
@@ -130,6 +132,8 @@ class SAEConfig:
                 "jumprelu_init_threshold must be > 0 (it is stored as a log), got "
                 f"{self.jumprelu_init_threshold}"
             )
+        if self.init_encoder_scale <= 0:
+            raise SAEConfigError(f"init_encoder_scale must be > 0, got {self.init_encoder_scale}")
         if self.aux_k_coefficient < 0:
             raise SAEConfigError(f"aux_k_coefficient must be >= 0, got {self.aux_k_coefficient}")
         if self.sparsity_coefficient < 0:

@@ -58,7 +58,7 @@ def reset_parameters_(sae, generator: torch.Generator | None = None) -> None:
         w_dec = w_dec * cfg.init_decoder_norm
     sae.W_dec.copy_(w_dec.to(sae.dtype))
     if cfg.init_tied:
-        sae.W_enc.copy_(sae.W_dec.T)
+        sae.W_enc.copy_(sae.W_dec.T * cfg.init_encoder_scale)
     else:
         bound = 1.0 / math.sqrt(cfg.d_in)
         sae.W_enc.copy_(

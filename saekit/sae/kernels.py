@@ -64,6 +64,15 @@ def _gather_dot(grad_BD: Tensor, W_FD: Tensor, idx_BS: Tensor) -> Tensor:
     return _gather_dot_bmm(grad_BD, W_FD, idx_BS)
 
 
+def row_dots(a_RD: Tensor, b_RD: Tensor) -> Tensor:
+    """`out[r] = a[r] . b[r]`: the fused gather-dot loop with the identity gather (~2x faster than
+    `torch.linalg.vecdot` on CPU, which the decoder-gradient projection pays every step)."""
+    if a_RD.dtype != b_RD.dtype or a_RD.device.type != "cpu":
+        return torch.linalg.vecdot(a_RD, b_RD)
+    rows = torch.arange(a_RD.shape[0], device=a_RD.device)[:, None]
+    return _gather_dot(a_RD, b_RD, rows).view(-1)
+
+
 def _gather_dot_private(grad_BD: Tensor, W_FD: Tensor, idx_BS: Tensor) -> Tensor:
     B, S = idx_BS.shape
     op = torch.ops.aten._embedding_bag_per_sample_weights_backward

@@ -1,11 +1,12 @@
-"""Screened TopK encoder: rank latents with a cheap int8 matmul, keep the exact top k of the best k + margin.
+"""Screened TopK encoder: rank latents with a cheap matmul, keep the exact top k of the best k + margin.
 
 The dense fp32 encoder matmul `[batch, d_in] x [d_in, d_sae]` is most of a TopK training step, but only the
 k winners of each row are used. So:
 
-1. screen: `x_c` quantised per row and `W_enc` per tensor to int8 (symmetric, scale = max|.| / 127), one
-   int8 matmul with int32 accumulation (`torch._int_mm`: ~2x the fp32 GEMM on AVX2 CPUs, tensor cores
-   on CUDA) plus the bias in the same integer units: ranking keys, never dequantised;
+1. screen: on CPUs with AMX-BF16 one bf16 matmul (AMX tiles: ~4-6x the fp32 GEMM there); elsewhere
+   `x_c` quantised per row and `W_enc` per tensor to int8 (symmetric, scale = max|.| / 127), one int8
+   matmul with int32 accumulation (`torch._int_mm`: ~2x the fp32 GEMM on AVX2 CPUs, tensor cores on
+   CUDA) plus the bias in the same integer units: ranking keys, never dequantised (`screen_backend`);
 2. candidates: the top `k + margin` latents of each row by those keys;
 3. re-score: their exact fp32 pre-activations (a gather-dot against the latent-major `W_enc`), and the
    exact top k among them. The values, hence the reconstruction and every gradient, are exact for the
@@ -18,7 +19,7 @@ measured rate stays under the bound (1% of rows by default; a missed latent is a
 with the one chosen instead). Aux-k dead latents are ranked by the approximation and re-scored exactly.
 
 `configure_encoder(sae, "auto" | "exact" | "screened")` is the trainer's switch; `auto` screens big SAEs
-on the device types in `AUTO_SCREENS_ON` (none yet: see there) and is exact elsewhere.
+where the device's screen was measured faster (`AUTO_SCREENS`: CPUs with AMX-BF16) and is exact elsewhere.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ from saekit.sae.screened_topk import Selection, dead_topk, no_aux, topk_rows
 
 #: below this many encoder weights the matmul is too small for screening to pay for its overheads
 MIN_SCREEN_WEIGHTS = 2**21
-#: device types where `auto` screens. Empty until a quiet-machine run of `benchmarks/train_throughput.py`
-#: shows screened faster at equal FVU (on the loaded 2-core CPU the int8 screen measured 1.4x faster than
-#: the fp32 matmul + top-k with one thread, but not end to end with two; CUDA not yet measured)
-AUTO_SCREENS_ON: tuple[str, ...] = ()
+#: (device type, screen backend) pairs where `auto` screens: measured faster end to end at equal FVU.
+#: An AMX CPU with the bf16 screen: 1.9x (batch 1024) and 1.6x (4096) the exact step, FVU within 1% after
+#: 3 epochs (docs/results/fvu_vs_sparsify.md). The int8 screen was slower than exact fp32 there (and on
+#: the AVX2 EPYC end to end with two threads); CUDA not yet measured.
+AUTO_SCREENS: tuple[tuple[str, str], ...] = (("cpu", "bfloat16"),)
 ENCODERS = ("auto", "exact", "screened")
 
 
@@ -81,14 +83,16 @@ class Screener:
 
         int8: `x_c` per row, `W_enc` per tensor, int32 accumulation, the bias added in the same integer
         units (at the median row scale), no dequantisation pass: ranking within a row ignores the row's
-        positive scale. fp16/bf16: the matmul in that dtype, fp32 keys.
+        positive scale. fp16/bf16: the matmul (bias fused) in that dtype, keys in that dtype.
         """
         with record_function("saekit.screen"):
             B, D = x_c_BD.shape
             cuda_shape_ok = B > 16 and D % 8 == 0 and W_FD.shape[0] % 8 == 0  # cuBLASLt int8 limits
             if self.backend != "int8" or (x_c_BD.is_cuda and not cuda_shape_ok):
                 dt = getattr(torch, self.backend) if self.backend != "int8" else torch.float16
-                return (x_c_BD.to(dt) @ W_FD.to(dt).T).float().add_(b_enc_F)
+                # keys stay in the low dtype: top-k ranks them there (a float() pass would cost as much
+                # as the bf16 matmul itself on an AMX CPU)
+                return torch.addmm(b_enc_F.to(dt), x_c_BD.to(dt), W_FD.to(dt).T)
             xq, sx = quantize_rows(x_c_BD)
             sw = W_FD.abs().amax().clamp_min(1e-30) / 127
             wq = torch.mul(W_FD, 1 / sw).round_().to(torch.int8)
@@ -203,8 +207,27 @@ def int8_matmul_available(device: torch.device) -> bool:
         return False
 
 
+def cpu_has_amx_bf16() -> bool:
+    """This CPU multiplies bf16 matrices in AMX tiles (Sapphire Rapids and later Xeons): there a bf16
+    GEMM of the encoder's shape measured ~6x faster than the fp32 one, and int8 (`_int_mm`) no faster than
+    fp32 (see `docs/results/fvu_vs_sparsify.md`)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    try:
+        return bool(probe is not None and bf16 is not None and probe() and bf16())
+    except RuntimeError:
+        return False
+
+
+def screen_backend(device: torch.device) -> str:
+    """The screening matmul for this device: bf16 on AMX CPUs, int8 where `_int_mm` runs, else fp16."""
+    if device.type == "cpu" and cpu_has_amx_bf16():
+        return "bfloat16"
+    return "int8" if int8_matmul_available(device) else "float16"
+
+
 def resolve_encoder(mode: str, sae) -> str:
-    """`exact` or `screened` for this SAE on its device (`auto`: see `AUTO_SCREENS_ON`)."""
+    """`exact` or `screened` for this SAE on its device (`auto`: see `AUTO_SCREENS`)."""
     if mode not in ENCODERS:
         raise SAEConfigError(f"encoder {mode!r}: choose one of {', '.join(ENCODERS)}")
     if sae.arch != "topk":
@@ -213,7 +236,9 @@ def resolve_encoder(mode: str, sae) -> str:
         return "exact"
     if mode != "auto":
         return mode
-    return "screened" if screening_pays(sae, AUTO_SCREENS_ON) else "exact"
+    dev = sae.device
+    pays = screening_pays(sae, (dev.type,)) and (dev.type, screen_backend(dev)) in AUTO_SCREENS
+    return "screened" if pays else "exact"
 
 
 def screening_pays(sae, device_types: tuple[str, ...]) -> bool:
@@ -242,8 +267,7 @@ def configure_encoder(sae, mode: str = "auto", **screen_kw) -> Screener | None:
     if sae.arch == "topk":
         latent_major_(sae)
     if resolved == "screened":
-        backend = "int8" if int8_matmul_available(sae.device) else "float16"
-        sae.screen = Screener(backend=backend, **screen_kw)
+        sae.screen = Screener(backend=screen_backend(sae.device), **screen_kw)
     else:
         sae.screen = None
     return sae.screen

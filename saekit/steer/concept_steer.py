@@ -3,21 +3,19 @@
 1. Concept texts: a bundled protocol concept when the words match one (its name, or MiniLM
    similarity ≥ `MATCH_COS` to its description), else short template sentences about the words.
    Other concepts' texts are the contrast.
-2. Recipe (which arm, which strength): from a sweep result (`sweep.json`: the best SAE arm chosen on
-   train prompts and the strength chosen most often for it), else `DEFAULT_RECIPE`, what the bundled
-   protocol measured best among SAE arms (docs/results/sweep_protocol).
+2. Recipe (which arm, which strength; `saekit.steer.recipes`): from a sweep result (`sweep.json`) or
+   the bundled table: for a concept the sweep measured, the SAE arm and strength best on that
+   concept's train prompts; else the best SAE arm over all concepts at its usual strength.
 3. Features: `saekit.steer.evidence` (outlier features flagged and never chosen), then the arm's edit.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from saekit.errors import SteeringError
 from saekit.steer.concepts import Concept, load_concepts, load_prompts
+from saekit.steer.recipes import Recipe, bundled_recipe, recipe_from_sweep  # noqa: F401  (public here too)
 
 MATCH_COS = 0.6
 TEMPLATES = (
@@ -30,39 +28,10 @@ TEMPLATES = (
 )
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Which arm and strength to steer a concept with."""
-
-    arm: str
-    """`selection:method` (see saekit.steer.arms)."""
-    strength: str
-    """Strength with unit (e.g. `0.5norm`)."""
-    source: str
-    """Where it came from: a sweep.json path or `default`."""
-
-
-DEFAULT_RECIPE = Recipe("input:additive", "0.25norm", "default")
-"""Used without `--sweep`: what docs/results/sweep_protocol measured best among SAE arms (chosen on
-train prompts) — the input-selected feature added at a quarter of the mean activation norm."""
-
-
-def recipe_from_sweep(path: str | Path) -> Recipe:
-    """The best SAE arm of a sweep (chosen on train prompts) and its most often chosen strength."""
-    from saekit.steer.protocol import choose_on_train
-
-    try:
-        doc = json.loads(Path(path).read_text())
-        best = doc["protocol"]["best_sae_vs_diffmean"]["arm"]
-        records = doc["records"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SteeringError(
-            f"{path}: not a saekit sweep.json with a protocol table ({exc}); rerun saekit sweep"
-        ) from exc
-    picks = Counter(st for (_, arm, _), st in choose_on_train(records).items() if arm == best)
-    if not picks:
-        raise SteeringError(f"{path}: no strength was chosen for {best}")
-    return Recipe(best, picks.most_common(1)[0][0], str(path))
+DEFAULT_RECIPE = bundled_recipe()
+"""Used without `--sweep`: docs/results/sweep_protocol's choices (saekit.steer.recipes) — per bundled
+concept the SAE arm and strength best on its train prompts at layer 15, else the input-selected
+feature added at a quarter of the mean activation norm (the best single arm over all concepts)."""
 
 
 def concept_texts(words: str, judge=None) -> tuple[Concept, list[str]]:
@@ -103,6 +72,8 @@ class ConceptSteer:
     """`saekit.steer.evidence.ConceptEvidence`."""
     pair: object
     """`saekit.steer.generate.SteeredPair`."""
+    tries: list = field(default_factory=list)
+    """With escalation: every `saekit.steer.concept_ladder.Try` (factor, strengths, judge scores)."""
 
 
 def concept_evidence(session, words: str, *, judge=None, chat: bool | None = None, methods=None, texts=None):
@@ -119,20 +90,43 @@ def concept_evidence(session, words: str, *, judge=None, chat: bool | None = Non
     return concept, ev
 
 
+def needed_selections(sel: str) -> list[str]:
+    """Selections to run for an arm's selection, in order (SAE-TS targets the output-selected features)."""
+    if sel == "diffmean":
+        return []
+    return ["output", "sae_ts"] if sel == "sae_ts" else [sel]
+
+
 def steer_concept(
-    session, words: str, prompt: str, gen, *, recipe: Recipe = DEFAULT_RECIPE, judge=None, texts=None
+    session,
+    words: str,
+    prompt: str,
+    gen,
+    *,
+    recipe: Recipe = DEFAULT_RECIPE,
+    judge=None,
+    texts=None,
+    escalate: bool | None = None,
 ):
-    """Pick features for `words` with `recipe.arm`, steer `prompt` at `recipe.strength`."""
+    """Pick features for `words` with `recipe.arm`, steer `prompt` at `recipe.strength`.
+
+    `escalate` (default: when a `judge` is given): while the judges do not see the concept in the
+    steered text, retry at 2x and 4x the strength, then DiffMean at the recipe's strength
+    (`saekit.steer.concept_ladder`); every try is kept in the result's `tries`, and `arm` is the one
+    kept (check `arm.name`: `diffmean` means no SAE feature was seen)."""
     import torch
 
     from saekit.steer.apply import steering
     from saekit.steer.arms import arm_edit, arm_strengths, make_arm, parse_arm
     from saekit.steer.generate import generate_pair
     from saekit.steer.strength import parse_strength
+    from saekit.steer.sweep import layer_of
 
+    texts = texts or concept_texts(words, judge)
+    recipe = recipe.for_concept(texts[0].name, layer_of(session.sae, session.hook_point))
     sel, _ = parse_arm(recipe.arm)
-    needed = ["input", "output"] if sel == "sae_ts" else [sel] if sel != "diffmean" else []
-    concept, ev = concept_evidence(session, words, judge=judge, chat=gen.chat, methods=needed, texts=texts)
+    concept, ev = concept_evidence(session, words, judge=judge, chat=gen.chat, methods=needed_selections(sel),
+                                   texts=texts)  # fmt: skip
     if sel != "diffmean" and sel not in ev.selections:
         raise SteeringError(f"{recipe.arm}: no features found for {words!r}: {ev.errors.get(sel)}")
     arm = make_arm(recipe.arm, ev.selections.get(sel), ev.diffmean)
@@ -143,7 +137,20 @@ def steer_concept(
     pair = generate_pair(
         lm.model, lm.tokenizer, prompt, lambda: steering(lm.model, session.hook_point, edit), gen
     )
-    return ConceptSteer(concept, recipe, arm, abs_s, ev, pair)
+    tries = []
+    if escalate or (escalate is None and judge is not None):
+        from saekit.steer.concept_ladder import escalate as run_ladder
+        from saekit.steer.metrics import MiniLMJudge
+
+        fallback = None
+        if sel != "diffmean":
+            dm = make_arm("diffmean", None, ev.diffmean)
+            dm_s = arm_strengths(dm, parse_strength(recipe.strength), session.sae, session.calibration,
+                                 session.sae_folder)  # fmt: skip
+            fallback = (dm, dm_s)
+        pair, arm, abs_s, tries = run_ladder(session, concept, prompt, gen, arm, list(abs_s), pair,
+                                             judge or MiniLMJudge(), fallback=fallback)  # fmt: skip
+    return ConceptSteer(concept, recipe, arm, abs_s, ev, pair, tries)
 
 
 def explain_concept(session, words: str, *, judge=None, chat: bool | None = None, top_n: int = 10) -> str:

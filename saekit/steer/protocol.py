@@ -98,6 +98,7 @@ def protocol_table(records: list[dict], seed: int = 0) -> dict:
         "per_layer": per_layer,
         "best_layer": best_layer,
         "best_sae_vs_diffmean": best_sae_vs_diffmean(records, layer_choice, seed),
+        "sae_per_concept": sae_per_concept(records, seed),
     }
 
 
@@ -132,5 +133,53 @@ def best_sae_vs_diffmean(records: list[dict], layer_choice: dict, seed: int = 0)
         "diffmean_test": fmean(dm.values()) if dm else None,
         "difference": fmean(diffs) if diffs else None,
         "difference_ci": [lo, hi],
+        "n_pairs": len(diffs),
+    }
+
+
+def choose_sae_per_concept(records: list[dict]) -> dict[str, tuple]:
+    """concept -> (arm, layer, strength): the SAE arm, layer and strength with the best *train* mean for
+    that concept (what `saekit steer --concept` uses for a bundled concept)."""
+    means = {
+        k: fmean(r["overall"] for r in v)
+        for k, v in _group(
+            [r for r in records if r["split"] == "train" and is_sae_arm(r["arm"])],
+            ("concept", "arm", "layer", "strength"),
+        ).items()
+    }
+    best: dict[str, tuple] = {}
+    for (concept, arm, layer, strength), m in means.items():
+        if concept not in best or m > best[concept][0]:
+            best[concept] = (m, arm, layer, strength)
+    return {c: v[1:] for c, v in best.items()}
+
+
+def sae_per_concept(records: list[dict], seed: int = 0) -> dict | None:
+    """Test mean of the per-concept SAE choice, and its paired difference to DiffMean (DiffMean's layer
+    and strength also chosen per concept on train)."""
+    choice = choose_sae_per_concept(records)
+    dm_choice = choose_on_train([r for r in records if r["arm"] == "diffmean"], over_layers=True)
+    if not choice or not dm_choice:
+        return None
+    test = [r for r in records if r["split"] == "test"]
+    unit = lambda r: (r["concept"], r["prompt_idx"])  # noqa: E731
+    sae = {
+        unit(r): r["overall"]
+        for r in test
+        if choice.get(r["concept"]) == (r["arm"], r["layer"], r["strength"])
+    }
+    dm = {
+        unit(r): r["overall"]
+        for r in test
+        if r["arm"] == "diffmean" and dm_choice.get(("diffmean", r["concept"])) == (r["layer"], r["strength"])
+    }
+    diffs = [sae[k] - dm[k] for k in sae if k in dm]
+    return {
+        "choice": {c: list(v) for c, v in choice.items()},
+        "sae_test": fmean(sae.values()) if sae else None,
+        "sae_ci": list(bootstrap_ci(list(sae.values()), seed=seed)),
+        "diffmean_test": fmean(dm.values()) if dm else None,
+        "difference": fmean(diffs) if diffs else None,
+        "difference_ci": list(bootstrap_ci(diffs, seed=seed)),
         "n_pairs": len(diffs),
     }

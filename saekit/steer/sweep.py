@@ -6,114 +6,28 @@ Per SAE (one per layer) and concept, features are chosen every way `saekit.steer
 generated once. All arms × strengths of one (concept, prompt) run as one batch with per-row edits.
 Prompts come split into train and test: `saekit.steer.protocol` chooses each arm's strength (and
 layer) on train and reports test means with bootstrap intervals. Judges: `saekit.steer.judging`.
-
-`--protocol small` (3 concepts, 2+2 prompts, 2 strengths, 16 tokens) is the quick configuration;
-`--protocol full` (12 concepts, 5+5 prompts, 4 strengths, 32 tokens, 8 arms) the ~2-hour benchmark.
-Any grid field given explicitly overrides the preset.
+The configuration and presets: `saekit.steer.sweep_config`; partial saves: `saekit.steer.sweep_partial`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from saekit.errors import SteeringError
-from saekit.steer.evidence import SelectionConfig
-
-SMALL_ARMS = (
-    "input:additive",
-    "input:clamp",
-    "output:additive",
-    "decompose:additive",
-    "sae_ts:additive",
-    "diffmean",
+from saekit.steer.sweep_config import (  # noqa: F401  (re-exported: the sweep's public names)
+    FULL_ARMS,
+    PRESETS,
+    PROMPTING_TEMPLATE,
+    SMALL_ARMS,
+    SweepConfig,
+    SweepResult,
+    config_dict,
 )
-FULL_ARMS = ("input:additive", "input:clamp", "input:surgery", "output:additive", "output:clamp",
-             "decompose:additive", "sae_ts:additive", "diffmean")  # fmt: skip
-PRESETS: dict[str, dict[str, Any]] = {
-    "small": {"n_concepts": 3, "n_train": 2, "n_test": 2, "arms": SMALL_ARMS,
-              "strengths": "0.25norm,0.5norm", "max_new_tokens": 16},
-    "full": {"n_concepts": 12, "n_train": 5, "n_test": 5, "arms": FULL_ARMS,
-             "strengths": "0.1norm,0.25norm,0.5norm,1norm", "max_new_tokens": 32},
-}  # fmt: skip
-PROMPTING_TEMPLATE = "{prompt} In your answer, talk about {description}."
-
-
-@dataclass(frozen=True)
-class SweepConfig:
-    """What to sweep and how to judge it (grid fields left unset come from `protocol`)."""
-
-    sae: tuple[str, ...]
-    """SAE folder(s), one per hook layer; their provenance gives the hook point."""
-    out: str = "sweep_out"
-    """Output folder: sweep.json, table.md, score_vs_strength.png, tradeoff.png, test_table.png."""
-    protocol: Literal["small", "full"] = "small"
-    """Preset for the grid fields below that are not given."""
-    concepts: str = "protocol"
-    """`protocol` (the bundled 12), `default` (the built-in 5) or a JSON file (saekit.steer.concepts)."""
-    n_concepts: int | None = None
-    """How many concepts to use (first n)."""
-    prompts: str = "protocol"
-    """`protocol` (bundled 5 train + 5 test instructions) or a JSON file {"train": [...], "test": [...]}."""
-    n_train: int | None = None
-    """Train prompts used (first n): strengths and layers are chosen on these."""
-    n_test: int | None = None
-    """Test prompts used (first n): the reported numbers."""
-    arms: tuple[str, ...] | None = None
-    """`selection:method` (selection in input/output/decompose/sae_ts) or `diffmean`."""
-    strengths: str | None = None
-    """Strength grid (units abs/norm/max); `norm` is comparable across arms."""
-    max_new_tokens: int | None = None
-    """Continuation length."""
-    prompting: bool = True
-    """Run the prompting baseline (the concept named in the instruction)."""
-    selection: SelectionConfig = field(default_factory=SelectionConfig)
-    """How features are chosen."""
-    positions: str = "all"
-    """Positions to edit: all / prompt / generated."""
-    keep_error: bool = False
-    """boost_active: keep the SAE error term."""
-    seed: int = 0
-    """Generation and bootstrap seed."""
-    greedy: bool = True
-    """Greedy decoding (else sampled with the seed)."""
-    chat: bool = True
-    """Use the model's chat template."""
-    model: str | None = None
-    """Model name (default: the first SAE's provenance, else smollm2)."""
-    dtype: str = "auto"
-    """Model dtype: auto, bfloat16, float32."""
-    device: str = "auto"
-    """Device: auto | cpu | cuda | cuda:N."""
-    calib_corpus: str = "shakespeare"
-    """Corpus for an automatic `saekit scale` when an SAE has no calibration."""
-    calib_tokens: int = 8000
-    """Tokens for that automatic calibration."""
-    threads: int = 2
-    """torch CPU threads (1 is faster on a busy shared machine)."""
-    quiet: bool = False
-    """No progress bars."""
-
-    def resolved(self) -> SweepConfig:
-        """This config with every unset grid field taken from the protocol preset."""
-        preset = PRESETS[self.protocol]
-        return dataclasses.replace(self, **{k: v for k, v in preset.items() if getattr(self, k) is None})
-
-
-@dataclass
-class SweepResult:
-    """Everything the sweep measured (written to sweep.json)."""
-
-    config: dict
-    concepts: list[dict]
-    records: list[dict] = field(default_factory=list)
-    protocol: dict = field(default_factory=dict)
-    summary: list[dict] = field(default_factory=list)
-    seconds: float = 0.0
+from saekit.steer.sweep_partial import save_partial
 
 
 @dataclass
@@ -324,7 +238,7 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None) -> SweepResult:
     plan = _plan(cfg, lm, judge)
     plain = [_generate(plan, ids, 1)[0] for ids in plan.prompt_ids]
     refs = build_references(plan.lm.model, plan.judge, plain, plan.prompts, plan.concepts)
-    result = SweepResult(config=_config_dict(cfg), concepts=[])
+    result = SweepResult(config=config_dict(cfg), concepts=[])
     result.records = _baseline_records(plan, plain, refs)
     total = len(plan.saes) * len(plan.concepts) * len(plan.prompts)
     with tqdm(total=total, disable=cfg.quiet, desc="sweep", unit="batch") as bar:
@@ -332,35 +246,8 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None) -> SweepResult:
             for recs, info in _layer_records(plan, folder, sae, refs, bar):
                 result.records += recs
                 result.concepts.append(info)
-                _save_partial(result, cfg, t0)
+                save_partial(result, cfg, t0)
     result.protocol = protocol_table(result.records, seed=cfg.seed)
     result.summary = summarize(result.records)
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def _save_partial(result: SweepResult, cfg: SweepConfig, t0: float) -> None:
-    """sweep.partial.json + table.partial.md after every concept: a long run that is stopped still
-    leaves its measured records and the protocol tables over them."""
-    from saekit.atomic import write_json_atomic, write_text_atomic
-    from saekit.steer.protocol import protocol_table
-    from saekit.steer.sweep_report import format_table, summarize
-
-    if not cfg.out:
-        return
-    from pathlib import Path
-
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    result.protocol, result.summary = protocol_table(result.records, seed=cfg.seed), summarize(result.records)
-    result.seconds = time.perf_counter() - t0
-    write_json_atomic(
-        out / "sweep.partial.json", {"schema_version": 2, "format": "saekit.sweep", **asdict(result)}
-    )
-    write_text_atomic(out / "table.partial.md", format_table(result) + "\n")
-
-
-def _config_dict(cfg: SweepConfig) -> dict:
-    d = asdict(cfg)
-    d["prompt_split"] = "train prompts choose strength/layer; test prompts are reported"
-    return d

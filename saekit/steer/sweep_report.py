@@ -65,6 +65,13 @@ def format_table(result) -> str:
         lines += ["", f"Best SAE arm (chosen on train): **{b['arm']}**, test {_f(b['sae_test'])} vs "
                   f"DiffMean {_f(b['diffmean_test'])}; paired difference {_f(b['difference'])} "
                   f"(95% CI [{lo:.3f}, {hi:.3f}], {b['n_pairs']} concept x prompt pairs)."]  # fmt: skip
+    pc = p.get("sae_per_concept")
+    if pc and pc["sae_test"] is not None:
+        lo, hi = pc["difference_ci"]
+        lines += ["", "SAE arm, layer and strength chosen **per concept** on train: test "
+                  f"{_f(pc['sae_test'])} {_ci({'ci': pc['sae_ci']})} vs DiffMean {_f(pc['diffmean_test'])}; "
+                  f"paired difference {_f(pc['difference'])} (95% CI [{lo:.3f}, {hi:.3f}], "
+                  f"{pc['n_pairs']} pairs)."]  # fmt: skip
     lines += ["", "### All prompts, per strength (for the plots; not a fair comparison)", "",
               "| layer | arm | strength | overall | concept | fluency | relevance | n |",
               "|---|" + "---|" * 7]  # fmt: skip

@@ -18,27 +18,25 @@ from torch import Tensor
 from tqdm import tqdm
 
 from saekit.steps import steps_or_all
+from saekit.testbed.best import best_rows, seed_rows
 from saekit.testbed.config import TestbedConfig
-from saekit.testbed.data import N_CLASSES, unpatchify
+from saekit.testbed.data import N_CLASSES
+from saekit.testbed.evalset import (  # noqa: F401  (re-exported: report.py and c2c read them here)
+    EvalSet,
+    config_key,
+    expand_rows,
+    make_eval_set,
+    sae_cache_key,
+    strengths_for,
+    to_images,
+)
 from saekit.testbed.features import class_features
 from saekit.testbed.flow import sample
 from saekit.testbed.harvest import harvest_blocks
 from saekit.testbed.metrics import intervals, nearest_real_distance, row_metrics, summarize
-from saekit.testbed.model import NULL_CLASS
 from saekit.testbed.sae_fit import fit_topk_sae
 from saekit.testbed.steering import make_site_edit, native_strength
 from saekit.testbed.training import train_or_load
-
-
-class EvalSet(NamedTuple):
-    """Fixed noise and conditioning for the sweep; rows are target-major."""
-
-    noise: Tensor
-    """`[10 * P, T_img, patch^2]`."""
-    source: Tensor
-    """`[10 * P]` conditioning class: the null class, or another digit (never the target)."""
-    target: Tensor
-    """`[10 * P]` target class."""
 
 
 class TestbedResult(NamedTuple):
@@ -49,55 +47,6 @@ class TestbedResult(NamedTuple):
     """Config key -> `[n_strengths, 10, 8, 8]` steered images (first sample of each target)."""
     baseline: Tensor
     """`[10, 8, 8]` unsteered images from the same noise (first sample of each target)."""
-
-
-def make_eval_set(cfg: TestbedConfig) -> EvalSet:
-    g = torch.Generator().manual_seed(cfg.seed + 1000)
-    P = cfg.eval_per_target
-    target = torch.arange(N_CLASSES).repeat_interleave(P)
-    if cfg.source == "null":
-        source = torch.full_like(target, NULL_CLASS)
-    else:
-        offset = 1 + torch.arange(P).repeat(N_CLASSES) % (N_CLASSES - 1)
-        source = (target + offset) % N_CLASSES
-    noise = torch.randn(N_CLASSES * P, cfg.n_image_tokens, cfg.patch**2, generator=g)
-    return EvalSet(noise, source, target)
-
-
-def sae_cache_key(cfg: TestbedConfig) -> str:
-    """Folder name for the SAEs: changes whenever the generator, the harvest or the SAE recipe does."""
-    import hashlib
-    import json
-
-    fields = {
-        **cfg.model_key(),
-        **{
-            k: getattr(cfg, k)
-            for k in (
-                "sample_steps",
-                "guidance",
-                "harvest_images",
-                "tokens_per_step",
-                "sae_expansion",
-                "sae_k",
-                "sae_steps",
-                "sae_batch",
-            )
-        },
-    }
-    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def strengths_for(cfg: TestbedConfig, unit: str) -> tuple[float, ...]:
-    return cfg.abs_strengths if unit == "abs" else cfg.rel_strengths
-
-
-def config_key(depth: str, stream: str, method: str, unit: str, window: str) -> str:
-    return f"{depth}/{stream}/{method}/{unit}/{window}"
-
-
-def to_images(tokens: Tensor, cfg: TestbedConfig) -> Tensor:
-    return unpatchify(tokens, cfg.patch).clamp(-1, 1)
 
 
 class Setup(NamedTuple):
@@ -170,12 +119,6 @@ def _reference(cfg: TestbedConfig, st: Setup, ev: EvalSet) -> tuple[Tensor, list
     return base_img, traj, floor, ceiling
 
 
-def _expand(x: Tensor, S: int, P: int) -> Tensor:
-    """`[10P, ...] -> [10*S*P, ...]`, ordered target-major, then strength, then sample."""
-    v = x.reshape(N_CLASSES, 1, P, *x.shape[1:]).expand(N_CLASSES, S, P, *x.shape[1:])
-    return v.reshape(N_CLASSES * S * P, *x.shape[1:])
-
-
 def _run_combo(cfg, st, saes, feats, ev, base_img, traj_stack, combo) -> tuple[list[dict], Tensor]:
     """One (depth, stream, method, unit, window): every strength x target x sample in one batch."""
     depth, stream, method, unit, window = combo
@@ -191,11 +134,11 @@ def _run_combo(cfg, st, saes, feats, ev, base_img, traj_stack, combo) -> tuple[l
     edit = make_site_edit(sites, method=method, targets=targets, rows_per_target=S * P, steps=steps,
                           steer_uncond=cfg.steer_uncond)  # fmt: skip
     x, _ = sample(
-        st.model, _expand(ev.noise, S, P), _expand(ev.source, S, P), steps=cfg.sample_steps,
-        guidance=cfg.guidance, edit=edit, start_step=k0, x_start=_expand(traj_stack[k0], S, P),
+        st.model, expand_rows(ev.noise, S, P), expand_rows(ev.source, S, P), steps=cfg.sample_steps,
+        guidance=cfg.guidance, edit=edit, start_step=k0, x_start=expand_rows(traj_stack[k0], S, P),
     )  # fmt: skip
     img = to_images(x, cfg)
-    m = row_metrics(st.clf, img, _expand(ev.target, S, P), st.real, _expand(base_img, S, P))
+    m = row_metrics(st.clf, img, expand_rows(ev.target, S, P), st.real, expand_rows(base_img, S, P))
     first_native = next(iter(sites.values()))[2]
     rows = []
     for si, value in enumerate(grid):
@@ -290,28 +233,3 @@ def run_testbed(cfg: TestbedConfig, out_dir: str | Path | None = None) -> Testbe
         "timings": timings,
     }
     return TestbedResult(results, images, baseline)
-
-
-def _rank(row: dict[str, Any]) -> tuple[float, float, float]:
-    return (row["faithful_success"], row["success"], -row["change"])
-
-
-def best_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The best configuration overall and per method/depth/stream/unit/window, by faithful success."""
-    out: dict[str, Any] = {"overall": max(rows, key=_rank) if rows else None}
-    for field in ("method", "depth", "stream", "unit", "window"):
-        groups: dict[str, list] = {}
-        for r in rows:
-            groups.setdefault(r[field], []).append(r)
-        out[f"by_{field}"] = {k: max(v, key=_rank) for k, v in groups.items()}
-    return out
-
-
-def seed_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The seed recipe: surgery on the late block, absolute strengths (2-92), all steps."""
-    sel = [
-        r
-        for r in rows
-        if r["method"] == "surgery" and r["depth"] == "late" and r["unit"] == "abs" and r["window"] == "all"
-    ]
-    return {"rows": sel, "best": max(sel, key=_rank) if sel else None}

@@ -49,11 +49,11 @@ class TrainConfig:
     """Run the encoder matmul in bf16 (fp32 master weights) on the training device. Only faster on CPUs
     with AVX512-BF16/AMX or on GPUs; on plain AVX2 CPUs bf16 matmuls are emulated and much slower."""
     encoder: Literal["auto", "exact", "screened"] = "auto"
-    """TopK encoder. `exact`: one fp32 matmul ranks all latents. `screened`: a cheaper int8 matmul ranks
-    them, the top k + margin are re-scored exactly in fp32 and the exact top k of those kept (values and
-    gradients exact; the margin adapts so the sampled miss rate stays under 1% of rows, see
-    `saekit.sae.screened`). `auto`: screened where measured faster at equal FVU (`AUTO_SCREENS_ON`
-    there; none yet), else exact."""
+    """TopK encoder. `exact`: one fp32 matmul ranks all latents. `screened`: a cheaper matmul (bf16 on
+    CPUs with AMX, int8 elsewhere) ranks them, the top k + margin are re-scored exactly in fp32 and the
+    exact top k of those kept (values and gradients exact; the margin adapts so the sampled miss rate
+    stays under 1% of rows, see `saekit.sae.screened`). `auto`: screened where measured faster at equal
+    FVU (`AUTO_SCREENS` there: CPUs with AMX-BF16), else exact."""
     tf32: bool = False
     """Allow TF32 tensor-core matmuls on CUDA (fp32 GEMMs several times faster, ~1e-3 relative error);
     no effect on the CPU."""
@@ -62,6 +62,10 @@ class TrainConfig:
     prefetch: int = 2
     """Batches read ahead from the store in a background thread while the current step runs; 0 reads in
     the training loop. The batches and their order are the same either way."""
+    cache_mb: int = 2048
+    """Hold an activation store of at most this many MB (in its stored dtype) in memory while training:
+    each shuffled batch is then one index_select instead of a gather from the shard files (same rows,
+    same order; `saekit.train.cached`). 0 reads the files every step."""
     distributed: bool = False
     """Require a torchrun launch (`torchrun --nproc_per_node N -m saekit train ...`): one SAE trained
     data-parallel over the ranks. torchrun launches are detected without this flag; it only makes a
@@ -87,13 +91,15 @@ class TrainConfig:
     sparsity_warmup_frac: float = 0.05
     """Fraction of the run over which the sparsity coefficient ramps linearly from 0 to its value."""
     dead_tokens: int | None = None
-    """A latent is dead when it has not fired for this many rows. None = min(10M, total_tokens // 10,
-    at least one batch): OpenAI's 10M tokens, scaled down so short runs can see dead latents at all."""
+    """A latent is dead (and trained by aux-k) when it has not fired for this many rows. None = OpenAI's
+    and sparsify's 10M. Shorter thresholds measured harmful: aux-k then pulls rare-but-alive latents down
+    and more of them end up never firing (docs/results/fvu_vs_sparsify.md)."""
     resample_every: int | None = None
     """ReLU only: resample dead latents every N steps (Anthropic). None = at 25/50/75% of the run for relu,
     never for other architectures; 0 = never."""
-    b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
-    """How b_dec is initialised from the sample."""
+    b_dec_init: Literal["geometric_median", "mean", "zeros"] = "mean"
+    """How b_dec is initialised from the sample (mean: as sparsify; measured slightly lower FVU than the
+    geometric median with the default encoder scale)."""
     init_sample: int = 8192
     """Rows sampled from the store to fit the input scale and b_dec."""
     seed: int = 0
@@ -131,6 +137,8 @@ class TrainConfig:
             raise SAEConfigError(f"lr must be positive, got {self.lr}")
         if self.log_every <= 0 or self.checkpoint_every <= 0:
             raise SAEConfigError("log_every and checkpoint_every must be positive")
+        if self.cache_mb < 0:
+            raise SAEConfigError(f"cache_mb must be >= 0, got {self.cache_mb}")
         if self.prefetch < 0:
             raise SAEConfigError(f"prefetch must be >= 0 batches, got {self.prefetch}")
         if needs_k(self.sae.arch) and not self.sae.k:
@@ -151,6 +159,7 @@ class TrainConfig:
         "tf32",
         "compile",
         "prefetch",
+        "cache_mb",
         "distributed",  # the global batch is the same for any number of ranks
     )
 

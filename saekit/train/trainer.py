@@ -1,8 +1,8 @@
 """The training loop: architecture-agnostic, device-aware, data-parallel under torchrun, bit-exact resume.
 
-One step: forward (with the dead mask for aux-k and the sparsity warm-up scale), backward, average the
-gradients over ranks, project the decoder gradient, Adam, renormalise the decoder, update dead-latent
-counters, maybe resample (ReLU), log, checkpoint. Everything the next step depends on (weights, Adam
+A run starts fresh or from its checkpoint (`saekit.train.start`); each step is `saekit.train.step`
+(forward, backward, gradient averaging, decoder projection, Adam, renorm, dead counters), followed here by
+resampling (ReLU), logging and checkpointing. Everything the next step depends on (weights, Adam
 moments, step, dead counters, RNG) is in the checkpoint; the LR/sparsity schedules are pure functions of
 the step and the data order is a pure function of (seed, epoch, row offset), so a killed run continues
 exactly where it stopped. `batch_size` is the global batch: each rank trains on its share of it.
@@ -20,16 +20,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from saekit.device import HOST, allow_tf32, autocast
-from saekit.errors import CheckpointError, NonFiniteError, SAEConfigError, ShapeError, StoreError
-from saekit.sae import SAEConfig, build
+from saekit.device import allow_tf32
+from saekit.errors import SAEConfigError, ShapeError, StoreError
+from saekit.sae import SAEConfig
 from saekit.sae.config import Provenance
-from saekit.sae.init import fit_input_scale_, init_b_dec_
 from saekit.sae.registry import needs_k
-from saekit.sae.screened import configure_encoder, match_state_layout_
 from saekit.train import distributed as dd
 from saekit.train.batches import batch_stream
-from saekit.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from saekit.train.cached import maybe_cache
+from saekit.train.checkpoint import save_checkpoint
 from saekit.train.config import DEFAULT_DEAD_TOKENS, TrainConfig, default_lr
 from saekit.train.dead import DeadLatentTracker
 from saekit.train.metrics import MetricsLogger
@@ -37,7 +36,9 @@ from saekit.train.records import NullLogger, final_metrics, provenance, step_rec
 from saekit.train.resample import resample_dead_
 from saekit.train.sae_spec import to_sae_config
 from saekit.train.schedule import lr_factor, sparsity_scale
-from saekit.train.state import restore_state, resume_differences, state_tensors
+from saekit.train.start import fresh_sae, start_run
+from saekit.train.state import state_tensors
+from saekit.train.step import RunState, StepSettings, make_optimizer, train_step
 
 LOG_FILE = "train_log.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -58,15 +59,7 @@ class TrainResult:
     """Final metrics (on a sample of the training source) when finished, else the last logged ones."""
 
 
-@dataclass
-class _Run:
-    """The mutable state of one run (what the checkpoint saves, plus the step)."""
-
-    sae: Any
-    opt: torch.optim.Optimizer
-    tracker: DeadLatentTracker
-    gen: torch.Generator
-    step: int
+_Run = RunState  # the name tests and older callers use
 
 
 class Trainer:
@@ -76,7 +69,7 @@ class Trainer:
         self, cfg: TrainConfig, source, out: str | Path | None = None, dist: dd.DistContext = dd.SINGLE
     ):
         self.cfg = cfg
-        self.source = source
+        self.source = maybe_cache(source, cfg.cache_mb)
         self.out = Path(out if out is not None else cfg.out)
         self.dist = dist
         self.device = dd.rank_device(cfg.device, dist)
@@ -94,10 +87,7 @@ class Trainer:
         self.total_steps = max(1, total // B)
         self.total_tokens = self.total_steps * B
         self.d_sae = cfg.d_sae if cfg.d_sae is not None else cfg.expansion * self.d_in
-        dead_tokens = cfg.dead_tokens
-        if dead_tokens is None:
-            dead_tokens = min(DEFAULT_DEAD_TOKENS, max(self.total_tokens // 10, B))
-        self.dead_tokens = int(dead_tokens)
+        self.dead_tokens = int(cfg.dead_tokens if cfg.dead_tokens is not None else DEFAULT_DEAD_TOKENS)
         self.peak_lr = cfg.lr if cfg.lr is not None else default_lr(self.d_sae)
         resample = cfg.resample_every
         if resample is None:
@@ -120,55 +110,18 @@ class Trainer:
         return to_sae_config(spec, self.d_in, self.d_sae, prov)
 
     def _fresh(self):
-        # Built and initialised on the host: `build(seed=)` seeds the host generator, so the same seed
-        # gives the same initial weights on every device and every rank; then moved to the device.
-        sae = build(self.sae_cfg, seed=self.cfg.seed)
-        sample = self.source.sample(self.cfg.init_sample, self.cfg.seed)
-        if sample.shape[-1] != self.d_in:
-            raise ShapeError(f"sample rows have d={sample.shape[-1]} but the source says d={self.d_in}")
-        fit_input_scale_(sae, sample)
-        init_b_dec_(sae, sample, method=self.cfg.b_dec_init)
-        return sae.to(self.device)
+        return fresh_sae(self.sae_cfg, self.cfg, self.source, self.device)
 
     def _optimizer(self, sae) -> torch.optim.Optimizer:
-        kw = dict(lr=self.peak_lr, betas=(self.cfg.beta1, self.cfg.beta2), eps=self.cfg.eps)
-        try:
-            return torch.optim.Adam(sae.parameters(), fused=True, **kw)
-        except (RuntimeError, ValueError, TypeError):
-            return torch.optim.Adam(sae.parameters(), **kw)
+        return make_optimizer(sae.parameters(), self.peak_lr, (self.cfg.beta1, self.cfg.beta2), self.cfg.eps)
 
-    def _start(self) -> _Run:
-        """A fresh run, or the checkpointed one in `out/checkpoint`."""
-        cfg = self.cfg
-        ckpt_dir = self.out / CHECKPOINT_DIR
-        gen = torch.Generator(device=HOST).manual_seed(cfg.seed + 1)
+    def _start(self) -> RunState:
+        """A fresh run, or the checkpointed one in `out/checkpoint` (`saekit.train.start`)."""
         tracker = DeadLatentTracker(self.d_sae, self.dead_tokens, device=self.device)
-        if not has_checkpoint(ckpt_dir):
-            torch.manual_seed(cfg.seed)
-            sae = self._fresh()
-            dd.broadcast_module_(sae, self.dist)
-            configure_encoder(sae, cfg.encoder)  # after the move: the screen backend depends on the device
-            return _Run(sae, self._optimizer(sae), tracker, gen, 0)
-        state, tensors = load_checkpoint(ckpt_dir)
-        saved_d = int(state.get("d_in", self.d_in))
-        if saved_d != self.d_in:
-            raise ShapeError(
-                f"{ckpt_dir} holds an SAE with d_in={saved_d} but the activation source has d={self.d_in}; "
-                "point --acts at the store the run started with, or choose a new --out"
-            )
-        diffs = resume_differences(state.get("train_config", {}), cfg)
-        if diffs:
-            raise CheckpointError(
-                f"{ckpt_dir} was written by a run with different settings ({'; '.join(diffs)}); rerun with "
-                "the original flags to resume, or choose a new --out (or delete the checkpoint) to start over"
-            )
-        sae = build(self.sae_cfg, seed=cfg.seed).to(self.device)
-        configure_encoder(sae, cfg.encoder)
-        opt = self._optimizer(sae)
-        restore_state(sae, opt, tracker, gen, tensors)
-        match_state_layout_(opt)  # loaded Adam moments follow the (latent-major) parameter layout
-        dd.barrier(self.dist)  # every rank has read the checkpoint before rank 0 may replace it
-        return _Run(sae, opt, tracker, gen, int(state["step"]))
+        ckpt = self.out / CHECKPOINT_DIR
+        return start_run(
+            self.cfg, self.sae_cfg, ckpt, self.device, self.dist, tracker, self._fresh, self._optimizer
+        )
 
     # -- data -----------------------------------------------------------------------------------
     def _batch_stream(self, start_step: int):
@@ -222,40 +175,27 @@ class Trainer:
             logger.close()
         return TrainResult(run.sae, run.step, True, self._finish(run.sae, run.tracker))
 
-    def _step(self, run: _Run, forward, x: Tensor):
-        """One optimiser step on this rank's share `x` of the global batch."""
+    def _step(self, run: RunState, forward, x: Tensor):
+        """One optimiser step on this rank's share `x` of the global batch (`saekit.train.step`)."""
         cfg = self.cfg
         if x.shape[-1] != self.d_in:
             raise ShapeError(f"batch has d={x.shape[-1]}, expected {self.d_in}")
         lr = self.peak_lr * lr_factor(
             run.step, self.total_steps, cfg.lr_warmup_steps, cfg.lr_decay, cfg.lr_decay_start
         )
-        for group in run.opt.param_groups:
-            group["lr"] = lr
         scale = sparsity_scale(run.step, self.total_steps, cfg.sparsity_warmup_frac)
-        uses_dead = needs_k(cfg.arch) and cfg.sae.aux_k_coefficient > 0
-        with autocast(self.device, torch.bfloat16 if cfg.autocast == "bfloat16" else None):
-            out = forward(x, dead_mask=run.tracker.dead_mask if uses_dead else None, sparsity_scale=scale)
-        loss = out.losses.total
-        if not torch.isfinite(loss):
-            raise NonFiniteError(
-                f"training loss became {float(loss)} at step {run.step}; lower --lr, check the activations "
-                "for NaN/inf, or use --normalization expected_norm"
-            )
-        run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        dd.average_gradients_(list(run.sae.parameters()), self.dist)
-        if cfg.sae.normalize_decoder:
-            run.sae.remove_gradient_parallel_to_decoder_()
-        run.opt.step()
-        if cfg.sae.normalize_decoder:
-            run.sae.set_decoder_norm_to_unit_()
-        dd.broadcast_buffers_(run.sae, self.dist)  # BatchTopK's threshold estimate: rank 0's on every rank
-        run.tracker.update(dd.any_rank(out.fired, self.dist), cfg.batch_size)
-        run.step += 1
+        settings = StepSettings(
+            lr=lr,
+            sparsity_scale=scale,
+            use_dead_mask=needs_k(cfg.arch) and cfg.sae.aux_k_coefficient > 0,
+            normalize_decoder=cfg.sae.normalize_decoder,
+            autocast_dtype=torch.bfloat16 if cfg.autocast == "bfloat16" else None,
+            batch_size=cfg.batch_size,
+        )
+        out = train_step(run, forward, x, settings, self.dist, self.device)
         return out, lr, scale
 
-    def _after_step(self, run: _Run, x, out, lr, scale, t0, start) -> dict[str, Any] | None:
+    def _after_step(self, run: RunState, x, out, lr, scale, t0, start) -> dict[str, Any] | None:
         """Resample, metrics (a record on log steps) and checkpoint after a step."""
         step, cfg = run.step, self.cfg
         n_resampled = 0

@@ -190,3 +190,23 @@ def test_init_rejects_bad_samples():
     with pytest.raises(ShapeError, match=r"\(0, 8\)"):
         fit_input_scale_(sae, torch.zeros(0, 8))
     assert sae.input_scale.item() == 1.0  # untouched by the failed calls
+
+
+def test_unit_rows_projection_equals_the_general_one_on_unit_rows():
+    torch.manual_seed(1)
+    a, b = make_sae("topk", d_sae=64), make_sae("topk", d_sae=64)
+    b.load_state_dict(a.state_dict())
+    grad = torch.randn(64, 8)
+    a.W_dec.grad, b.W_dec.grad = grad.clone(), grad.clone()
+    a.remove_gradient_parallel_to_decoder_()
+    b.remove_gradient_parallel_to_decoder_(unit_rows=True)  # rows are unit after init
+    torch.testing.assert_close(a.W_dec.grad, b.W_dec.grad, rtol=1e-5, atol=1e-6)
+    assert (b.W_dec.grad * b.W_dec).sum(-1).abs().max() < 1e-5
+
+
+def test_row_dots_known_answer():
+    from saekit.sae.kernels import row_dots
+
+    a = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]])
+    b = torch.tensor([[4.0, 5.0, 6.0], [2.0, 7.0, 1.0]])
+    torch.testing.assert_close(row_dots(a, b), torch.tensor([32.0, 0.0]))

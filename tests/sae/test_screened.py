@@ -9,7 +9,6 @@ import torch
 from saekit.errors import SAEConfigError
 from saekit.sae import SAEConfig, build
 from saekit.sae.screened import (
-    AUTO_SCREENS_ON,
     Screener,
     configure_encoder,
     count_misses,
@@ -81,15 +80,17 @@ def test_full_margin_matches_the_exact_encoder_and_its_gradients(with_dead):
     assert a.screen.miss_rate == 0.0
 
 
-def test_margin_grows_until_the_miss_rate_is_under_the_bound():
+@pytest.mark.parametrize("backend", ["int8", "bfloat16"])
+def test_margin_grows_until_the_miss_rate_is_under_the_bound(backend):
     a, b = _pair(d_sae=2048, k=16)
     s = a.screen
+    s.backend = backend
     s.margin, s.min_margin, s.check_rows = 0, 1, 64
     x = _x(512)
     with torch.no_grad():
-        for _ in range(12):
+        for _ in range(24):  # 1536 checked rows: more than one decision window (1000 rows at 1%)
             a(x)
-    assert s.margin > 0  # a zero margin misses (the int8 keys are not exact), so it had to grow
+    assert s.margin > 0  # a zero margin misses (the low-precision keys are not exact), so it had to grow
     # with the margin it settled on, rows disagree with the exact encoder at most at the bound
     before = (s.total_rows, s.total_miss)
     s.check_rows = 512
@@ -124,9 +125,18 @@ def test_auto_default_and_refusals():
     tiny = build(SAEConfig(d_in=16, d_sae=64, arch="topk", k=4))
     assert resolve_encoder("auto", tiny) == "exact"  # too small for screening to pay
     big = build(SAEConfig(d_in=256, d_sae=8192, arch="topk", k=32))
-    assert screening_pays(big, ("cpu",))  # big, int8-friendly, CPU with torch._int_mm
+    assert screening_pays(big, ("cpu",))  # big, int8/bf16-friendly shapes, on a listed device type
     assert not screening_pays(big, ())
-    assert resolve_encoder("auto", big) == ("screened" if "cpu" in AUTO_SCREENS_ON else "exact")
+    import saekit.sae.screened as scr
+
+    real = scr.cpu_has_amx_bf16
+    try:  # auto screens only where the screen was measured faster: the bf16 screen on AMX CPUs
+        scr.cpu_has_amx_bf16 = lambda: True
+        assert resolve_encoder("auto", big) == "screened"
+        scr.cpu_has_amx_bf16 = lambda: False
+        assert resolve_encoder("auto", big) == "exact"  # int8 screen: slower than exact fp32 here
+    finally:
+        scr.cpu_has_amx_bf16 = real
     assert resolve_encoder("exact", big) == "exact"
     btk = build(SAEConfig(d_in=16, d_sae=64, arch="batchtopk", k=4))
     assert resolve_encoder("auto", btk) == "exact"
@@ -134,6 +144,28 @@ def test_auto_default_and_refusals():
         resolve_encoder("screened", btk)
     with pytest.raises(SAEConfigError, match="choose one of"):
         resolve_encoder("fast", tiny)
+
+
+def test_screen_backend_follows_the_cpu(monkeypatch):
+    import saekit.sae.screened as scr
+
+    monkeypatch.setattr(scr, "cpu_has_amx_bf16", lambda: True)
+    assert scr.screen_backend(torch.device("cpu")) == "bfloat16"
+    monkeypatch.setattr(scr, "cpu_has_amx_bf16", lambda: False)
+    assert scr.screen_backend(torch.device("cpu")) == "int8"  # this torch build has a CPU _int_mm
+
+
+def test_bf16_keys_rank_like_the_exact_pre_activations():
+    a, b = _pair()
+    a.screen.backend = "bfloat16"
+    x_c = a.normalize_input(_x()) - a.b_dec
+    W_FD = a.W_enc.T.contiguous()
+    keys = a.screen.screen_keys(x_c, W_FD, a.b_enc)
+    exact = x_c @ a.W_enc + a.b_enc
+    assert keys.dtype == torch.bfloat16
+    # bf16 keeps 8 mantissa bits: each key within ~2^-8 of the row's largest magnitude of the exact value
+    err = (keys.float() - exact).abs().amax(1) / exact.abs().amax(1)
+    assert float(err.max()) < 2**-7
 
 
 def test_latent_major_layout_keeps_values_and_saves(tmp_path):

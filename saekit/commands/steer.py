@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -206,18 +205,12 @@ def _steer_features(cfg: SteerConfig, s) -> str:
 
 
 def _session(cfg: SteerConfig, lm):
-    """The steering session; a single-file SAE's scales come from its output folder."""
-    from saekit.formats import output_folder
-    from saekit.steer.calibration import load_calibration
+    """The steering session (a single-file SAE's scales come from its output folder)."""
     from saekit.steer.session import open_session
 
-    s = open_session(
+    return open_session(
         cfg.sae, model=cfg.model, dtype=cfg.dtype, hook_point=cfg.hook_point, lm=lm, device=cfg.device
     )
-    folder = output_folder(cfg.sae)
-    if s.calibration is None and folder != Path(cfg.sae):  # where `saekit scale` writes them
-        s.calibration = load_calibration(folder, d_sae=s.sae.d_sae)
-    return s
 
 
 @torch.no_grad()

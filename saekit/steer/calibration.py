@@ -85,8 +85,12 @@ def measure(
 
 
 def save_calibration(folder: str | Path, cal: Calibration) -> tuple[Path, Path]:
-    """Write `scales.json` + `scales.safetensors` atomically beside the SAE."""
-    folder = Path(folder)
+    """Write `scales.json` + `scales.safetensors` atomically beside the SAE: in its folder, or for a
+    single-file SAE in the folder named after it (`saekit.formats.output_folder`)."""
+    from saekit.formats import output_folder
+
+    folder = output_folder(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     tensors_path, json_path = folder / SCALES_TENSORS, folder / SCALES_JSON
     save_tensors_atomic(
         tensors_path,
@@ -114,10 +118,13 @@ def save_calibration(folder: str | Path, cal: Calibration) -> tuple[Path, Path]:
 def load_calibration(
     folder: str | Path, *, d_sae: int | None = None, required: bool = False
 ) -> Calibration | None:
-    """Read the calibration stored beside an SAE; None (or SteeringError if `required`) when absent."""
+    """Read the calibration stored beside an SAE (its folder, or `output_folder` of a single file);
+    None (or SteeringError if `required`) when absent."""
     from safetensors.torch import load_file
 
-    folder = Path(folder)
+    from saekit.formats import output_folder
+
+    folder = output_folder(folder)
     json_path, tensors_path = folder / SCALES_JSON, folder / SCALES_TENSORS
     if not json_path.exists() or not tensors_path.exists():
         if required:

@@ -31,8 +31,7 @@ def absolute_strengths(
         raise SteeringError(
             f"{len(strengths)} strengths for {len(features)} features; give one, or one per feature"
         )
-    folder = Path(sae_path)
-    cal = load_calibration(folder, d_sae=sae.d_sae) if folder.is_dir() else None
+    cal = load_calibration(sae_path, d_sae=sae.d_sae)
     out: list[float] = []
     for i, j in enumerate(features):
         st = strengths[0] if len(strengths) == 1 else strengths[i]

@@ -56,6 +56,10 @@ def test_no_data_file_contains_markup_and_pages_make_no_external_requests(write_
         assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
         assert "<script>" not in html  # no inline script: every script is a file the CSP allows
         assert all(s.startswith(("assets/", "data/")) for s in re.findall(r'src="([^"]+)"', html))
+        # pages are assembled from the shared frame: one head, the page's own script, no marker left
+        assert html.count("<head>") == 1 and "saekit-frame" not in html and "{title}" not in html
+        assert f'src="assets/{name.split(".")[0]}.js"' in html
+        assert html.index("</head>") < html.index("<main>")
 
 
 def test_js_files_reference_no_remote_urls(write_analysis, tmp_path):

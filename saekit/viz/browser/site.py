@@ -61,10 +61,23 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def assemble_page(frame: str, page: str) -> str:
+    """A static page = the shared frame (`_frame.html`: head with the CSP, header) with the page's own
+    `<title>` and script line, then the page's body. Pages start `<!--saekit-frame` + those two lines +
+    `-->`, so the head (and its security policy) is written once for every page."""
+    marker, end = "<!--saekit-frame\n", "-->\n"
+    if not page.startswith(marker) or end not in page:
+        raise ValueError("a browser page must start with its <!--saekit-frame ... --> block")
+    own, body = page[len(marker) :].split(end, 1)
+    title, script = own.splitlines(keepends=True)
+    return frame.replace("{title}", title).replace("{script}", script) + body
+
+
 def _copy_static(tmp: Path) -> None:
     static = resources.files("saekit.viz.browser") / "static"
+    frame = static.joinpath("_frame.html").read_text(encoding="utf-8")
     for name in STATIC_PAGES:
-        _write(tmp / name, static.joinpath(name).read_text(encoding="utf-8"))
+        _write(tmp / name, assemble_page(frame, static.joinpath(name).read_text(encoding="utf-8")))
     for name in STATIC_ASSETS:
         _write(tmp / "assets" / name, static.joinpath(name).read_text(encoding="utf-8"))
 

@@ -6,7 +6,7 @@
 #    0.5norm, 16 new tokens), one process per layer. On the shared machine (load 15-20) only the arms
 #    without output scoring were run at 5/10/20 (input:additive, input:clamp, input:surgery,
 #    decompose:additive, diffmean) and the layer-independent prompting baseline was taken from the
-#    layer-15 run (--no-prompting; greedy, same prompts, same code);
+#    layer-15 run (--no-prompting; greedy, same prompts, same code); 3b runs the two output-scored arms;
 # 4. merge with the layer-15 run; --common keeps the concepts every run finished (a stopped run leaves
 #    sweep.partial.json after every concept).
 # The runs used a frozen copy of the code (git archive HEAD) because the worktree was edited meanwhile.
@@ -23,6 +23,14 @@ for L in 5 10 20; do
       --strengths 0.25norm,0.5norm --max-new-tokens 16 --threads 1 --out $D/sweep_L$L ) > $D/chain_L$L.log 2>&1 &
 done
 wait
+# 3b. the two output-scored arms at 5/10/20, run later on a quiet machine as separate runs (merged per layer x arm)
+for L in 5 10 20; do
+  python -m saekit.cli sweep --sae $D/sae/L$L --protocol full --n-concepts 12 --n-train 3 --n-test 3 \
+    --arms output:additive sae_ts:additive --no-prompting --strengths 0.25norm,0.5norm --max-new-tokens 16 \
+    --threads 1 --out $D/sweep_out_L$L > $D/out_L$L.log 2>&1 &
+done
+wait
 pick() { if [ -f $1/sweep.json ]; then echo $1/sweep.json; else echo $1/sweep.partial.json; fi; }
 python scripts/merge_sweeps.py --common --out docs/results/sweep_layers docs/results/sweep_protocol/sweep.json \
-  $(pick $D/sweep_L5) $(pick $D/sweep_L10) $(pick $D/sweep_L20)
+  $(pick $D/sweep_L5) $(pick $D/sweep_L10) $(pick $D/sweep_L20) \
+  $D/sweep_out_L5/sweep.json $D/sweep_out_L10/sweep.json $D/sweep_out_L20/sweep.json

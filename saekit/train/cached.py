@@ -12,55 +12,37 @@ either may resume the other (checked by `tests/train/test_cached_source.py`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from saekit.train.source import TensorSource
+
 _READ_ROWS = 65536
 
 
-class CachedStore:
-    """`ActivationStore`'s training interface (`d`, `len`, `iter_batches`, `sample`) held in memory."""
+class CachedStore(TensorSource):
+    """`ActivationStore`'s training interface held in memory: `TensorSource`'s batching over the store's
+    rows, in the store's order (so cached and uncached runs see identical batches)."""
 
     def __init__(self, store):
-        self.store = store
-        self.manifest: dict[str, Any] = dict(getattr(store, "manifest", {}) or {})
         dtype = store.dtype
         parts = list(store.iter_batches(_READ_ROWS, shuffle=False, dtype=dtype))
-        self.acts = torch.cat(parts) if parts else torch.empty(0, store.d, dtype=dtype)
+        super().__init__(torch.cat(parts) if parts else torch.empty(0, store.d, dtype=dtype))
+        self.store = store
+        self.manifest = dict(getattr(store, "manifest", {}) or {})
 
-    @property
-    def d(self) -> int:
-        return int(self.acts.shape[1])
+    def _order(self, shuffle: bool, seed: int) -> Tensor:
+        if not shuffle:
+            return torch.arange(len(self))
+        return torch.from_numpy(np.random.default_rng(seed).permutation(len(self)))
 
-    def __len__(self) -> int:
-        return int(self.acts.shape[0])
-
-    def iter_batches(
-        self,
-        batch_size: int,
-        *,
-        shuffle: bool = True,
-        seed: int = 0,
-        start_row: int = 0,
-        drop_last: bool = False,
-        dtype: torch.dtype = torch.float32,
-    ) -> Iterator[Tensor]:
-        n = len(self)
-        if batch_size < 1 or not 0 <= start_row <= n:  # the store's own checks and messages
-            yield from self.store.iter_batches(
-                batch_size, shuffle=shuffle, seed=seed, start_row=start_row, drop_last=drop_last
-            )
-            return
-        order = torch.from_numpy(np.random.default_rng(seed).permutation(n)) if shuffle else None
-        for s in range(start_row, n, batch_size):
-            e = min(s + batch_size, n)
-            if drop_last and e - s < batch_size:
-                return
-            rows = self.acts[s:e] if order is None else self.acts.index_select(0, order[s:e])
-            yield rows.to(dtype)
+    def iter_batches(self, batch_size: int, *, start_row: int = 0, **kw) -> Iterator[Tensor]:
+        if batch_size < 1 or not 0 <= start_row <= len(self):  # the store's own checks and messages
+            kw.pop("dtype", None)
+            return self.store.iter_batches(batch_size, start_row=start_row, **kw)
+        return super().iter_batches(batch_size, start_row=start_row, **kw)
 
     def sample(self, n: int, seed: int = 0, *, dtype: torch.dtype = torch.float32) -> Tensor:
         return self.store.sample(n, seed, dtype=dtype)

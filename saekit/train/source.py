@@ -41,7 +41,9 @@ class ActivationSource(Protocol):
 
 
 class TensorSource:
-    """An in-memory activation source over a `[n, d]` tensor, same ordering contract as the store."""
+    """An in-memory activation source over a `[n, d]` tensor: seeded shuffled batches, resumable from a row
+    offset. Its order comes from `_order` (a torch permutation); `saekit.train.cached.CachedStore`
+    overrides it with the store's own order."""
 
     def __init__(self, acts: Tensor, manifest: dict[str, Any] | None = None):
         if acts.ndim != 2:
@@ -80,7 +82,7 @@ class TensorSource:
             hi = min(lo + batch_size, n)
             if drop_last and hi - lo < batch_size:
                 return
-            yield self.acts[order[lo:hi]].to(dtype)
+            yield self.acts.index_select(0, order[lo:hi]).to(dtype)
 
     def sample(self, n: int, seed: int) -> Tensor:
         g = torch.Generator().manual_seed(seed)

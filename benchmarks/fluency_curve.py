@@ -109,19 +109,13 @@ def _table(rows: list[dict], load: str) -> str:
 
 
 def main() -> None:
-    import saekit
-    from saekit.analysis import report
-    from saekit.analysis.real_starts import real_starts
+    from maximiser import open_setup, starts_for
+
     from saekit.analysis.synthetic import SyntheticConfig
-    from saekit.data.store import ActivationStore
-    from saekit.models import load_model
 
     a = _args()
-    doc = report.load(a.analysis)
-    sae = saekit.load(a.sae).eval()
-    store = ActivationStore.open(a.store)
+    doc, sae, store, lm = open_setup(a.analysis, a.sae, a.store, "float32")
     man = store.manifest
-    lm = load_model(man["model"], dtype="float32", quiet=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -129,7 +123,7 @@ def main() -> None:
         cfg = dataclasses.replace(SyntheticConfig(), fluency_weight=w, n_steps=a.steps, restarts=1)
         for k in a.features.split(","):
             feat = doc["features"][k]
-            starts = real_starts(feat, 1, tokens=store.tokens, context_len=man.get("context_len"))
+            starts = starts_for(feat, 1, store, lm)
             rows.append(_run(lm, sae, man["hook_point"], feat, cfg, starts))
             r = rows[-1]
             print(f"w {w:g} f {k}: {r['ratio']:.3f} ppl {r['perplexity']:.3g} {r['text']!r}", flush=True)

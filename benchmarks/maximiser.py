@@ -74,19 +74,33 @@ def _row(lm, sae, hp, feat, cfg, starts) -> dict:
     }
 
 
-def main() -> None:
+def open_setup(analysis: str, sae_path: str, store_path: str, model_dtype: str):
+    """(analysis doc, SAE, store, the store's model) for a maximiser benchmark (shared with fluency_curve)."""
     import saekit
     from saekit.analysis import report
-    from saekit.analysis.real_starts import real_starts
     from saekit.data.store import ActivationStore
     from saekit.models import load_model
 
-    a = _args()
-    doc = report.load(a.analysis)
-    sae = saekit.load(a.sae).eval()
-    store = ActivationStore.open(a.store)
+    store = ActivationStore.open(store_path)
+    lm = load_model(store.manifest["model"], dtype=model_dtype, quiet=True)
+    return report.load(analysis), saekit.load(sae_path).eval(), store, lm
+
+
+def starts_for(feat: dict, n: int, store, lm) -> list:
+    """The feature's `n` best real contexts as the model saw them (BOS as the harvest added it)."""
+    from saekit.analysis.real_starts import real_starts
+
     man = store.manifest
-    lm = load_model(man["model"], dtype=a.model_dtype, quiet=True)
+    return real_starts(
+        feat, n, tokens=store.tokens, context_len=man.get("context_len"),
+        prepend_bos=bool(man.get("prepend_bos")), bos_id=getattr(lm.tokenizer, "bos_token_id", None),
+    )  # fmt: skip
+
+
+def main() -> None:
+    a = _args()
+    doc, sae, store, lm = open_setup(a.analysis, a.sae, a.store, a.model_dtype)
+    man = store.manifest
     cfg = _config(a)
     keys = a.features.split(",") if a.features else list(doc["features"])
     print(f"threads {torch.get_num_threads()}, load {subprocess.getoutput('uptime')}")
@@ -97,10 +111,7 @@ def main() -> None:
         feat = doc["features"][k]
         if not feat["stats"]["max"]:
             continue
-        starts = real_starts(
-            feat, cfg.restarts, tokens=store.tokens, context_len=man.get("context_len"),
-            prepend_bos=bool(man.get("prepend_bos")), bos_id=getattr(lm.tokenizer, "bos_token_id", None),
-        )  # fmt: skip
+        starts = starts_for(feat, cfg.restarts, store, lm)
         r = _row(lm, sae, man["hook_point"], feat, cfg, starts)
         rows.append(r)
         rs = "-" if r["ratio_to_start"] is None else f"{r['ratio_to_start']:.3f}"

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from saekit.sae.output import SAEOutput
 from saekit.sae.registry import register
-from saekit.sae.topk import TopKFamily, aux_k_loss
+from saekit.sae.topk import TopKFamily
 
 
 @register
@@ -61,10 +61,4 @@ class BatchTopKSAE(TopKFamily):
             self.update_threshold_(latents)
         else:
             latents = self.activation(pre)
-        recon_n = self.decode_normalized(latents)
-        aux = None
-        if dead_mask is not None and self.training:
-            aux = aux_k_loss(
-                pre, x_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient
-            )
-        return self._output(x_n, recon_n, latents, aux=aux)
+        return self.dense_output(x_n, pre, latents, dead_mask)

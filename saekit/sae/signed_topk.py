@@ -14,22 +14,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from saekit.sae.base import SAE
 from saekit.sae.output import SAEOutput
 from saekit.sae.registry import register
-from saekit.sae.topk import aux_k_loss
+from saekit.sae.topk import TopKFamily
 
 
-class _SignedTopK(SAE):
+class _SignedTopK(TopKFamily):
     signed_latents = True
-
-    @property
-    def k(self) -> int:
-        return int(self.cfg.k)
-
-    @property
-    def k_aux(self) -> int:
-        return self.cfg.aux_k if self.cfg.aux_k is not None else max(1, self.d_in // 2)
 
     def _indices(self, pre_BF: Tensor) -> Tensor:
         raise NotImplementedError
@@ -43,14 +34,7 @@ class _SignedTopK(SAE):
     ) -> SAEOutput:
         x_n = self._prepare_batch(x)
         pre = self.pre_activation(x_n)
-        latents = self.activation(pre)
-        recon_n = self.decode_normalized(latents)
-        aux = None
-        if dead_mask is not None and self.training:
-            aux = aux_k_loss(
-                pre, x_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient
-            )
-        return self._output(x_n, recon_n, latents, aux=aux)
+        return self.dense_output(x_n, pre, self.activation(pre), dead_mask)
 
 
 @register

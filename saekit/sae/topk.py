@@ -54,6 +54,17 @@ class TopKFamily(SAE):
         """Dead latents the aux-k loss uses: `cfg.aux_k`, or d_in // 2 (OpenAI's heuristic)."""
         return self.cfg.aux_k if self.cfg.aux_k is not None else max(1, self.d_in // 2)
 
+    def dense_output(self, x_n: Tensor, pre_BF: Tensor, latents_BF: Tensor, dead_mask: Tensor | None):
+        """The dense training pass's output for chosen `latents`: decode, plus aux-k on dead latents in
+        training (the variants that do not use the sparse kernel: BatchTopK, signed TopK)."""
+        recon_n = self.decode_normalized(latents_BF)
+        aux = None
+        if dead_mask is not None and self.training:
+            aux = aux_k_loss(
+                pre_BF, x_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient
+            )
+        return self._output(x_n, recon_n, latents_BF, aux=aux)
+
 
 @register
 class TopKSAE(TopKFamily):

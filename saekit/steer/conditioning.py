@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from saekit.errors import ShapeError, SteeringError
-from saekit.steer.methods import feature_index
+from saekit.steer.methods import feature_index, per_feature
 
 EditMode = Literal["set", "add"]
 EDIT_MODES: tuple[str, ...] = ("set", "add")
@@ -66,15 +66,7 @@ def edit_embedding(
     f = sae.encode(e)
     f_new = f.clone()
     if values is not None:
-        v = torch.as_tensor(values, dtype=f.dtype, device=f.device)
-        target = f.shape[:-1] + (idx.numel(),)
-        try:
-            v = torch.broadcast_to(v if v.ndim else v.reshape(1), target)
-        except RuntimeError as exc:
-            raise SteeringError(
-                f"values of shape {tuple(v.shape)} do not broadcast to {tuple(target)}; "
-                "give one value, or one per feature"
-            ) from exc
+        v = per_feature(values, f.shape[:-1], idx.numel(), sae, "values")
         f_new[..., idx] = v if mode == "set" else f[..., idx] + v
     if not keep_error:
         out = sae.decode(f_new)

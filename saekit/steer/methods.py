@@ -71,16 +71,22 @@ def _prepare(x: Tensor, sae, features, strengths) -> tuple[Tensor, Tensor, Tenso
         )
     idx = feature_index(sae, features)
     x_sae = x.to(dtype=sae.dtype, device=sae.device)
-    s = torch.as_tensor(strengths, dtype=sae.dtype, device=sae.device)
-    target = x.shape[:-1] + (idx.numel(),)
+    s = per_feature(strengths, x.shape[:-1], idx.numel(), sae, "strengths")
+    return x_sae, idx, s
+
+
+def per_feature(values, lead: torch.Size, n: int, sae, what: str) -> Tensor:
+    """`values` (a scalar, one per feature, or any broadcastable shape) as `[*lead, n]` in the SAE's
+    dtype and device, or a SteeringError naming the shapes."""
+    v = torch.as_tensor(values, dtype=sae.dtype, device=sae.device)
+    target = tuple(lead) + (n,)
     try:
-        s = torch.broadcast_to(s if s.ndim else s.reshape(1), target)
+        return torch.broadcast_to(v if v.ndim else v.reshape(1), target)
     except RuntimeError as exc:
         raise SteeringError(
-            f"strengths of shape {tuple(s.shape)} do not broadcast to {tuple(target)} "
-            f"(activations {tuple(x.shape[:-1])} x {idx.numel()} feature(s)); give one strength per feature"
+            f"{what} of shape {tuple(v.shape)} do not broadcast to {target} "
+            f"(rows {tuple(lead)} x {n} feature(s)); give one value, or one per feature"
         ) from exc
-    return x_sae, idx, s
 
 
 def _latent_delta(sae, idx: Tensor, delta_N: Tensor, x: Tensor) -> Tensor:

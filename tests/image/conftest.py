@@ -15,6 +15,11 @@ import pytest
 import torch
 
 EMBED = 32
+#: the tiny CLIP text encoder both pipelines use (Kandinsky's prior adds a projection)
+TINY_CLIP_TEXT = dict(
+    bos_token_id=0, eos_token_id=1, pad_token_id=2, hidden_size=EMBED, intermediate_size=37,
+    num_attention_heads=4, num_hidden_layers=2, vocab_size=64, max_position_embeddings=16,
+)  # fmt: skip
 """Width of the tiny CLIP image embedding the prior emits and the decoder consumes."""
 
 
@@ -46,18 +51,7 @@ def tiny_kandinsky_prior(tmp, seed: int = 0):
 
     torch.manual_seed(seed)
     text = CLIPTextModelWithProjection(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=2,
-            hidden_size=EMBED,
-            projection_dim=EMBED,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=64,
-            max_position_embeddings=16,
-        )
+        CLIPTextConfig(**TINY_CLIP_TEXT, projection_dim=EMBED)
     )
     prior = PriorTransformer(
         num_attention_heads=2, attention_head_dim=12, embedding_dim=EMBED, num_layers=1, num_embeddings=16
@@ -164,17 +158,7 @@ def tiny_flux_with_text_encoders(tmp, seed: int = 0):
     base = tiny_flux_pipeline(seed=seed, num_layers=1, num_single_layers=1)
     torch.manual_seed(seed + 1)
     clip = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=2,
-            hidden_size=EMBED,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=64,
-            max_position_embeddings=16,
-        )
+        CLIPTextConfig(**TINY_CLIP_TEXT)
     ).eval()
     t5 = T5EncoderModel(
         T5Config(

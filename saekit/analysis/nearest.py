@@ -1,8 +1,9 @@
 """Nearest features by decoder cosine: which features write almost the same direction.
 
-Pure tensor math over the decoder rows `[d_sae, d_in]`. Both the queried features and the
-dictionary are taken in chunks with a running top-k, so memory is O(query chunk x key chunk)
-whatever the dictionary size (64k latents need no 64k x 64k matrix).
+Pure tensor math over the decoder rows `[d_sae, d_in]`. The rows are normalised once (one copy of the
+decoder); queried features and the dictionary are then taken in chunks with a running top-k, so the
+cosine buffer is O(query chunk x key chunk) whatever the dictionary size (64k latents need no
+64k x 64k matrix).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ def nearest_by_cosine(
     out: dict[int, list[tuple[int, float]]] = {}
     if k <= 0:
         return {f: [] for f in features}
+    unit_FD = _unit(dirs_FD)
     for s in range(0, len(features), block):
         ids = torch.tensor(features[s : s + block], dtype=torch.long)
-        q_QD = _unit(dirs_FD[ids.to(dirs_FD.device)])
+        q_QD = unit_FD[ids.to(unit_FD.device)]
         best_v = torch.full((len(ids), k), float("-inf"), device=q_QD.device)
         best_i = torch.full((len(ids), k), -1, dtype=torch.long, device=q_QD.device)
         for c in range(0, F, key_block):
-            cos_QC = q_QD @ _unit(dirs_FD[c : c + key_block]).T
+            cos_QC = q_QD @ unit_FD[c : c + key_block].T
             own = (ids >= c) & (ids < c + cos_QC.shape[1])  # a feature is not its own neighbour
             cos_QC[own.nonzero().flatten(), (ids[own] - c).to(cos_QC.device)] = float("-inf")
             cols = torch.arange(c, c + cos_QC.shape[1], device=q_QD.device).expand_as(cos_QC)

@@ -144,7 +144,7 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
     if cfg.judge:
         from saekit.steer.concept_steer import format_scores, judge_pair
 
-        plain, steered = judge_pair(s.lm.model, judge, res.concept, cfg.prompt, res.pair)
+        plain, steered = res.scores or judge_pair(s.lm.model, judge, res.concept, cfg.prompt, res.pair)
         text += "\n\n" + format_scores(plain, steered)
     return text
 

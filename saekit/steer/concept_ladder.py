@@ -44,10 +44,6 @@ def pick(tries: list[Try]) -> int:
     )
 
 
-def _rank(tries: list[Try]):
-    return lambda i: (tries[i].scores["overall"], tries[i].scores["concept_score"])
-
-
 def steered_text(session, prompt: str, gen, edit):
     """The steered continuation alone (the unsteered one is generated once by the caller)."""
     from saekit.steer.apply import steering
@@ -62,27 +58,29 @@ def steered_text(session, prompt: str, gen, edit):
 
 def escalate(session, concept, prompt: str, gen, arm, base: list[float], pair, judge, factors=FACTORS,
              fallback=None):  # fmt: skip
-    """(kept pair, kept arm, kept strengths, every try): `pair` is the try at factor 1 (already
-    generated). `fallback` = (arm, strengths): tried last when no factor was seen (DiffMean: a vector,
-    no SAE; reported as such)."""
+    """(kept pair, kept arm, kept strengths, every try, (unsteered, kept) judge scores): `pair` is the
+    try at factor 1 (already generated). `fallback` = (arm, strengths): tried last when no factor was
+    seen (DiffMean: a vector, no SAE; reported as such)."""
     import torch
 
     from saekit.steer.arms import arm_edit
-    from saekit.steer.concept_steer import judge_pair
+    from saekit.steer.concept_steer import PairJudge
     from saekit.steer.generate import SteeredPair
 
     plan = [(arm, f, [f * x for x in base]) for f in factors]
     plan += [(fallback[0], 1.0, list(fallback[1]))] if fallback is not None else []
     tries, pairs, arms = [], [], []
+    score = PairJudge(session.lm.model, judge, concept, prompt, pair.unsteered)
     for a, f, s in plan:
         if not (a is arm and f == 1.0):
             edit = arm_edit(a, session.sae, torch.tensor([s], device=session.sae.device))
             pair = SteeredPair(prompt, pair.unsteered, steered_text(session, prompt, gen, edit))
-        _, scores = judge_pair(session.lm.model, judge, concept, prompt, pair)
+        scores = score(pair.steered)
         tries.append(Try(f, s, {**scores, "arm": a.name}))
         pairs.append(pair)
         arms.append(a)
         if tries[-1].visible():
             break
     i = pick(tries)
-    return pairs[i], arms[i], tries[i].strengths, tries
+    kept = {k: v for k, v in tries[i].scores.items() if k != "arm"}
+    return pairs[i], arms[i], tries[i].strengths, tries, (score.plain, kept)

@@ -74,6 +74,8 @@ class ConceptSteer:
     """`saekit.steer.generate.SteeredPair`."""
     tries: list = field(default_factory=list)
     """With escalation: every `saekit.steer.concept_ladder.Try` (factor, strengths, judge scores)."""
+    scores: tuple[dict, dict] | None = None
+    """With escalation: judge scores of (the unsteered text, the kept steered text)."""
 
 
 def concept_evidence(session, words: str, *, judge=None, chat: bool | None = None, methods=None, texts=None):
@@ -137,7 +139,7 @@ def steer_concept(
     pair = generate_pair(
         lm.model, lm.tokenizer, prompt, lambda: steering(lm.model, session.hook_point, edit), gen
     )
-    tries = []
+    tries, scores = [], None
     if escalate or (escalate is None and judge is not None):
         from saekit.steer.concept_ladder import escalate as run_ladder
         from saekit.steer.metrics import MiniLMJudge
@@ -148,9 +150,9 @@ def steer_concept(
             dm_s = arm_strengths(dm, parse_strength(recipe.strength), session.sae, session.calibration,
                                  session.sae_folder)  # fmt: skip
             fallback = (dm, dm_s)
-        pair, arm, abs_s, tries = run_ladder(session, concept, prompt, gen, arm, list(abs_s), pair,
-                                             judge or MiniLMJudge(), fallback=fallback)  # fmt: skip
-    return ConceptSteer(concept, recipe, arm, abs_s, ev, pair, tries)
+        pair, arm, abs_s, tries, scores = run_ladder(session, concept, prompt, gen, arm, list(abs_s), pair,
+                                                     judge or MiniLMJudge(), fallback=fallback)  # fmt: skip
+    return ConceptSteer(concept, recipe, arm, abs_s, ev, pair, tries, scores)
 
 
 def explain_concept(session, words: str, *, judge=None, chat: bool | None = None, top_n: int = 10) -> str:
@@ -183,16 +185,32 @@ def explain_concept(session, words: str, *, judge=None, chat: bool | None = None
     return "\n".join(lines)
 
 
-def judge_pair(model, judge, concept: Concept, prompt: str, pair) -> tuple[dict, dict]:
-    """Judge scores (concept, fluency, relevance, overall) of the unsteered and the steered text,
-    anchored on the unsteered one exactly as in the sweep (so the unsteered concept score is 0)."""
-    from saekit.steer.judging import build_references, score_batch
+class PairJudge:
+    """Judge scores (concept, fluency, relevance, overall) of steered continuations of one prompt,
+    anchored on its unsteered continuation exactly as in the sweep (so the unsteered concept score is
+    0). The references and the unsteered scores are computed once, however many steered texts follow."""
 
-    refs = build_references(model, judge, [pair.unsteered], [prompt], [concept])
-    plain, steered = score_batch(
-        model, judge, refs, 0, 0, concept.description, prompt, [pair.unsteered, pair.steered]
-    )
-    return plain, steered
+    def __init__(self, model, judge, concept: Concept, prompt: str, unsteered):
+        from saekit.steer.judging import build_references
+
+        self.args = (model, judge)
+        self.concept, self.prompt = concept, prompt
+        self.refs = build_references(model, judge, [unsteered], [prompt], [concept])
+        self.plain = self(unsteered)
+
+    def __call__(self, continuation) -> dict:
+        from saekit.steer.judging import score_batch
+
+        model, judge = self.args
+        return score_batch(
+            model, judge, self.refs, 0, 0, self.concept.description, self.prompt, [continuation]
+        )[0]
+
+
+def judge_pair(model, judge, concept: Concept, prompt: str, pair) -> tuple[dict, dict]:
+    """Judge scores of the unsteered and the steered text of `pair` (see `PairJudge`)."""
+    j = PairJudge(model, judge, concept, prompt, pair.unsteered)
+    return j.plain, j(pair.steered)
 
 
 def format_scores(plain: dict, steered: dict) -> str:

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from saekit.analysis.prefix import Prefix, cache_kwargs, cache_of
+from saekit.analysis.prefix import Prefix, cache_of
 from saekit.errors import SaekitError
+from saekit.models.kv_cache import cache_kwargs
 
 _INACTIVE = 1e6
 """How far below every firing sequence a non-firing one ranks (`value = pre - _INACTIVE`)."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from saekit.models.kv_cache import cache_kwargs
+
 KV = list[tuple[Tensor, Tensor]]
 
 
@@ -27,15 +29,6 @@ def cache_of(kv: KV, batch: int):
     for i, (k, v) in enumerate(kv):
         cache.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1), i)
     return cache
-
-
-def cache_kwargs(model: nn.Module, cache) -> dict:
-    """Keyword arguments that pass `cache` to `model.forward` (transformers 5.x renames the argument)."""
-    import inspect
-
-    params = inspect.signature(model.forward).parameters
-    name = "cache" if "cache" in params else "past_key_values"
-    return {name: cache, "use_cache": True}
 
 
 def _kv(cache) -> KV:

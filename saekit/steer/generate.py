@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from saekit.errors import SteeringError
+from saekit.models.kv_cache import cache_kwargs, returned_cache
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def generate_ids(
         on_reset(ids.shape[1])
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     out = model(input_ids=ids, use_cache=True)
-    past = out.past_key_values
+    past = returned_cache(out)
     logits = out.logits[:, -1].float()
     done = torch.zeros(ids.shape[0], dtype=torch.bool, device=device)
     new_tokens = []
@@ -118,8 +119,8 @@ def generate_ids(
         new_tokens.append(nxt)
         if step + 1 == cfg.max_new_tokens or (eos_id is not None and cfg.stop_at_eos and bool(done.all())):
             break
-        out = model(input_ids=nxt[:, None], past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = model(input_ids=nxt[:, None], **cache_kwargs(model, past))
+        past = returned_cache(out)
         logits = out.logits[:, -1].float()
     return torch.stack(new_tokens, dim=1)
 

@@ -30,3 +30,13 @@ python - <<'PY'
 import torch
 assert torch.__version__.startswith("2.13.0"), f"torch was changed to {torch.__version__}; reinstall torch==2.13.0"
 PY
+
+# The C top-k kernel of TopK training (saekit/sae/native/topk_rows.c) needs a C compiler; it is built
+# here once so the first training run does not wait for it. Without gcc, training uses torch.topk
+# (slower, same results); a failed apt install only warns.
+if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
+  SUDO=""; if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  { $SUDO apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q gcc libc6-dev >/dev/null; } ||
+    echo "install.sh: WARNING: could not install gcc; training falls back to torch.topk" >&2
+fi
+python -c "from saekit.sae import native_topk as n; print('native top-k:', 'built' if n.kernel() else 'unavailable, torch.topk is used')"

@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.profiler import record_function
 
 from saekit.errors import SAEConfigError
+from saekit.sae.biased_gemm import biased_gemm
 from saekit.sae.kernels import _gather_dot
 from saekit.sae.screened_topk import Selection, dead_topk, no_aux, topk_rows
 
@@ -92,7 +93,7 @@ class Screener:
                 dt = getattr(torch, self.backend) if self.backend != "int8" else torch.float16
                 # keys stay in the low dtype: top-k ranks them there (a float() pass would cost as much
                 # as the bf16 matmul itself on an AMX CPU)
-                return torch.addmm(b_enc_F.to(dt), x_c_BD.to(dt), W_FD.to(dt).T)
+                return biased_gemm("screen_keys", x_c_BD, W_FD, b_enc_F, dt)
             xq, sx = quantize_rows(x_c_BD)
             sw = W_FD.abs().amax().clamp_min(1e-30) / 127
             wq = torch.mul(W_FD, 1 / sw).round_().to(torch.int8)

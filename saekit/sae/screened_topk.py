@@ -15,6 +15,9 @@ import torch
 from torch import Tensor
 from torch.profiler import record_function
 
+from saekit.sae import native_topk
+from saekit.sae.scratch import scratch
+
 
 class Selection(NamedTuple):
     """The chosen latents (values after ReLU, exact fp32 pre-activations) and aux-k dead latents."""
@@ -35,18 +38,21 @@ class LatentSelector(Protocol):
 
 
 def encoder_matmul(x_c_BD: Tensor, W_enc_DF: Tensor, b_enc_F: Tensor, matmul_dtype=None) -> Tensor:
-    """`x_c W_enc + b_enc`, bias fused into the GEMM; optionally in a lower dtype (fp32 result)."""
+    """`x_c W_enc + b_enc`, bias fused into the GEMM; optionally in a lower dtype (fp32 result).
+
+    The fp32 result lives in this thread's reused `scratch` buffer: valid until the next call."""
     with record_function("saekit.encoder_matmul"):
         if matmul_dtype is not None and matmul_dtype != W_enc_DF.dtype:
             pre = (x_c_BD.to(matmul_dtype) @ W_enc_DF.to(matmul_dtype)).to(W_enc_DF.dtype)
             return pre.add_(b_enc_F)
-        return torch.addmm(b_enc_F, x_c_BD, W_enc_DF)
+        out = scratch("pre", (x_c_BD.shape[0], W_enc_DF.shape[1]), W_enc_DF.dtype, W_enc_DF.device)
+        return torch.addmm(b_enc_F, x_c_BD, W_enc_DF, out=out)
 
 
 def topk_rows(pre_BF: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Row-wise top-k (unsorted), labelled for the profiler."""
+    """Row-wise top-k (unsorted), labelled for the profiler; the native CPU kernel where it runs."""
     with record_function("saekit.topk"):
-        return pre_BF.topk(k, dim=-1, sorted=False)
+        return native_topk.topk_rows(pre_BF, k)
 
 
 def dead_topk(pre_BF: Tensor, dead_F: Tensor, k_aux: int) -> tuple[Tensor, Tensor]:

@@ -7,6 +7,7 @@ whitespace/newlines are made visible (`·`, `⏎`) so highlighted contexts stay 
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 from pathlib import Path
 
 import matplotlib
@@ -22,10 +23,34 @@ DPI = 110
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 12, "axes.titleweight": "bold"})
 
 
+#: the one font token text is drawn in (monospace, so highlighted contexts line up)
+TOKEN_FONT = "DejaVu Sans Mono"
+
+
+@lru_cache(maxsize=4096)
+def _drawable(c: str) -> bool:
+    """The token font has a glyph for `c` (else matplotlib draws a box and warns once per glyph)."""
+    from matplotlib import font_manager
+
+    font = _token_font(font_manager.findfont(TOKEN_FONT))
+    return font.get_char_index(ord(c)) != 0
+
+
+@lru_cache(maxsize=2)
+def _token_font(path: str):
+    from matplotlib import ft2font
+
+    return ft2font.FT2Font(path)
+
+
 def show_token(tok: str, limit: int = 18) -> str:
-    """Make whitespace and control characters visible and keep very long tokens short."""
+    """Make whitespace and control characters visible, write characters the font cannot draw as their
+    code point (`U+FF1A`), and keep very long tokens short."""
     s = tok.replace("\n", "⏎").replace("\t", "⇥").replace(" ", "·")
-    s = "".join(f"\\x{ord(c):02x}" if unicodedata.category(c)[0] == "C" else c for c in s)
+    s = "".join(
+        f"\\x{ord(c):02x}" if unicodedata.category(c)[0] == "C" else c if _drawable(c) else f"U+{ord(c):04X}"
+        for c in s
+    )
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
@@ -64,7 +89,7 @@ def _highlight_row(
             fontsize=fontsize,
             va="center",
             ha="left",
-            family="DejaVu Sans Mono",
+            family=TOKEN_FONT,
             parse_math=False,
             fontweight="bold" if i == focus else "normal",
             bbox={
@@ -122,7 +147,7 @@ def _logit_bars(ax, effects: list[dict], title: str, color: str) -> None:
     vals = [e["effect"] for e in effects][::-1]
     ax.barh(range(len(vals)), vals, color=color)
     ax.set_yticks(range(len(vals)))
-    ax.set_yticklabels(labels, family="DejaVu Sans Mono")
+    ax.set_yticklabels(labels, family=TOKEN_FONT)
     ax.set_title(title)
     ax.axvline(0, color="black", lw=0.5)
 
@@ -159,7 +184,7 @@ def feature_real_png(doc: dict, feature: int, out_dir: str | Path, n_contexts: i
         _stats_text(feat, doc["summary"]),
         va="top",
         ha="left",
-        family="DejaVu Sans Mono",
+        family=TOKEN_FONT,
         fontsize=11,
         transform=ax.transAxes,
         parse_math=False,
@@ -179,7 +204,7 @@ def feature_real_png(doc: dict, feature: int, out_dir: str | Path, n_contexts: i
             transform=ax.transAxes,
             va="center",
             ha="left",
-            family="DejaVu Sans Mono",
+            family=TOKEN_FONT,
             fontsize=10,
             parse_math=False,
         )

@@ -91,11 +91,11 @@ def test_margin_grows_until_the_miss_rate_is_under_the_bound(backend):
         for _ in range(24):  # 1536 checked rows: more than one decision window (1000 rows at 1%)
             a(x)
     assert s.margin > 0  # a zero margin misses (the low-precision keys are not exact), so it had to grow
-    # with the margin it settled on, rows disagree with the exact encoder at most at the bound
+    # from there on the controller keeps the long-run share of rows that disagree with the exact encoder
+    # under the bound (the margin may still step between neighbours; that is what bounds the rate)
     before = (s.total_rows, s.total_miss)
-    s.check_rows = 512
     with torch.no_grad():
-        for _ in range(3):
+        for _ in range(32):  # 2048 more checked rows: two decision windows
             a(x)
     rate = (s.total_miss - before[1]) / (s.total_rows - before[0])
     assert rate <= s.bound

@@ -1,5 +1,6 @@
 """saekit: sparse autoencoders on real model activations — harvest, train, analyse, steer, measure."""
 
+import saekit.openmp_env  # noqa: F401, I001 - must run before torch is imported
 from saekit.sae import SAE, SAEConfig, build, load_sae, save_sae
 
 __version__ = "0.1.0"

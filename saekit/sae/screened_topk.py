@@ -61,10 +61,10 @@ def dead_topk(pre_BF: Tensor, dead_F: Tensor, k_aux: int) -> tuple[Tensor, Tenso
         dead_idx = dead_F.nonzero().flatten()
         k = min(k_aux, dead_idx.numel())
         if dead_idx.numel() * 2 < pre_BF.shape[1]:
-            vals, j = pre_BF.index_select(1, dead_idx).topk(k, dim=-1, sorted=False)
+            vals, j = native_topk.topk_rows(pre_BF.index_select(1, dead_idx), k)
             return vals, dead_idx[j]
         low = float("-inf") if pre_BF.is_floating_point() else torch.iinfo(pre_BF.dtype).min
-        return pre_BF.masked_fill(~dead_F, low).topk(k, dim=-1, sorted=False)
+        return native_topk.topk_rows(pre_BF.masked_fill(~dead_F, low), k)
 
 
 def no_aux(values_BK: Tensor, indices_BK: Tensor) -> tuple[Tensor, Tensor]:

@@ -87,3 +87,23 @@ def test_build_is_cached_by_source_and_cpu(monkeypatch, tmp_path):
     assert nt.build() == first  # same source, flags and CPU: the cached library
     monkeypatch.setattr(nt, "_cpu_tag", lambda: "another cpu")
     assert nt.build() != first  # -march=native code is not reused on another CPU
+
+
+@pytest.mark.parametrize(
+    "march", [["-march=x86-64-v3"], ["-march=x86-64"]], ids=["avx2 (the EPYC path)", "scalar"]
+)
+def test_the_avx2_and_scalar_builds_agree_with_torch(monkeypatch, tmp_path, march):
+    """This machine may take the AVX-512 branch; the AVX2 and portable branches are built and checked too."""
+    import platform
+
+    if nt._compiler() is None or platform.machine() != "x86_64":
+        pytest.skip("needs a C compiler on x86-64")
+    flags = tuple(f for f in nt.FLAGS if not f.startswith("-march")) + tuple(march)
+    monkeypatch.setattr(nt, "FLAGS", flags)
+    monkeypatch.setenv("SAEKIT_CACHE", str(tmp_path))
+    fn = nt._load()
+    assert nt._probe(fn)
+    x = torch.randn(33, 5000, generator=torch.Generator().manual_seed(3))
+    for dt in (torch.float32, torch.bfloat16):
+        vals, idx = nt._call(fn, x.to(dt), 40)
+        _same_set(x.to(dt), vals, idx, 40)

@@ -10,7 +10,10 @@ with its venv's python), each change one knob:
   weight c), `auxk<n>` (n dead latents per row in aux-k), `dead<n>` (dead after n
   rows), `encscale<s>` (tied encoder initialised at s x the decoder; sparsify's nn.Linear init gives rows
   of norm ~0.577), `untied`, `lr<f>` (peak LR x f), `warm<n>` (LR warm-up steps), `decay<f>` (LR decay
-  starts at fraction f of the run), `screened`;
+  starts at fraction f of the run), `screened`, `enclr<f>` (encoder LR x f), and the revival knobs
+  (`saekit.train.revive`): `revt<n>` (dormant after n rows), `rs<n>` (resample every n steps; 0 = off),
+  `rsenc<s>` (resampled encoder at s x the live norm), `rsuntil<f>` (resample before fraction f),
+  `revb<s>` (dormant encoder-bias step; 0 = off);
 - sparsify: `encscale<s>` (its encoder rows rescaled to norm s at init), `dead<n>`, `lr<f>`.
 
     python benchmarks/train_fvu_ablation.py --epochs 1 saekit saekit+norm_none saekit+encscale0.577
@@ -45,6 +48,12 @@ NUMERIC = {  # prefix -> (TrainConfig field, converter)
     "encscale": ("init_encoder_scale", float),
     "auxc": ("aux_k_coefficient", float),
     "auxk": ("aux_k", int),
+    "enclr": ("encoder_lr_scale", float),
+    "revt": ("revive_tokens", int),
+    "revb": ("revive_bias_step", float),
+    "rsenc": ("resample_encoder_scale", float),
+    "rsuntil": ("resample_until", float),
+    "rs": ("resample_every", int),
 }
 
 

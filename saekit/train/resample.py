@@ -16,7 +16,12 @@ from saekit.device import HOST
 
 @torch.no_grad()
 def resample_dead_(
-    sae, optimizer: torch.optim.Optimizer, dead_F: Tensor, x_BD: Tensor, generator: torch.Generator
+    sae,
+    optimizer: torch.optim.Optimizer,
+    dead_F: Tensor,
+    x_BD: Tensor,
+    generator: torch.Generator,
+    encoder_scale: float = 0.2,
 ) -> int:
     """Resample the latents in `dead_F` using rows of the raw batch `x_BD`; returns how many."""
     dead_idx = dead_F.nonzero().flatten()
@@ -38,7 +43,7 @@ def resample_dead_(
     alive = ~dead_F
     enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else sae.W_enc.new_tensor(1.0)
     sae.W_dec[dead_idx] = dirs_ND.to(sae.dtype)
-    sae.W_enc[:, dead_idx] = (dirs_ND.T * 0.2 * enc_norm).to(sae.dtype)
+    sae.W_enc[:, dead_idx] = (dirs_ND.T * encoder_scale * enc_norm).to(sae.dtype)
     sae.b_enc[dead_idx] = 0
     _reset_adam_(optimizer, sae.W_dec, (dead_idx,))
     _reset_adam_(optimizer, sae.W_enc, (slice(None), dead_idx))

@@ -71,7 +71,7 @@ def check_finite_loss(loss: Tensor, step: int) -> None:
 def train_step(run: RunState, forward, x: Tensor, s: StepSettings, dist: dd.DistContext, device):
     """One optimiser step on this rank's share `x` of the global batch; returns the SAE output."""
     for group in run.opt.param_groups:
-        group["lr"] = s.lr
+        group["lr"] = s.lr * group.get("lr_scale", 1.0)
     sae = run.sae
     with record_function("saekit.forward"), autocast(device, s.autocast_dtype):
         dead = run.tracker.dead_mask if s.use_dead_mask else None

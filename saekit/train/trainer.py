@@ -34,6 +34,7 @@ from saekit.train.dead import DeadLatentTracker
 from saekit.train.metrics import MetricsLogger
 from saekit.train.records import NullLogger, final_metrics, provenance, step_record
 from saekit.train.resample import resample_dead_
+from saekit.train.revive import nudge_dormant_bias_, revive_plan
 from saekit.train.sae_spec import to_sae_config
 from saekit.train.schedule import lr_factor, sparsity_scale
 from saekit.train.start import fresh_sae, start_run
@@ -89,14 +90,8 @@ class Trainer:
         self.d_sae = cfg.d_sae if cfg.d_sae is not None else cfg.expansion * self.d_in
         self.dead_tokens = int(cfg.dead_tokens if cfg.dead_tokens is not None else DEFAULT_DEAD_TOKENS)
         self.peak_lr = cfg.lr if cfg.lr is not None else default_lr(self.d_sae)
-        resample = cfg.resample_every
-        if resample is None:
-            resample = max(1, self.total_steps // 4) if cfg.arch == "relu" else 0
-        if resample and cfg.arch != "relu":
-            raise SAEConfigError(
-                f"--resample-every is for relu SAEs; arch={cfg.arch!r} revives latents with aux-k"
-            )
-        self.resample_every = int(resample)
+        self.revive = revive_plan(cfg, self.total_steps, self.dead_tokens, self.d_sae)
+        self.resample_every = self.revive.every
         self.manifest = dict(getattr(source, "manifest", {}) or {})
         self.sae_cfg = self._sae_config(provenance(self.manifest, 0))
 
@@ -113,7 +108,12 @@ class Trainer:
         return fresh_sae(self.sae_cfg, self.cfg, self.source, self.device)
 
     def _optimizer(self, sae) -> torch.optim.Optimizer:
-        return make_optimizer(sae.parameters(), self.peak_lr, (self.cfg.beta1, self.cfg.beta2), self.cfg.eps)
+        params: list = list(sae.parameters())
+        if self.cfg.encoder_lr_scale != 1.0:  # groups only when asked: the default optimiser stays as it was
+            enc = [p for n, p in sae.named_parameters() if n in ("W_enc", "b_enc")]
+            rest = [p for p in params if all(p is not q for q in enc)]
+            params = [{"params": rest}, {"params": enc, "lr_scale": self.cfg.encoder_lr_scale}]
+        return make_optimizer(params, self.peak_lr, (self.cfg.beta1, self.cfg.beta2), self.cfg.eps)
 
     def _start(self) -> RunState:
         """A fresh run, or the checkpointed one in `out/checkpoint` (`saekit.train.start`)."""
@@ -199,10 +199,15 @@ class Trainer:
         """Resample, metrics (a record on log steps) and checkpoint after a step."""
         step, cfg = run.step, self.cfg
         n_resampled = 0
-        if self.resample_every and step % self.resample_every == 0 and step < self.total_steps:
+        dormant = run.tracker.since_fired >= self.revive.dormant_rows
+        if self.revive.bias_step > 0:
+            nudge_dormant_bias_(run.sae, dormant, self.revive.bias_step)
+        if self.revive.resample_at(step):
             x_all = dd.gather_rows(x, self.dist)  # the global batch, so every rank resamples alike
-            n_resampled = resample_dead_(run.sae, run.opt, run.tracker.dead_mask, x_all, run.gen)
-            run.tracker.reset(run.tracker.dead_mask)
+            n_resampled = resample_dead_(
+                run.sae, run.opt, dormant, x_all, run.gen, encoder_scale=cfg.resample_encoder_scale
+            )
+            run.tracker.reset(dormant)
         rec = None
         if step % cfg.log_every == 0 or step == self.total_steps:
             dead_pct = 100.0 * run.tracker.dead_fraction

@@ -61,11 +61,13 @@ def main() -> None:
             got = native_topk.topk_rows(x, args.k)
             same = torch.equal(native_topk._ranked(ref.values), native_topk._ranked(got[0]))
             t_ref, t_nat = [], []
+            n = args.repeats // 2 + 1
             for _ in range(2):  # interleaved halves: drift in load hits both alike
-                t_ref += _time(lambda: x.topk(args.k, dim=-1, sorted=False), args.repeats // 2 + 1)
-                t_nat += _time(lambda: native_topk.topk_rows(x, args.k), args.repeats // 2 + 1)
+                t_ref += _time(lambda x=x: x.topk(args.k, dim=-1, sorted=False), n)
+                t_nat += _time(lambda x=x: native_topk.topk_rows(x, args.k), n)
             a, b = statistics.median(t_ref) * 1e3, statistics.median(t_nat) * 1e3
-            print(f"{batch:6d} {str(dt).removeprefix('torch.'):>9s} {a:14.1f} {b:10.1f} {a / b:8.2f}x  {same}")
+            name = str(dt).removeprefix("torch.")
+            print(f"{batch:6d} {name:>9s} {a:14.1f} {b:10.1f} {a / b:8.2f}x  {same}")
     print(f"load average after {os.getloadavg()[0]:.2f}")
 
 

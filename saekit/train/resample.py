@@ -22,16 +22,22 @@ def resample_dead_(
     x_BD: Tensor,
     generator: torch.Generator,
     encoder_scale: float = 0.2,
+    row_loss_B: Tensor | None = None,
 ) -> int:
-    """Resample the latents in `dead_F` using rows of the raw batch `x_BD`; returns how many."""
+    """Resample the latents in `dead_F` using rows of the raw batch `x_BD`; returns how many.
+
+    `row_loss_B`: each row's squared reconstruction error, when the caller has it (the trainer passes the
+    step's own, which saves a second encode + decode of the batch: at batch 4096 TopK resamples every
+    step early on, and that forward cost more than the step itself); else it is computed here."""
     dead_idx = dead_F.nonzero().flatten()
     n = dead_idx.numel()
     if n == 0:
         return 0
     x_n = sae.normalize_input(x_BD)
-    recon_n = sae.decode_normalized(sae.encode_normalized(x_n))
-    loss_B = (recon_n - x_n).pow(2).sum(-1).double()
-    probs = loss_B.pow(2)
+    if row_loss_B is None:
+        recon_n = sae.decode_normalized(sae.encode_normalized(x_n))
+        row_loss_B = (recon_n - x_n).pow(2).sum(-1)
+    probs = row_loss_B.double().pow(2)
     if float(probs.sum()) <= 0:
         probs = torch.ones_like(probs)
     # drawn on the host: the checkpointed resampling generator is a host generator, so a run draws the
@@ -41,7 +47,8 @@ def resample_dead_(
     dirs_ND = x_n[rows] - sae.b_dec
     dirs_ND = dirs_ND / dirs_ND.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     alive = ~dead_F
-    enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else sae.W_enc.new_tensor(1.0)
+    # column norms first, then the live ones: no copy of the live part of W_enc
+    enc_norm = sae.W_enc.norm(dim=0)[alive].mean() if alive.any() else sae.W_enc.new_tensor(1.0)
     sae.W_dec[dead_idx] = dirs_ND.to(sae.dtype)
     sae.W_enc[:, dead_idx] = (dirs_ND.T * encoder_scale * enc_norm).to(sae.dtype)
     sae.b_enc[dead_idx] = 0

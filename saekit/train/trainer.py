@@ -22,7 +22,7 @@ from torch import Tensor
 
 from saekit.device import allow_tf32
 from saekit.errors import SAEConfigError, ShapeError, StoreError
-from saekit.sae import SAEConfig
+from saekit.sae import SAEConfig, scratch
 from saekit.sae.config import Provenance
 from saekit.sae.registry import needs_k
 from saekit.train import distributed as dd
@@ -173,6 +173,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
             logger.close()
+            scratch.release()  # the per-step [batch, d_sae] buffers are not needed after training
         return TrainResult(run.sae, run.step, True, self._finish(run.sae, run.tracker))
 
     def _step(self, run: RunState, forward, x: Tensor):
@@ -204,9 +205,11 @@ class Trainer:
             nudge_dormant_bias_(run.sae, dormant, self.revive.bias_step)
         if self.revive.resample_at(step):
             x_all = dd.gather_rows(x, self.dist)  # the global batch, so every rank resamples alike
+            loss = (out.recon.detach() - x.to(out.recon.dtype)).pow(2).sum(-1)  # this step's, pre-update
             n_resampled = resample_dead_(
-                run.sae, run.opt, dormant, x_all, run.gen, encoder_scale=cfg.resample_encoder_scale
-            )
+                run.sae, run.opt, dormant, x_all, run.gen, encoder_scale=cfg.resample_encoder_scale,
+                row_loss_B=dd.gather_rows(loss[:, None], self.dist)[:, 0],
+            )  # fmt: skip
             run.tracker.reset(dormant)
         rec = None
         if step % cfg.log_every == 0 or step == self.total_steps:

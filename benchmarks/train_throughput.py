@@ -14,7 +14,7 @@ Each (method, repeat) runs in its own subprocess so peak RSS is per method; repe
 methods so load from other users hits all of them alike; medians are reported. The dense reference is
 only timed for `--dense-steps` steps (a full run takes ~10x longer than the others). sparsify 1.3.3 is
 measured when importable by `--sparsify-python` (a venv made with `--system-site-packages` and
-`pip install --no-deps eai-sparsify==1.3.3 einops natsort simple-parsing`); its package `__init__`
+`pip install --no-deps eai-sparsify==1.3.3 einops natsort simple-parsing accelerate`); its package `__init__`
 (which pulls in `datasets`) is bypassed and only `sparse_coder` is used.
 """
 

@@ -39,16 +39,16 @@ def test_topk_losses_hand_values():
     x = torch.tensor([[3.0, 1.0]], dtype=torch.float64)
     out = sae(x, dead_mask=torch.tensor([False, True]))
     # top-1 keeps latent 0 (3.0): recon (3, 0), error (0, 1) -> 1; aux: dead latent 1 fires 1.0 -> (0,1)
-    assert float(out.losses.recon) == pytest.approx(1.0)
-    assert float(out.losses.aux) == pytest.approx(0.0)
+    assert float(out.losses.recon.detach()) == pytest.approx(1.0)
+    assert float(out.losses.aux.detach()) == pytest.approx(0.0)
     assert out.sparse.indices.tolist() == [[0]]
     x2 = torch.tensor([[3.0, 2.0]], dtype=torch.float64)
     sae.W_dec.data[1] = torch.tensor([0.0, 0.5], dtype=torch.float64)
     out2 = sae(x2, dead_mask=torch.tensor([False, True]))
     # residual (0, 2); aux recon 2 * (0, 0.5) = (0, 1) -> err 1 -> 0.5 * 1
-    assert float(out2.losses.recon) == pytest.approx(4.0)
-    assert float(out2.losses.aux) == pytest.approx(0.5)
-    assert float(out2.losses.total) == pytest.approx(4.5)
+    assert float(out2.losses.recon.detach()) == pytest.approx(4.0)
+    assert float(out2.losses.aux.detach()) == pytest.approx(0.5)
+    assert float(out2.losses.total.detach()) == pytest.approx(4.5)
 
 
 def test_schedules_and_default_lr():

@@ -75,8 +75,9 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     import saekit
     from saekit.atomic import write_json_atomic
     from saekit.data.corpus import load_corpus
+    from saekit.data.harvest.lm import LMHarvestConfig
     from saekit.device import resolve_device
-    from saekit.eval.activations import activation_metrics, check_width
+    from saekit.eval.activations import activation_metrics, check_width, inlier_metrics
     from saekit.eval.plots import eval_png
     from saekit.eval.spliced import eval_positions, spliced_metrics
     from saekit.formats import output_folder
@@ -149,6 +150,8 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
         bar.close()
     heldout = activation_metrics(sae, acts)
     report["heldout_metrics"] = heldout.to_dict()
+    inliers, n_out = inlier_metrics(sae, torch.cat(acts), LMHarvestConfig.max_norm_ratio)
+    report["heldout_metrics_inliers"] = inliers.to_dict() | {"norm_outliers_left_out": n_out}
     report["spliced"] = sp._asdict()
     log_path = Path(cfg.sae) / "train_log.jsonl"
     log = read_log(log_path) if log_path.exists() else None
@@ -167,8 +170,11 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
 
 def summary_line(report: dict[str, Any]) -> str:
     h, s = report["heldout_metrics"], report["spliced"]
+    hi = report.get("heldout_metrics_inliers")
+    inl = f" ({hi['fvu']:.4f} without {hi['norm_outliers_left_out']} norm outliers)" if hi else ""
     return (
-        f"FVU {h['fvu']:.4f}  L0 {h['l0']:.1f}  dead {h['dead_pct']:.2f}%  shrinkage {h['shrinkage']:.3f}  "
+        f"FVU {h['fvu']:.4f}{inl}  L0 {h['l0']:.1f}  dead {h['dead_pct']:.2f}%  "
+        f"shrinkage {h['shrinkage']:.3f}  "
         f"CE orig {s['ce_orig']:.4f} sae {s['ce_sae']:.4f} zero {s['ce_zero']:.4f}  "
         f"recovered {s['ce_recovered']:.4f}  (vs mean ablation {s['ce_mean']:.4f}: "
         f"{s['ce_recovered_mean']:.4f})  KL {s['kl']:.4f}  ({s['n_tokens']} tokens)"

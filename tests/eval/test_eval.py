@@ -78,6 +78,23 @@ def test_activation_metrics_exact_and_batch_invariant():
     assert torch.equal(whole.density == 0, never)
 
 
+def test_inlier_metrics_leave_out_the_attention_sink_row():
+    from saekit.eval.activations import inlier_metrics
+
+    sae = build(SAEConfig(d_in=8, d_sae=16, arch="topk", k=3), seed=0)
+    x = torch.randn(200, 8, generator=torch.Generator().manual_seed(1))
+    sink = x.clone()
+    sink[17] *= 500.0  # one row at ~500x the median norm, like SmolLM2's sinks
+    got, left_out = inlier_metrics(sae, sink, 50.0)
+    assert left_out == 1
+    with torch.no_grad():  # by hand, on the other 199 rows
+        rows = torch.cat([x[:17], x[18:]])
+        fvu = float((rows - sae.reconstruct(rows)).pow(2).sum() / (rows - rows.mean(0)).pow(2).sum())
+    assert got.fvu == pytest.approx(fvu, rel=1e-5)
+    assert activation_metrics(sae, [sink]).fvu != pytest.approx(fvu, rel=1e-2)  # the sink really moves it
+    assert inlier_metrics(sae, x, 50.0)[1] == 0
+
+
 def test_activation_metrics_rejects_wrong_width():
     sae = build(SAEConfig(d_in=8, d_sae=16, arch="topk", k=3))
     with pytest.raises(ShapeError, match="width d=12 but the SAE expects d_in=8"):
@@ -151,6 +168,7 @@ def test_train_on_store_then_eval_end_to_end(tmp_path, tiny_lm, corpus_file):
     )
     assert rep["model"] == "tiny-llama" and rep["hook_point"] == hp  # from the store's manifest
     assert 0 < rep["heldout_metrics"]["fvu"] < 1
+    assert 0 < rep["heldout_metrics_inliers"]["fvu"] < 1
     assert rep["store_metrics"]["l0"] == pytest.approx(4.0, abs=0.5)
     s = rep["spliced"]
     assert s["n_tokens"] >= 100

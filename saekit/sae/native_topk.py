@@ -23,13 +23,15 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from saekit.atomic import atomic_path
+from saekit.models.cache import cache_dir
 
 SOURCE = Path(__file__).with_name("native") / "topk_rows.c"
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11")
@@ -48,11 +50,6 @@ def _cpu_tag() -> str:
         return platform.processor() or platform.machine()
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("SAEKIT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "saekit")
-    return Path(root) / "native"
-
-
 def _compiler() -> str | None:
     cc = os.environ.get("CC")
     if cc and shutil.which(cc):
@@ -67,21 +64,14 @@ def build() -> Path:
     if cc is None:
         raise RuntimeError("no C compiler found (set $CC or install gcc)")
     key = hashlib.sha256(src + repr((FLAGS, cc, platform.machine(), _cpu_tag())).encode()).hexdigest()[:16]
-    out = _cache_dir() / f"topk_rows-{key}.so"
+    out = cache_dir() / "native" / f"topk_rows-{key}.so"
     if out.exists():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".so.tmp")
-    os.close(fd)
-    try:
-        cmd = [cc, *FLAGS, "-o", tmp, str(SOURCE), "-lpthread"]
-        res = subprocess.run(cmd, capture_output=True, text=True)
+    with atomic_path(out) as tmp:  # a concurrent build or reader sees the whole library or none
+        res = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(SOURCE), "-lpthread"], capture_output=True,
+                             text=True)  # fmt: skip
         if res.returncode != 0:
             raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-400:]}")
-        os.replace(tmp, out)  # atomic: a concurrent build or reader sees the whole library or none
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 

@@ -19,7 +19,6 @@ import json
 import math
 import statistics
 import subprocess
-import time
 from pathlib import Path
 
 
@@ -36,14 +35,12 @@ def _args() -> argparse.Namespace:
 
 
 def _run(lm, sae, hp, feat, cfg, starts) -> dict:
+    from maximiser import maximise_timed
+
     from saekit.analysis.objective import FeatureObjective
-    from saekit.analysis.synthetic import maximise_feature
 
     real_max = feat["stats"]["max"]
-    t = time.perf_counter()
-    res = maximise_feature(
-        lm.model, sae, hp, feat["index"], cfg, tokenizer=lm.tokenizer, real_max=real_max, init_contexts=starts
-    )
+    res, seconds = maximise_timed(lm, sae, hp, feat, cfg, starts)
     best = res.sequences[0]
     n = best.n_edited or len(best.token_ids)
     start = starts[0]
@@ -55,7 +52,7 @@ def _run(lm, sae, hp, feat, cfg, starts) -> dict:
         "ratio": best.activation / real_max,
         "perplexity": best.perplexity,
         "real_perplexity": math.exp(real_ce),
-        "s": time.perf_counter() - t,
+        "s": seconds,
         "text": lm.tokenizer.decode(best.token_ids[-n:]),
         "real_text": lm.tokenizer.decode(start[-n:]),
     }

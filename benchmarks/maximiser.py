@@ -51,14 +51,21 @@ def _config(a: argparse.Namespace):
     return dataclasses.replace(SyntheticConfig(), **over)
 
 
-def _row(lm, sae, hp, feat, cfg, starts) -> dict:
+def maximise_timed(lm, sae, hp, feat, cfg, starts):
+    """(result, seconds) of one feature's maximiser from `starts` (shared with fluency_curve)."""
     from saekit.analysis.synthetic import maximise_feature
 
-    real_max = feat["stats"]["max"]
     t = time.perf_counter()
     res = maximise_feature(
-        lm.model, sae, hp, feat["index"], cfg, tokenizer=lm.tokenizer, real_max=real_max, init_contexts=starts
-    )
+        lm.model, sae, hp, feat["index"], cfg, tokenizer=lm.tokenizer, real_max=feat["stats"]["max"],
+        init_contexts=starts,
+    )  # fmt: skip
+    return res, time.perf_counter() - t
+
+
+def _row(lm, sae, hp, feat, cfg, starts) -> dict:
+    real_max = feat["stats"]["max"]
+    res, seconds = maximise_timed(lm, sae, hp, feat, cfg, starts)
     best = res.sequences[0]
     start = max((s.start_activation or 0.0) for s in res.sequences)
     return {
@@ -69,7 +76,7 @@ def _row(lm, sae, hp, feat, cfg, starts) -> dict:
         "ratio": best.activation / real_max,
         "ratio_to_start": best.activation / start if start > 0 else None,
         "start_ratio": start / real_max,
-        "s": time.perf_counter() - t,
+        "s": seconds,
         "text": lm.tokenizer.decode(best.token_ids[-12:]),
     }
 

@@ -76,6 +76,7 @@ def test_sweep_protocol_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
     from saekit.steer.calibration import measure, save_calibration
     from saekit.steer.protocol import choose_on_train
     from saekit.steer.sweep import SweepConfig, run_sweep
+    from saekit.steer.sweep_config import SMALL_ARMS
     from saekit.steer.sweep_report import format_table, save_result
 
     hp = "model.layers.1"
@@ -90,14 +91,7 @@ def test_sweep_protocol_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
     (tmp_path / "c.json").write_text(json.dumps(concepts))
     (tmp_path / "p.json").write_text(json.dumps({"train": ["w1 w2 w3", "w4 w5"], "test": ["w6 w7 w8"]}))
     lm = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", "causal_lm", "float32", 32, 2)
-    arms = (
-        "input:additive",
-        "input:clamp",
-        "output:additive",
-        "decompose:additive",
-        "sae_ts:additive",
-        "diffmean",
-    )
+    arms = SMALL_ARMS
     cfg = SweepConfig(
         sae=(str(folder),),
         out=str(tmp_path / "out"),

@@ -94,6 +94,7 @@ def inlier_metrics(sae, rows_ND: Tensor, max_norm_ratio: float) -> tuple[Activat
     drops from training stores. Kept in, one row carried 57-66% of the eval's squared error and set its FVU,
     so the report gives both numbers.
     """
-    norms = rows_ND.float().norm(dim=-1)
-    keep = norms <= max_norm_ratio * norms.median()
-    return activation_metrics(sae, rows_ND[keep].split(1024)), int((~keep).sum())
+    from saekit.models.activations import norm_outliers
+
+    out = norm_outliers(rows_ND[None], torch.ones(1, rows_ND.shape[0], dtype=torch.bool), max_norm_ratio)[0]
+    return activation_metrics(sae, rows_ND[~out].split(1024)), int(out.sum())

@@ -36,6 +36,10 @@ class EvalConfig:
     share_prefix: bool = True
     """Compute the model up to the hook once and only the layers after it per variant (identical numbers;
     off = four full forward passes, the reference)."""
+    baseline_cache: bool = True
+    """Reuse the SAE-independent part (prefix activations, zero / mean ablation CEs) of an earlier eval
+    at the same model, hook, tokens and batch size, from `$SAEKIT_CACHE/eval_baselines` (checked against
+    the model before use; identical numbers). Off = compute everything and write nothing."""
     exclude_first: int = 1
     """Context positions never spliced nor scored (the attention sink), as in harvest."""
     acts: str | None = None
@@ -79,7 +83,7 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     from saekit.device import resolve_device
     from saekit.eval.activations import activation_metrics, check_width, inlier_metrics
     from saekit.eval.plots import eval_png
-    from saekit.eval.spliced import eval_positions, spliced_metrics
+    from saekit.eval.spliced import eval_positions
     from saekit.formats import output_folder
     from saekit.hooks import HookPoint, resolve_module
     from saekit.train.metrics import read_log
@@ -134,18 +138,7 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
 
     bar = tqdm(total=int(pos.sum()), desc="eval", unit="tok", disable=cfg.quiet)
     try:
-        sp = spliced_metrics(
-            loaded.model,
-            hp,
-            _sae_reconstructor(sae),
-            ids,
-            mask,
-            pos,
-            batch_size=cfg.batch_size,
-            on_activations=on_acts,
-            progress=bar,
-            share_prefix=cfg.share_prefix,
-        )
+        sp = _spliced(cfg, loaded.model, hp, _sae_reconstructor(sae), ids, mask, pos, on_acts, bar)
     finally:
         bar.close()
     heldout = activation_metrics(sae, acts)
@@ -168,6 +161,38 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     return report
 
 
+def _spliced(cfg: EvalConfig, model, hp, reconstruct, ids, mask, pos, on_acts, bar):
+    """Spliced metrics, through the on-disk baseline cache when it is on (and the prefix is shared:
+    the full-pass reference must recompute everything)."""
+    from saekit.eval.baseline_cache import baseline_key, baseline_path, load_baseline, save_baseline
+    from saekit.eval.spliced import spliced_metrics_and_baseline
+
+    use_cache = cfg.baseline_cache and cfg.share_prefix
+    path = baseline_path(baseline_key(model, hp, ids, mask, pos, cfg.batch_size)) if use_cache else None
+    cached = load_baseline(path) if path is not None else None
+    sp, baseline = spliced_metrics_and_baseline(
+        model,
+        hp,
+        reconstruct,
+        ids,
+        mask,
+        pos,
+        batch_size=cfg.batch_size,
+        on_activations=on_acts,
+        progress=bar,
+        share_prefix=cfg.share_prefix,
+        baseline=cached,
+    )
+    if path is not None and not sp.baseline_reused:
+        try:
+            save_baseline(path, baseline)
+        except OSError as err:  # a read-only or full cache disk must not fail the eval
+            import warnings
+
+            warnings.warn(f"eval: could not write the baseline cache {path}: {err}", stacklevel=2)
+    return sp
+
+
 def summary_line(report: dict[str, Any]) -> str:
     h, s = report["heldout_metrics"], report["spliced"]
     hi = report.get("heldout_metrics_inliers")
@@ -177,7 +202,8 @@ def summary_line(report: dict[str, Any]) -> str:
         f"shrinkage {h['shrinkage']:.3f}  "
         f"CE orig {s['ce_orig']:.4f} sae {s['ce_sae']:.4f} zero {s['ce_zero']:.4f}  "
         f"recovered {s['ce_recovered']:.4f}  (vs mean ablation {s['ce_mean']:.4f}: "
-        f"{s['ce_recovered_mean']:.4f})  KL {s['kl']:.4f}  ({s['n_tokens']} tokens)"
+        f"{s['ce_recovered_mean']:.4f})  KL {s['kl']:.4f}  ({s['n_tokens']} tokens"
+        f"{'; prefix and ablation CEs from the baseline cache' if s.get('baseline_reused') else ''})"
     )
 
 

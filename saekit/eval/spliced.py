@@ -11,6 +11,11 @@ Speed: the prefix up to the hook is computed once per context; when the hook is 
 stack, the four variants are batched through the layers after it only (saekit/eval/suffix.py), and the
 first batch is checked against a full forward so a model that does not fit that picture falls back to
 full passes instead of giving wrong numbers.
+
+The prefix activations and the zero / mean ablation CEs do not depend on the SAE: they are returned as a
+`Baseline`, and a later eval of another SAE at the same hook on the same tokens that is given it runs only
+the original and spliced variants through the suffix, and no prefix (saekit/eval/baseline_cache.py keeps
+them on disk). The original variant still runs: the KL needs its full next-token distributions.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from saekit.errors import SaekitError
@@ -28,6 +32,8 @@ from saekit.eval.suffix import layer_slot, replay_prefix, returns_tuple
 from saekit.hooks import HookPoint, capture, intervene
 
 VARIANTS = ("orig", "sae", "zero", "mean")
+SAE_DEPENDENT = ("orig", "sae")
+"""The variants a cached `Baseline` still has to run ("orig" for the KL, and as a check on the cache)."""
 
 
 class SplicedMetrics(NamedTuple):
@@ -48,6 +54,20 @@ class SplicedMetrics(NamedTuple):
     """(ce_mean - ce_sae) / (ce_mean - ce_orig): recovery against mean ablation (a stronger baseline)."""
     shared_prefix: bool = False
     """Whether the fast path (prefix once, variants through the suffix only) was used."""
+    baseline_reused: bool = False
+    """Whether the SAE-independent part (prefix, ablation CEs) came from a `Baseline` given by the caller."""
+
+
+class Baseline(NamedTuple):
+    """The SAE-independent part of a spliced eval, valid for one model, hook, token set and batch size."""
+
+    prefix: list[Tensor]
+    """Hook-point activation `[b, T, d]` of every evaluated batch, in order (model dtype)."""
+    ce_orig_sum: float
+    """Summed CE of the unmodified model: checked against the rerun original variant on reuse."""
+    ce_zero_sum: float
+    ce_mean_sum: float
+    count: int
 
 
 def eval_positions(token_id: Tensor, mask: Tensor, special_ids: set[int], exclude_first: int = 1) -> Tensor:
@@ -64,8 +84,9 @@ def eval_positions(token_id: Tensor, mask: Tensor, special_ids: set[int], exclud
 
 
 def _logits(model, ids: Tensor, attn: Tensor) -> Tensor:
+    """Logits in the model's dtype (the reductions upcast a few rows at a time, not the whole tensor)."""
     out = model(input_ids=ids, attention_mask=attn.long())
-    return (out.logits if hasattr(out, "logits") else out[0]).float()
+    return out.logits if hasattr(out, "logits") else out[0]
 
 
 def _device(model) -> torch.device:
@@ -84,13 +105,17 @@ def _prefix(model, hp: HookPoint, ids: Tensor, attn: Tensor, slot) -> tuple[Tens
     return cap.activations[str(hp)], seen.get("tuple", False)
 
 
-def _variants(x: Tensor, pos: Tensor, reconstruct, mean: Tensor) -> Tensor:
-    """`[4b, T, d]`: x spliced with itself, the SAE, zeros and the mean at `pos` (in VARIANTS order)."""
-    out = x.unsqueeze(0).repeat(len(VARIANTS), 1, 1, 1)
+def _variants(x: Tensor, pos: Tensor, reconstruct, mean: Tensor | None, names: tuple[str, ...]) -> Tensor:
+    """`[len(names) * b, T, d]`: x spliced at `pos` with itself, the SAE, zeros or the mean, per name."""
+    out = x.unsqueeze(0).repeat(len(names), 1, 1, 1)
     sel = pos.to(x.device)
-    out[1][sel] = reconstruct(x[sel]).to(x.dtype)
-    out[2][sel] = 0
-    out[3][sel] = mean.to(x.dtype)
+    for i, name in enumerate(names):
+        if name == "sae":
+            out[i][sel] = reconstruct(x[sel]).to(x.dtype)
+        elif name == "zero":
+            out[i][sel] = 0
+        elif name == "mean":
+            out[i][sel] = mean.to(x.dtype)
     return out.flatten(0, 1)
 
 
@@ -108,23 +133,42 @@ def _suffix_pass(model, slot, tuple_out, ids4, attn4, stacked: Tensor) -> Tensor
     return logits
 
 
+_CHUNK_ELEMENTS = 1 << 19
+"""Logit elements per variant reduced at a time: a few rows of the vocabulary, small enough to stay in
+cache while their log-sum-exp, target logit and KL terms are taken (one pass over the logits instead of
+materialising log-softmax copies of all of them, which cost as much as the LM head itself)."""
+
+
 class _Sums:
-    def __init__(self) -> None:
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
         self.ce = dict.fromkeys(VARIANTS, 0.0)
         self.kl = 0.0
         self.count = 0
 
     def add(self, logits: Tensor, ids: Tensor, pos: Tensor) -> None:
-        sel = pos[:, :-1]
-        targets = ids[:, 1:][sel]
-        lp = {}
-        for name, lo in zip(VARIANTS, logits.chunk(len(VARIANTS)), strict=True):
-            lp[name] = F.log_softmax(lo[:, :-1][sel], dim=-1)
-            self.ce[name] += float(-lp[name].gather(-1, targets[:, None]).sum())
-        self.kl += float((lp["orig"].exp() * (lp["orig"] - lp["sae"])).sum())
+        """Accumulate CE per variant and KL(orig || sae) over the scored positions of one batch.
+
+        Per row: CE = logsumexp(z) - z[target]; KL = sum_v p_orig,v (z_orig,v - z_sae,v) - lse_orig + lse_sae,
+        which is sum p_orig (log p_orig - log p_sae) rewritten so that no log-softmax is stored.
+        """
+        per = dict(zip(self.names, logits.chunk(len(self.names)), strict=True))
+        b_idx, t_idx = pos[:, :-1].nonzero(as_tuple=True)
+        targets = ids[b_idx, t_idx + 1]
+        step = max(1, _CHUNK_ELEMENTS // logits.shape[-1])
+        for lo in range(0, int(b_idx.numel()), step):
+            bi, ti, tg = b_idx[lo : lo + step], t_idx[lo : lo + step], targets[lo : lo + step, None]
+            rows, lse = {}, {}
+            for name, z in per.items():
+                rows[name] = z[bi, ti].float()
+                lse[name] = torch.logsumexp(rows[name], dim=-1)
+                self.ce[name] += float((lse[name] - rows[name].gather(-1, tg)[:, 0]).double().sum())
+            p_orig = torch.exp(rows["orig"] - lse["orig"][:, None])
+            cross = (p_orig * (rows["orig"] - rows["sae"])).sum(-1)
+            self.kl += float((cross - lse["orig"] + lse["sae"]).double().sum())
         self.count += int(targets.numel())
 
-    def metrics(self, shared: bool) -> SplicedMetrics:
+    def metrics(self, shared: bool, reused: bool = False) -> SplicedMetrics:
         if self.count == 0:
             raise SaekitError("no evaluable positions: give more tokens or longer contexts")
         ce = {k: v / self.count for k, v in self.ce.items()}
@@ -138,6 +182,7 @@ class _Sums:
             ce["mean"],
             _recovered(ce["mean"], ce["sae"], ce["orig"]),
             shared,
+            reused,
         )
 
 
@@ -146,7 +191,6 @@ def _recovered(ablated: float, spliced: float, orig: float) -> float:
     return (ablated - spliced) / denom if abs(denom) > 1e-12 else float("nan")
 
 
-@torch.no_grad()
 def spliced_metrics(
     model,
     hook_point,
@@ -166,6 +210,42 @@ def spliced_metrics(
     `on_activations` receives the original activations at the evaluated positions (for FVU etc.).
     `share_prefix=False` forces full forward passes (the reference the fast path is checked against).
     """
+    return spliced_metrics_and_baseline(
+        model,
+        hook_point,
+        reconstruct,
+        token_id,
+        mask,
+        positions,
+        batch_size=batch_size,
+        on_activations=on_activations,
+        progress=progress,
+        share_prefix=share_prefix,
+    )[0]
+
+
+@torch.no_grad()
+def spliced_metrics_and_baseline(
+    model,
+    hook_point,
+    reconstruct: Callable[[Tensor], Tensor],
+    token_id: Tensor,
+    mask: Tensor,
+    positions: Tensor,
+    *,
+    batch_size: int = 4,
+    on_activations: Callable[[Tensor], None] | None = None,
+    progress=None,
+    share_prefix: bool = True,
+    baseline: Baseline | None = None,
+) -> tuple[SplicedMetrics, Baseline]:
+    """`spliced_metrics`, plus its SAE-independent part; given a `baseline` from an earlier call on the
+    same model, hook, tokens and batch size, only the original and spliced variants run.
+
+    A baseline is trusted only after two checks: the first batch's prefix is recomputed and must match
+    it, and the rerun original CE must match its `ce_orig_sum`. If either fails it is dropped with a
+    warning and everything is recomputed, so a stale cache costs time, never correctness.
+    """
     hp = HookPoint.parse(hook_point)
     dev = _device(model)
     slot = layer_slot(model, hp) if share_prefix else None
@@ -178,11 +258,57 @@ def spliced_metrics(
         for lo in range(0, token_id.shape[0], batch_size)
         if positions[lo : lo + batch_size].any()
     ]
-    # phase 1: every context's activation at the hook (prefix only), and their mean for mean ablation
-    prefixes, tuple_out = [], False
-    total, n = None, 0
-    for ids, attn, pos in batches:
-        x, tuple_out = _prefix(model, hp, ids, attn, slot)
+    tuple_out = False
+    if baseline is not None:
+        fits, tuple_out = _baseline_fits(model, hp, batches, slot, baseline)
+        baseline = baseline if fits else None
+    prefixes, mean, tuple_out = _collect_prefixes(
+        model, hp, batches, slot, baseline, on_activations, tuple_out
+    )
+    # phase 2: the variants, batched, through the suffix (or full passes)
+    names = SAE_DEPENDENT if baseline is not None else VARIANTS
+    sums = _Sums(names)
+    for i, ((ids, attn, pos), x) in enumerate(zip(batches, prefixes, strict=True)):
+        stacked = _variants(x, pos, reconstruct, mean, names)
+        ids_v, attn_v = ids.repeat(len(names), 1), attn.repeat(len(names), 1)
+        logits = _suffix_pass(model, slot, tuple_out, ids_v, attn_v, stacked) if slot else None
+        # on first use the replay is checked against a full forward; a reused baseline is checked by its
+        # original CE instead (computed by a checked replay or full passes), so the guard is not repeated
+        guard = slot and i == 0 and baseline is None
+        if guard and not _matches_full(model, hp, ids_v, attn_v, stacked, logits, len(names)):
+            slot = None
+        if logits is None or slot is None:
+            logits = _full_pass(model, hp, ids_v, attn_v, stacked)
+        sums.add(logits, ids, pos.to(dev))
+        if progress is not None:
+            progress.update(int(pos[:, :-1].sum()))
+    if baseline is not None:
+        if not _close(sums.ce["orig"], baseline.ce_orig_sum, sums.count) or sums.count != baseline.count:
+            warnings.warn(
+                f"eval: the cached baseline's original CE does not match this model at {hp}; recomputing",
+                stacklevel=2,
+            )
+            return spliced_metrics_and_baseline(
+                model, hp, reconstruct, token_id, mask, positions, batch_size=batch_size,
+                on_activations=None, progress=None, share_prefix=share_prefix,
+            )  # fmt: skip
+        sums.ce["zero"], sums.ce["mean"] = baseline.ce_zero_sum, baseline.ce_mean_sum
+    base = Baseline(
+        [p.cpu() for p in prefixes], sums.ce["orig"], sums.ce["zero"], sums.ce["mean"], sums.count
+    )
+    return sums.metrics(shared=slot is not None, reused=baseline is not None), base
+
+
+def _collect_prefixes(model, hp, batches, slot, baseline, on_activations, tuple_out: bool):
+    """Phase 1: every batch's activation at the hook (computed, or taken from the baseline), the mean
+    over the evaluated positions (for mean ablation) and whether the hooked layer returns a tuple."""
+    dev = _device(model)
+    prefixes, total, n = [], None, 0
+    for i, (ids, attn, pos) in enumerate(batches):
+        if baseline is None:
+            x, tuple_out = _prefix(model, hp, ids, attn, slot)
+        else:
+            x = baseline.prefix[i].to(dev)
         xs = x[pos.to(x.device)]
         if on_activations is not None:
             on_activations(xs)
@@ -191,27 +317,38 @@ def spliced_metrics(
         prefixes.append(x)
     if n == 0:
         raise SaekitError("no evaluable positions: give more tokens or longer contexts")
-    mean = (total / n).float()
-    # phase 2: the four variants, batched, through the suffix (or full passes)
-    sums = _Sums()
-    for i, ((ids, attn, pos), x) in enumerate(zip(batches, prefixes, strict=True)):
-        stacked = _variants(x, pos, reconstruct, mean)
-        ids4, attn4 = ids.repeat(len(VARIANTS), 1), attn.repeat(len(VARIANTS), 1)
-        logits = _suffix_pass(model, slot, tuple_out, ids4, attn4, stacked) if slot else None
-        if slot and i == 0 and not _matches_full(model, hp, ids4, attn4, stacked, logits):
-            slot = None
-        if logits is None or slot is None:
-            logits = _full_pass(model, hp, ids4, attn4, stacked)
-        sums.add(logits, ids, pos.to(dev))
-        if progress is not None:
-            progress.update(int(pos[:, :-1].sum()))
-    return sums.metrics(shared=slot is not None)
+    return prefixes, (total / n).float(), tuple_out
 
 
-def _matches_full(model, hp, ids4, attn4, stacked, logits) -> bool:
+def _close(a: float, b: float, count: int) -> bool:
+    """Summed CEs agree to 1e-4 nats per token (reduction order and thread counts move the last bits)."""
+    return abs(a - b) <= 1e-4 * max(count, 1) * max(1.0, abs(b) / max(count, 1))
+
+
+def _baseline_fits(model, hp: HookPoint, batches, slot, baseline: Baseline) -> tuple[bool, bool]:
+    """Whether the baseline covers these batches and its first prefix is what the model computes now;
+    and whether the hooked layer returns a tuple (learnt from that recomputed prefix)."""
+    shapes_ok = len(baseline.prefix) == len(batches) and all(
+        tuple(p.shape[:2]) == tuple(ids.shape)
+        for p, (ids, _, _) in zip(baseline.prefix, batches, strict=False)
+    )
+    if shapes_ok:
+        ids, attn, _ = batches[0]
+        x, tuple_out = _prefix(model, hp, ids[:1], attn[:1], slot)  # one context: cheap, and enough
+        ref = baseline.prefix[0][:1].to(x.device, x.dtype)
+        if x.shape == ref.shape and torch.allclose(
+            x, ref, rtol=1e-4, atol=1e-4 * float(x.abs().max().clamp_min(1))
+        ):
+            return True, tuple_out
+    warnings.warn(
+        f"eval: the cached baseline does not match this model and tokens at {hp}; recomputing", stacklevel=3
+    )
+    return False, False
+
+
+def _matches_full(model, hp, ids4, attn4, stacked, logits, n_variants: int) -> bool:
     """One-time guard: the suffix replay must give the full forward's logits (else fall back)."""
-    b = ids4.shape[0] // len(VARIANTS)
-    rows = [0, b]  # the first context, original and SAE-spliced: cheap, and covers the replayed edit
+    rows = [ids4.shape[0] // n_variants]  # the first context, SAE-spliced: one row covers the replayed edit
     ref = _full_pass(model, hp, ids4[rows], attn4[rows], stacked[rows])
     ok = torch.allclose(logits[rows], ref, rtol=1e-4, atol=1e-3 * float(ref.abs().max().clamp_min(1)))
     if not ok:

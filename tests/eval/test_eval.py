@@ -270,7 +270,7 @@ def test_non_layer_hook_falls_back_to_full_passes(tiny_lm):
 def test_every_variant_and_recovered_fraction_match_manual_forwards(tiny_lm):
     """ce_orig / ce_sae / ce_zero / ce_mean = CE of plain forwards whose hooked activation at the
     evaluated positions is kept, reconstructed, zeroed or replaced by its mean over those positions;
-    the recovered fractions follow from those hand-computed CEs."""
+    the recovered fractions follow from those hand-computed CEs, and the KL is F.kl_div's."""
     import torch.nn.functional as F
 
     from saekit.hooks import capture, intervene
@@ -293,12 +293,15 @@ def test_every_variant_and_recovered_fraction_match_manual_forwards(tiny_lm):
             return edit
 
         sel = pos[:, :-1]
-        ce = {}
+        ce, logp = {}, {}
         for name, fn in [("orig", lambda a: a), ("sae", _nonlinear_recon), ("zero", torch.zeros_like),
                          ("mean", lambda a: mean.expand_as(a))]:  # fmt: skip
             with intervene(tiny_lm.model, hp, at_positions(fn)):
                 logits = tiny_lm.model(input_ids=ids, attention_mask=mask.long()).logits
             ce[name] = float(F.cross_entropy(logits[:, :-1][sel].float(), ids[:, 1:][sel]))
+            logp[name] = F.log_softmax(logits[:, :-1][sel].double(), -1)
+    kl = float(F.kl_div(logp["sae"], logp["orig"], log_target=True, reduction="sum")) / int(sel.sum())
+    assert m.kl == pytest.approx(kl, rel=1e-4) and kl > 1e-4
     for name, value in ce.items():
         assert getattr(m, f"ce_{name}") == pytest.approx(value, rel=1e-5), name
     assert abs(ce["zero"] - ce["orig"]) > 1e-3 and abs(ce["mean"] - ce["orig"]) > 1e-4  # well-defined ratios

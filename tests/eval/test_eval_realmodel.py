@@ -12,6 +12,7 @@ def test_identity_splice_on_smollm2_recovers_everything():
     from saekit.data.corpus import load_corpus
     from saekit.eval import eval_positions, spliced_metrics
     from saekit.eval.evaluate import heldout_tokens
+    from saekit.eval.spliced import spliced_metrics_and_baseline
     from saekit.hooks import HookPoint
     from saekit.models import load_model
 
@@ -36,3 +37,13 @@ def test_identity_splice_on_smollm2_recovers_everything():
     assert fast.shared_prefix and not ref.shared_prefix
     for name in ("ce_orig", "ce_sae", "ce_zero", "ce_mean", "kl"):
         assert getattr(fast, name) == pytest.approx(getattr(ref, name), rel=1e-4, abs=1e-5), name
+    # a baseline from that eval, reused for another splice, gives that splice's full-pass numbers
+    _, base = spliced_metrics_and_baseline(*args, batch_size=2)
+    other = lambda x: x.flip(-1)  # noqa: E731
+    args_o = (lm.model, HookPoint.parse("model.layers.15"), other, ids[:2], mask[:2], pos[:2])
+    reused, _ = spliced_metrics_and_baseline(*args_o, batch_size=2, baseline=base)
+    ref_o = spliced_metrics(*args_o, batch_size=2, share_prefix=False)
+    assert reused.baseline_reused
+    for name in ("ce_orig", "ce_sae", "ce_zero", "ce_mean", "kl"):
+        assert getattr(reused, name) == pytest.approx(getattr(ref_o, name), rel=1e-4, abs=1e-5), name
+    assert reused.ce_sae > fast.ce_sae  # a permuted residual hurts more than a halved one: not a no-op

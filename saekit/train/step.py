@@ -20,6 +20,7 @@ from saekit.device import autocast
 from saekit.errors import NonFiniteError
 from saekit.train import distributed as dd
 from saekit.train.dead import DeadLatentTracker
+from saekit.train.dense_adam import DenseLayoutAdam
 
 #: the labels of the phases, in step order (the profile benchmark reads them)
 PHASES = ("forward", "backward", "gradient sync", "decoder projection", "optimiser", "decoder renorm",
@@ -39,12 +40,13 @@ class RunState:
 
 def make_optimizer(params, lr: float, betas: tuple[float, float], eps: float) -> torch.optim.Optimizer:
     """Adam, fused where this torch build offers it for the parameters' device (one kernel per step
-    instead of a handful per tensor), else the default implementation; the update rule is the same."""
+    instead of a handful per tensor), else the default implementation; the update rule is the same.
+    `DenseLayoutAdam` gives the kernels the latent-major encoder in memory order (train/dense_adam.py)."""
     params = list(params)
     try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=True)
+        return DenseLayoutAdam(params, lr=lr, betas=betas, eps=eps, fused=True)
     except (RuntimeError, ValueError, TypeError):
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)
+        return DenseLayoutAdam(params, lr=lr, betas=betas, eps=eps)
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,15 @@ prefix forward and the same zero / mean ablation passes every time. The cache ke
 tokens, the scored positions and the batch size. `spliced_metrics_and_baseline` re-checks a loaded
 baseline against the model before using it, so a key collision or an edited model costs time, not
 correctness. Files are safetensors (no pickle) written atomically; an unreadable one is ignored and
-rewritten.
+rewritten; the folder is kept under `MAX_TOTAL_BYTES` by deleting the least recently used.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -30,6 +32,8 @@ VERSION = "1"
 MAX_BYTES = 1 << 30
 """Baselines whose prefix activations exceed this are not written (they would cost more disk than the
 prefix forward they save is worth); the eval still runs, just without a cache."""
+MAX_TOTAL_BYTES = 4 << 30
+"""After a write, the oldest baselines are deleted until the folder holds at most this much."""
 _SAMPLE = 257
 
 
@@ -86,7 +90,30 @@ def save_baseline(path: Path, baseline: Baseline, max_bytes: int = MAX_BYTES) ->
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
+    evict_oldest(path.parent, MAX_TOTAL_BYTES, keep=path)
     return True
+
+
+def evict_oldest(folder: Path, max_total: int, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently written baselines until `folder` holds <= `max_total` bytes; returns them.
+
+    Loading touches a file's mtime, so what a sweep keeps reading stays."""
+    files = []
+    for f in folder.glob("*.safetensors"):
+        try:
+            files.append((f.stat().st_mtime, f.stat().st_size, f))
+        except OSError:  # removed by a concurrent eval
+            continue
+    total, removed = sum(size for _, size, _ in files), []
+    for _, size, f in sorted(files, key=lambda t: t[0]):
+        if total <= max_total:
+            break
+        if keep is not None and f == keep:
+            continue
+        f.unlink(missing_ok=True)
+        total -= size
+        removed.append(f)
+    return removed
 
 
 def load_baseline(path: Path) -> Baseline | None:
@@ -111,4 +138,6 @@ def load_baseline(path: Path) -> Baseline | None:
             f"eval: ignoring unreadable baseline cache {path} ({err}); it will be rewritten", stacklevel=2
         )
         return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used: the last to be evicted
     return Baseline(prefix, *sums, count)

@@ -125,7 +125,11 @@ def test_disk_round_trip_and_unreadable_files(tmp_path, tiny_lm):
     _, base = spliced_metrics_and_baseline(tiny_lm.model, hp, _recon_a, ids, mask, pos, batch_size=2)
     path = tmp_path / "b.safetensors"
     assert save_baseline(path, base)
+    import os
+
+    os.utime(path, (1000, 1000))
     back = load_baseline(path)
+    assert path.stat().st_mtime > 1000  # a read marks it recently used (evicted last)
     assert back is not None and back.count == base.count
     assert (back.ce_orig_sum, back.ce_zero_sum, back.ce_mean_sum) == (
         base.ce_orig_sum,
@@ -209,3 +213,21 @@ def test_evaluate_reuses_the_cache_across_saes(tmp_path, monkeypatch, tiny_lm, c
     assert again["ce_zero"] == pytest.approx(reports["b", False]["ce_zero"], rel=1e-5)
     assert load_baseline(path) is not None
     assert baseline_path("x", tmp_path).parent.name == "eval_baselines"
+
+
+def test_eviction_keeps_the_folder_under_its_cap_and_the_recently_used(tmp_path):
+    import os
+
+    from saekit.eval.baseline_cache import evict_oldest
+
+    files = []
+    for i in range(5):
+        f = tmp_path / f"{i}.safetensors"
+        f.write_bytes(b"x" * 100)
+        os.utime(f, (1000 + i, 1000 + i))
+        files.append(f)
+    os.utime(files[0], (2000, 2000))  # read recently: kept
+    removed = evict_oldest(tmp_path, 300, keep=files[1])
+    assert sorted(p.name for p in removed) == ["2.safetensors", "3.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.safetensors", "1.safetensors", "4.safetensors"]
+    assert evict_oldest(tmp_path, 300) == []

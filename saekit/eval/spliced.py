@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -192,36 +192,20 @@ def _recovered(ablated: float, spliced: float, orig: float) -> float:
 
 
 def spliced_metrics(
-    model,
-    hook_point,
-    reconstruct: Callable[[Tensor], Tensor],
-    token_id: Tensor,
-    mask: Tensor,
-    positions: Tensor,
-    *,
-    batch_size: int = 4,
-    on_activations: Callable[[Tensor], None] | None = None,
-    progress=None,
-    share_prefix: bool = True,
-) -> SplicedMetrics:
+    model, hook_point, reconstruct: Callable[[Tensor], Tensor], token_id: Tensor, mask: Tensor,
+    positions: Tensor, **options: Any,
+) -> SplicedMetrics:  # fmt: skip
     """CE (orig / spliced / zero / mean) and KL over `positions` of `token_id [N, T]`.
 
     `reconstruct(x [n, d]) -> x_hat [n, d]` maps raw activations (model dtype in, model dtype out).
-    `on_activations` receives the original activations at the evaluated positions (for FVU etc.).
-    `share_prefix=False` forces full forward passes (the reference the fast path is checked against).
+    `options` are `spliced_metrics_and_baseline`'s: `batch_size`, `on_activations` (receives the original
+    activations at the evaluated positions, for FVU etc.), `progress`, and `share_prefix=False`, which
+    forces full forward passes (the reference the fast path is checked against).
     """
-    return spliced_metrics_and_baseline(
-        model,
-        hook_point,
-        reconstruct,
-        token_id,
-        mask,
-        positions,
-        batch_size=batch_size,
-        on_activations=on_activations,
-        progress=progress,
-        share_prefix=share_prefix,
-    )[0]
+    metrics, _ = spliced_metrics_and_baseline(
+        model, hook_point, reconstruct, token_id, mask, positions, **options
+    )
+    return metrics
 
 
 @torch.no_grad()
@@ -242,7 +226,7 @@ def spliced_metrics_and_baseline(
     """`spliced_metrics`, plus its SAE-independent part; given a `baseline` from an earlier call on the
     same model, hook, tokens and batch size, only the original and spliced variants run.
 
-    A baseline is trusted only after two checks: the first batch's prefix is recomputed and must match
+    A baseline is trusted only after two checks: the first context's prefix is recomputed and must match
     it, and the rerun original CE must match its `ce_orig_sum`. If either fails it is dropped with a
     warning and everything is recomputed, so a stale cache costs time, never correctness.
     """

@@ -62,7 +62,8 @@ class Baseline(NamedTuple):
     """The SAE-independent part of a spliced eval, valid for one model, hook, token set and batch size."""
 
     prefix: list[Tensor]
-    """Hook-point activation `[b, T, d]` of every evaluated batch, in order (model dtype)."""
+    """Hook-point activation `[b, T, d]` of every evaluated batch, in order (model dtype, on the model's
+    device when computed; `save_baseline` copies to the host only when it writes)."""
     ce_orig_sum: float
     """Summed CE of the unmodified model: checked against the rerun original variant on reuse."""
     ce_zero_sum: float
@@ -277,9 +278,7 @@ def spliced_metrics_and_baseline(
                 on_activations=None, progress=None, share_prefix=share_prefix,
             )  # fmt: skip
         sums.ce["zero"], sums.ce["mean"] = baseline.ce_zero_sum, baseline.ce_mean_sum
-    base = Baseline(
-        [p.cpu() for p in prefixes], sums.ce["orig"], sums.ce["zero"], sums.ce["mean"], sums.count
-    )
+    base = Baseline(list(prefixes), sums.ce["orig"], sums.ce["zero"], sums.ce["mean"], sums.count)
     return sums.metrics(shared=slot is not None, reused=baseline is not None), base
 
 

@@ -73,6 +73,29 @@ def row_dots(a_RD: Tensor, b_RD: Tensor) -> Tensor:
     return _gather_dot(a_RD, b_RD, rows).view(-1)
 
 
+def gather_dot_pairs(src_RD: Tensor, W_FD: Tensor, rows_N: Tensor, lat_N: Tensor) -> Tensor:
+    """`out[n] = src[rows[n]] . W[lat[n]]` for arbitrary (row, latent) pairs.
+
+    Given pairs sorted by latent, consecutive dots reuse one row of `W` from L1/L2 instead of fetching
+    rows in random order: the backward's per-slot gradient costs ~1/3 of the row-ordered gather here.
+    """
+    if src_RD.dtype == W_FD.dtype and _private_op_works(src_RD.device, src_RD.dtype):
+        return _pairs_private(src_RD, W_FD, rows_N, lat_N)
+    out = src_RD.new_empty(rows_N.shape[0], dtype=torch.promote_types(src_RD.dtype, W_FD.dtype))
+    step = _CHUNK_ROWS * 32
+    for lo in range(0, rows_N.shape[0], step):
+        a = src_RD.index_select(0, rows_N[lo : lo + step])
+        b = W_FD.index_select(0, lat_N[lo : lo + step])
+        out[lo : lo + step] = torch.linalg.vecdot(a.to(out.dtype), b.to(out.dtype))
+    return out
+
+
+def _pairs_private(src_RD: Tensor, W_FD: Tensor, rows_N: Tensor, lat_N: Tensor) -> Tensor:
+    op = torch.ops.aten._embedding_bag_per_sample_weights_backward
+    offsets = rows_N.new_zeros(1)  # not read when offset2bag (here: the rows) is given
+    return op(src_RD.contiguous(), W_FD, lat_N, offsets, rows_N, 0, -1)
+
+
 def _gather_dot_private(grad_BD: Tensor, W_FD: Tensor, idx_BS: Tensor) -> Tensor:
     B, S = idx_BS.shape
     op = torch.ops.aten._embedding_bag_per_sample_weights_backward
@@ -110,8 +133,14 @@ def _private_op_works(device: torch.device, dtype: torch.dtype) -> bool:
         W = torch.randn(5, 8, generator=gen).to(device=device, dtype=dtype)
         idx = torch.tensor([[0, 4], [2, 2], [1, 3]], device=device)
         try:
+            ref = _gather_dot_bmm(g, W, idx)
             got = _gather_dot_private(g, W, idx)
-            ok = bool(torch.allclose(got, _gather_dot_bmm(g, W, idx), rtol=1e-2, atol=1e-2))
+            perm = torch.tensor([5, 0, 3, 1, 4, 2], device=device)  # pairs in any order (gather_dot_pairs)
+            rows = torch.arange(3, device=device).repeat_interleave(2)[perm]
+            pairs = _pairs_private(g, W, rows, idx.flatten()[perm])
+            ok = bool(torch.allclose(got, ref, rtol=1e-2, atol=1e-2)) and bool(
+                torch.allclose(pairs, ref.flatten()[perm], rtol=1e-2, atol=1e-2)
+            )
         except Exception:  # noqa: BLE001 - missing op/kernel/signature all mean "use the public ops"
             ok = False
         _PRIVATE_OP_OK[key] = ok
@@ -160,49 +189,49 @@ class _TopKFunction(torch.autograd.Function):
         has_aux = a_idx.shape[1] > 0
         if g_recon is None:
             g_recon = x_c.new_zeros(B, D)
-        # per-slot gradient of the latent values (through the decoder, plus any direct use)
-        g_slot = _gather_dot(g_recon, W_dec, idx)
-        if g_vals is not None:
-            g_slot = g_slot + g_vals
-        g_slot = g_slot * (vals > 0)
+        S = idx.shape[1] + a_idx.shape[1]
+        row = torch.arange(B, device=x_c.device).repeat_interleave(S)
         if has_aux:
             if g_arecon is None:
                 g_arecon = torch.zeros_like(g_recon)
-            g_aslot = _gather_dot(g_arecon, W_dec, a_idx)
-            if g_avals is not None:
-                g_aslot = g_aslot + g_avals
-            g_aslot = g_aslot * (a_vals > 0)
             lat = torch.cat([idx, a_idx], 1).flatten()
-            g_all = torch.cat([g_slot, g_aslot], 1).flatten()
             v_all = torch.cat([vals, a_vals], 1).flatten()
-            S = idx.shape[1] + a_idx.shape[1]
-            row = torch.arange(B, device=x_c.device).repeat_interleave(S)
             is_aux = torch.cat([torch.zeros_like(idx), torch.ones_like(a_idx)], 1).flatten()
             dec_src = torch.cat([g_recon, g_arecon], 0)
             dec_row = row + B * is_aux
+            direct = None
+            if g_vals is not None or g_avals is not None:
+                gv = g_vals if g_vals is not None else torch.zeros_like(vals)
+                ga = g_avals if g_avals is not None else torch.zeros_like(a_vals)
+                direct = torch.cat([gv, ga], 1).flatten()
         else:
-            lat = idx.flatten()
-            g_all = g_slot.flatten()
-            v_all = vals.flatten()
-            row = torch.arange(B, device=x_c.device).repeat_interleave(idx.shape[1])
-            dec_src = g_recon
-            dec_row = row
+            lat, v_all, dec_src, dec_row = idx.flatten(), vals.flatten(), g_recon, row
+            direct = g_vals.flatten() if g_vals is not None else None
+        # every (row, slot) pair in latent order: the gathers below then walk W a row at a time
         order, offsets = _bags_by_latent(lat, n_lat)
-        g_sorted = g_all[order]
+        lat_s, v_s, dec_row_s = lat[order], v_all[order], dec_row[order]
+        # per-slot gradient of the latent values (through the decoder, plus any direct use), zero where
+        # the ReLU clipped the value
+        g_sorted = gather_dot_pairs(dec_src, W_dec, dec_row_s, lat_s)
+        if direct is not None:
+            g_sorted = g_sorted + direct[order]
+        g_sorted = g_sorted * (v_s > 0)
 
         grad_x = grad_W_enc = grad_b_enc = grad_W_dec = grad_b_dec = None
         need_x, need_We, need_be, need_Wd, need_bd = ctx.needs_input_grad[:5]
         # (on CUDA index_add_ sums with atomics, so this one gradient varies run to run at rounding level)
-        grad_b_enc_F = torch.zeros(n_lat, dtype=x_c.dtype, device=x_c.device).index_add_(0, lat, g_all)
+        grad_b_enc_F = torch.zeros(n_lat, dtype=x_c.dtype, device=x_c.device).index_add_(0, lat_s, g_sorted)
         if need_be:
             grad_b_enc = grad_b_enc_F
         if need_We:
             grad_W_enc = _scatter_rows(x_c, row[order], g_sorted, offsets).T
         if need_Wd:
-            grad_W_dec = _scatter_rows(dec_src, dec_row[order], v_all[order], offsets)
+            grad_W_dec = _scatter_rows(dec_src, dec_row_s, v_s, offsets)
         if need_x or need_bd:
             if need_x:
                 # only when the caller wants input gradients: one more sparse product
+                g_all = torch.empty_like(g_sorted)
+                g_all[order] = g_sorted
                 grad_x = F.embedding_bag(
                     idx if not has_aux else torch.cat([idx, a_idx], 1),
                     W_enc.T.contiguous(),

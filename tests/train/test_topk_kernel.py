@@ -83,3 +83,21 @@ def test_bf16_matmul_close_to_fp32():
     assert fast.dtype == torch.float32
     rel = (fast - ref).norm() / ref.norm()
     assert 0 < rel < 2e-2
+
+
+@pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32), (torch.float32, torch.float64)])
+def test_gather_dot_pairs_equals_explicit_dots(dtypes):
+    """Both the fused ATen path (same dtypes) and the public fallback (mixed): src[rows] . W[lat] per pair,
+    for pairs in latent order and in random order, against float64 dots."""
+    from saekit.sae.kernels import gather_dot_pairs
+
+    g = torch.Generator().manual_seed(3)
+    src = torch.randn(40, 24, generator=g).to(dtypes[0])
+    W = torch.randn(300, 24, generator=g).to(dtypes[1])
+    rows = torch.randint(0, 40, (1000,), generator=g)
+    lat = torch.randint(0, 300, (1000,), generator=g)
+    ref = (src.double()[rows] * W.double()[lat]).sum(-1)
+    for order in (torch.arange(1000), lat.sort(stable=True).indices):
+        got = gather_dot_pairs(src, W, rows[order], lat[order])
+        assert got.shape == (1000,)
+        assert torch.allclose(got.double(), ref[order], rtol=1e-5, atol=1e-5)

@@ -97,11 +97,10 @@ def _pairs_private(src_RD: Tensor, W_FD: Tensor, rows_N: Tensor, lat_N: Tensor) 
 
 
 def _gather_dot_private(grad_BD: Tensor, W_FD: Tensor, idx_BS: Tensor) -> Tensor:
+    """The row-ordered gather-dot: the pairs (b, idx[b, s]) in row order."""
     B, S = idx_BS.shape
-    op = torch.ops.aten._embedding_bag_per_sample_weights_backward
-    offsets = torch.arange(0, B * S, S, device=idx_BS.device)
-    offset2bag = torch.arange(B, device=idx_BS.device).repeat_interleave(S)
-    return op(grad_BD.contiguous(), W_FD, idx_BS.flatten(), offsets, offset2bag, 0, -1).view(B, S)
+    rows = torch.arange(B, device=idx_BS.device).repeat_interleave(S)
+    return _pairs_private(grad_BD, W_FD, rows, idx_BS.flatten()).view(B, S)
 
 
 def _gather_dot_bmm(grad_BD: Tensor, W_FD: Tensor, idx_BS: Tensor) -> Tensor:
@@ -133,14 +132,12 @@ def _private_op_works(device: torch.device, dtype: torch.dtype) -> bool:
         W = torch.randn(5, 8, generator=gen).to(device=device, dtype=dtype)
         idx = torch.tensor([[0, 4], [2, 2], [1, 3]], device=device)
         try:
-            ref = _gather_dot_bmm(g, W, idx)
-            got = _gather_dot_private(g, W, idx)
-            perm = torch.tensor([5, 0, 3, 1, 4, 2], device=device)  # pairs in any order (gather_dot_pairs)
+            # pairs out of row order: what gather_dot_pairs passes; the row-ordered form is a special case
+            perm = torch.tensor([5, 0, 3, 1, 4, 2], device=device)
             rows = torch.arange(3, device=device).repeat_interleave(2)[perm]
-            pairs = _pairs_private(g, W, rows, idx.flatten()[perm])
-            ok = bool(torch.allclose(got, ref, rtol=1e-2, atol=1e-2)) and bool(
-                torch.allclose(pairs, ref.flatten()[perm], rtol=1e-2, atol=1e-2)
-            )
+            got = _pairs_private(g, W, rows, idx.flatten()[perm])
+            ref = _gather_dot_bmm(g, W, idx).flatten()[perm]
+            ok = bool(torch.allclose(got, ref, rtol=1e-2, atol=1e-2))
         except Exception:  # noqa: BLE001 - missing op/kernel/signature all mean "use the public ops"
             ok = False
         _PRIVATE_OP_OK[key] = ok

@@ -101,9 +101,10 @@ def evict_oldest(folder: Path, max_total: int, keep: Path | None = None) -> list
     files = []
     for f in folder.glob("*.safetensors"):
         try:
-            files.append((f.stat().st_mtime, f.stat().st_size, f))
+            st = f.stat()
         except OSError:  # removed by a concurrent eval
             continue
+        files.append((st.st_mtime, st.st_size, f))
     total, removed = sum(size for _, size, _ in files), []
     for _, size, f in sorted(files, key=lambda t: t[0]):
         if total <= max_total:

@@ -106,7 +106,7 @@ def _prefix(model, hp: HookPoint, ids: Tensor, attn: Tensor, slot) -> tuple[Tens
     return cap.activations[str(hp)], seen.get("tuple", False)
 
 
-def _variants(x: Tensor, pos: Tensor, reconstruct, mean: Tensor | None, names: tuple[str, ...]) -> Tensor:
+def _variants(x: Tensor, pos: Tensor, reconstruct, mean: Tensor, names: tuple[str, ...]) -> Tensor:
     """`[len(names) * b, T, d]`: x spliced at `pos` with itself, the SAE, zeros or the mean, per name."""
     out = x.unsqueeze(0).repeat(len(names), 1, 1, 1)
     sel = pos.to(x.device)
@@ -157,16 +157,22 @@ class _Sums:
         b_idx, t_idx = pos[:, :-1].nonzero(as_tuple=True)
         targets = ids[b_idx, t_idx + 1]
         step = max(1, _CHUNK_ELEMENTS // logits.shape[-1])
+        # sums stay on the device until the batch is done: one host sync per batch, not per chunk
+        ce = {name: logits.new_zeros((), dtype=torch.float64) for name in per}
+        kl = logits.new_zeros((), dtype=torch.float64)
         for lo in range(0, int(b_idx.numel()), step):
             bi, ti, tg = b_idx[lo : lo + step], t_idx[lo : lo + step], targets[lo : lo + step, None]
             rows, lse = {}, {}
             for name, z in per.items():
                 rows[name] = z[bi, ti].float()
                 lse[name] = torch.logsumexp(rows[name], dim=-1)
-                self.ce[name] += float((lse[name] - rows[name].gather(-1, tg)[:, 0]).double().sum())
+                ce[name] += (lse[name] - rows[name].gather(-1, tg)[:, 0]).double().sum()
             p_orig = torch.exp(rows["orig"] - lse["orig"][:, None])
             cross = (p_orig * (rows["orig"] - rows["sae"])).sum(-1)
-            self.kl += float((cross - lse["orig"] + lse["sae"]).double().sum())
+            kl += (cross - lse["orig"] + lse["sae"]).double().sum()
+        for name, value in ce.items():
+            self.ce[name] += float(value)
+        self.kl += float(kl)
         self.count += int(targets.numel())
 
     def metrics(self, shared: bool, reused: bool = False) -> SplicedMetrics:

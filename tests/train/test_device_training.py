@@ -62,7 +62,7 @@ def test_forced_public_op_fallback_matches_dense_reference(dev, monkeypatch):
     """With the private ATen op marked unusable, the sparse backward runs on public ops and is exact."""
     monkeypatch.setitem(kernels._PRIVATE_OP_OK, (torch.device(dev).type, torch.float64), False)
     used = []
-    monkeypatch.setattr(kernels, "_gather_dot_private", lambda *a: used.append(1))
+    monkeypatch.setattr(kernels, "_pairs_private", lambda *a: used.append(1))
     _sparse_vs_dense_grads(dev)
     assert not used
 
@@ -76,7 +76,7 @@ def test_missing_kernel_is_detected_and_falls_back(monkeypatch):
         raise NotImplementedError("Could not run 'aten::_embedding_bag_per_sample_weights_backward'")
 
     monkeypatch.setattr(kernels, "_PRIVATE_OP_OK", {})
-    monkeypatch.setattr(kernels, "_gather_dot_private", missing)
+    monkeypatch.setattr(kernels, "_pairs_private", missing)
     _sparse_vs_dense_grads("cpu")
     assert kernels._PRIVATE_OP_OK == {("cpu", torch.float64): False}
     assert len(calls) == 1  # probed once, then never called again

@@ -20,13 +20,18 @@ def describe_sae(folder: Path, quiet: bool = False) -> str:
     """The line printed for each trained SAE (here and by `saekit demo`): its final train-sample metrics."""
     from saekit.train.trainer import summary
 
-    m = summary(folder)["final_metrics_on_train_sample"]
+    doc = summary(folder)
+    m = doc["final_metrics_on_train_sample"]
     if quiet:
         return json.dumps(m)
-    return (
-        f"saved {folder}: FVU {m['fvu']:.4f}  L0 {m['l0']:.1f}  dead {m['dead_pct']:.2f}%  "
+    window = doc.get("dead_tokens")
+    dead = f"dead (no fire in the last {window} tokens)" if window else "dead"
+    line = (
+        f"saved {folder}: FVU {m['fvu']:.4f}  L0 {m['l0']:.1f}  {dead} {m['dead_pct']:.2f}%  "
         f"shrinkage {m['shrinkage']:.3f}  ({m['tokens_trained']} tokens)"
     )
+    note = (doc.get("convergence") or {}).get("note")
+    return line + (f"\n  note: {note}" if note else "")
 
 
 def main(argv: list[str]) -> int:

@@ -25,7 +25,8 @@ class ActivationMetrics(NamedTuple):
     l0: float
     """Mean number of active latents per row."""
     dead_pct: float
-    """Percent of latents that never fired on these rows."""
+    """Percent of latents that did not fire on these rows. Not "dead": on a few thousand rows a latent
+    firing on 0.01% of tokens is often silent, so say "not fired in these N rows" when showing it."""
     shrinkage: float
     """Mean over rows of `||x_hat|| / ||x||` (< 1: reconstructions shrink)."""
     n_rows: int

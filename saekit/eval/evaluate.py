@@ -198,7 +198,8 @@ def summary_line(report: dict[str, Any]) -> str:
     hi = report.get("heldout_metrics_inliers")
     inl = f" ({hi['fvu']:.4f} without {hi['norm_outliers_left_out']} norm outliers)" if hi else ""
     return (
-        f"FVU {h['fvu']:.4f}{inl}  L0 {h['l0']:.1f}  dead {h['dead_pct']:.2f}%  "
+        f"FVU {h['fvu']:.4f}{inl}  L0 {h['l0']:.1f}  "
+        f"not fired in these {h['n_rows']} tokens {h['dead_pct']:.2f}%  "
         f"shrinkage {h['shrinkage']:.3f}  "
         f"CE orig {s['ce_orig']:.4f} sae {s['ce_sae']:.4f} zero {s['ce_zero']:.4f}  "
         f"recovered {s['ce_recovered']:.4f}  (vs mean ablation {s['ce_mean']:.4f}: "

@@ -26,6 +26,16 @@ class SAE(nn.Module):
     sparse_native: ClassVar[bool] = False
     #: True for architectures whose latents may be negative (a latent is active when it is non-zero).
     signed_latents: ClassVar[bool] = False
+    #: True where training runs on the sparse kernels (`saekit.sae.kernels`): the encoder is stored
+    #: latent-major and an encoder screen (`saekit.sae.screened`) may choose the latents.
+    sparse_training: ClassVar[bool] = False
+    #: True where a training row's latents depend on the other rows of the batch (BatchTopK): under
+    #: torchrun the selection must see the global batch (`bind_batch_group`).
+    batch_dependent: ClassVar[bool] = False
+    #: How training revives latents that stop firing (`saekit.train.revive`): "aux_k" (the loss alone),
+    #: "resample_dead" (Anthropic's resampling of dead latents at fixed points of the run) or
+    #: "resample_dormant" (resample latents that lost the top-k, early in the run, plus a bias nudge).
+    revival: ClassVar[str] = "aux_k"
 
     def __init__(self, cfg: SAEConfig, device: torch.device | str | None = None):
         super().__init__()

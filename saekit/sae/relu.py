@@ -16,6 +16,7 @@ from saekit.sae.registry import register
 @register
 class ReLUSAE(SAE):
     arch = "relu"
+    revival = "resample_dead"
 
     def activation(self, pre_BF: Tensor) -> Tensor:
         return pre_BF.relu()

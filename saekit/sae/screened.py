@@ -231,9 +231,11 @@ def resolve_encoder(mode: str, sae) -> str:
     """`exact` or `screened` for this SAE on its device (`auto`: see `AUTO_SCREENS`)."""
     if mode not in ENCODERS:
         raise SAEConfigError(f"encoder {mode!r}: choose one of {', '.join(ENCODERS)}")
-    if sae.arch != "topk":
+    if not sae.sparse_training:
         if mode == "screened":
-            raise SAEConfigError(f"--encoder screened is for topk SAEs; this one is {sae.arch!r}")
+            raise SAEConfigError(
+                f"--encoder screened is for topk SAEs (the sparse kernels); this one is {sae.arch!r}"
+            )
         return "exact"
     if mode != "auto":
         return mode
@@ -265,7 +267,7 @@ def latent_major_(sae) -> None:
 def configure_encoder(sae, mode: str = "auto", **screen_kw) -> Screener | None:
     """Prepare a TopK SAE's encoder for training; returns the Screener (also `sae.screen`) or None."""
     resolved = resolve_encoder(mode, sae)
-    if sae.arch == "topk":
+    if sae.sparse_training:
         latent_major_(sae)
     if resolved == "screened":
         sae.screen = Screener(backend=screen_backend(sae.device), **screen_kw)

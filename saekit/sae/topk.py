@@ -70,6 +70,8 @@ class TopKFamily(SAE):
 class TopKSAE(TopKFamily):
     arch = "topk"
     sparse_native = True
+    sparse_training = True
+    revival = "resample_dormant"
     #: training-time latent selector (`saekit.sae.screened.configure_encoder`); None = exact fp32 encoder
     screen = None
 

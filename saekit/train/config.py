@@ -73,7 +73,9 @@ class TrainConfig:
     batch_size: int = 4096
     """Activation rows per optimiser step."""
     total_tokens: int | None = None
-    """Rows to train on; None = one pass over the store. More than the store means several shuffled epochs."""
+    """Rows to train on; None = one pass over the store, but at least min(3 passes, 1M rows) (one pass over a
+    small store stops far from converged; `saekit.train.convergence`). More than the store means several
+    shuffled epochs."""
     lr: float | None = None
     """Peak learning rate; None = `2e-4 / sqrt(d_sae / 2**14)`."""
     beta1: float = 0.9
@@ -188,7 +190,7 @@ class TrainConfig:
         "compile",
         "prefetch",
         "cache_mb",
-        "distributed",  # the global batch is the same for any number of ranks
+        "distributed",  # the global batch (and BatchTopK's selection over it) is the same for any ranks
     )
 
     def __getattr__(self, name: str) -> Any:

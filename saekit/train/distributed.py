@@ -189,6 +189,30 @@ def broadcast_buffers_(module: torch.nn.Module, ctx: DistContext) -> None:
         dist.broadcast(t.data, src=0)
 
 
+class RankGroup:
+    """The collectives a batch-dependent SAE (BatchTopK) selects with (`saekit.sae.batchtopk.BatchGroup`)."""
+
+    def __init__(self, ctx: DistContext):
+        self.ctx = ctx
+        self.world = ctx.world
+
+    def cat(self, t: Tensor) -> Tensor:
+        return gather_rows(t, self.ctx)
+
+    def min(self, t: Tensor) -> Tensor:
+        import torch.distributed as dist
+
+        v = t.clone()
+        dist.all_reduce(v, op=dist.ReduceOp.MIN)
+        return v
+
+
+def bind_batch_group_(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Make a batch-dependent SAE select over the global batch (a no-op for other SAEs and one rank)."""
+    if getattr(module, "batch_dependent", False):
+        module.bind_batch_group(RankGroup(ctx) if ctx.active else None)
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.active:
         import torch.distributed as dist

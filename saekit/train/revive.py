@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from saekit.errors import SAEConfigError
+from saekit.sae.registry import architectures, get_class
 
 #: TopK latents are dormant after this many times the rows the average latent takes to fire (d_sae / k)
 TOPK_DORMANT_INTERVALS = 32
@@ -52,8 +53,8 @@ class RevivePlan:
 
 def revive_plan(cfg, total_steps: int, dead_tokens: int, d_sae: int) -> RevivePlan:
     """The schedule from `TrainConfig` (None fields take the architecture's default, see the module)."""
-    arch = cfg.arch
-    if arch == "topk":
+    revival = get_class(cfg.arch).revival
+    if revival == "resample_dormant":
         default_rows = min(dead_tokens, TOPK_DORMANT_INTERVALS * d_sae // int(cfg.sae.k))
         rows = int(cfg.revive_tokens) if cfg.revive_tokens is not None else default_rows
         every = cfg.resample_every if cfg.resample_every is not None else max(1, rows // (2 * cfg.batch_size))
@@ -61,15 +62,21 @@ def revive_plan(cfg, total_steps: int, dead_tokens: int, d_sae: int) -> RevivePl
         bias = cfg.revive_bias_step if cfg.revive_bias_step is not None else TOPK_BIAS_STEP
     else:
         rows = int(cfg.revive_tokens) if cfg.revive_tokens is not None else dead_tokens
-        relu_default = max(1, total_steps // 4) if arch == "relu" else 0
-        every = cfg.resample_every if cfg.resample_every is not None else relu_default
+        dead_default = max(1, total_steps // 4) if revival == "resample_dead" else 0
+        every = cfg.resample_every if cfg.resample_every is not None else dead_default
         until = cfg.resample_until if cfg.resample_until is not None else 1.0
         bias = cfg.revive_bias_step or 0.0
-        if every and arch != "relu":
+        if every and revival == "aux_k":
             raise SAEConfigError(
-                f"--resample-every is for relu and topk SAEs; arch={arch!r} revives latents with aux-k"
+                f"--resample-every is for SAEs that resample latents ({', '.join(resampling_archs())}); "
+                f"arch={cfg.arch!r} revives latents with aux-k"
             )
     return RevivePlan(int(every), int(total_steps * until + 0.5), rows, float(bias))
+
+
+def resampling_archs() -> list[str]:
+    """The registered architectures whose training resamples latents (not aux-k alone)."""
+    return [a for a in architectures() if get_class(a).revival != "aux_k"]
 
 
 @torch.no_grad()

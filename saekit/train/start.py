@@ -68,11 +68,13 @@ def start_run(
         torch.manual_seed(cfg.seed)
         sae = new_sae()
         dd.broadcast_module_(sae, dist)
+        dd.bind_batch_group_(sae, dist)
         configure_encoder(sae, cfg.encoder)  # after the move: the screen backend depends on the device
         return RunState(sae, new_optimizer(sae), tracker, gen, 0)
     state, tensors = load_checkpoint(ckpt_dir)
     _check_resumable(ckpt_dir, state, cfg, sae_cfg.d_in)
     sae = build(sae_cfg, seed=cfg.seed).to(device)
+    dd.bind_batch_group_(sae, dist)
     configure_encoder(sae, cfg.encoder)
     opt = new_optimizer(sae)
     restore_state(sae, opt, tracker, gen, tensors)

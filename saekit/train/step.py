@@ -94,7 +94,7 @@ def train_step(run: RunState, forward, x: Tensor, s: StepSettings, dist: dd.Dist
         with record_function("saekit.decoder renorm"):
             sae.set_decoder_norm_to_unit_()
     with record_function("saekit.dead tracking"):
-        dd.broadcast_buffers_(sae, dist)  # BatchTopK's threshold estimate: rank 0's on every rank
+        dd.broadcast_buffers_(sae, dist)  # buffers a forward updates stay bitwise equal on every rank
         run.tracker.update(dd.any_rank(out.fired, dist), s.batch_size)
     run.step += 1
     return out

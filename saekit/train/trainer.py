@@ -30,6 +30,7 @@ from saekit.train.batches import batch_stream
 from saekit.train.cached import maybe_cache
 from saekit.train.checkpoint import save_checkpoint
 from saekit.train.config import DEFAULT_DEAD_TOKENS, TrainConfig, default_lr
+from saekit.train.convergence import convergence_note, default_train_rows, fvu_plateau
 from saekit.train.dead import DeadLatentTracker
 from saekit.train.metrics import MetricsLogger
 from saekit.train.records import NullLogger, final_metrics, provenance, step_record
@@ -84,7 +85,7 @@ class Trainer:
                 "lower --batch-size or harvest more"
             )
         self.steps_per_epoch = n // B
-        total = cfg.total_tokens if cfg.total_tokens is not None else self.steps_per_epoch * B
+        total = cfg.total_tokens if cfg.total_tokens is not None else default_train_rows(n)
         self.total_steps = max(1, total // B)
         self.total_tokens = self.total_steps * B
         self.d_sae = cfg.d_sae if cfg.d_sae is not None else cfg.expansion * self.d_in
@@ -251,6 +252,19 @@ class Trainer:
 
         return tqdm(total=self.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
 
+    def _convergence(self) -> dict[str, Any]:
+        """Was FVU still falling before the LR decay? (`saekit.train.convergence`; read by `describe_sae`)"""
+        cfg = self.cfg
+        records = _read_log(self.out / LOG_FILE)
+        plateau = fvu_plateau(records, self.total_steps, cfg.lr_decay, cfg.lr_decay_start)
+        if plateau is None:
+            return {"checked": False, "note": None}
+        return {
+            "checked": True, "early_fvu": plateau.early_fvu, "late_fvu": plateau.late_fvu,
+            "window_steps": list(plateau.window), "still_falling": plateau.still_falling,
+            "note": convergence_note(plateau, self.total_tokens),
+        }  # fmt: skip
+
     def _finish(self, sae, tracker: DeadLatentTracker) -> dict[str, float]:
         """Final metrics on a sample; rank 0 saves the SAE with provenance and writes the summary."""
         sae.cfg = sae.cfg.replace(provenance=provenance(self.manifest, self.total_tokens))
@@ -264,10 +278,23 @@ class Trainer:
             from saekit.atomic import write_json_atomic
 
             summary = {"final_metrics_on_train_sample": metrics, "train_config": self.cfg.to_dict()}
+            summary["convergence"] = self._convergence()
             summary.update({"dead_tokens": self.dead_tokens, "lr": self.peak_lr, "ranks": self.dist.world})
             write_json_atomic(self.out / SUMMARY_FILE, summary)
         dd.barrier(self.dist)
         return metrics
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of a train log (a line cut short by a kill is skipped)."""
+    out = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
 
 
 def train(cfg: TrainConfig, source=None, out: str | Path | None = None, **kw) -> TrainResult:

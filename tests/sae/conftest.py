@@ -6,18 +6,25 @@ import pytest
 import torch
 
 from saekit.sae import SAEConfig, build
+from saekit.sae.registry import architectures, get_class, needs_k
 
 # one thread: the CI box is shared, and two OpenMP threads stall on every tiny op when a core is busy
 torch.set_num_threads(1)
 
-ARCHS = ("topk", "batchtopk", "relu", "jumprelu", "gated")
+#: every registered architecture: a new one is covered by the property tests without editing them
+ARCHS = tuple(architectures())
 
 
 def make_cfg(arch: str, d_in: int = 8, d_sae: int = 16, k: int = 3, **kw) -> SAEConfig:
     """A small config for `arch`; `k` is only passed to the TopK family."""
-    if arch in ("topk", "batchtopk"):
+    if needs_k(arch):
         kw.setdefault("k", k)
     return SAEConfig(d_in=d_in, d_sae=d_sae, arch=arch, **kw)
+
+
+def capability(arch: str, name: str):
+    """A class-level capability of a registered architecture (e.g. `signed_latents`)."""
+    return getattr(get_class(arch), name)
 
 
 def make_sae(arch: str, seed: int = 0, **kw):

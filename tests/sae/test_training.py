@@ -12,6 +12,8 @@ D_IN, N_FEAT, ACTIVE = 16, 32, 3
 EXTRA = {
     "topk": {"k": 4},
     "batchtopk": {"k": 4},
+    "topk_abs": {"k": 4},
+    "topk_signed": {"k": 4},
     "relu": {"sparsity_coefficient": 0.02},
     "jumprelu": {"sparsity_coefficient": 0.02, "jumprelu_bandwidth": 0.05, "jumprelu_init_threshold": 0.05},
     "gated": {"sparsity_coefficient": 0.02},
@@ -43,11 +45,15 @@ def train(sae, x: torch.Tensor, steps: int, batch: int = 128, lr: float = 3e-3, 
         sae.set_decoder_norm_to_unit_()
 
 
+def test_every_architecture_has_training_settings(arch):
+    assert arch in EXTRA, f"add {arch!r} to EXTRA: every registered architecture must train here"
+
+
 def test_training_reduces_fvu(arch):
     x, D, _ = sparse_data(2048, D_IN, N_FEAT, ACTIVE, seed=1)
     x_test, D_test, _ = sparse_data(512, D_IN, N_FEAT, ACTIVE, seed=2)  # held out, same dictionary
     assert torch.equal(D, D_test)
-    sae = make_sae(arch, d_in=D_IN, d_sae=64, seed=0, **EXTRA[arch])
+    sae = make_sae(arch, d_in=D_IN, d_sae=64, seed=0, **EXTRA.get(arch, {}))
     init_b_dec_(sae, x[:256], method="geometric_median")
     start = fvu(sae, x_test)
     train(sae, x, steps=300)

@@ -93,7 +93,7 @@ def test_cli_trains_one_sae_per_store(tmp_path, capsys):
     assert len(printed) == 2
     for store in stores:
         sae = load_sae(tmp_path / "saes" / store.name)
-        assert sae.cfg.d_in == 8 and sae.cfg.provenance.tokens_trained == 512
+        assert sae.cfg.d_in == 8 and sae.cfg.provenance.tokens_trained == 3 * 512  # default: 3 passes
         ref_cfg = TrainConfig.flat(k=2, expansion=2, batch_size=64, quiet=True, init_sample=128)
         ref = Trainer(ref_cfg, open_source(store), out=tmp_path / "ref" / store.name).run()
         assert torch.equal(sae.W_dec, ref.sae.W_dec)

@@ -171,3 +171,72 @@ def test_sigkilled_two_rank_run_resumes_to_the_one_process_result(stores, tmp_pa
     assert done.returncode == 0, done.stderr[-3000:]
     one = Trainer(TrainConfig.flat(**flags), open_source(stores[0]), out=tmp_path / "one").run()
     _same(one.sae.state_dict(), load_sae(tmp_path / "two").state_dict(), exact=False)
+
+
+# -- batch-dependent and thresholded architectures under torchrun ---------------------------------------
+class _SplitGroup:
+    """Two 'ranks' in one process: `cat` and `min` see both halves, as the gloo collectives would."""
+
+    def __init__(self, parts: list[torch.Tensor]):
+        self.parts, self.world = parts, len(parts)
+
+    def cat(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.parts)
+
+    def min(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.stack(self.parts).min(0).values
+
+
+def test_batchtopk_selects_over_the_global_batch_however_it_is_split():
+    """The k*B kept values of a batch split in two equal shares are those of the whole batch."""
+    from saekit.sae.batchtopk import batch_threshold
+
+    g = torch.Generator().manual_seed(0)
+    acts = torch.randn(8, 50, generator=g).relu()
+    n_keep = 3 * 8
+    whole = batch_threshold(acts.flatten(), n_keep)
+    assert whole == acts.flatten().topk(n_keep).values.min()  # the n_keep-th largest value
+    halves = [a.flatten() for a in acts.chunk(2)]
+    tops = [h.topk(n_keep).values for h in halves]
+    for h in halves:  # each rank computes the same global threshold from its own half
+        assert batch_threshold(h, n_keep, _SplitGroup(tops)) == whole
+    assert int((acts >= whole).sum()) == n_keep
+    # a rank holding every large value: the global selection still takes them all from it
+    skew = torch.cat([torch.full((4, 50), 5.0), torch.zeros(4, 50)])
+    parts = [p.flatten().topk(n_keep).values for p in skew.chunk(2)]
+    assert batch_threshold(skew[4:].flatten(), n_keep, _SplitGroup(parts)) == 5.0
+
+
+ARCH_RUNS = {
+    "batchtopk": dict(arch="batchtopk", k=4),
+    "jumprelu": dict(arch="jumprelu", sparsity_coefficient=1.0, k=None),
+    "gated": dict(arch="gated", sparsity_coefficient=1.0, k=None),
+}
+ARCH_SCRIPT = """
+import json, sys
+from saekit.train import TrainConfig, Trainer, open_source
+from saekit.train import distributed as dd
+flags, store, out, runs = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+ctx = dd.from_env(required=True)
+for name, extra in runs.items():
+    cfg = TrainConfig.flat(**{k: v for k, v in dict(flags, **extra).items() if v is not None})
+    Trainer(cfg, open_source(store), out=out + "/" + name, dist=ctx).run()
+"""
+
+
+def test_two_ranks_match_one_process_for_batchtopk_jumprelu_gated(stores, tmp_path):
+    """BatchTopK (batch-level selection, running threshold), JumpReLU and Gated: 2 gloo ranks = 1
+    process at the same global batch and seed (BatchTopK selects over the global batch, not per rank)."""
+    script = tmp_path / "arch_job.py"
+    script.write_text(ARCH_SCRIPT)
+    flags = {k: v for k, v in FLAGS.items() if k != "arch"}
+    proc = _torchrun([str(script), json.dumps(flags), str(stores[0]), str(tmp_path), json.dumps(ARCH_RUNS)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name, extra in ARCH_RUNS.items():
+        cfg = TrainConfig.flat(**{k: v for k, v in dict(flags, **extra).items() if v is not None})
+        one = Trainer(cfg, open_source(stores[0]), out=tmp_path / f"{name}_one").run()
+        two = load_sae(tmp_path / name)
+        _same(one.sae.state_dict(), two.state_dict(), exact=False)
+        if name == "batchtopk":  # the threshold estimate, from the global batch's smallest kept value
+            assert float(two.threshold) > 0
+            torch.testing.assert_close(two.threshold, one.sae.threshold, rtol=1e-5, atol=0)

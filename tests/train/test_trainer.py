@@ -179,7 +179,8 @@ def test_trained_sae_saved_with_provenance(tmp_path):
     res = Trainer(cfg, src, out=tmp_path).run()
     sae = load_sae(tmp_path)
     p = sae.cfg.provenance
-    assert (p.model, p.hook_point, p.layer, p.tokens_trained) == ("tiny", "model.layers.3", 3, 512)
+    # the default budget on a 512-row store: 3 passes
+    assert (p.model, p.hook_point, p.layer, p.tokens_trained) == ("tiny", "model.layers.3", 3, 3 * 512)
     assert sae.cfg.normalization == "expected_norm"
     assert float(sae.input_scale) != 1.0
     assert res.metrics["fvu"] < 1.0

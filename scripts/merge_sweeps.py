@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from saekit.atomic import write_text_atomic
-from saekit.steer.sweep_merge import common_concepts, format_layer_grid, layer_grid, merge_sweeps, restrict
-from saekit.steer.sweep_report import format_table, save_result
+from saekit.sweep.merge import common_concepts, format_layer_grid, layer_grid, merge_sweeps, restrict
+from saekit.sweep.report import format_table, save_result
 from saekit.viz.steer_layer_plot import plot_layer_grid
 
 

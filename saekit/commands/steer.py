@@ -44,7 +44,7 @@ class SteerConfig:
     """Wrap the prompt in the model's chat template (when it has one)."""
     concept: str | None = None
     """Instead of --feature: steer toward this concept (words, e.g. "the sea"); features and strength
-    come from the best selection method of --sweep's result, else saekit.steer.concept_steer's default."""
+    come from the best selection method of --sweep's result, else saekit.steer.concept.steering's default."""
     explain_concept: str | None = None
     """Instead of steering: list candidate features for this concept with input and output scores."""
     sweep: str | None = None
@@ -98,7 +98,7 @@ def _gen(cfg: SteerConfig):
 
 def _explain_prompt(cfg: SteerConfig, s) -> str:
     from saekit.formats import output_folder
-    from saekit.steer.explain import explain_prompt, format_explanations, load_example_tokens
+    from saekit.steer.concept.explain import explain_prompt, format_explanations, load_example_tokens
     from saekit.steer.generate import encode_prompt
 
     ids = encode_prompt(s.lm.tokenizer, cfg.explain_prompt, chat=False)
@@ -110,7 +110,7 @@ def _explain_prompt(cfg: SteerConfig, s) -> str:
 
 
 def _steer_concept(cfg: SteerConfig, s) -> str:
-    from saekit.steer.concept_steer import DEFAULT_RECIPE, Recipe, recipe_from_sweep, steer_concept
+    from saekit.steer.concept.steering import DEFAULT_RECIPE, Recipe, recipe_from_sweep, steer_concept
 
     if cfg.prompt is None:
         raise SteeringError("--concept needs --prompt (the text to continue)")
@@ -119,7 +119,7 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
         recipe = Recipe(cfg.concept_arm or recipe.arm, cfg.concept_strength or recipe.strength, "flags")
     judge = None
     if cfg.judge:
-        from saekit.steer.metrics import MiniLMJudge
+        from saekit.steer.concept.judges import MiniLMJudge
 
         judge = MiniLMJudge()
     res = steer_concept(s, cfg.concept, cfg.prompt, _gen(cfg), recipe=recipe, judge=judge)
@@ -142,7 +142,7 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
         cfg.width,
     )
     if cfg.judge:
-        from saekit.steer.concept_steer import format_scores, judge_pair
+        from saekit.steer.concept.steering import format_scores, judge_pair
 
         plain, steered = res.scores or judge_pair(s.lm.model, judge, res.concept, cfg.prompt, res.pair)
         text += "\n\n" + format_scores(plain, steered)
@@ -218,7 +218,7 @@ def run(cfg: SteerConfig, lm=None) -> str:
     """Do what the flags say and return the text to print (the library entry of the command).
 
     `lm` (a LoadedModel) is used instead of loading the model."""
-    from saekit.steer.concept_steer import explain_concept
+    from saekit.steer.concept.steering import explain_concept
 
     s = _session(cfg, lm)
     if cfg.explain_prompt is not None:
@@ -250,7 +250,7 @@ def image_main(argv: list[str]) -> int:
     """`saekit steer` on an image generator (FLUX, Kandinsky 2.2): unsteered | steered PNGs."""
     import tyro
 
-    from saekit.steer.image import ImageSteerConfig, steer_image
+    from saekit.steer.image.run import ImageSteerConfig, steer_image
 
     cfg = tyro.cli(
         ImageSteerConfig,
@@ -267,7 +267,7 @@ def image_main(argv: list[str]) -> int:
 def main(argv: list[str]) -> int:
     import tyro
 
-    from saekit.steer.image import steer_target
+    from saekit.steer.image.run import steer_target
 
     # image generators (by --model / --prior, else the SAE's provenance): the image path
     if steer_target(_flag(argv, "--model"), _flag(argv, "--sae"), _flag(argv, "--prior")) == "image":

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from saekit.steer.sweep import SweepConfig
+from saekit.sweep.run import SweepConfig
 
 
 def main(argv: list[str]) -> int:
     import torch
     import tyro
 
-    from saekit.steer.sweep import run_sweep
-    from saekit.steer.sweep_report import format_table, save_result
+    from saekit.sweep.report import format_table, save_result
+    from saekit.sweep.run import run_sweep
 
     cfg = tyro.cli(SweepConfig, args=argv, prog="saekit sweep")
     torch.set_num_threads(cfg.threads)

@@ -10,7 +10,7 @@ from saekit.errors import SAEConfigError
 from saekit.steer.registry import method_names
 
 DIRECTION_METHODS = ("diffmean", "decompose", "sae_ts")
-"""Fixed-vector methods: DiffMean, its SAE decomposition, the SAE-TS vector (saekit.steer.select)."""
+"""Fixed-vector methods: DiffMean, its SAE decomposition, the SAE-TS vector (saekit.steer.concept.select)."""
 METHODS = tuple(m for m in method_names() if m != "ablate") + DIRECTION_METHODS
 """The SAE edit methods come from the one steering registry; ablation cannot add a class."""
 UNITS = ("abs", "norm", "max")

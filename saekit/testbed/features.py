@@ -30,7 +30,7 @@ class ClassFeatures(NamedTuple):
     """`[10, d_sae]` mean latent activation per class (for reports)."""
     directions: dict | None = None
     """Direction method -> `[10, d]` unit vectors: `decompose` (DiffMean written in <= 4 SAE decoder
-    directions) and `sae_ts` (SAE-targeted vector for the class feature); see saekit.steer.select."""
+    directions) and `sae_ts` (SAE-targeted vector for the class feature); see saekit.steer.concept.select."""
     directions_max: dict | None = None
     """Direction method -> `[10]` max centred projection on it (the `max` unit)."""
 
@@ -65,7 +65,7 @@ def class_features(sae: SAE, acts_ND: Tensor, label_N: Tensor, batch: int = 8192
 def sae_directions(sae: SAE, diffmean_CD: Tensor, feature_C: Tensor) -> dict[str, Tensor]:
     """Per class: the DiffMean decomposition and the SAE-TS vector of its feature (unit `[10, d]` each)."""
     from saekit.errors import SteeringError
-    from saekit.steer.select import decompose_direction, encoder_effects, sae_ts_direction
+    from saekit.steer.concept.select import decompose_direction, encoder_effects, sae_ts_direction
 
     effects = encoder_effects(sae)
     dec, ts = [], []

@@ -485,7 +485,7 @@ def _steer(args):
 
 
 def test_image_steer_side_by_side(folders, tmp_path):
-    from saekit.steer.image import steer_target
+    from saekit.steer.image.run import steer_target
 
     base = [
         "--model",

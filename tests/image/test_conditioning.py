@@ -12,7 +12,7 @@ import torch
 
 from saekit.errors import ShapeError, SteeringError
 from saekit.sae import SAEConfig, build
-from saekit.steer.conditioning import edit_embedding
+from saekit.steer.image.conditioning import edit_embedding
 
 
 @pytest.fixture(params=["topk", "relu"])

@@ -9,7 +9,7 @@ import torch
 from saekit.errors import SteeringError
 from saekit.models.flux import tiny_flux_pipeline
 from saekit.sae import SAEConfig, build
-from saekit.steer.diffusion import parse_steps, sae_edit, steer_conditioning, steer_in_loop
+from saekit.steer.image.diffusion import parse_steps, sae_edit, steer_conditioning, steer_in_loop
 
 torch.set_num_threads(1)
 

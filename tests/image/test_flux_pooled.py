@@ -53,7 +53,7 @@ def _plain(pipe, **kw):
 
 def test_pooled_clip_edit_from_a_text_prompt(flux_dir, tmp_path):
     from saekit.models import load_model
-    from saekit.steer.image import steer_image
+    from saekit.steer.image.run import steer_image
 
     base = ["steer", "--model", str(flux_dir / "flux"), "--sae", str(flux_dir / "sae"), "--prompt", "a cat"]
     base += [*ARGS, "--device", "cpu", "--quiet", "--conditioning", "pooled", "--feature", "4"]
@@ -80,7 +80,7 @@ def test_pooled_clip_edit_from_a_text_prompt(flux_dir, tmp_path):
 
 def _pooled_cfg(flux_dir, out, sae: str = "sae", **kw):
     """An ImageSteerConfig for the tiny FLUX with pooled-vector conditioning (kw: feature, strength...)."""
-    from saekit.steer.image import ImageSteerConfig
+    from saekit.steer.image.run import ImageSteerConfig
 
     return ImageSteerConfig(
         sae=str(flux_dir / sae), model=str(flux_dir / "flux"), prompt="a cat", conditioning="pooled",
@@ -89,7 +89,7 @@ def _pooled_cfg(flux_dir, out, sae: str = "sae", **kw):
 
 
 def test_pooled_edit_refuses_an_sae_of_another_width(flux_dir, tmp_path):
-    from saekit.steer.image import steer_image
+    from saekit.steer.image.run import steer_image
 
     cfg = _pooled_cfg(
         flux_dir, tmp_path / "w.png", sae="wide", feature=(1,), strength="3", num_inference_steps=1

@@ -70,7 +70,7 @@ def _reference(pipes, prompt="a red cat", edit=None):
 
 
 def test_steer_kandinsky_side_by_side_against_plain_diffusers(kandinsky_folders, sae_dir, pipes, tmp_path):
-    from saekit.steer.image import steer_image
+    from saekit.steer.image.run import steer_image
 
     k = kandinsky_folders
     args = [
@@ -104,7 +104,7 @@ def test_steer_kandinsky_side_by_side_against_plain_diffusers(kandinsky_folders,
 
 def test_kandinsky_routed_by_the_sae_provenance(kandinsky_folders, sae_dir, pipes, tmp_path, monkeypatch):
     import saekit.models.kandinsky as kandinsky
-    from saekit.steer.image import sae_provenance_model, steer_target
+    from saekit.steer.image.run import sae_provenance_model, steer_target
 
     prov = sae_dir / "with_provenance"
     assert sae_provenance_model(prov) == str(kandinsky_folders / "decoder")  # nested under "config"
@@ -121,7 +121,7 @@ def test_kandinsky_routed_by_the_sae_provenance(kandinsky_folders, sae_dir, pipe
 
 
 def _cfg(k, sae, **kw):
-    from saekit.steer.image import ImageSteerConfig
+    from saekit.steer.image.run import ImageSteerConfig
 
     base = dict(
         sae=str(sae),
@@ -142,7 +142,7 @@ def _cfg(k, sae, **kw):
 
 
 def test_kandinsky_refusals(kandinsky_folders, sae_dir, pipes, tmp_path):
-    from saekit.steer.image import steer_image
+    from saekit.steer.image.run import steer_image
 
     k = kandinsky_folders
     with pytest.raises(ShapeError, match=r"size 32 but the SAE has d_in=16"):

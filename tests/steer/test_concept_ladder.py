@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from saekit.steer.concept_ladder import MIN_CONCEPT, MIN_FLUENCY, Try, pick
+from saekit.steer.concept.ladder import MIN_CONCEPT, MIN_FLUENCY, Try, pick
 
 
 def _t(f, concept, fluency, overall):

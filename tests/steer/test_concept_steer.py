@@ -5,7 +5,8 @@ import json
 
 import torch
 
-from saekit.steer.concept_steer import (
+from saekit.steer.concept.concepts import Concept
+from saekit.steer.concept.steering import (
     Recipe,
     concept_texts,
     format_scores,
@@ -13,7 +14,6 @@ from saekit.steer.concept_steer import (
     recipe_from_sweep,
     steer_concept,
 )
-from saekit.steer.concepts import Concept
 from saekit.steer.generate import GenerationConfig
 
 from .conftest import planted_sae

@@ -3,7 +3,7 @@
 Sixteen continuations, written and labelled by hand: per (concept, prompt) one on-concept fluent, one
 off-concept fluent, one on-concept broken and one off-concept broken text. The off-concept fluent one
 stands in for the unsteered continuation (the judges' zero). Scored exactly as the sweep scores text
-(`saekit.steer.judging`), the judges must rank them as the labels do.
+(`saekit.steer.concept.judging`), the judges must rank them as the labels do.
 """
 
 import json
@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from saekit.steer.concepts import DATA_DIR, Concept
+from saekit.steer.concept.concepts import DATA_DIR, Concept
 
 
 def _labels():
@@ -25,10 +25,10 @@ def _auc(pos, neg):
 @pytest.mark.realmodel
 def test_judges_rank_hand_labelled_continuations_like_the_labels():
     from saekit.models import load_model
-    from saekit.steer.concepts import load_concepts
+    from saekit.steer.concept.concepts import load_concepts
+    from saekit.steer.concept.judges import MiniLMJudge
+    from saekit.steer.concept.judging import build_references, score_batch
     from saekit.steer.generate import Continuation
-    from saekit.steer.judging import build_references, score_batch
-    from saekit.steer.metrics import MiniLMJudge
 
     lm = load_model("smollm2", dtype="float32")
     judge = MiniLMJudge()

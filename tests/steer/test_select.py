@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from saekit.errors import SteeringError
-from saekit.steer.output_score import concept_logmass, feature_output_scores
-from saekit.steer.registry import register_method
-from saekit.steer.select import (
+from saekit.steer.concept.output_score import concept_logmass, feature_output_scores
+from saekit.steer.concept.select import (
     decompose_direction,
     flag_outliers,
     off_target_ratio,
@@ -15,6 +14,7 @@ from saekit.steer.select import (
     select_by_input,
     select_by_output,
 )
+from saekit.steer.registry import register_method
 
 from .conftest import make_sae
 

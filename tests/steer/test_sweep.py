@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from saekit.steer import metrics as MT
-from saekit.steer.diffmean import diffmean_direction, pick_feature
+from saekit.steer.concept import judges as MT
+from saekit.steer.concept.diffmean import diffmean_direction, pick_feature
 
 from .conftest import make_sae, planted_sae
 
@@ -74,10 +74,10 @@ def test_sweep_protocol_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
     input and output selections pick."""
     from saekit.models import LoadedModel
     from saekit.steer.calibration import measure, save_calibration
-    from saekit.steer.protocol import choose_on_train
-    from saekit.steer.sweep import SweepConfig, run_sweep
-    from saekit.steer.sweep_config import SMALL_ARMS
-    from saekit.steer.sweep_report import format_table, save_result
+    from saekit.sweep.config import SMALL_ARMS
+    from saekit.sweep.protocol import choose_on_train
+    from saekit.sweep.report import format_table, save_result
+    from saekit.sweep.run import SweepConfig, run_sweep
 
     hp = "model.layers.1"
     sae = planted_sae(tiny_lm, 17, hook_point=hp)

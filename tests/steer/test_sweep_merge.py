@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from saekit.errors import SteeringError
-from saekit.steer.protocol import protocol_table
-from saekit.steer.sweep_merge import format_layer_grid, layer_grid, merge_records, merge_sweeps
+from saekit.sweep.merge import format_layer_grid, layer_grid, merge_records, merge_sweeps
+from saekit.sweep.protocol import protocol_table
 
 SPLITS = {0: "train", 1: "train", 2: "test", 3: "test"}
 
@@ -58,8 +58,8 @@ def test_merge_refuses_duplicates_and_other_protocols():
 
 
 def test_per_concept_choice_takes_each_concepts_best_train_arm():
-    from saekit.steer.protocol import sae_per_concept
-    from saekit.steer.recipes import recipe_from_document, recipes_document
+    from saekit.steer.concept.recipes import recipe_from_document, recipes_document
+    from saekit.sweep.protocol import sae_per_concept
 
     doc = _doc(15, "a", 0.4)
     for pi in SPLITS:  # output:additive wins on war's train prompts only

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from saekit.steer.evidence import SelectionConfig
+from saekit.steer.concept.evidence import SelectionConfig
 
 SMALL_ARMS = (
     "input:additive",
@@ -43,7 +43,7 @@ class SweepConfig:
     protocol: Literal["small", "full"] = "small"
     """Preset for the grid fields below that are not given."""
     concepts: str = "protocol"
-    """`protocol` (the bundled 12), `default` (the built-in 5) or a JSON file (saekit.steer.concepts)."""
+    """`protocol` (the bundled 12), `default` (the built-in 5) or a JSON file (`saekit.steer.concept`)."""
     n_concepts: int | None = None
     """How many concepts to use (first n)."""
     prompts: str = "protocol"

@@ -1,6 +1,6 @@
 """Concept evidence at one hook point: activations on concept vs other texts -> every selection.
 
-This is where the model meets `saekit.steer.select`: it runs the concept texts through the model,
+This is where the model meets `saekit.steer.concept.select`: it runs the concept texts through the model,
 flags outlier features, and returns one `Selection` per method plus the DiffMean vector, so the
 sweep and `saekit steer --concept` choose features the same way.
 """
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from saekit.steer.diffmean import diffmean_direction, text_activations
-from saekit.steer.output_score import concept_token_ids, feature_output_scores
-from saekit.steer.select import (
+from saekit.steer.concept.diffmean import diffmean_direction, text_activations
+from saekit.steer.concept.output_score import concept_token_ids, feature_output_scores
+from saekit.steer.concept.select import (
     Selection,
     decompose_direction,
     flag_outliers,
@@ -106,7 +106,7 @@ def gather_evidence(
 
 
 def _output(model, tok, sae, hp, pos, neg, c_texts, o_texts, prompts, cfg, cal, flagged, ev) -> Selection:
-    from saekit.steer.select import input_contrast
+    from saekit.steer.concept.select import input_contrast
 
     ev.concept_tokens = concept_token_ids(tok, c_texts, o_texts, cfg.n_concept_tokens)
     cands = top_candidates(input_contrast(sae, pos, neg), cfg.n_candidates, flagged)

@@ -26,7 +26,7 @@ class Recipe:
     """Which arm and strength to steer a concept with."""
 
     arm: str
-    """`selection:method` (see saekit.steer.arms)."""
+    """`selection:method` (see saekit.steer.concept.arms)."""
     strength: str
     """Strength with unit (e.g. `0.5norm`)."""
     source: str
@@ -48,7 +48,7 @@ def best_sae_arm(records: list[dict]) -> str:
     """The SAE arm with the best train mean at its per-concept train-chosen layer and strength."""
     from statistics import fmean
 
-    from saekit.steer.protocol import choose_on_train, is_sae_arm
+    from saekit.sweep.protocol import choose_on_train, is_sae_arm
 
     choice = choose_on_train(records, over_layers=True)
     means: dict[str, list[float]] = {}
@@ -64,7 +64,7 @@ def best_sae_arm(records: list[dict]) -> str:
 def recipes_document(records: list[dict], source: str, arm: str | None = None) -> dict:
     """The global (`arm`, default: `best_sae_arm`) and per-concept choices of a sweep's records (the
     bundled table's format)."""
-    from saekit.steer.protocol import choose_on_train, choose_sae_per_concept
+    from saekit.sweep.protocol import choose_on_train, choose_sae_per_concept
 
     arm = arm or best_sae_arm(records)
     picks = Counter(st for (_, a, _), st in choose_on_train(records).items() if a == arm)

@@ -8,7 +8,7 @@ The step and branch of each transformer call come from `saekit.models.flux.track
 Conditioning-level: `steer_conditioning` edits the conditioning embedding (CLIP image/text embeds,
 FLUX's pooled CLIP vector) *before* it enters the generator, keeping the SAE error term:
 `decode(f with f_j := v) + (x − decode(encode(x)))` — the Kandinsky recipe, implemented in
-`saekit.steer.conditioning`. Setting features to their current values is no edit at all and returns
+`saekit.steer.image.conditioning`. Setting features to their current values is no edit at all and returns
 the embedding bit for bit (tested through a whole pipeline).
 """
 
@@ -82,8 +82,8 @@ def steer_conditioning(
 
     `values` = the target latent values (`[n_features]`, a scalar, or broadcastable per row); None
     sets every feature to its current value, which is exactly no edit. The "set" mode of
-    `saekit.steer.conditioning.edit_embedding`, kept under this name for existing callers.
+    `saekit.steer.image.conditioning.edit_embedding`, kept under this name for existing callers.
     """
-    from saekit.steer.conditioning import edit_embedding
+    from saekit.steer.image.conditioning import edit_embedding
 
     return edit_embedding(embeds, sae, features, values, mode="set")

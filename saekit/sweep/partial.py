@@ -7,14 +7,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from saekit.steer.sweep_config import SweepConfig, SweepResult
+from saekit.sweep.config import SweepConfig, SweepResult
 
 
 def save_partial(result: SweepResult, cfg: SweepConfig, t0: float) -> None:
     """Refresh `result`'s protocol table and summary and write both partial files (atomically)."""
     from saekit.atomic import write_json_atomic, write_text_atomic
-    from saekit.steer.protocol import protocol_table
-    from saekit.steer.sweep_report import format_table, summarize
+    from saekit.sweep.protocol import protocol_table
+    from saekit.sweep.report import format_table, summarize
 
     if not cfg.out:
         return

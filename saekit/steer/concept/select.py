@@ -5,7 +5,7 @@ Four ways to turn concept evidence into a steering edit, compared by `saekit swe
                 the classic choice, and the one that fails most (Arad, Mueller, Belinkov 2025: many
                 such features *detect* the concept without *producing* it);
 - `output`    : the input candidates re-ranked by how much steering with each one raises the
-                log-probability of concept tokens (`saekit.steer.output_score`), those that do not
+                log-probability of concept tokens (`saekit.steer.concept.output_score`), those that do not
                 raise it dropped;
 - `decompose` : the DiffMean vector written as a non-negative combination of a few decoder
                 directions (matching pursuit), steered with all of them at once;

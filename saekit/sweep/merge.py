@@ -2,7 +2,7 @@
 
 On a shared 2-core machine one sweep process per layer finishes sooner than one process over every
 layer, and a layer measured earlier (with the same protocol) need not be rerun. The merged records
-feed the same protocol (`saekit.steer.protocol`): strengths chosen per concept on train prompts,
+feed the same protocol (`saekit.sweep.protocol`): strengths chosen per concept on train prompts,
 test means with bootstrap intervals, and the layer chosen on train for the `chosen` rows. Runs are
 only merged when they measured the same concepts and prompts (checked on the baseline records).
 Pure functions over sweep.json dicts; no model.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from statistics import fmean
 
 from saekit.errors import SteeringError
-from saekit.steer.protocol import (
+from saekit.sweep.protocol import (
     best_sae_vs_diffmean,
     choose_on_train,
     protocol_table,
@@ -66,8 +66,8 @@ def merge_records(docs: list[dict]) -> list[dict]:
 
 def merge_sweeps(docs: list[dict], seed: int = 0):
     """One `SweepResult` (records, concepts, protocol table, summary) from several sweep.json dicts."""
-    from saekit.steer.sweep import SweepResult
-    from saekit.steer.sweep_report import summarize
+    from saekit.sweep.report import summarize
+    from saekit.sweep.run import SweepResult
 
     records = merge_records(docs)
     return SweepResult(

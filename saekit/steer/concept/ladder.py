@@ -63,8 +63,8 @@ def escalate(session, concept, prompt: str, gen, arm, base: list[float], pair, j
     seen (DiffMean: a vector, no SAE; reported as such)."""
     import torch
 
-    from saekit.steer.arms import arm_edit
-    from saekit.steer.concept_steer import PairJudge
+    from saekit.steer.concept.arms import arm_edit
+    from saekit.steer.concept.steering import PairJudge
     from saekit.steer.generate import SteeredPair
 
     plan = [(arm, f, [f * x for x in base]) for f in factors]

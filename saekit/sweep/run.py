@@ -1,12 +1,12 @@
 """`saekit sweep`: the honest steering protocol — arms × layers × strengths × concepts × prompts.
 
-Per SAE (one per layer) and concept, features are chosen every way `saekit.steer.evidence` knows
+Per SAE (one per layer) and concept, features are chosen every way `saekit.steer.concept.evidence` knows
 (input contrast, output score, DiffMean decomposition, SAE-TS), each becomes one or more arms
 (`input:clamp`, `output:additive`, ...) beside DiffMean; unsteered and prompting continuations are
 generated once. All arms × strengths of one (concept, prompt) run as one batch with per-row edits.
-Prompts come split into train and test: `saekit.steer.protocol` chooses each arm's strength (and
-layer) on train and reports test means with bootstrap intervals. Judges: `saekit.steer.judging`.
-The configuration and presets: `saekit.steer.sweep_config`; partial saves: `saekit.steer.sweep_partial`.
+Prompts come split into train and test: `saekit.sweep.protocol` chooses each arm's strength (and
+layer) on train and reports test means with bootstrap intervals. Judges: `saekit.steer.concept.judging`.
+The configuration and presets: `saekit.sweep.config`; partial saves: `saekit.sweep.partial`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from saekit.errors import SteeringError
-from saekit.steer.sweep_config import (  # noqa: F401  (re-exported: the sweep's public names)
+from saekit.sweep.config import (  # noqa: F401  (re-exported: the sweep's public names)
     FULL_ARMS,
     PRESETS,
     PROMPTING_TEMPLATE,
@@ -27,7 +27,7 @@ from saekit.steer.sweep_config import (  # noqa: F401  (re-exported: the sweep's
     SweepResult,
     config_dict,
 )
-from saekit.steer.sweep_partial import save_partial
+from saekit.sweep.partial import save_partial
 
 
 @dataclass
@@ -49,9 +49,9 @@ class Plan:
 
 def _plan(cfg: SweepConfig, lm, judge) -> Plan:
     from saekit.device import resolve_device
-    from saekit.steer import metrics as MT
-    from saekit.steer.arms import parse_arm
-    from saekit.steer.concepts import load_concepts, load_prompts
+    from saekit.steer.concept import judges as MT
+    from saekit.steer.concept.arms import parse_arm
+    from saekit.steer.concept.concepts import load_concepts, load_prompts
     from saekit.steer.generate import GenerationConfig, encode_prompt
     from saekit.steer.session import load_lm, load_sae_folder, model_name_of
     from saekit.steer.strength import parse_strengths
@@ -94,8 +94,8 @@ def _record(plan: Plan, scored: dict, **keys) -> dict:
 
 def _baseline_records(plan: Plan, plain, refs) -> list[dict]:
     """Unsteered and prompting continuations (they do not depend on the layer: layer -1)."""
+    from saekit.steer.concept.judging import score_batch
     from saekit.steer.generate import encode_prompt
-    from saekit.steer.judging import score_batch
 
     out = []
     for ci, c in enumerate(plan.concepts):
@@ -117,8 +117,8 @@ def _baseline_records(plan: Plan, plain, refs) -> list[dict]:
 
 def _concept_arms(plan: Plan, sae, hp: str, cal, ci: int, acts: list[torch.Tensor]):
     """Evidence and bound arms for concept `ci` (arms whose selection failed are skipped)."""
-    from saekit.steer.arms import make_arm, parse_arm
-    from saekit.steer.evidence import gather_evidence
+    from saekit.steer.concept.arms import make_arm, parse_arm
+    from saekit.steer.concept.evidence import gather_evidence
 
     train_ids = [ids for ids, s in zip(plan.prompt_ids, plan.splits) if s == "train"]
     others = [t for k, c in enumerate(plan.concepts) if k != ci for t in c.texts]
@@ -139,7 +139,7 @@ def _concept_arms(plan: Plan, sae, hp: str, cal, ci: int, acts: list[torch.Tenso
 
 def _arm_block(plan: Plan, arm, sae, cal, folder: str):
     """(n_rows, edit, absolute strengths per row) for one arm over the strength grid."""
-    from saekit.steer.arms import arm_edit, arm_strengths
+    from saekit.steer.concept.arms import arm_edit, arm_strengths
 
     abs_rows = [arm_strengths(arm, s, sae, cal, folder) for s in plan.strengths]
     s_SN = torch.tensor(abs_rows, dtype=torch.float32, device=sae.device)
@@ -149,9 +149,9 @@ def _arm_block(plan: Plan, arm, sae, cal, folder: str):
 def _layer_records(plan: Plan, folder: str, sae, refs, bar):
     """Every arm × strength × prompt for every concept at one SAE's layer; yields (records, info) per
     concept so the caller can save partial results of a long run."""
-    from saekit.steer.arms import batched_edit
-    from saekit.steer.diffmean import text_activations
-    from saekit.steer.judging import score_batch
+    from saekit.steer.concept.arms import batched_edit
+    from saekit.steer.concept.diffmean import text_activations
+    from saekit.steer.concept.judging import score_batch
     from saekit.steer.session import hook_point_of
 
     hp = hook_point_of(sae)
@@ -229,9 +229,9 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None) -> SweepResult:
     """Run the whole protocol (library entry point of `saekit sweep`)."""
     from tqdm import tqdm
 
-    from saekit.steer.judging import build_references
-    from saekit.steer.protocol import protocol_table
-    from saekit.steer.sweep_report import summarize
+    from saekit.steer.concept.judging import build_references
+    from saekit.sweep.protocol import protocol_table
+    from saekit.sweep.report import summarize
 
     t0 = time.perf_counter()
     cfg = cfg.resolved()

@@ -3,10 +3,10 @@
 1. Concept texts: a bundled protocol concept when the words match one (its name, or MiniLM
    similarity ≥ `MATCH_COS` to its description), else short template sentences about the words.
    Other concepts' texts are the contrast.
-2. Recipe (which arm, which strength; `saekit.steer.recipes`): from a sweep result (`sweep.json`) or
+2. Recipe (which arm, which strength; `saekit.steer.concept.recipes`): from a sweep result (`sweep.json`) or
    the bundled table: for a concept the sweep measured, the SAE arm and strength best on that
    concept's train prompts; else the best SAE arm over all concepts at its usual strength.
-3. Features: `saekit.steer.evidence` (outlier features flagged and never chosen), then the arm's edit.
+3. Features: `saekit.steer.concept.evidence` (outlier features flagged and never chosen), then the arm's edit.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from saekit.errors import SteeringError
-from saekit.steer.concepts import Concept, load_concepts, load_prompts
-from saekit.steer.recipes import Recipe, bundled_recipe, recipe_from_sweep  # noqa: F401  (public here too)
+from saekit.steer.concept.concepts import Concept, load_concepts, load_prompts
+from saekit.steer.concept.recipes import Recipe, bundled_recipe, recipe_from_sweep  # noqa: F401  (public here too)
 
 MATCH_COS = 0.6
 TEMPLATES = (
@@ -29,7 +29,7 @@ TEMPLATES = (
 
 
 DEFAULT_RECIPE = bundled_recipe()
-"""Used without `--sweep`: docs/results/sweep_protocol's choices (saekit.steer.recipes) — per bundled
+"""Used without `--sweep`: docs/results/sweep_protocol's choices (saekit.steer.concept.recipes) — per bundled
 concept the SAE arm and strength best on its train prompts at layer 15, else the input-selected
 feature added at a quarter of the mean activation norm (the best single arm over all concepts)."""
 
@@ -65,15 +65,15 @@ class ConceptSteer:
     concept: Concept
     recipe: Recipe
     arm: object
-    """The bound `saekit.steer.arms.Arm` (features, weights, direction)."""
+    """The bound `saekit.steer.concept.arms.Arm` (features, weights, direction)."""
     strengths: list[float]
     """Absolute strength per feature (one for a direction arm)."""
     evidence: object
-    """`saekit.steer.evidence.ConceptEvidence`."""
+    """`saekit.steer.concept.evidence.ConceptEvidence`."""
     pair: object
     """`saekit.steer.generate.SteeredPair`."""
     tries: list = field(default_factory=list)
-    """With escalation: every `saekit.steer.concept_ladder.Try` (factor, strengths, judge scores)."""
+    """With escalation: every `saekit.steer.concept.ladder.Try` (factor, strengths, judge scores)."""
     scores: tuple[dict, dict] | None = None
     """With escalation: judge scores of (the unsteered text, the kept steered text)."""
 
@@ -81,8 +81,8 @@ class ConceptSteer:
 def concept_evidence(session, words: str, *, judge=None, chat: bool | None = None, methods=None, texts=None):
     """Gather every selection for `words` at the session's hook point (`texts`: an explicit
     `(Concept, contrast texts)` instead of looking the words up)."""
-    from saekit.steer.arms import SELECTIONS
-    from saekit.steer.evidence import gather_evidence
+    from saekit.steer.concept.arms import SELECTIONS
+    from saekit.steer.concept.evidence import gather_evidence
 
     concept, others = texts or concept_texts(words, judge)
     lm = session.lm
@@ -114,15 +114,15 @@ def steer_concept(
 
     `escalate` (default: when a `judge` is given): while the judges do not see the concept in the
     steered text, retry at 2x and 4x the strength, then DiffMean at the recipe's strength
-    (`saekit.steer.concept_ladder`); every try is kept in the result's `tries`, and `arm` is the one
+    (`saekit.steer.concept.ladder`); every try is kept in the result's `tries`, and `arm` is the one
     kept (check `arm.name`: `diffmean` means no SAE feature was seen)."""
     import torch
 
     from saekit.steer.apply import steering
-    from saekit.steer.arms import arm_edit, arm_strengths, make_arm, parse_arm
+    from saekit.steer.concept.arms import arm_edit, arm_strengths, make_arm, parse_arm
     from saekit.steer.generate import generate_pair
     from saekit.steer.strength import parse_strength
-    from saekit.steer.sweep import layer_of
+    from saekit.sweep.run import layer_of
 
     texts = texts or concept_texts(words, judge)
     recipe = recipe.for_concept(texts[0].name, layer_of(session.sae, session.hook_point))
@@ -141,8 +141,8 @@ def steer_concept(
     )
     tries, scores = [], None
     if escalate or (escalate is None and judge is not None):
-        from saekit.steer.concept_ladder import escalate as run_ladder
-        from saekit.steer.metrics import MiniLMJudge
+        from saekit.steer.concept.judges import MiniLMJudge
+        from saekit.steer.concept.ladder import escalate as run_ladder
 
         fallback = None
         if sel != "diffmean":
@@ -158,7 +158,7 @@ def steer_concept(
 def explain_concept(session, words: str, *, judge=None, chat: bool | None = None, top_n: int = 10) -> str:
     """A table of candidate features for `words`: input contrast, output score, outlier flag, the
     tokens their decoder direction promotes, and what each selection method chose."""
-    from saekit.steer.explain import logit_effect_tokens
+    from saekit.steer.concept.explain import logit_effect_tokens
 
     concept, ev = concept_evidence(session, words, judge=judge, chat=chat)
     inp = ev.selections.get("input")
@@ -191,7 +191,7 @@ class PairJudge:
     0). The references and the unsteered scores are computed once, however many steered texts follow."""
 
     def __init__(self, model, judge, concept: Concept, prompt: str, unsteered):
-        from saekit.steer.judging import build_references
+        from saekit.steer.concept.judging import build_references
 
         self.args = (model, judge)
         self.concept, self.prompt = concept, prompt
@@ -199,7 +199,7 @@ class PairJudge:
         self.plain = self(unsteered)
 
     def __call__(self, continuation) -> dict:
-        from saekit.steer.judging import score_batch
+        from saekit.steer.concept.judging import score_batch
 
         model, judge = self.args
         return score_batch(

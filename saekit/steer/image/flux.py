@@ -1,24 +1,22 @@
 """FLUX steering: in the denoising loop at a hook point, or on the conditioning embeddings.
 
-In-loop uses `saekit.steer.diffusion.steer_in_loop` (step window, CFG branch). Conditioning-level
+In-loop uses `saekit.steer.image.diffusion.steer_in_loop` (step window, CFG branch). Conditioning-level
 (`--conditioning pooled|text|both`) edits FLUX's pooled CLIP prompt embedding (`pooled_prompt_embeds`,
 the CLIP-L text tower's pooled output — what a CLIP-text SAE such as re-n-y's cc3m-text-* reads) and/or
-the per-token T5 embeddings before the loop, keeping the SAE error (`saekit.steer.conditioning`). With
+the per-token T5 embeddings before the loop, keeping the SAE error (`saekit.steer.image.conditioning`). With
 `--prompt` the pipeline's own `encode_prompt` produces the embeddings first, so the unsteered run sees
 exactly what FLUX would have computed.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from saekit.device import HOST
 from saekit.errors import SteeringError
-
-if TYPE_CHECKING:
-    from saekit.steer.image import ImageSteerConfig, ImageSteerResult
+from saekit.steer.image.config import ImageSteerConfig, ImageSteerResult
 
 EMBED_KEYS = (
     "prompt_embeds",
@@ -101,8 +99,8 @@ def _load(cfg: ImageSteerConfig, dev: torch.device):
 
 
 def _in_loop(cfg: ImageSteerConfig, sae, pipe, kwargs: dict, generate, true_cfg: bool):
-    from saekit.steer.diffusion import sae_edit, steer_in_loop
-    from saekit.steer.image_common import absolute_strengths
+    from saekit.steer.image.common import absolute_strengths
+    from saekit.steer.image.diffusion import sae_edit, steer_in_loop
     from saekit.steer.methods import METHOD_SPACE
     from saekit.steer.session import hook_point_of
     from saekit.steps import parse_steps
@@ -140,8 +138,8 @@ def _in_loop(cfg: ImageSteerConfig, sae, pipe, kwargs: dict, generate, true_cfg:
 
 def _on_conditioning(cfg: ImageSteerConfig, sae, kwargs: dict, generate):
     """Edit SAE features of the conditioning embeddings (error term kept), then generate."""
-    from saekit.steer.conditioning import edit_embedding
-    from saekit.steer.image_common import conditioning_edit
+    from saekit.steer.image.common import conditioning_edit
+    from saekit.steer.image.conditioning import edit_embedding
 
     edit = conditioning_edit(cfg.method, cfg.strength, list(cfg.feature), sae, cfg.sae)
     targets = TARGETS[cfg.conditioning]
@@ -154,8 +152,7 @@ def _on_conditioning(cfg: ImageSteerConfig, sae, kwargs: dict, generate):
 @torch.no_grad()
 def steer_flux(cfg: ImageSteerConfig, sae, dev: torch.device, *, pipe=None) -> ImageSteerResult:
     """Unsteered and steered FLUX images from one seed (in-loop or conditioning-level)."""
-    from saekit.steer.image import ImageSteerResult
-    from saekit.steer.image_common import save_pair
+    from saekit.steer.image.common import save_pair
 
     pipe = pipe if pipe is not None else _load(cfg, dev)
     if not hasattr(pipe, "transformer"):
@@ -183,7 +180,7 @@ def steer_flux(cfg: ImageSteerConfig, sae, dev: torch.device, *, pipe=None) -> I
         return pipe(**{**kwargs, **over, **common}, generator=gen).images[0]
 
     if cfg.conditioning != "off":  # a wrong-width SAE is refused before minutes of generation
-        from saekit.steer.conditioning import check_embedding_size
+        from saekit.steer.image.conditioning import check_embedding_size
 
         for k in TARGETS[cfg.conditioning]:
             check_embedding_size(kwargs[k], sae, f"FLUX {k}")

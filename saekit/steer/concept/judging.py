@@ -2,7 +2,7 @@
 
 `References` holds, per prompt, what the unsteered continuation scored (perplexity, distinct bigrams,
 similarity to the prompt, similarity to each concept) and, per concept, how similar the concept's own
-texts are to its description: the 0 and 1 anchors of `saekit.steer.metrics`. `score_batch` then turns
+texts are to its description: the 0 and 1 anchors of `saekit.steer.concept.judges`. `score_batch` then turns
 continuations into metric dicts. Kept apart from the sweep loop so the hand-label check
 (`tests/steer/test_judges.py`) scores text exactly the way the sweep does.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from saekit.steer import metrics as MT
+from saekit.steer.concept import judges as MT
 
 
 @dataclass(frozen=True)

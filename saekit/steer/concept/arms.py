@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from saekit.errors import SteeringError
+from saekit.steer.concept.select import Selection
 from saekit.steer.methods import add_directions, apply_method, feature_gain
 from saekit.steer.registry import get_method
-from saekit.steer.select import Selection
 from saekit.steer.strength import Strength, resolve
 
 SELECTIONS = ("input", "output", "decompose", "sae_ts")

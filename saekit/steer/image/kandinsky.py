@@ -3,7 +3,7 @@
     prompt --prior--> image_embeds e [1, 1280] --edit--> e' --decoder--> image
 
 The prior runs once; the decoder runs twice from the same seed, once on `e` and once on
-`e' = decode(f') + (e − decode(f))` (`saekit.steer.conditioning`), so the two images differ only by
+`e' = decode(f') + (e − decode(f))` (`saekit.steer.image.conditioning`), so the two images differ only by
 the edit, and a no-op edit gives the same image bit for bit. Only the conditional `image_embeds` is
 edited; `negative_image_embeds` (the prior's embedding of the negative prompt, or of an empty image)
 drives classifier-free guidance unchanged, as in the gytdau recipe.
@@ -11,15 +11,13 @@ drives classifier-free guidance unchanged, as in the gytdau recipe.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from saekit.device import HOST
 from saekit.errors import SteeringError
-
-if TYPE_CHECKING:
-    from saekit.steer.image import ImageSteerConfig, ImageSteerResult
+from saekit.steer.image.config import ImageSteerConfig, ImageSteerResult
 
 IN_LOOP_ONLY = {
     "hook": None,
@@ -67,9 +65,8 @@ def prior_embeds(cfg: ImageSteerConfig, prior) -> tuple[torch.Tensor, torch.Tens
 @torch.no_grad()
 def steer_kandinsky(cfg: ImageSteerConfig, sae, dev: torch.device, *, pipes=None) -> ImageSteerResult:
     """Unsteered and steered Kandinsky 2.2 images from one seed; the SAE edits the image embedding."""
-    from saekit.steer.conditioning import check_embedding_size, edit_embedding
-    from saekit.steer.image import ImageSteerResult
-    from saekit.steer.image_common import conditioning_edit, save_pair
+    from saekit.steer.image.common import conditioning_edit, save_pair
+    from saekit.steer.image.conditioning import check_embedding_size, edit_embedding
 
     _refuse_flux_flags(cfg)
     edit = conditioning_edit(cfg.method, cfg.strength, list(cfg.feature), sae, cfg.sae)

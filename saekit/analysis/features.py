@@ -1,5 +1,9 @@
 """Feature selection specs shared by every `analyze` verb: `0,5,10`, `0-20`, `0-10,50-60`, `top:N`,
-`active:"prompt"`.
+`readable:N` (or `readable:N:LO-HI`, firing frequency band in percent), `active:"prompt"`.
+
+`top:N` takes the N most frequent features, which on a trained SAE are dense (firing on 10-20% of
+tokens) and hard to read; `readable:N` takes N features whose frequency lies in a band a person can read
+(default 0.05-2% of tokens), spread evenly over that band's frequency order.
 
 Parsing is separate from resolution: `parse_feature_spec` only checks syntax, `resolve_features`
 turns the parsed items into indices, which may need data (`top:N` needs firing counts, `active:`
@@ -26,12 +30,15 @@ _RANGE_RE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
 class SpecItem:
     """One comma-separated part of a spec."""
 
-    kind: Literal["index", "range", "top", "active"]
-    """`index` (one feature), `range` (inclusive lo..hi), `top` (N most frequent), `active` (prompt)."""
+    kind: Literal["index", "range", "top", "readable", "active"]
+    """`index` (one feature), `range` (inclusive lo..hi), `top` (N most frequent), `readable` (N in a
+    frequency band), `active` (prompt)."""
     lo: int = 0
-    """Feature index (index), range start (range), or N (top / active)."""
+    """Feature index (index), range start (range), or N (top / readable / active)."""
     hi: int = 0
     """Inclusive range end (range only)."""
+    band: tuple[float, float] = (0.0, 0.0)
+    """Firing-frequency band in percent of rows (readable only)."""
     prompt: str = ""
     """The prompt text (active only)."""
 
@@ -67,8 +74,32 @@ def _parse_active(body: str, where: str) -> SpecItem:
     return SpecItem("active", lo=n, prompt=body)
 
 
+#: the default frequency band of `readable:N`, percent of rows: rarer features have too few examples
+#: to read, denser ones respond to too much
+READABLE_BAND = (0.05, 2.0)
+_BAND_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)$")
+
+
+def _parse_readable(body: str, where: str) -> SpecItem:
+    n, _, band = body.partition(":")
+    if not n.strip().isdigit() or int(n) == 0:
+        raise FeatureSpecError(f"{where}: readable:N needs a positive integer N, e.g. readable:10")
+    lo, hi = READABLE_BAND
+    if band:
+        m = _BAND_RE.match(band.strip())
+        if not m or not 0 <= float(m.group(1)) < float(m.group(2)) <= 100:
+            raise FeatureSpecError(
+                f"{where}: the band is LO-HI in percent of tokens with 0 <= LO < HI <= 100, e.g. "
+                "readable:10:0.05-2"
+            )
+        lo, hi = float(m.group(1)), float(m.group(2))
+    return SpecItem("readable", lo=int(n), band=(lo, hi))
+
+
 def _parse_part(part: str, where: str) -> SpecItem:
     low = part.lower()
+    if low.startswith("readable:"):
+        return _parse_readable(part[9:].strip(), where)
     if low.startswith("top:"):
         n = part[4:].strip()
         if not n.isdigit() or int(n) == 0:
@@ -85,7 +116,8 @@ def _parse_part(part: str, where: str) -> SpecItem:
         return SpecItem("range", lo=lo, hi=hi)
     raise FeatureSpecError(
         f"{where}: not understood; accepted forms are an index (5), an inclusive range (0-20), "
-        'top:N (N most frequent features) and active:"prompt" (or active:N:"prompt")'
+        "top:N (N most frequent features), readable:N[:LO-HI] (N features firing on LO-HI% of tokens) "
+        'and active:"prompt" (or active:N:"prompt")'
     )
 
 
@@ -115,6 +147,31 @@ def _top(it: SpecItem, d_sae: int, firing_counts: Tensor | None) -> list[int]:
     return torch.argsort(-counts, stable=True)[: min(it.lo, d_sae)].tolist()
 
 
+def _readable(it: SpecItem, d_sae: int, firing_counts: Tensor | None, n_rows: int | None) -> list[int]:
+    if firing_counts is None or not n_rows:
+        raise FeatureSpecError(
+            f"readable:{it.lo} needs firing frequencies; run `analyze real` on a store first or pass "
+            "explicit indices"
+        )
+    freq_pct = 100.0 * firing_counts.detach().double().cpu() / n_rows
+    if freq_pct.shape != (d_sae,):
+        raise FeatureSpecError(f"firing counts have shape {tuple(freq_pct.shape)}, expected ({d_sae},)")
+    lo, hi = it.band
+    inside = torch.nonzero((freq_pct >= lo) & (freq_pct <= hi)).flatten()
+    if inside.numel() == 0:
+        raise FeatureSpecError(
+            f"no feature fires on {lo:g}-{hi:g}% of the {n_rows} rows; widen the band "
+            f"(readable:{it.lo}:LO-HI) or use top:{it.lo}"
+        )
+    # evenly spaced positions in frequency order: rare, middle and common features of the band alike
+    order = inside[torch.argsort(freq_pct[inside], stable=True)]
+    n = min(it.lo, order.numel())
+    if n == 1:
+        return [int(order[order.numel() // 2])]
+    pos = torch.linspace(0, order.numel() - 1, n).round().long()
+    return order[pos].tolist()
+
+
 def _active(it: SpecItem, d_sae: int, prompt_scores: Callable[[str], Tensor] | None) -> list[int]:
     if prompt_scores is None:
         raise FeatureSpecError(
@@ -135,11 +192,13 @@ def resolve_features(
     d_sae: int,
     *,
     firing_counts: Tensor | None = None,
+    n_rows: int | None = None,
     prompt_scores: Callable[[str], Tensor] | None = None,
 ) -> list[int]:
     """Feature indices for `spec`, in spec order, without duplicates.
 
-    `firing_counts [d_sae]` is needed for `top:N`; `prompt_scores(prompt) -> [d_sae]` (e.g. the max
+    `firing_counts [d_sae]` is needed for `top:N`, and with `n_rows` (the rows counted) for
+    `readable:N`; `prompt_scores(prompt) -> [d_sae]` (e.g. the max
     activation of each feature over the prompt's tokens) for `active:`. Indices must be < d_sae.
     """
     items = (
@@ -154,6 +213,8 @@ def resolve_features(
             picked = list(range(it.lo, it.hi + 1))
         elif it.kind == "top":
             picked = _top(it, d_sae, firing_counts)
+        elif it.kind == "readable":
+            picked = _readable(it, d_sae, firing_counts, n_rows)
         else:
             picked = _active(it, d_sae, prompt_scores)
         for j in picked:

@@ -241,7 +241,8 @@ def analyze_source(
 
     rp = real_pass(sae, source.batches(cfg.batch_size), cfg, total=len(source), quiet=quiet)
     features = resolve_features(
-        features_spec, sae.d_sae, firing_counts=rp.stats.count_F, prompt_scores=prompt_scores
+        features_spec, sae.d_sae, firing_counts=rp.stats.count_F, n_rows=rp.stats.n_rows,
+        prompt_scores=prompt_scores,
     )
     rows = top_rows(rp, features)
     ctx = None

@@ -237,11 +237,12 @@ def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None, *, loa
     fp32 = replace(a, model_dtype="float32") if a.model_dtype == "auto" else a  # gradients: not bf16
     lm = _load_lm(fp32, sae, manifest, device, loaded)
     hp = _hook_point(a, sae, manifest)
-    counts = None
+    counts, n_rows = None, None
     if doc and doc.get("all_features"):
-        counts = torch.tensor(doc["all_features"]["frequency"]) * doc["summary"]["n_rows"]
+        n_rows = int(doc["summary"]["n_rows"])
+        counts = torch.tensor(doc["all_features"]["frequency"]) * n_rows
     features = resolve_features(
-        a.features, sae.d_sae, firing_counts=counts, prompt_scores=_prompt_scorer(lm, sae, hp)
+        a.features, sae.d_sae, firing_counts=counts, n_rows=n_rows, prompt_scores=_prompt_scorer(lm, sae, hp)
     )
     if doc is None:
         doc = report.new_document(

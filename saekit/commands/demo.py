@@ -46,8 +46,9 @@ class DemoConfig:
     """d_sae = expansion * d_in."""
     eval_tokens: int = 4096
     """Held-out tokens for the spliced CE / KL evaluation."""
-    features: str = "top:10"
-    """Features analysed (feature spec)."""
+    features: str = "readable:10"
+    """Features analysed (feature spec). The default takes 10 features firing on 0.05-2% of tokens, spread
+    over that band: the most frequent ones (`top:10`, 10-20% of tokens) are dense and hard to read."""
     synthetic_steps: int = 20
     """Optimisation steps of the synthetic maximiser per restart."""
     steer_prompt: str = "Write a short poem about the sea."
@@ -83,10 +84,20 @@ class Sizes:
 
 def sizes(cfg: DemoConfig) -> Sizes:
     if cfg.quick:
-        return Sizes(20_000, 40_000, 4, 1024, 5, "top:3")
+        return Sizes(20_000, 40_000, 4, 1024, 5, "readable:3")
     return Sizes(
         cfg.tokens, cfg.train_tokens, cfg.expansion, cfg.eval_tokens, cfg.synthetic_steps, cfg.features
     )
+
+
+def _spec_words(spec: str) -> str:
+    """What a `readable:` spec means, for the phase line (the choice, written down)."""
+    if not spec.startswith("readable:"):
+        return ""
+    from saekit.analysis.features import READABLE_BAND
+
+    band = spec.split(":")[2] if spec.count(":") == 2 else "-".join(f"{b:g}" for b in READABLE_BAND)
+    return f" (firing on {band}% of tokens, spread over that band; --features top:10 for the densest)"
 
 
 PHASES = ("model", "harvest", "train", "eval", "analysis", "browser", "steer")
@@ -213,8 +224,8 @@ def run(cfg: DemoConfig) -> dict[str, float]:
         "eval", "3/6 evaluate: reconstruction on held-out activations, CE loss with the SAE spliced in"
     ):
         _eval(cfg, sz, acts, sae, lm32, device)
-    with timer.phase("analysis", f"4/6 analyse features {sz.features}: real top contexts, logit effects, "
-                     "synthetic maximisers"):  # fmt: skip
+    with timer.phase("analysis", f"4/6 analyse features {sz.features}{_spec_words(sz.features)}: real top "
+                     "contexts, logit effects, synthetic maximisers"):  # fmt: skip
         _analyze(cfg, sz, acts, sae, analysis, lm32, device)
     with timer.phase("browser", "5/6 build the HTML feature browser"):
         build_and_report(str(analysis), sae=str(sae), quiet=cfg.quiet)

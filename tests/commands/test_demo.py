@@ -84,7 +84,7 @@ def test_quick_preset_sizes():
         40_000,
         4,
         1024,
-        "top:3",
+        "readable:3",
     )
     full = demo.sizes(demo.DemoConfig(tokens=5, features="0"))
     assert (full.tokens, full.features) == (5, "0")

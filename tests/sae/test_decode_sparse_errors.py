@@ -1,5 +1,6 @@
 import pytest
 import torch
+from numerics import assert_close_scaled
 
 from saekit.errors import ShapeError
 from saekit.sae import SAEConfig, build
@@ -15,7 +16,8 @@ def test_decode_sparse_matches_dense_decode():
     vals, idx = sae.encode_sparse(x)
     with torch.no_grad():  # scatter the (value, index) pairs into dense rows and apply the decoder by hand
         dense = torch.zeros(5, 16).scatter_(1, idx, vals)
-        assert torch.allclose(sae.decode_sparse(vals, idx), dense @ sae.W_dec + sae.b_dec, atol=1e-5)
+        ref = dense @ sae.W_dec + sae.b_dec
+        assert_close_scaled(sae.decode_sparse(vals, idx), ref, terms=16, msg="decode")
         assert torch.equal(dense, sae.encode(x))  # the sparse and dense forms hold the same latents
 
 
@@ -50,6 +52,6 @@ def test_decode_sparse_layer_norm_skip_matches_hand_formula():
     expected = (dense @ sae.W_dec + sae.b_dec) * std + mu + x @ sae.W_skip
     s_vals, s_idx = sae.encode_sparse(x)
     got = sae.decode_sparse(s_vals, s_idx, x).detach()
-    torch.testing.assert_close(got, expected.detach(), atol=1e-5, rtol=1e-5)
+    assert_close_scaled(got, expected, terms=16 + 8, msg="layer-norm + skip decode")
     with pytest.raises(ShapeError, match="input row"):
         sae.decode_sparse(s_vals, s_idx)

@@ -110,7 +110,8 @@ def _explain_prompt(cfg: SteerConfig, s) -> str:
 
 
 def _steer_concept(cfg: SteerConfig, s) -> str:
-    from saekit.steer.concept.steering import DEFAULT_RECIPE, Recipe, recipe_from_sweep, steer_concept
+    from saekit.steer.concept.recipes import Recipe, recipe_from_sweep
+    from saekit.steer.concept.steering import DEFAULT_RECIPE, steer_concept
 
     if cfg.prompt is None:
         raise SteeringError("--concept needs --prompt (the text to continue)")
@@ -142,7 +143,7 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
         cfg.width,
     )
     if cfg.judge:
-        from saekit.steer.concept.steering import format_scores, judge_pair
+        from saekit.steer.concept.judging import format_scores, judge_pair
 
         plain, steered = res.scores or judge_pair(s.lm.model, judge, res.concept, cfg.prompt, res.pair)
         text += "\n\n" + format_scores(plain, steered)

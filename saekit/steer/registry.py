@@ -1,9 +1,14 @@
 """The one registry of steering methods: name -> function, strength space, error preservation.
 
-Everything that lists method names (the `steer` and `sweep` flags, the testbed, the strength
-conversions, the docs tables) reads this registry, so adding a method is one `@register_method` in
-`saekit.steer.methods` and nothing else. Registering a name twice is refused: two functions
-silently answering to one name is the kind of drift this registry exists to prevent.
+Everything that lists method names (the `steer` and `sweep` flags, the image generators'
+conditioning edits, the testbed, the strength conversions, the docs tables) reads this registry, so
+adding a method is one `@register_method` in `saekit.steer.methods` and nothing else. Registering a
+name twice is refused: two functions silently answering to one name is the kind of drift this
+registry exists to prevent.
+
+This module imports nothing of saekit.steer: the built-in methods register themselves when
+`saekit.steer.methods` is imported, and the `saekit.steer` package imports it on its first import, so
+every importer of this module sees them (no lazy import back, hence no methods <-> registry cycle).
 """
 
 from __future__ import annotations
@@ -59,19 +64,14 @@ def register_method(
 
 def method_names() -> tuple[str, ...]:
     """Registered names in registration order."""
-    _ensure_loaded()
     return tuple(_REGISTRY)
 
 
 def get_method(name: str) -> MethodSpec:
     """The spec for `name`, or a SteeringError that lists the choices (and the closest one)."""
-    _ensure_loaded()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise SteeringError(f"unknown steering method {name!r}{hint}; choose one of {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
 
-
-def _ensure_loaded() -> None:
-    import saekit.steer.methods  # noqa: F401  (registers the built-in methods on import)

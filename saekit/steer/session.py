@@ -6,6 +6,7 @@ other flag for an SAE saekit trained.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def hook_point_of(sae, override: str | None = None) -> str:
             "the SAE's config.json has no provenance.hook_point; pass --hook-point (e.g. model.layers.15)"
         )
     return hp
+
+
+def layer_of(sae, hook_point: str) -> int:
+    """The SAE's layer from its provenance, else the last number in its hook point (else 0)."""
+    if sae.cfg.provenance.layer is not None:
+        return int(sae.cfg.provenance.layer)
+    nums = re.findall(r"\d+", hook_point)
+    return int(nums[-1]) if nums else 0
 
 
 def model_name_of(sae, override: str | None = None) -> str:

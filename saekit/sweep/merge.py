@@ -13,13 +13,8 @@ from __future__ import annotations
 from statistics import fmean
 
 from saekit.errors import SteeringError
-from saekit.sweep.protocol import (
-    best_sae_vs_diffmean,
-    choose_on_train,
-    protocol_table,
-    rows_at_choice,
-    sae_per_concept,
-)
+from saekit.steer.concept.recipes import choose_on_train
+from saekit.sweep.protocol import best_sae_vs_diffmean, protocol_table, rows_at_choice, sae_per_concept
 
 
 def _units(doc: dict) -> set[tuple]:

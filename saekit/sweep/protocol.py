@@ -1,7 +1,8 @@
 """The honest protocol over sweep records: choose on train prompts, report on test prompts, with intervals.
 
 Per (arm, concept) the strength (and, for the `best layer` rows, the layer) with the highest mean
-overall score on the *train* prompts is chosen; the reported number is the mean over the *test*
+overall score on the *train* prompts is chosen (the rule is `saekit.steer.concept.recipes.choose_on_train`,
+the one `saekit steer --concept` reads its recipes by); the reported number is the mean over the *test*
 prompts at that choice, with a bootstrap 95% interval over (concept, prompt) pairs. Choosing and
 scoring on the same prompts (what the old sweep did) rewards an arm for noise it happened to fit.
 The best SAE arm is itself chosen on train, and its paired difference to DiffMean (same concept,
@@ -12,9 +13,11 @@ Pure functions over lists of dicts; no model.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from statistics import fmean
+
+from saekit.steer.concept.arms import is_sae_arm
+from saekit.steer.concept.recipes import choose_on_train, choose_sae_per_concept, group_records
 
 SINGLE_POINT = ("unsteered", "prompting")
 METRICS = ("overall", "concept_score", "fluency", "relevance")
@@ -28,33 +31,6 @@ def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> 
     n = len(values)
     means = sorted(fmean(rng.choices(values, k=n)) for _ in range(n_boot))
     return (means[int(0.025 * n_boot)], means[min(n_boot - 1, int(0.975 * n_boot))])
-
-
-def _group(records: Iterable[dict], keys: Sequence[str]) -> dict[tuple, list[dict]]:
-    out: dict[tuple, list[dict]] = defaultdict(list)
-    for r in records:
-        out[tuple(r[k] for k in keys)].append(r)
-    return out
-
-
-def choose_on_train(records: list[dict], over_layers: bool = False) -> dict[tuple, tuple]:
-    """`(layer, arm, concept)` -> chosen strength.
-
-    With `over_layers`: `(arm, concept)` -> `(layer, strength)`. Arms that do not depend on the layer
-    (unsteered, prompting) are recorded with layer -1.
-    """
-    train = [r for r in records if r["split"] == "train"]
-    means = {
-        k: fmean(r["overall"] for r in v)
-        for k, v in _group(train, ("layer", "arm", "concept", "strength")).items()
-    }
-    best: dict[tuple, tuple] = {}
-    for (layer, arm, concept, strength), m in means.items():
-        key = (arm, concept) if over_layers else (layer, arm, concept)
-        choice = (layer, strength) if over_layers else (strength,)
-        if key not in best or m > best[key][0]:
-            best[key] = (m, *choice)
-    return {k: v[1:] if over_layers else v[1] for k, v in best.items()}  # fmt: skip
 
 
 def rows_at_choice(records: list[dict], choice: dict[tuple, tuple], over_layers: bool = False) -> list[dict]:
@@ -86,12 +62,13 @@ def protocol_table(records: list[dict], seed: int = 0) -> dict:
     """Per (layer, arm) and per arm at its train-chosen layer: test means with intervals; best SAE arm vs
     DiffMean as a paired difference."""
     per_layer, chosen = [], choose_on_train(records)
-    for (layer, arm), rows in sorted(_group(rows_at_choice(records, chosen), ("layer", "arm")).items()):
+    at_choice = rows_at_choice(records, chosen)
+    for (layer, arm), rows in sorted(group_records(at_choice, ("layer", "arm")).items()):
         strengths = sorted({str(r["strength"]) for r in rows})
         per_layer.append({"layer": layer, "arm": arm, "strengths": strengths, **summarize_rows(rows, seed)})
     layer_choice = choose_on_train(records, over_layers=True)
     best_layer = []
-    for (arm,), rows in sorted(_group(rows_at_choice(records, layer_choice, True), ("arm",)).items()):
+    for (arm,), rows in sorted(group_records(rows_at_choice(records, layer_choice, True), ("arm",)).items()):
         layers = sorted({r["layer"] for r in rows})
         best_layer.append({"layer": "chosen", "arm": arm, "layers": layers, **summarize_rows(rows, seed)})
     return {
@@ -100,10 +77,6 @@ def protocol_table(records: list[dict], seed: int = 0) -> dict:
         "best_sae_vs_diffmean": best_sae_vs_diffmean(records, layer_choice, seed),
         "sae_per_concept": sae_per_concept(records, seed),
     }
-
-
-def is_sae_arm(arm: str) -> bool:
-    return ":" in arm
 
 
 def best_sae_vs_diffmean(records: list[dict], layer_choice: dict, seed: int = 0) -> dict | None:
@@ -135,23 +108,6 @@ def best_sae_vs_diffmean(records: list[dict], layer_choice: dict, seed: int = 0)
         "difference_ci": [lo, hi],
         "n_pairs": len(diffs),
     }
-
-
-def choose_sae_per_concept(records: list[dict]) -> dict[str, tuple]:
-    """concept -> (arm, layer, strength): the SAE arm, layer and strength with the best *train* mean for
-    that concept (what `saekit steer --concept` uses for a bundled concept)."""
-    means = {
-        k: fmean(r["overall"] for r in v)
-        for k, v in _group(
-            [r for r in records if r["split"] == "train" and is_sae_arm(r["arm"])],
-            ("concept", "arm", "layer", "strength"),
-        ).items()
-    }
-    best: dict[str, tuple] = {}
-    for (concept, arm, layer, strength), m in means.items():
-        if concept not in best or m > best[concept][0]:
-            best[concept] = (m, arm, layer, strength)
-    return {c: v[1:] for c, v in best.items()}
 
 
 def sae_per_concept(records: list[dict], seed: int = 0) -> dict | None:

@@ -152,7 +152,7 @@ def _layer_records(plan: Plan, folder: str, sae, refs, bar):
     from saekit.steer.concept.arms import batched_edit
     from saekit.steer.concept.diffmean import text_activations
     from saekit.steer.concept.judging import score_batch
-    from saekit.steer.session import hook_point_of
+    from saekit.steer.session import hook_point_of, layer_of
 
     hp = hook_point_of(sae)
     layer = layer_of(sae, hp)
@@ -176,16 +176,6 @@ def _layer_records(plan: Plan, folder: str, sae, refs, bar):
                                            features=list(arm.features)))  # fmt: skip
             bar.update(1)
         yield records, info
-
-
-def layer_of(sae, hook_point: str) -> int:
-    """The SAE's layer from its provenance, else the last number in its hook point (else 0)."""
-    import re
-
-    if sae.cfg.provenance.layer is not None:
-        return int(sae.cfg.provenance.layer)
-    nums = re.findall(r"\d+", hook_point)
-    return int(nums[-1]) if nums else 0
 
 
 def _concept_info(layer, hp, folder, concept, ev, arms) -> dict:

@@ -6,14 +6,9 @@ import json
 import torch
 
 from saekit.steer.concept.concepts import Concept
-from saekit.steer.concept.steering import (
-    Recipe,
-    concept_texts,
-    format_scores,
-    judge_pair,
-    recipe_from_sweep,
-    steer_concept,
-)
+from saekit.steer.concept.judging import format_scores, judge_pair
+from saekit.steer.concept.recipes import Recipe, recipe_from_sweep
+from saekit.steer.concept.steering import concept_texts, steer_concept
 from saekit.steer.generate import GenerationConfig
 
 from .conftest import planted_sae

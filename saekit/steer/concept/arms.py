@@ -61,6 +61,11 @@ def parse_arm(name: str) -> tuple[str, str]:
     return sel, method
 
 
+def is_sae_arm(arm: str) -> bool:
+    """Whether a record's arm steers SAE features (`selection:method`), not DiffMean or a baseline."""
+    return ":" in arm
+
+
 def make_arm(name: str, selection: Selection | None, diffmean_D: Tensor | None = None) -> Arm:
     """Bind an arm name to its evidence (a Selection, or the DiffMean vector)."""
     sel, method = parse_arm(name)

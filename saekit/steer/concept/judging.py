@@ -2,9 +2,10 @@
 
 `References` holds, per prompt, what the unsteered continuation scored (perplexity, distinct bigrams,
 similarity to the prompt, similarity to each concept) and, per concept, how similar the concept's own
-texts are to its description: the 0 and 1 anchors of `saekit.steer.concept.judges`. `score_batch` then turns
-continuations into metric dicts. Kept apart from the sweep loop so the hand-label check
-(`tests/steer/test_judges.py`) scores text exactly the way the sweep does.
+texts are to its description: the 0 and 1 anchors of `saekit.steer.concept.judges`. `score_batch`
+then turns continuations into metric dicts. Kept apart from the sweep loop so the hand-label check
+(`tests/steer/test_judges.py`) scores text exactly the way the sweep does. `PairJudge` applies the
+same scoring to one prompt's steered continuations (`saekit steer --concept --judge`, the strength ladder).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from saekit.steer.concept import judges as MT
+from saekit.steer.concept.concepts import Concept
 
 
 @dataclass(frozen=True)
@@ -73,3 +75,38 @@ def score_batch(model, judge, refs: References, ci: int, pi: int, description: s
             }
         )
     return out
+
+
+class PairJudge:
+    """Judge scores (concept, fluency, relevance, overall) of steered continuations of one prompt,
+    anchored on its unsteered continuation exactly as in the sweep (so the unsteered concept score is
+    0). The references and the unsteered scores are computed once, however many steered texts follow."""
+
+    def __init__(self, model, judge, concept: Concept, prompt: str, unsteered):
+        self.args = (model, judge)
+        self.concept, self.prompt = concept, prompt
+        self.refs = build_references(model, judge, [unsteered], [prompt], [concept])
+        self.plain = self(unsteered)
+
+    def __call__(self, continuation) -> dict:
+        model, judge = self.args
+        return score_batch(
+            model, judge, self.refs, 0, 0, self.concept.description, self.prompt, [continuation]
+        )[0]
+
+
+def judge_pair(model, judge, concept: Concept, prompt: str, pair) -> tuple[dict, dict]:
+    """Judge scores of the unsteered and the steered text of `pair` (see `PairJudge`)."""
+    j = PairJudge(model, judge, concept, prompt, pair.unsteered)
+    return j.plain, j(pair.steered)
+
+
+def format_scores(plain: dict, steered: dict) -> str:
+    """The unsteered and steered judge scores as a small table for the terminal."""
+    keys = ("concept_score", "fluency", "relevance", "overall")
+    head = " ".join(f"{k.replace('_score', ''):>10}" for k in keys)
+    row = lambda name, d: f"{name:>10} " + " ".join(f"{d[k]:>10.3f}" for k in keys)  # noqa: E731
+    return (
+        f"judges (offline: MiniLM concept/relevance, unsteered-model perplexity)\n{'':>10} {head}\n"
+        + "\n".join([row("unsteered", plain), row("steered", steered)])
+    )

@@ -64,7 +64,7 @@ def escalate(session, concept, prompt: str, gen, arm, base: list[float], pair, j
     import torch
 
     from saekit.steer.concept.arms import arm_edit
-    from saekit.steer.concept.steering import PairJudge
+    from saekit.steer.concept.judging import PairJudge
     from saekit.steer.generate import SteeredPair
 
     plan = [(arm, f, [f * x for x in base]) for f in factors]

@@ -5,18 +5,25 @@ strength with the best train mean *for that concept* are used (on the bundled la
 per-concept choice scored 0.470 [0.386, 0.552] on the test prompts against DiffMean's 0.427, where one
 arm for every concept scored 0.394); for other words the one arm that was best over all concepts,
 at its most often chosen strength. Without `--sweep` the bundled table
-`saekit/steer/data/concept_recipes.json` (made from docs/results/sweep_protocol by
+`saekit/steer/concept/data/concept_recipes.json` (made from docs/results/sweep_protocol by
 `recipes_document`) applies when the SAE sits at the layer it was measured at.
+
+The choice rule itself (`choose_on_train`, `choose_sae_per_concept`: the best train mean per arm and
+concept) lives here, because a recipe *is* that choice and steering must not import `saekit.sweep`;
+`saekit.sweep.protocol` reports test means at the same choices.
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from statistics import fmean
 
 from saekit.errors import SteeringError
+from saekit.steer.concept.arms import is_sae_arm
 
 BUNDLED = Path(__file__).parent / "data" / "concept_recipes.json"
 
@@ -44,12 +51,53 @@ class Recipe:
         return self
 
 
+def group_records(records: Iterable[dict], keys: Sequence[str]) -> dict[tuple, list[dict]]:
+    """Records grouped by the values of `keys` (a tuple per group), in first-seen order."""
+    out: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        out[tuple(r[k] for k in keys)].append(r)
+    return out
+
+
+def choose_on_train(records: list[dict], over_layers: bool = False) -> dict[tuple, tuple]:
+    """`(layer, arm, concept)` -> chosen strength.
+
+    With `over_layers`: `(arm, concept)` -> `(layer, strength)`. Arms that do not depend on the layer
+    (unsteered, prompting) are recorded with layer -1.
+    """
+    train = [r for r in records if r["split"] == "train"]
+    means = {
+        k: fmean(r["overall"] for r in v)
+        for k, v in group_records(train, ("layer", "arm", "concept", "strength")).items()
+    }
+    best: dict[tuple, tuple] = {}
+    for (layer, arm, concept, strength), m in means.items():
+        key = (arm, concept) if over_layers else (layer, arm, concept)
+        choice = (layer, strength) if over_layers else (strength,)
+        if key not in best or m > best[key][0]:
+            best[key] = (m, *choice)
+    return {k: v[1:] if over_layers else v[1] for k, v in best.items()}  # fmt: skip
+
+
+def choose_sae_per_concept(records: list[dict]) -> dict[str, tuple]:
+    """concept -> (arm, layer, strength): the SAE arm, layer and strength with the best *train* mean for
+    that concept (what `saekit steer --concept` uses for a bundled concept)."""
+    means = {
+        k: fmean(r["overall"] for r in v)
+        for k, v in group_records(
+            [r for r in records if r["split"] == "train" and is_sae_arm(r["arm"])],
+            ("concept", "arm", "layer", "strength"),
+        ).items()
+    }
+    best: dict[str, tuple] = {}
+    for (concept, arm, layer, strength), m in means.items():
+        if concept not in best or m > best[concept][0]:
+            best[concept] = (m, arm, layer, strength)
+    return {c: v[1:] for c, v in best.items()}
+
+
 def best_sae_arm(records: list[dict]) -> str:
     """The SAE arm with the best train mean at its per-concept train-chosen layer and strength."""
-    from statistics import fmean
-
-    from saekit.sweep.protocol import choose_on_train, is_sae_arm
-
     choice = choose_on_train(records, over_layers=True)
     means: dict[str, list[float]] = {}
     for r in records:
@@ -64,8 +112,6 @@ def best_sae_arm(records: list[dict]) -> str:
 def recipes_document(records: list[dict], source: str, arm: str | None = None) -> dict:
     """The global (`arm`, default: `best_sae_arm`) and per-concept choices of a sweep's records (the
     bundled table's format)."""
-    from saekit.sweep.protocol import choose_on_train, choose_sae_per_concept
-
     arm = arm or best_sae_arm(records)
     picks = Counter(st for (_, a, _), st in choose_on_train(records).items() if a == arm)
     if not picks:

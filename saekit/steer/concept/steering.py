@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from saekit.errors import SteeringError
 from saekit.steer.concept.concepts import Concept, load_concepts, load_prompts
-from saekit.steer.concept.recipes import Recipe, bundled_recipe, recipe_from_sweep  # noqa: F401  (public here too)
+from saekit.steer.concept.recipes import Recipe, bundled_recipe
 
 MATCH_COS = 0.6
 TEMPLATES = (
@@ -121,8 +121,8 @@ def steer_concept(
     from saekit.steer.apply import steering
     from saekit.steer.concept.arms import arm_edit, arm_strengths, make_arm, parse_arm
     from saekit.steer.generate import generate_pair
+    from saekit.steer.session import layer_of
     from saekit.steer.strength import parse_strength
-    from saekit.sweep.run import layer_of
 
     texts = texts or concept_texts(words, judge)
     recipe = recipe.for_concept(texts[0].name, layer_of(session.sae, session.hook_point))
@@ -183,41 +183,3 @@ def explain_concept(session, words: str, *, judge=None, chat: bool | None = None
     for name, err in ev.errors.items():
         lines.append(f"{name:>10}: none ({err})")
     return "\n".join(lines)
-
-
-class PairJudge:
-    """Judge scores (concept, fluency, relevance, overall) of steered continuations of one prompt,
-    anchored on its unsteered continuation exactly as in the sweep (so the unsteered concept score is
-    0). The references and the unsteered scores are computed once, however many steered texts follow."""
-
-    def __init__(self, model, judge, concept: Concept, prompt: str, unsteered):
-        from saekit.steer.concept.judging import build_references
-
-        self.args = (model, judge)
-        self.concept, self.prompt = concept, prompt
-        self.refs = build_references(model, judge, [unsteered], [prompt], [concept])
-        self.plain = self(unsteered)
-
-    def __call__(self, continuation) -> dict:
-        from saekit.steer.concept.judging import score_batch
-
-        model, judge = self.args
-        return score_batch(
-            model, judge, self.refs, 0, 0, self.concept.description, self.prompt, [continuation]
-        )[0]
-
-
-def judge_pair(model, judge, concept: Concept, prompt: str, pair) -> tuple[dict, dict]:
-    """Judge scores of the unsteered and the steered text of `pair` (see `PairJudge`)."""
-    j = PairJudge(model, judge, concept, prompt, pair.unsteered)
-    return j.plain, j(pair.steered)
-
-
-def format_scores(plain: dict, steered: dict) -> str:
-    keys = ("concept_score", "fluency", "relevance", "overall")
-    head = " ".join(f"{k.replace('_score', ''):>10}" for k in keys)
-    row = lambda name, d: f"{name:>10} " + " ".join(f"{d[k]:>10.3f}" for k in keys)  # noqa: E731
-    return (
-        f"judges (offline: MiniLM concept/relevance, unsteered-model perplexity)\n{'':>10} {head}\n"
-        + "\n".join([row("unsteered", plain), row("steered", steered)])
-    )

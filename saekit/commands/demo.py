@@ -183,9 +183,11 @@ def _analyze(cfg: DemoConfig, sz: Sizes, acts: Path, sae: Path, analysis: Path, 
 
 
 def _steer(cfg: DemoConfig, sae: Path, analysis: Path, lm, device: str) -> None:
-    from saekit.commands.scale import ScaleConfig, describe_scales, measure
-    from saekit.commands.steer import SteerConfig
-    from saekit.commands.steer import run as steer
+    from saekit.commands.scale import describe_scales
+    from saekit.steer.run import SteerConfig
+    from saekit.steer.run import run as steer
+    from saekit.steer.scale import ScaleConfig
+    from saekit.steer.scale import measure_scales as measure
 
     scale = ScaleConfig(sae=str(sae), tokens=8192, device=device, quiet=cfg.quiet)
     print(describe_scales(*measure(scale, lm=lm)))

@@ -1,239 +1,11 @@
-"""`saekit steer`: continue a prompt with and without steering, side by side; or explain a prompt."""
+"""`saekit steer`: continue a prompt with and without steering, side by side; or explain a prompt.
+
+The flags are `saekit.steer.run.SteerConfig` for a language model and
+`saekit.steer.image.ImageSteerConfig` for an image generator (FLUX, Kandinsky 2.2); which one follows
+from `--model` / `--prior` / the SAE's provenance (`saekit.steer.image.steer_target`).
+"""
 
 from __future__ import annotations
-
-import textwrap
-from dataclasses import dataclass
-from typing import Literal
-
-import torch
-
-from saekit.errors import SteeringError
-from saekit.steer.registry import method_names
-
-MethodChoice = Literal[method_names()]  # the registry is the one list of method names
-
-
-@dataclass(frozen=True)
-class SteerConfig:
-    """Steer generation with SAE features (`--feature 123 --method clamp --strength 4max --prompt ...`)."""
-
-    sae: str
-    """SAE folder (with scales.json from `saekit scale` for norm/max strengths)."""
-    prompt: str | None = None
-    """Prompt to continue."""
-    feature: tuple[int, ...] = ()
-    """Feature id(s) to steer; several are steered together."""
-    method: MethodChoice = "clamp"
-    """Steering method (see saekit.steer.methods)."""
-    strength: str = "4max"
-    """Strength with unit: `12` (abs), `0.5norm`, `4max`; one value, or one per feature comma-separated."""
-    positions: Literal["all", "prompt", "generated"] = "all"
-    """Which token positions to edit."""
-    keep_error: bool = False
-    """boost_active only: keep the SAE error term."""
-    max_new_tokens: int = 40
-    """Tokens to generate."""
-    sample: bool = False
-    """Sample (temperature/top-p) instead of greedy; both runs use the same seed."""
-    temperature: float = 0.8
-    """Sampling temperature."""
-    seed: int = 0
-    """Sampling seed (identical for the steered and unsteered runs)."""
-    chat: bool = True
-    """Wrap the prompt in the model's chat template (when it has one)."""
-    concept: str | None = None
-    """Instead of --feature: steer toward this concept (words, e.g. "the sea"); features and strength
-    come from the best selection method of --sweep's result, else saekit.steer.concept.steering's default."""
-    explain_concept: str | None = None
-    """Instead of steering: list candidate features for this concept with input and output scores."""
-    sweep: str | None = None
-    """sweep.json from `saekit sweep` whose best SAE arm and strength --concept uses."""
-    concept_arm: str | None = None
-    """Override the recipe's arm for --concept (e.g. decompose:additive, output:clamp, diffmean)."""
-    concept_strength: str | None = None
-    """Override the recipe's strength for --concept (e.g. 0.25norm)."""
-    judge: bool = False
-    """With --concept: print the offline judge scores of both continuations."""
-    explain_prompt: str | None = None
-    """Instead of steering: list the features most active on this prompt with their top tokens."""
-    top_n: int = 10
-    """How many features --explain-prompt lists."""
-    analysis: str | None = None
-    """analysis.json (or its folder) from `saekit analyze real`; default: <sae>/analysis.json if present."""
-    model: str | None = None
-    """Model (default: the SAE's provenance, else smollm2)."""
-    hook_point: str | None = None
-    """Override the SAE's hook point."""
-    dtype: str = "auto"
-    """Model dtype: auto (bfloat16 where the CPU has native bf16, else float32), bfloat16, float32."""
-    device: str = "auto"
-    """Device for the model and the SAE: auto | cpu | cuda | cuda:N."""
-    width: int = 100
-    """Total width of the side-by-side output."""
-
-
-def side_by_side(left_title: str, left: str, right_title: str, right: str, width: int = 100) -> str:
-    """Two wrapped columns."""
-    col = max(20, (width - 3) // 2)
-    a = [left_title, "-" * min(col, len(left_title))] + textwrap.wrap(left or "(empty)", col)
-    b = [right_title, "-" * min(col, len(right_title))] + textwrap.wrap(right or "(empty)", col)
-    n = max(len(a), len(b))
-    a += [""] * (n - len(a))
-    b += [""] * (n - len(b))
-    return "\n".join(f"{x.ljust(col)} | {y}" for x, y in zip(a, b))
-
-
-def _gen(cfg: SteerConfig):
-    from saekit.steer.generate import GenerationConfig
-
-    return GenerationConfig(
-        max_new_tokens=cfg.max_new_tokens,
-        greedy=not cfg.sample,
-        temperature=cfg.temperature,
-        seed=cfg.seed,
-        chat=None if cfg.chat else False,
-    )
-
-
-def _explain_prompt(cfg: SteerConfig, s) -> str:
-    from saekit.formats import output_folder
-    from saekit.steer.concept.explain import explain_prompt, format_explanations, load_example_tokens
-    from saekit.steer.generate import encode_prompt
-
-    ids = encode_prompt(s.lm.tokenizer, cfg.explain_prompt, chat=False)
-    examples = load_example_tokens(cfg.analysis or output_folder(cfg.sae) / "analysis.json")
-    items = explain_prompt(
-        s.lm.model, s.lm.tokenizer, s.sae, s.hook_point, ids, top_n=cfg.top_n, example_tokens=examples
-    )
-    return f"features most active on the prompt at {s.hook_point}:\n" + format_explanations(items)
-
-
-def _steer_concept(cfg: SteerConfig, s) -> str:
-    from saekit.steer.concept.recipes import Recipe, recipe_from_sweep
-    from saekit.steer.concept.steering import DEFAULT_RECIPE, steer_concept
-
-    if cfg.prompt is None:
-        raise SteeringError("--concept needs --prompt (the text to continue)")
-    recipe = recipe_from_sweep(cfg.sweep) if cfg.sweep else DEFAULT_RECIPE
-    if cfg.concept_arm or cfg.concept_strength:
-        recipe = Recipe(cfg.concept_arm or recipe.arm, cfg.concept_strength or recipe.strength, "flags")
-    judge = None
-    if cfg.judge:
-        from saekit.steer.concept.judges import MiniLMJudge
-
-        judge = MiniLMJudge()
-    res = steer_concept(s, cfg.concept, cfg.prompt, _gen(cfg), recipe=recipe, judge=judge)
-    desc = ", ".join(f"f{j}" for j in res.arm.features) or "a vector"
-    head = (
-        f"prompt: {cfg.prompt!r}\nconcept {res.concept.name!r}: {res.recipe.arm} {res.recipe.strength} "
-        f"(recipe: {res.recipe.source}); kept {res.arm.name} on {desc} at {s.hook_point}; "
-        f"{int(res.evidence.flagged.sum())} outlier/dense features flagged and never chosen\n"
-    )
-    if res.tries:
-        steps = [f"{t.scores['arm']} {t.factor:g}x: concept {t.scores['concept_score']:.2f} "
-                 f"fluency {t.scores['fluency']:.2f}" for t in res.tries]  # fmt: skip
-        head += "strength tries on this prompt (kept: the first the judges see, else the best): "
-        head += " | ".join(steps) + "\n"
-    text = head + side_by_side(
-        "unsteered",
-        res.pair.unsteered.text,
-        f"steered toward {cfg.concept!r}",
-        res.pair.steered.text,
-        cfg.width,
-    )
-    if cfg.judge:
-        from saekit.steer.concept.judging import format_scores, judge_pair
-
-        plain, steered = res.scores or judge_pair(s.lm.model, judge, res.concept, cfg.prompt, res.pair)
-        text += "\n\n" + format_scores(plain, steered)
-    return text
-
-
-def _feature_strengths(cfg: SteerConfig, s) -> list[float]:
-    from saekit.steer.methods import METHOD_SPACE
-    from saekit.steer.strength import parse_strengths, resolve_for_features
-
-    strengths = parse_strengths(cfg.strength)
-    if len(strengths) not in (1, len(cfg.feature)):
-        raise SteeringError(
-            f"{len(strengths)} strengths for {len(cfg.feature)} features; give one, or one per feature"
-        )
-    if cfg.method == "ablate":
-        return [0.0] * len(cfg.feature)
-    out = []
-    for i, j in enumerate(cfg.feature):
-        st = strengths[0] if len(strengths) == 1 else strengths[i]
-        out += resolve_for_features(st, METHOD_SPACE[cfg.method], s.sae, [j], s.calibration, s.sae_folder)
-    return out
-
-
-def _steer_features(cfg: SteerConfig, s) -> str:
-    from saekit.steer.apply import steer_sae
-    from saekit.steer.generate import generate_pair
-    from saekit.steer.methods import METHOD_SPACE
-
-    features, abs_s = list(cfg.feature), _feature_strengths(cfg, s)
-    pair = generate_pair(
-        s.lm.model,
-        s.lm.tokenizer,
-        cfg.prompt,
-        lambda: steer_sae(
-            s.lm.model,
-            s.sae,
-            cfg.method,
-            features,
-            abs_s,
-            hook_point=s.hook_point,
-            positions=cfg.positions,
-            keep_error=cfg.keep_error,
-        ),
-        _gen(cfg),
-    )
-    desc = ", ".join(f"f{j}={v:.3g}" for j, v in zip(features, abs_s))
-    head = (
-        f"prompt: {cfg.prompt!r}\nhook {s.hook_point}; {cfg.method} {cfg.strength} -> {desc} "
-        f"({METHOD_SPACE[cfg.method]} units); positions={cfg.positions}; "
-        f"{'sampled, seed ' + str(cfg.seed) if cfg.sample else 'greedy'}\n"
-    )
-    return head + side_by_side(
-        "unsteered",
-        pair.unsteered.text,
-        f"steered ({cfg.method} {cfg.strength})",
-        pair.steered.text,
-        cfg.width,
-    )
-
-
-def _session(cfg: SteerConfig, lm):
-    """The steering session (a single-file SAE's scales come from its output folder)."""
-    from saekit.steer.session import open_session
-
-    return open_session(
-        cfg.sae, model=cfg.model, dtype=cfg.dtype, hook_point=cfg.hook_point, lm=lm, device=cfg.device
-    )
-
-
-@torch.no_grad()
-def run(cfg: SteerConfig, lm=None) -> str:
-    """Do what the flags say and return the text to print (the library entry of the command).
-
-    `lm` (a LoadedModel) is used instead of loading the model."""
-    from saekit.steer.concept.steering import explain_concept
-
-    s = _session(cfg, lm)
-    if cfg.explain_prompt is not None:
-        return _explain_prompt(cfg, s)
-    if cfg.explain_concept is not None:
-        return explain_concept(s, cfg.explain_concept, chat=_gen(cfg).chat, top_n=cfg.top_n)
-    if cfg.concept is not None:
-        return _steer_concept(cfg, s)
-    if cfg.prompt is None or not cfg.feature:
-        raise SteeringError(
-            "give --prompt and --feature, or --prompt and --concept WORDS "
-            "(--explain-prompt / --explain-concept list candidate features)"
-        )
-    return _steer_features(cfg, s)
 
 
 def _flag(argv: list[str], name: str) -> str | None:
@@ -247,33 +19,19 @@ def _flag(argv: list[str], name: str) -> str | None:
     return found
 
 
-def image_main(argv: list[str]) -> int:
-    """`saekit steer` on an image generator (FLUX, Kandinsky 2.2): unsteered | steered PNGs."""
-    import tyro
-
-    from saekit.steer.image.run import ImageSteerConfig, steer_image
-
-    cfg = tyro.cli(
-        ImageSteerConfig,
-        args=argv,
-        prog="saekit steer",
-        description="Steer FLUX or Kandinsky 2.2 with SAE features; writes unsteered|steered PNGs.",
-    )
-    result = steer_image(cfg)
-    if not cfg.quiet:
-        print(f"{result.description}\nsaved {result.side_by_side} (unsteered | steered, seed {cfg.seed})")
-    return 0
-
-
 def main(argv: list[str]) -> int:
     import tyro
 
-    from saekit.steer.image.run import steer_target
+    from saekit.steer.image import ImageSteerConfig, steer_image, steer_target
+    from saekit.steer.run import SteerConfig, run
 
-    # image generators (by --model / --prior, else the SAE's provenance): the image path
     if steer_target(_flag(argv, "--model"), _flag(argv, "--sae"), _flag(argv, "--prior")) == "image":
-        return image_main(argv)
-
-    cfg = tyro.cli(SteerConfig, args=argv, prog="saekit steer")
-    print(run(cfg))
+        description = "Steer FLUX or Kandinsky 2.2 with SAE features; writes unsteered|steered PNGs."
+        image_cfg = tyro.cli(ImageSteerConfig, args=argv, prog="saekit steer", description=description)
+        result = steer_image(image_cfg)
+        if not image_cfg.quiet:
+            seed = image_cfg.seed
+            print(f"{result.description}\nsaved {result.side_by_side} (unsteered | steered, seed {seed})")
+        return 0
+    print(run(tyro.cli(SteerConfig, args=argv, prog="saekit steer")))
     return 0

@@ -1,24 +1,26 @@
-"""`saekit sweep`: the steering protocol (train/test prompts, intervals), judged offline."""
+"""`saekit sweep`: the steering protocol (train/test prompts, intervals), judged offline.
+
+The flags are `saekit.sweep.config.SweepConfig`; `saekit.sweep.run.sweep_and_save` does the work.
+"""
 
 from __future__ import annotations
 
-from saekit.sweep.run import SweepConfig
+
+def describe_sweep(result, paths: dict) -> str:
+    """What `saekit sweep` prints: the protocol tables, how many continuations, the files written."""
+    from saekit.sweep.report import format_table
+
+    return (
+        f"{format_table(result)}\n\n{len(result.records)} continuations in {result.seconds:.0f} s; wrote "
+        + ", ".join(str(p) for p in paths.values())
+    )
 
 
 def main(argv: list[str]) -> int:
-    import torch
     import tyro
 
-    from saekit.sweep.report import format_table, save_result
-    from saekit.sweep.run import run_sweep
+    from saekit.sweep.config import SweepConfig
+    from saekit.sweep.run import sweep_and_save
 
-    cfg = tyro.cli(SweepConfig, args=argv, prog="saekit sweep")
-    torch.set_num_threads(cfg.threads)
-    result = run_sweep(cfg)
-    paths = save_result(result, cfg.out)
-    print(format_table(result))
-    print(
-        f"\n{len(result.records)} continuations in {result.seconds:.0f} s; wrote "
-        + ", ".join(str(p) for p in paths.values())
-    )
+    print(describe_sweep(*sweep_and_save(tyro.cli(SweepConfig, args=argv, prog="saekit sweep"))))
     return 0

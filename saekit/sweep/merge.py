@@ -61,8 +61,8 @@ def merge_records(docs: list[dict]) -> list[dict]:
 
 def merge_sweeps(docs: list[dict], seed: int = 0):
     """One `SweepResult` (records, concepts, protocol table, summary) from several sweep.json dicts."""
+    from saekit.sweep.config import SweepResult
     from saekit.sweep.report import summarize
-    from saekit.sweep.run import SweepResult
 
     records = merge_records(docs)
     return SweepResult(

@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from saekit.errors import SteeringError
-from saekit.sweep.config import (  # noqa: F401  (re-exported: the sweep's public names)
-    FULL_ARMS,
-    PRESETS,
-    PROMPTING_TEMPLATE,
-    SMALL_ARMS,
-    SweepConfig,
-    SweepResult,
-    config_dict,
-)
+from saekit.sweep.config import PROMPTING_TEMPLATE, SweepConfig, SweepResult, config_dict
 from saekit.sweep.partial import save_partial
 
 
@@ -241,3 +234,13 @@ def run_sweep(cfg: SweepConfig, *, lm=None, judge=None) -> SweepResult:
     result.summary = summarize(result.records)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def sweep_and_save(cfg: SweepConfig) -> tuple[SweepResult, dict[str, Path]]:
+    """`saekit sweep` end to end: torch's CPU threads as `cfg.threads`, the whole protocol, then
+    sweep.json, table.md and the PNGs in `cfg.out` (`saekit.sweep.report.save_result`)."""
+    from saekit.sweep.report import save_result
+
+    torch.set_num_threads(cfg.threads)
+    result = run_sweep(cfg)
+    return result, save_result(result, cfg.out)

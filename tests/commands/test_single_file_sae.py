@@ -22,16 +22,16 @@ def _gytdau_file(path, d_in=32, d_sae=48):
 
 
 def test_scale_then_steer_a_single_file_sae(tmp_path, tiny_lm):
-    from saekit.commands.scale import ScaleConfig, measure
-    from saekit.commands.steer import SteerConfig, run
     from saekit.steer.calibration import load_calibration
+    from saekit.steer.run import SteerConfig, run
+    from saekit.steer.scale import ScaleConfig, measure_scales
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the sea is wide and the ships sail on it. " * 40)
     sae = _gytdau_file(tmp_path / "sparse_autoencoder_48.pth")
     hp = "model.layers.1"
     cfg = ScaleConfig(sae=str(sae), hook_point=hp, corpus=str(corpus), tokens=300, context_len=32, quiet=True)
-    cal, json_path = measure(cfg, lm=tiny_lm)
+    cal, json_path = measure_scales(cfg, lm=tiny_lm)
     folder = tmp_path / "sparse_autoencoder_48"  # beside the file, named after it
     assert json_path == folder / "scales.json" and sae.is_file()
     j = int(cal.max_active.argmax())

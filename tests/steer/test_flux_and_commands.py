@@ -26,9 +26,9 @@ def test_flux_block_image_stream_only(tiny_flux, flux_inputs):
 
 
 def test_steer_command_run(tmp_path, tiny_lm, tiny_tokenizer):
-    from saekit.commands.steer import SteerConfig, run
     from saekit.models import LoadedModel
     from saekit.steer.calibration import measure, save_calibration
+    from saekit.steer.run import SteerConfig, run
 
     sae = planted_sae(tiny_lm, 17)
     sae.save(tmp_path / "sae")
@@ -65,8 +65,8 @@ def test_cli_errors(tmp_path, capsys):
 def test_explain_uses_analysis_json(tmp_path, tiny_lm, tiny_tokenizer):
     import json
 
-    from saekit.commands.steer import SteerConfig, run
     from saekit.models import LoadedModel
+    from saekit.steer.run import SteerConfig, run
 
     sae = planted_sae(tiny_lm, 17)
     sae.save(tmp_path / "sae")

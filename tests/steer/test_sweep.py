@@ -75,9 +75,9 @@ def test_sweep_protocol_end_to_end_tiny(tmp_path, tiny_lm, tiny_tokenizer):
     from saekit.models import LoadedModel
     from saekit.steer.calibration import measure, save_calibration
     from saekit.steer.concept.recipes import choose_on_train
-    from saekit.sweep.config import SMALL_ARMS
+    from saekit.sweep.config import SMALL_ARMS, SweepConfig
     from saekit.sweep.report import format_table, save_result
-    from saekit.sweep.run import SweepConfig, run_sweep
+    from saekit.sweep.run import run_sweep
 
     hp = "model.layers.1"
     sae = planted_sae(tiny_lm, 17, hook_point=hp)

@@ -155,6 +155,8 @@ def run_saekit(setup: Setup, train, heldout, encoder: str, **overrides) -> dict:
     screen = getattr(sae, "screen", None)
     if screen is not None:
         out.update(screen.summary())
+    choice = getattr(sae, "encoder_choice", None)
+    out["encoder"] = choice.path if choice is not None else encoder
     return out
 
 

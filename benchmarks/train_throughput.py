@@ -33,7 +33,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import train_methods as tm  # noqa: E402
 
-METHODS = ("floor", "dense", "sparsify", "saekit-exact", "saekit-screened")
+#: saekit-auto is what a user gets without flags (`--encoder auto`: timed here, see encoder_choice);
+#: the forced paths beside it show what it chose between
+METHODS = ("floor", "dense", "sparsify", "saekit-auto", "saekit-exact", "saekit-screened-bf16",
+           "saekit-screened-int8")  # fmt: skip
 
 
 def child(method: str, setup: tm.Setup, threads: int, dense_steps: int) -> None:
@@ -67,6 +70,12 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _label(method: str, rec: dict) -> str:
+    """The row's name; for saekit-auto with the path it resolved to, e.g. `saekit-auto (screened-int8)`."""
+    enc = rec.get("encoder")
+    return f"{method} ({enc})" if method == "saekit-auto" and isinstance(enc, str) else method
+
+
 def print_table(med: dict[str, dict], setup: tm.Setup, args, notes: list[str]) -> None:
     dense = med.get("dense", {}).get("tokens_per_s")
     spars = med.get("sparsify", {}).get("tokens_per_s")
@@ -77,13 +86,13 @@ def print_table(med: dict[str, dict], setup: tm.Setup, args, notes: list[str]) -
         f"{setup.epochs} epochs of {n_train}, schedule {setup.schedule}; median of {args.repeats}; "
         f"load average {os.getloadavg()[0]:.2f} at the end"
     )
-    head = f"{'method':16s} {'tokens/s':>9s} {'x sparsify':>10s} {'x dense':>8s} {'% floor':>8s}"
+    head = f"{'method':28s} {'tokens/s':>9s} {'x sparsify':>10s} {'x dense':>8s} {'% floor':>8s}"
     print(head + f" {'FVU':>7s} {'never fired':>11s} {'peak RSS MB':>11s} {'miss %':>7s} {'margin':>6s}")
     for m, r in med.items():
         tps = r["tokens_per_s"]
         miss = r.get("miss_rate")
         print(
-            f"{m:16s} {tps:9.0f} {_fmt(spars and tps / spars, '10.2f'):>10s} "
+            f"{_label(m, r):28s} {tps:9.0f} {_fmt(spars and tps / spars, '10.2f'):>10s} "
             f"{_fmt(dense and tps / dense, '8.2f'):>8s} {_fmt(floor and 100 * tps / floor, '7.0f'):>7s}% "
             f"{_fmt(r.get('fvu'), '7.4f'):>7s} {_fmt(r.get('never_fired'), '11.0f'):>11s} "
             f"{r['peak_rss_mb']:11.0f} {_fmt(miss and 100 * miss, '7.3f'):>7s} "
@@ -144,7 +153,7 @@ def main() -> None:
     for m, rs in results.items():
         if rs:
             med[m] = {
-                k: (statistics.median(r[k] for r in rs) if rs[0][k] is not None else None)
+                k: (statistics.median(r[k] for r in rs) if isinstance(rs[0][k], (int, float)) else rs[0][k])
                 for k in rs[0]
                 if k != "method"
             }
@@ -153,7 +162,8 @@ def main() -> None:
     if args.profile_batches:
         profile = [
             sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_profile.py"),
-            "--data", args.data, "--batch", args.profile_batches, "--encoder", "exact,screened",
+            "--data", args.data, "--batch", args.profile_batches,
+            "--encoder", "exact,screened-int8,screened-bf16",
             "--threads", str(args.threads),
         ]  # fmt: skip
         print("\nper-phase profile of the trainer's step (benchmarks/train_profile.py):", flush=True)
@@ -161,15 +171,13 @@ def main() -> None:
 
 
 def print_auto_choice() -> None:
-    """What `--encoder auto` picks here and with which screen (so the table's two rows can be read)."""
-    import torch
-
+    """What `--encoder auto` chooses here at the table's shapes, with the probe's timings."""
     from saekit.sae import SAEConfig, build
-    from saekit.sae.screened import resolve_encoder, screen_backend
+    from saekit.sae.encoder_choice import resolve
 
     sae = build(SAEConfig(d_in=576, d_sae=tm.D_SAE, arch="topk", k=tm.K))
-    cpu = torch.device("cpu")
-    print(f"encoder auto -> {resolve_encoder('auto', sae)} here; the screen would be {screen_backend(cpu)}")
+    for batch in (1024, 4096):
+        print(f"batch {batch}: {resolve('auto', sae, batch).describe()}")
 
 
 if __name__ == "__main__":

@@ -57,25 +57,45 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX); else bf16 is emulated and slow."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            flags = fh.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """True where a bf16 matmul was measured faster than fp32 on this CPU (see `auto_model_dtype`)."""
+    return auto_model_dtype(HOST) == "bfloat16"
+
+
+#: bf16 must be at least this much faster than fp32 for `--dtype auto` to take it (bf16 also rounds)
+BF16_MIN_GAIN = 0.10
+
+
+def bf16_matmul_times(device: torch.device, rows: int = 512, d: int = 576, hidden: int = 1536) -> dict:
+    """Milliseconds of one linear layer of a small LM's shape (SmolLM2's MLP: 576 -> 1536, 512 tokens)
+    in float32 and in bfloat16 on `device`."""
+    from saekit.probe import time_ms
+
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(rows, d, generator=g).to(device), torch.randn(hidden, d, generator=g).to(device)
+    out = {}
+    for name, dt in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        xd, wd = x.to(dt), w.to(dt)
+        with torch.no_grad():
+            out[name] = time_ms(lambda xd=xd, wd=wd: torch.nn.functional.linear(xd, wd), device, reps=5)
+    return out
 
 
 def auto_model_dtype(device: torch.device) -> str:
-    """Model dtype for `--dtype auto`: bfloat16 on CUDA and on CPUs with native bf16, else float32.
+    """Model dtype for `--dtype auto`: bfloat16 on CUDA; on a CPU bfloat16 only where a bf16 linear
+    layer was measured at least 10% faster than fp32 here (cached per machine, `saekit.probe`).
 
-    On AVX2-only CPUs bf16 is emulated and 2-3x slower than float32, so auto never picks it there.
+    CPU flags cannot tell: with native bf16 (AVX-512 BF16, AMX) bf16 is ~2x faster, but under an AVX2
+    dispatch limit (`ONEDNN_MAX_CPU_ISA=AVX2`) or on an AVX2-only CPU it is emulated and 2-5x slower.
     """
     if device.type == "cuda":
         return "bfloat16"
-    if device.type == "cpu" and cpu_has_fast_bf16():
-        return "bfloat16"
-    return "float32"
+    if device.type != "cpu":
+        return "float32"
+    from saekit.probe import cached_figures, machine_key
+
+    times, _ = cached_figures("model_dtype", machine_key(device), lambda: bf16_matmul_times(device))
+    fast = times.get("bfloat16", float("inf")) <= (1 - BF16_MIN_GAIN) * times.get("float32", 0.0)
+    return "bfloat16" if fast else "float32"
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

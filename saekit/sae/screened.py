@@ -3,10 +3,10 @@
 The dense fp32 encoder matmul `[batch, d_in] x [d_in, d_sae]` is most of a TopK training step, but only the
 k winners of each row are used. So:
 
-1. screen: on CPUs with AMX-BF16 one bf16 matmul (AMX tiles: ~4-6x the fp32 GEMM there); elsewhere
-   `x_c` quantised per row and `W_enc` per tensor to int8 (symmetric, scale = max|.| / 127), one int8
-   matmul with int32 accumulation (`torch._int_mm`: ~2x the fp32 GEMM on AVX2 CPUs, tensor cores on
-   CUDA) plus the bias in the same integer units: ranking keys, never dequantised (`screen_backend`);
+1. screen: one bf16 matmul (AMX tiles: ~4-6x the fp32 GEMM on a Xeon with AMX), or `x_c` quantised per
+   row and `W_enc` per tensor to int8 (symmetric, scale = max|.| / 127), one int8 matmul with int32
+   accumulation (`torch._int_mm`) plus the bias in the same integer units: ranking keys, never
+   dequantised. Which backend is faster is measured, not read off CPU flags (`encoder_choice`);
 2. candidates: the top `k + margin` latents of each row by those keys;
 3. re-score: their exact fp32 pre-activations (a gather-dot against the latent-major `W_enc`), and the
    exact top k among them. The values, hence the reconstruction and every gradient, are exact for the
@@ -18,8 +18,8 @@ windowed miss rate exceeds `bound` and shrinks by a quarter after a long window 
 measured rate stays under the bound (1% of rows by default; a missed latent is almost always a near-tie
 with the one chosen instead). Aux-k dead latents are ranked by the approximation and re-scored exactly.
 
-`configure_encoder(sae, "auto" | "exact" | "screened")` is the trainer's switch; `auto` screens big SAEs
-where the device's screen was measured faster (`AUTO_SCREENS`: CPUs with AMX-BF16) and is exact elsewhere.
+`configure_encoder(sae, mode, batch)` is the trainer's switch; `saekit.sae.encoder_choice` resolves the
+mode (`auto` times exact and each screen at the run's shapes and screens only where that is faster).
 """
 
 from __future__ import annotations
@@ -34,15 +34,6 @@ from saekit.errors import SAEConfigError
 from saekit.sae.biased_gemm import biased_gemm
 from saekit.sae.kernels import _gather_dot
 from saekit.sae.screened_topk import Selection, dead_topk, no_aux, topk_rows
-
-#: below this many encoder weights the matmul is too small for screening to pay for its overheads
-MIN_SCREEN_WEIGHTS = 2**21
-#: (device type, screen backend) pairs where `auto` screens: measured faster end to end at equal FVU.
-#: An AMX CPU with the bf16 screen: 1.9x (batch 1024) and 1.6x (4096) the exact step, FVU within 1% after
-#: 3 epochs (docs/results/fvu_vs_sparsify.md). The int8 screen was slower than exact fp32 there (and on
-#: the AVX2 EPYC end to end with two threads); CUDA not yet measured.
-AUTO_SCREENS: tuple[tuple[str, str], ...] = (("cpu", "bfloat16"),)
-ENCODERS = ("auto", "exact", "screened")
 
 
 def quantize_rows(t_RD: Tensor) -> tuple[Tensor, Tensor]:
@@ -208,48 +199,6 @@ def int8_matmul_available(device: torch.device) -> bool:
         return False
 
 
-def cpu_has_amx_bf16() -> bool:
-    """This CPU multiplies bf16 matrices in AMX tiles (Sapphire Rapids and later Xeons): there a bf16
-    GEMM of the encoder's shape measured ~6x faster than the fp32 one, and int8 (`_int_mm`) no faster than
-    fp32 (see `docs/results/fvu_vs_sparsify.md`)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    try:
-        return bool(probe is not None and bf16 is not None and probe() and bf16())
-    except RuntimeError:
-        return False
-
-
-def screen_backend(device: torch.device) -> str:
-    """The screening matmul for this device: bf16 on AMX CPUs, int8 where `_int_mm` runs, else fp16."""
-    if device.type == "cpu" and cpu_has_amx_bf16():
-        return "bfloat16"
-    return "int8" if int8_matmul_available(device) else "float16"
-
-
-def resolve_encoder(mode: str, sae) -> str:
-    """`exact` or `screened` for this SAE on its device (`auto`: see `AUTO_SCREENS`)."""
-    if mode not in ENCODERS:
-        raise SAEConfigError(f"encoder {mode!r}: choose one of {', '.join(ENCODERS)}")
-    if not sae.sparse_training:
-        if mode == "screened":
-            raise SAEConfigError(
-                f"--encoder screened is for topk SAEs (the sparse kernels); this one is {sae.arch!r}"
-            )
-        return "exact"
-    if mode != "auto":
-        return mode
-    dev = sae.device
-    pays = screening_pays(sae, (dev.type,)) and (dev.type, screen_backend(dev)) in AUTO_SCREENS
-    return "screened" if pays else "exact"
-
-
-def screening_pays(sae, device_types: tuple[str, ...]) -> bool:
-    """Big enough, int8-friendly shapes, on one of `device_types` with an int8 matmul."""
-    big = sae.d_in * sae.d_sae >= MIN_SCREEN_WEIGHTS and sae.d_in % 8 == 0 and sae.d_sae % 8 == 0
-    return big and sae.device.type in device_types and int8_matmul_available(sae.device)
-
-
 @torch.no_grad()
 def latent_major_(sae) -> None:
     """Store `W_enc [d_in, d_sae]` latent-major (a transposed view of a `[d_sae, d_in]` tensor).
@@ -264,15 +213,18 @@ def latent_major_(sae) -> None:
     sae.W_enc = torch.nn.Parameter(W.detach().T.contiguous().T, requires_grad=W.requires_grad)
 
 
-def configure_encoder(sae, mode: str = "auto", **screen_kw) -> Screener | None:
-    """Prepare a TopK SAE's encoder for training; returns the Screener (also `sae.screen`) or None."""
-    resolved = resolve_encoder(mode, sae)
+def configure_encoder(sae, mode="auto", batch: int | None = None, **screen_kw) -> Screener | None:
+    """Prepare a TopK SAE's encoder for training: resolve `mode` (a `--encoder` value, or an
+    `EncoderChoice` already made) for this SAE, device and per-rank `batch` (`encoder_choice.resolve`,
+    which may time the candidates), attach the Screener (also `sae.screen`) or None, and keep the
+    decision on `sae.encoder_choice` for the run's summary and checkpoint."""
+    from saekit.sae.encoder_choice import EncoderChoice, resolve
+
+    choice = mode if isinstance(mode, EncoderChoice) else resolve(mode, sae, batch)
     if sae.sparse_training:
         latent_major_(sae)
-    if resolved == "screened":
-        sae.screen = Screener(backend=screen_backend(sae.device), **screen_kw)
-    else:
-        sae.screen = None
+    sae.screen = Screener(backend=choice.backend, **screen_kw) if choice.backend else None
+    sae.encoder_choice = choice
     return sae.screen
 
 

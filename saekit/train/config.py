@@ -48,12 +48,14 @@ class TrainConfig:
     autocast: Literal["none", "bfloat16"] = "none"
     """Run the encoder matmul in bf16 (fp32 master weights) on the training device. Only faster on CPUs
     with AVX512-BF16/AMX or on GPUs; on plain AVX2 CPUs bf16 matmuls are emulated and much slower."""
-    encoder: Literal["auto", "exact", "screened"] = "auto"
-    """TopK encoder. `exact`: one fp32 matmul ranks all latents. `screened`: a cheaper matmul (bf16 on
-    CPUs with AMX, int8 elsewhere) ranks them, the top k + margin are re-scored exactly in fp32 and the
-    exact top k of those kept (values and gradients exact; the margin adapts so the sampled miss rate
-    stays under 1% of rows, see `saekit.sae.screened`). `auto`: screened where measured faster at equal
-    FVU (`AUTO_SCREENS` there: CPUs with AMX-BF16), else exact."""
+    encoder: Literal["auto", "exact", "screened", "screened-bf16", "screened-int8", "screened-fp16"] = "auto"
+    """TopK encoder. `exact`: one fp32 matmul ranks all latents. `screened-bf16|int8|fp16`: a cheaper matmul
+    in that dtype ranks them, the top k + margin are re-scored exactly in fp32 and the exact top k of those
+    kept (values and gradients exact; the margin adapts so the sampled miss rate stays under 1% of rows,
+    see `saekit.sae.screened`); `screened`: the fastest screen measured here. `auto`: times exact and every
+    screen at this run's shapes once per machine (cached under $SAEKIT_CACHE/probes) and screens only where
+    that is at least 10% faster (`saekit.sae.encoder_choice`); the choice is printed and kept in
+    train_summary.json."""
     tf32: bool = False
     """Allow TF32 tensor-core matmuls on CUDA (fp32 GEMMs several times faster, ~1e-3 relative error);
     no effect on the CPU."""

@@ -189,6 +189,17 @@ def broadcast_buffers_(module: torch.nn.Module, ctx: DistContext) -> None:
         dist.broadcast(t.data, src=0)
 
 
+def broadcast_index(i: int, ctx: DistContext) -> int:
+    """Rank 0's integer on every rank (a choice made once, e.g. the encoder path rank 0 measured)."""
+    if not ctx.active:
+        return i
+    import torch.distributed as dist
+
+    t = torch.tensor([i], dtype=torch.int64)
+    dist.broadcast(t, src=0)  # gloo and NCCL both take host int64 here (NCCL via the default device)
+    return int(t[0])
+
+
 class RankGroup:
     """The collectives a batch-dependent SAE (BatchTopK) selects with (`saekit.sae.batchtopk.BatchGroup`)."""
 

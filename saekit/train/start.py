@@ -52,6 +52,19 @@ def _check_resumable(ckpt_dir: Path, state: dict, cfg: TrainConfig, d_in: int) -
         )
 
 
+def _encoder(cfg: TrainConfig, sae, dist: dd.DistContext, saved: str | None):
+    """The encoder path of this run: the checkpoint's (a resumed run keeps its numerics), else rank 0's
+    resolution of `--encoder` (which may time the candidates) on every rank."""
+    from saekit.sae.encoder_choice import PATHS, resolve
+
+    batch = dd.check_batch(cfg.batch_size, dist)
+    if saved in PATHS:
+        return resolve(saved, sae, batch)
+    choice = resolve(cfg.encoder, sae, batch) if dist.is_main else None
+    index = dd.broadcast_index(PATHS.index(choice.path) if choice else 0, dist)
+    return choice if choice is not None else resolve(PATHS[index], sae, batch)
+
+
 def start_run(
     cfg: TrainConfig,
     sae_cfg: SAEConfig,
@@ -69,13 +82,13 @@ def start_run(
         sae = new_sae()
         dd.broadcast_module_(sae, dist)
         dd.bind_batch_group_(sae, dist)
-        configure_encoder(sae, cfg.encoder)  # after the move: the screen backend depends on the device
+        configure_encoder(sae, _encoder(cfg, sae, dist, None))  # after the move: measured on the device
         return RunState(sae, new_optimizer(sae), tracker, gen, 0)
     state, tensors = load_checkpoint(ckpt_dir)
     _check_resumable(ckpt_dir, state, cfg, sae_cfg.d_in)
     sae = build(sae_cfg, seed=cfg.seed).to(device)
     dd.bind_batch_group_(sae, dist)
-    configure_encoder(sae, cfg.encoder)
+    configure_encoder(sae, _encoder(cfg, sae, dist, state.get("encoder")))  # the path the run started on
     opt = new_optimizer(sae)
     restore_state(sae, opt, tracker, gen, tensors)
     match_state_layout_(opt)  # loaded Adam moments follow the (latent-major) parameter layout

@@ -145,6 +145,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         dd.init_process_group(self.dist, self.device)
         run = self._start()
+        choice = getattr(run.sae, "encoder_choice", None)
+        if choice is not None and choice.times_ms and self.dist.is_main and not cfg.quiet:
+            print(f"saekit train: {choice.describe()}", flush=True)  # once: what `auto` measured and chose
         run.sae.train()
         logger = self._logger(run.step)
         forward = torch.compile(run.sae) if cfg.compile else run.sae
@@ -227,6 +230,7 @@ class Trainer:
                 "total_steps": self.total_steps,
                 "d_in": self.d_in,
                 "d_sae": self.d_sae,
+                "encoder": getattr(getattr(run.sae, "encoder_choice", None), "path", None),
             }
             save_checkpoint(
                 self.out / CHECKPOINT_DIR, step, state_tensors(run.sae, run.opt, run.tracker, run.gen), meta
@@ -279,6 +283,8 @@ class Trainer:
 
             summary = {"final_metrics_on_train_sample": metrics, "train_config": self.cfg.to_dict()}
             summary["convergence"] = self._convergence()
+            choice = getattr(sae, "encoder_choice", None)
+            summary["encoder"] = choice.to_dict() if choice is not None else None
             summary.update({"dead_tokens": self.dead_tokens, "lr": self.peak_lr, "ranks": self.dist.world})
             write_json_atomic(self.out / SUMMARY_FILE, summary)
         dd.barrier(self.dist)

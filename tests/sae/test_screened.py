@@ -9,13 +9,8 @@ from numerics import assert_close_scaled
 
 from saekit.errors import SAEConfigError
 from saekit.sae import SAEConfig, build
-from saekit.sae.screened import (
-    Screener,
-    configure_encoder,
-    count_misses,
-    resolve_encoder,
-    screening_pays,
-)
+from saekit.sae import encoder_choice as ec
+from saekit.sae.screened import Screener, configure_encoder, count_misses
 
 torch.set_num_threads(1)
 
@@ -31,7 +26,7 @@ def _pair(d_in=64, d_sae=1024, k=8, seed=0):
         for m in (a, b):
             m.W_enc.copy_(w)
             m.b_enc.copy_(bias)
-    configure_encoder(a, "screened")
+    configure_encoder(a, "screened-int8")
     configure_encoder(b, "exact")
     return a.train(), b.train()
 
@@ -124,38 +119,87 @@ def test_state_round_trip():
     assert t.summary() == s.summary() and t.margin == s.margin and t.win_rows == s.win_rows
 
 
-def test_auto_default_and_refusals():
-    tiny = build(SAEConfig(d_in=16, d_sae=64, arch="topk", k=4))
-    assert resolve_encoder("auto", tiny) == "exact"  # too small for screening to pay
+def _fake_probe(times: dict[str, float], calls: list):
+    def probe(d_in, d_sae, k, batch, device, paths):
+        calls.append((d_in, d_sae, k, batch, tuple(paths)))
+        return {p: times[p] for p in paths if p in times}
+
+    return probe
+
+
+def test_chooser_takes_a_screen_only_when_clearly_faster():
+    assert ec.choose({"exact": 100.0, "screened-bf16": 40.0, "screened-int8": 60.0}) == "screened-bf16"
+    assert ec.choose({"exact": 100.0, "screened-bf16": 500.0, "screened-int8": 60.0}) == "screened-int8"
+    # a screen 5% faster is a tie (timing noise): exact; a slower one never wins
+    assert ec.choose({"exact": 100.0, "screened-bf16": 95.0, "screened-int8": 130.0}) == "exact"
+    assert ec.choose({"exact": 100.0, "screened-bf16": 500.0}) == "exact"
+    assert ec.choose({"exact": 100.0}) == "exact"
+    assert ec.fastest_screen({"exact": 1.0, "screened-bf16": 9.0, "screened-int8": 3.0}) == "screened-int8"
+    with pytest.raises(SAEConfigError, match="exact timing"):
+        ec.choose({"screened-int8": 1.0})
+
+
+@pytest.mark.parametrize(
+    "times, expected",
+    [  # the three CPU kinds of the docs: AMX (bf16 fast), AVX-512 bf16 without AMX, AVX2 (bf16 emulated)
+        ({"exact": 300.0, "screened-bf16": 90.0, "screened-int8": 320.0}, "screened-bf16"),
+        ({"exact": 300.0, "screened-bf16": 280.0, "screened-int8": 170.0}, "screened-int8"),
+        ({"exact": 300.0, "screened-bf16": 1500.0, "screened-int8": 290.0}, "exact"),
+    ],
+)
+def test_auto_never_picks_a_path_slower_than_exact(times, expected):
     big = build(SAEConfig(d_in=256, d_sae=8192, arch="topk", k=32))
-    assert screening_pays(big, ("cpu",))  # big, int8/bf16-friendly shapes, on a listed device type
-    assert not screening_pays(big, ())
-    import saekit.sae.screened as scr
+    calls: list = []
+    choice = ec.resolve("auto", big, 4096, probe=_fake_probe(times, calls), use_cache=False)
+    assert choice.path == expected
+    assert choice.times_ms[choice.path] <= choice.times_ms["exact"]
+    assert calls and calls[0][:4] == (256, 8192, 32, 4096)  # timed at the run's own shapes
+    assert expected in choice.describe() and "ms" in choice.describe()
+    # `screened` takes the fastest screen even where exact would win; explicit paths are not timed
+    assert ec.resolve("screened", big, 4096, probe=_fake_probe(times, calls), use_cache=False).path == min(
+        (p for p in times if p != "exact"), key=times.__getitem__
+    )
+    n = len(calls)
+    assert ec.resolve("screened-bf16", big, 4096, probe=_fake_probe(times, calls)).backend == "bfloat16"
+    assert len(calls) == n
 
-    real = scr.cpu_has_amx_bf16
-    try:  # auto screens only where the screen was measured faster: the bf16 screen on AMX CPUs
-        scr.cpu_has_amx_bf16 = lambda: True
-        assert resolve_encoder("auto", big) == "screened"
-        scr.cpu_has_amx_bf16 = lambda: False
-        assert resolve_encoder("auto", big) == "exact"  # int8 screen: slower than exact fp32 here
-    finally:
-        scr.cpu_has_amx_bf16 = real
-    assert resolve_encoder("exact", big) == "exact"
+
+def test_probe_results_are_cached_per_machine_and_shape(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAEKIT_CACHE", str(tmp_path))
+    big = build(SAEConfig(d_in=256, d_sae=8192, arch="topk", k=32))
+    calls: list = []
+    probe = _fake_probe({"exact": 300.0, "screened-bf16": 90.0, "screened-int8": 320.0}, calls)
+    first = ec.resolve("auto", big, 4096, probe=probe)
+    again = ec.resolve("auto", big, 4096, probe=probe)
+    assert (first.cached, again.cached, len(calls)) == (False, True, 1)
+    assert again.path == first.path == "screened-bf16" and again.times_ms == first.times_ms
+    ec.resolve("auto", big, 1024, probe=probe)  # another batch: probed again
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # another dispatch limit: another machine
+    ec.resolve("auto", big, 4096, probe=probe)
+    assert len(calls) == 3
+    (tmp_path / "probes" / "encoder.json").write_text("{not json")  # a broken cache is re-measured
+    assert ec.resolve("auto", big, 4096, probe=probe).path == "screened-bf16" and len(calls) == 4
+
+
+def test_auto_small_or_non_topk_is_exact_without_timing_and_refusals():
+    calls: list = []
+    probe = _fake_probe({"exact": 1.0, "screened-int8": 0.1}, calls)
+    tiny = build(SAEConfig(d_in=16, d_sae=64, arch="topk", k=4))
+    assert ec.resolve("auto", tiny, 1024, probe=probe).path == "exact"  # too small for screening to pay
     btk = build(SAEConfig(d_in=16, d_sae=64, arch="batchtopk", k=4))
-    assert resolve_encoder("auto", btk) == "exact"
+    assert ec.resolve("auto", btk, 1024, probe=probe).path == "exact"
+    assert calls == []
     with pytest.raises(SAEConfigError, match="topk SAEs"):
-        resolve_encoder("screened", btk)
+        ec.resolve("screened", btk, 1024)
     with pytest.raises(SAEConfigError, match="choose one of"):
-        resolve_encoder("fast", tiny)
+        ec.resolve("fast", tiny, 1024)
 
 
-def test_screen_backend_follows_the_cpu(monkeypatch):
-    import saekit.sae.screened as scr
-
-    monkeypatch.setattr(scr, "cpu_has_amx_bf16", lambda: True)
-    assert scr.screen_backend(torch.device("cpu")) == "bfloat16"
-    monkeypatch.setattr(scr, "cpu_has_amx_bf16", lambda: False)
-    assert scr.screen_backend(torch.device("cpu")) == "int8"  # this torch build has a CPU _int_mm
+def test_real_probe_times_every_candidate():
+    """The real timing function runs each path at a small shape and returns positive milliseconds."""
+    paths = ec.candidate_paths(torch.device("cpu"))
+    times = ec.time_selection(64, 1024, 8, 128, torch.device("cpu"), paths)
+    assert set(times) == set(paths) and all(t > 0 for t in times.values())
 
 
 def test_bf16_keys_rank_like_the_exact_pre_activations():
@@ -209,7 +253,7 @@ def test_screened_training_matches_exact_fvu_and_resumes_bit_exactly(tmp_path):
 def test_cuda_screen_with_full_margin_matches_exact():
     a, b = _pair()
     a, b = a.cuda(), b.cuda()
-    configure_encoder(a, "screened")
+    configure_encoder(a, "screened-int8")
     a.screen.margin = a.d_sae
     x = _x().cuda()
     oa, ob = a(x), b(x)

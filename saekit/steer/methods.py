@@ -32,6 +32,7 @@ run several strengths in one batch).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -89,10 +90,30 @@ def per_feature(values, lead: torch.Size, n: int, sae, what: str) -> Tensor:
         ) from exc
 
 
-def _latent_delta(sae, idx: Tensor, delta_N: Tensor, x: Tensor) -> Tensor:
-    """`decode(f + Σ δ_j 1_j, x) − decode(f, x)` = `Σ δ_j W_dec_j` in raw units (decoder is affine; per-row
-    layer-norm SAEs scale it by the row's std, see `SAE.delta_to_raw`)."""
-    return sae.delta_to_raw(delta_N @ sae.W_dec[idx], x)
+def latent_delta(x: Tensor, sae, idx: Tensor, delta_N: Tensor, f: Tensor | None = None) -> Tensor:
+    """`decode(f + Σ δ_j 1_j) − decode(f)` for rows `x [..., d_in]` (exactly 0 when every δ_j is 0).
+
+    A saekit SAE's decoder is affine in the latents, so this is `Σ δ_j W_dec_j` in raw units
+    (`SAE.delta_to_raw`: over the input scale, or times each row's std for a per-row layer-norm SAE):
+    one `[n, d]` product. An SAE-like object without `delta_to_raw` (a decoder that is not affine)
+    gets the difference of two decodes of `f` (`encode(x)` unless given) instead.
+    """
+    if hasattr(sae, "delta_to_raw"):
+        return sae.delta_to_raw(delta_N @ sae.W_dec[idx], x)
+    f = sae.encode(x) if f is None else f
+    f_new = f.clone()
+    f_new[..., idx] = f[..., idx] + delta_N
+    return sae.decode(f_new) - sae.decode(f)
+
+
+def latent_edit(x: Tensor, sae, idx: Tensor, delta_N: Tensor, f: Tensor | None = None) -> Tensor:
+    """`x + (decode(f') − decode(f))` with `f' = f + Σ δ_j 1_j`: the one error-preserving edit.
+
+    It equals `decode(f') + e` in real arithmetic and returns `x` bit for bit for a no-op edit. Clamp,
+    ablate, boost_active with the error kept and the conditioning-embedding edits
+    (`saekit.steer.image.conditioning`) all go through it.
+    """
+    return x + latent_delta(x, sae, idx, delta_N, f)
 
 
 @register_method("additive", space="activation", error_preserving=True)
@@ -126,23 +147,25 @@ def surgery(x: Tensor, sae, features, strengths) -> Tensor:
     return sae.decode(f, x_sae)
 
 
-@register_method("clamp", space="latent", error_preserving=True)
+@register_method("clamp", space="latent", error_preserving=True, conditioning="set")
 @torch.no_grad()
 def clamp(x: Tensor, sae, features, strengths) -> Tensor:
     """`decode(f with f_j := s_j) + e`, computed as `x + (s_j − f_j) W_dec_j / input_scale`."""
     x_sae, idx, s = _prepare(x, sae, features, strengths)
-    f_sel = sae.encode(x_sae)[..., idx]
-    return x_sae + _latent_delta(sae, idx, s - f_sel, x_sae)
+    f = sae.encode(x_sae)
+    return latent_edit(x_sae, sae, idx, s - f[..., idx], f)
 
 
-@register_method("ablate", space="latent", error_preserving=True)
+@register_method("ablate", space="latent", error_preserving=True, takes_strength=False, conditioning="set")
 @torch.no_grad()
 def ablate(x: Tensor, sae, features, strengths=None) -> Tensor:
     """Clamp the features to 0 (strengths are ignored; accepted so every method has one signature)."""
     return clamp(x, sae, features, 0.0)
 
 
-@register_method("boost_active", space="latent", error_preserving=False, takes_keep_error=True)
+@register_method(
+    "boost_active", space="latent", error_preserving=False, takes_keep_error=True, conditioning="add"
+)
 @torch.no_grad()
 def boost_active(x: Tensor, sae, features, strengths, *, keep_error: bool = False) -> Tensor:
     """Add `s_j` to `f_j` where the feature is active; add the same decoded vector to `x` elsewhere.
@@ -153,7 +176,7 @@ def boost_active(x: Tensor, sae, features, strengths, *, keep_error: bool = Fals
     """
     x_sae, idx, s = _prepare(x, sae, features, strengths)
     f = sae.encode(x_sae)
-    shift = _latent_delta(sae, idx, s, x_sae)
+    shift = latent_delta(x_sae, sae, idx, s, f)
     if keep_error:
         return x_sae + shift
     active_row = (f[..., idx] != 0).any(-1, keepdim=True)  # signed SAEs: a negative latent is active
@@ -163,6 +186,8 @@ def boost_active(x: Tensor, sae, features, strengths, *, keep_error: bool = Fals
 
 METHODS: tuple[str, ...] = tuple(_REGISTRY)
 """Registered method names (from `saekit.steer.registry`; do not list them anywhere else)."""
+MethodName = Literal[METHODS]  # type: ignore[valid-type]
+"""The registered names as a type: config fields annotated with it get them as CLI choices."""
 METHOD_SPACE: dict[str, str] = {n: m.space for n, m in _REGISTRY.items()}
 """Native unit of each method's strength: an activation-space length or a latent value."""
 ERROR_PRESERVING: frozenset[str] = frozenset(n for n, m in _REGISTRY.items() if m.error_preserving)

@@ -16,12 +16,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from torch import Tensor
 
 from saekit.errors import SteeringError
 
 SPACES = ("activation", "latent")
+ConditioningEdit = Literal["set", "add"]
+"""What a method does to the chosen latents of a conditioning embedding (error kept): f_j := s, f_j += s."""
+CONDITIONING_EDITS: tuple[str, ...] = get_args(ConditioningEdit)
 
 
 @dataclass(frozen=True)
@@ -38,17 +42,33 @@ class MethodSpec:
     """Whether the SAE error term survives the edit (a no-op edit returns x exactly)."""
     takes_keep_error: bool = False
     """Whether `fn` accepts `keep_error=` (boost_active)."""
+    takes_strength: bool = True
+    """False when the method ignores its strengths (ablate: always 0); callers then pass zeros."""
+    conditioning: ConditioningEdit | None = None
+    """As an error-preserving latent edit of a conditioning embedding (FLUX pooled/text, Kandinsky):
+    `set` f_j := s, `add` f_j += s; None when the method has no such meaning (it is refused there)."""
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
 
 
 def register_method(
-    name: str, *, space: str, error_preserving: bool, takes_keep_error: bool = False
+    name: str,
+    *,
+    space: str,
+    error_preserving: bool,
+    takes_keep_error: bool = False,
+    takes_strength: bool = True,
+    conditioning: ConditioningEdit | None = None,
 ) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
     """Decorator: add `fn` under `name`; a second registration of the same name raises."""
     if space not in SPACES:
         raise SteeringError(f"method {name!r}: space must be one of {SPACES}, found {space!r}")
+    if conditioning is not None and conditioning not in CONDITIONING_EDITS:
+        raise SteeringError(
+            f"method {name!r}: conditioning must be one of {CONDITIONING_EDITS} or None, "
+            f"found {conditioning!r}"
+        )
 
     def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
         if name in _REGISTRY:
@@ -56,7 +76,9 @@ def register_method(
                 f"steering method {name!r} is already registered (by {_REGISTRY[name].fn.__qualname__}); "
                 "pick another name"
             )
-        _REGISTRY[name] = MethodSpec(name, fn, space, error_preserving, takes_keep_error)
+        _REGISTRY[name] = MethodSpec(
+            name, fn, space, error_preserving, takes_keep_error, takes_strength, conditioning
+        )
         return fn
 
     return deco
@@ -75,3 +97,7 @@ def get_method(name: str) -> MethodSpec:
         raise SteeringError(f"unknown steering method {name!r}{hint}; choose one of {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
 
+
+def conditioning_methods() -> tuple[str, ...]:
+    """Methods that mean something on a conditioning embedding (`MethodSpec.conditioning`), in order."""
+    return tuple(n for n, m in _REGISTRY.items() if m.conditioning is not None)

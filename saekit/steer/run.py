@@ -15,9 +15,7 @@ from typing import Literal
 import torch
 
 from saekit.errors import SteeringError
-from saekit.steer.registry import method_names
-
-MethodChoice = Literal[method_names()]  # the registry is the one list of method names
+from saekit.steer.methods import MethodName  # the registry's names: the one list
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ class SteerConfig:
     """Prompt to continue."""
     feature: tuple[int, ...] = ()
     """Feature id(s) to steer; several are steered together."""
-    method: MethodChoice = "clamp"
+    method: MethodName = "clamp"
     """Steering method (see saekit.steer.methods)."""
     strength: str = "4max"
     """Strength with unit: `12` (abs), `0.5norm`, `4max`; one value, or one per feature comma-separated."""
@@ -157,21 +155,9 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
 
 
 def _feature_strengths(cfg: SteerConfig, s) -> list[float]:
-    from saekit.steer.methods import METHOD_SPACE
-    from saekit.steer.strength import parse_strengths, resolve_for_features
+    from saekit.steer.strength import method_strengths
 
-    strengths = parse_strengths(cfg.strength)
-    if len(strengths) not in (1, len(cfg.feature)):
-        raise SteeringError(
-            f"{len(strengths)} strengths for {len(cfg.feature)} features; give one, or one per feature"
-        )
-    if cfg.method == "ablate":
-        return [0.0] * len(cfg.feature)
-    out = []
-    for i, j in enumerate(cfg.feature):
-        st = strengths[0] if len(strengths) == 1 else strengths[i]
-        out += resolve_for_features(st, METHOD_SPACE[cfg.method], s.sae, [j], s.calibration, s.sae_folder)
-    return out
+    return method_strengths(cfg.strength, cfg.method, s.sae, cfg.feature, s.calibration, s.sae_folder)
 
 
 def _steer_features(cfg: SteerConfig, s) -> str:

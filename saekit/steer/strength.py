@@ -145,3 +145,27 @@ def resolve_for_features(
             )
         )
     return out
+
+
+def method_strengths(
+    text: str, method: str, sae, features, cal=None, sae_folder: str | None = None
+) -> list[float]:
+    """One absolute strength per feature for `method` from a `--strength` value: one strength for
+    every feature, or one per feature comma-separated, each resolved in the method's native space
+    (`resolve_for_features`). A method that takes no strength (ablate) gets zeros, whatever `text` says."""
+    from saekit.steer.registry import get_method
+
+    spec = get_method(method)
+    features = list(features)
+    if not spec.takes_strength:
+        return [0.0] * len(features)
+    strengths = parse_strengths(text)
+    if len(strengths) not in (1, len(features)):
+        raise SteeringError(
+            f"{len(strengths)} strengths for {len(features)} features; give one, or one per feature"
+        )
+    out: list[float] = []
+    for i, j in enumerate(features):
+        st = strengths[0] if len(strengths) == 1 else strengths[i]
+        out += resolve_for_features(st, spec.space, sae, [j], cal, sae_folder)
+    return out

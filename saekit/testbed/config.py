@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from saekit.errors import SAEConfigError
-from saekit.steer.registry import method_names
+from saekit.steer.registry import get_method, method_names
+from saekit.steer.strength import UNITS
 
 DIRECTION_METHODS = ("diffmean", "decompose", "sae_ts")
 """Fixed-vector methods: DiffMean, its SAE decomposition, the SAE-TS vector (saekit.steer.concept.select)."""
-METHODS = tuple(m for m in method_names() if m != "ablate") + DIRECTION_METHODS
-"""The SAE edit methods come from the one steering registry; ablation cannot add a class."""
-UNITS = ("abs", "norm", "max")
+METHODS = tuple(m for m in method_names() if get_method(m).takes_strength) + DIRECTION_METHODS
+"""The SAE edit methods come from the one steering registry; one without a strength (ablate) cannot
+add a class."""
 WINDOWS = ("all", "first_half", "second_half")
 STREAMS = ("image", "text")
 DEPTHS = ("early", "middle", "late", "cond", "all")

@@ -1,9 +1,10 @@
 """Turn (method, unit, strengths, target classes) into an edit callback for the sampler.
 
-Strength units follow `saekit.steer.strength`: `abs` is each method's native unit (a latent value for
-surgery/clamp/boost_active, an activation length for additive/DiffMean); `norm` is a fraction of the
-mean activation norm (a length, converted to a latent value by the feature gain g_j); `max` a multiple
-of the feature's observed max latent (DiffMean: of its max centred projection).
+Strength units are `saekit.steer.strength`'s (`resolve` converts them): `abs` is each method's native
+unit (a latent value for surgery/clamp/boost_active, an activation length for additive/DiffMean);
+`norm` is a fraction of the mean activation norm (a length, converted to a latent value by the feature
+gain g_j); `max` a multiple of the feature's observed max latent (DiffMean: of its max centred
+projection).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from torch import Tensor
 
 from saekit.errors import SteeringError
 from saekit.sae.base import SAE
-from saekit.steer.methods import METHOD_SPACE, add_directions, apply_method, feature_gain
+from saekit.steer.methods import add_directions, apply_method, feature_gain
+from saekit.steer.registry import get_method
+from saekit.steer.strength import Strength, resolve
+from saekit.testbed.config import DIRECTION_METHODS
 from saekit.testbed.features import ClassFeatures
 from saekit.testbed.flow import Edit, StepContext
-
-DIRECTION_METHODS = ("diffmean", "decompose", "sae_ts")
-"""Methods that add one fixed vector per class (no per-row SAE edit)."""
 
 
 def class_direction(method: str, feats: ClassFeatures) -> tuple[Tensor, Tensor]:
@@ -34,23 +35,25 @@ def class_direction(method: str, feats: ClassFeatures) -> tuple[Tensor, Tensor]:
 def native_strength(
     method: str, unit: str, value: float, target: int, sae: SAE, feats: ClassFeatures
 ) -> float:
-    """Strength `value` in `unit` for `target`'s feature, converted to `method`'s native unit."""
+    """Strength `value` in `unit` for `target`'s feature, converted to `method`'s native unit by
+    `saekit.steer.strength.resolve`, the one implementation of the units (with this site's scales as
+    the calibration). A direction method's vector is a unit direction: gain 1, and its `max` is the
+    largest centred projection on it."""
+    strength = Strength(value, unit)
     if method in DIRECTION_METHODS:
         _, mx = class_direction(method, feats)
-        scale = {"abs": 1.0, "norm": feats.mean_norm, "max": float(mx[target])}[unit]
-        return value * scale
+        return resolve(
+            strength, "activation", gain=1.0, mean_norm=feats.mean_norm, feature_max=float(mx[target])
+        )
     j = int(feats.feature[target])
-    gain = float(feature_gain(sae, [j])[0])
-    latent_space = METHOD_SPACE[method] == "latent"
-    if unit == "abs":
-        return value
-    if unit == "norm":
-        length = value * feats.mean_norm
-        return length / gain if latent_space else length
-    if unit == "max":
-        latent = value * float(feats.feature_max[target])
-        return latent if latent_space else latent * gain
-    raise SteeringError(f"unknown strength unit {unit!r}; use abs, norm or max")
+    return resolve(
+        strength,
+        get_method(method).space,
+        gain=float(feature_gain(sae, [j])[0]),
+        mean_norm=feats.mean_norm,
+        feature_max=float(feats.feature_max[target]),
+        feature=j,
+    )
 
 
 def apply_one(method: str, x_BTD: Tensor, sae: SAE, feats: ClassFeatures, target: int, s_B: Tensor) -> Tensor:

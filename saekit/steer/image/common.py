@@ -1,5 +1,6 @@
 """What every image-steering path shares: strengths in absolute units, the conditioning edit a method
-names, and the side-by-side PNG (atomic writes)."""
+names (from the method registry's `conditioning` capability, not a table here), and the side-by-side
+PNG (atomic writes)."""
 
 from __future__ import annotations
 
@@ -12,31 +13,19 @@ import torch
 from torch import Tensor
 
 from saekit.errors import SteeringError
-
-CONDITIONING_MODES = {"clamp": "set", "ablate": "set", "boost_active": "add"}
-"""Steering method -> conditioning edit: clamp sets f_j := s, ablate sets 0, boost_active adds s."""
+from saekit.steer.registry import conditioning_methods, get_method
 
 
 def absolute_strengths(
-    strength: str, features: Sequence[int], sae, sae_path: str, space: str, *, ablate: bool = False
+    strength: str, method: str, features: Sequence[int], sae, sae_path: str
 ) -> list[float]:
-    """One absolute strength per feature in the method's `space` ("latent" or "activation")."""
+    """One absolute strength per feature in `method`'s native unit, with the calibration stored beside
+    the SAE (`saekit.steer.strength.method_strengths`)."""
     from saekit.steer.calibration import load_calibration
-    from saekit.steer.strength import parse_strengths, resolve_for_features
+    from saekit.steer.strength import method_strengths
 
-    if ablate:
-        return [0.0] * len(features)
-    strengths = parse_strengths(strength)
-    if len(strengths) not in (1, len(features)):
-        raise SteeringError(
-            f"{len(strengths)} strengths for {len(features)} features; give one, or one per feature"
-        )
     cal = load_calibration(sae_path, d_sae=sae.d_sae)
-    out: list[float] = []
-    for i, j in enumerate(features):
-        st = strengths[0] if len(strengths) == 1 else strengths[i]
-        out += resolve_for_features(st, space, sae, [j], cal, str(sae_path))
-    return out
+    return method_strengths(strength, method, sae, features, cal, str(sae_path))
 
 
 class ConditioningEdit(NamedTuple):
@@ -50,29 +39,45 @@ class ConditioningEdit(NamedTuple):
     """Human-readable summary, e.g. `set f22420=40`."""
 
 
+def _meaning(name: str) -> str:
+    spec = get_method(name)
+    if spec.conditioning == "add":
+        return f"{name} (add s to f_j)"
+    return f"{name} (set f_j := {'s' if spec.takes_strength else '0'})"
+
+
+def _sets(name: str) -> bool:
+    spec = get_method(name)
+    return spec.conditioning == "set" and spec.takes_strength
+
+
 def conditioning_edit(
     method: str, strength: str, features: Sequence[int], sae, sae_path: str
 ) -> ConditioningEdit:
-    """Map --method/--strength to an edit of the SAE latents of a conditioning embedding."""
-    if method not in CONDITIONING_MODES:
+    """Map --method/--strength to an edit of the SAE latents of a conditioning embedding; what each
+    method means there is `MethodSpec.conditioning` in the method registry."""
+    spec = get_method(method)
+    if spec.conditioning is None:
+        usable = ", ".join(_meaning(m) for m in conditioning_methods())
         raise SteeringError(
-            f"conditioning embeddings are edited with clamp (set f_j := s), ablate (set 0) or boost_active "
-            f"(add s to f_j), the SAE error kept; found --method {method}"
+            f"conditioning embeddings are edited with {usable}, the SAE error kept; found --method {method}"
         )
-    mode = CONDITIONING_MODES[method]
+    mode = spec.conditioning
     if strength.strip() == "current":
-        if method != "clamp":
-            raise SteeringError("--strength current sets features to their current values: use it with clamp")
+        if not _sets(method):
+            raise SteeringError(
+                "--strength current sets features to their current values: use it with a method that "
+                f"sets a latent to a given value ({', '.join(m for m in conditioning_methods() if _sets(m))})"
+            )
         return ConditioningEdit("set", None, "set " + ", ".join(f"f{j}=current" for j in features))
     try:
-        values = absolute_strengths(strength, features, sae, sae_path, "latent", ablate=method == "ablate")
+        values = absolute_strengths(strength, method, features, sae, sae_path)
     except SteeringError as exc:
         if "calibration" not in str(exc):
             raise
         raise SteeringError(f"{exc}; or give an absolute latent value, e.g. --strength 40") from exc
-    verb = "set" if mode == "set" else "add"
     shown = ", ".join(f"f{j}{'=' if mode == 'set' else '+='}{v:.3g}" for j, v in zip(features, values))
-    return ConditioningEdit(mode, torch.tensor(values), f"{verb} {shown}")
+    return ConditioningEdit(mode, torch.tensor(values), f"{mode} {shown}")
 
 
 def _png(img) -> bytes:

@@ -12,24 +12,22 @@ already moves the image. Keeping the error makes the edit touch only what featur
 
 Why it is computed as `e + (decode(f') − decode(f))`: that is `decode(f') + err` in real arithmetic,
 and it makes a no-op edit (`f' = f`, e.g. setting f_j to its current value, or adding 0) return `e`
-bit for bit, so "unsteered" and "no-op steered" images are identical, not identical to rounding. It
-uses only `encode` and `decode`, so it is right for any SAE `saekit.load` returns (per-row
-normalisation, signed latents) without assuming the decoder is affine. Pure tensor math: no model.
+bit for bit, so "unsteered" and "no-op steered" images are identical, not identical to rounding. The
+edit is `saekit.steer.methods.latent_edit`, the same one clamp and boost_active use on activations
+(one implementation: per-row normalised and signed SAEs are handled there, and an SAE-like object
+whose decoder is not affine gets the difference of two decodes). Pure tensor math: no model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from saekit.errors import ShapeError, SteeringError
-from saekit.steer.methods import feature_index, per_feature
-
-EditMode = Literal["set", "add"]
-EDIT_MODES: tuple[str, ...] = ("set", "add")
+from saekit.steer.methods import feature_index, latent_edit, per_feature
+from saekit.steer.registry import CONDITIONING_EDITS, ConditioningEdit
 
 
 def check_embedding_size(embeds: Tensor, sae, what: str = "conditioning embedding") -> None:
@@ -49,7 +47,7 @@ def edit_embedding(
     features: Sequence[int],
     values: Tensor | float | Sequence[float] | None = None,
     *,
-    mode: EditMode = "set",
+    mode: ConditioningEdit = "set",
     keep_error: bool = True,
 ) -> Tensor:
     """`e' = decode(f') + (e − decode(f))` for `embeds [..., d_in]`; same dtype and device as `embeds`.
@@ -58,18 +56,21 @@ def edit_embedding(
     sets `f_j := value` (None = the current value: no edit); `mode="add"` adds it (None = 0).
     `keep_error=False` returns `decode(f')` alone, the variant that drops what the SAE misses.
     """
-    if mode not in EDIT_MODES:
-        raise SteeringError(f"unknown conditioning edit {mode!r}; use one of {', '.join(EDIT_MODES)}")
+    if mode not in CONDITIONING_EDITS:
+        raise SteeringError(f"unknown conditioning edit {mode!r}; use one of {', '.join(CONDITIONING_EDITS)}")
     check_embedding_size(embeds, sae)
     idx = feature_index(sae, features)
     e = embeds.to(dtype=sae.dtype, device=sae.device)
     f = sae.encode(e)
-    f_new = f.clone()
+    f_sel = f[..., idx]
+    new_sel, delta = f_sel, torch.zeros_like(f_sel)  # no values: set to the current ones / add 0
     if values is not None:
         v = per_feature(values, f.shape[:-1], idx.numel(), sae, "values")
-        f_new[..., idx] = v if mode == "set" else f[..., idx] + v
-    if not keep_error:
-        out = sae.decode(f_new)
+        new_sel, delta = (v, v - f_sel) if mode == "set" else (f_sel + v, v)
+    if keep_error:
+        out = latent_edit(e, sae, idx, delta, f)
     else:
-        out = e + (sae.decode(f_new) - sae.decode(f))
+        f_new = f.clone()
+        f_new[..., idx] = new_sel
+        out = sae.decode(f_new)
     return out.to(dtype=embeds.dtype, device=embeds.device)

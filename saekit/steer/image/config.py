@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from saekit.steer.methods import MethodName  # the registry's names: the one list
+
 
 @dataclass(frozen=True)
 class ImageSteerConfig:
@@ -31,9 +33,10 @@ class ImageSteerConfig:
     """FLUX in-loop: stream of the hook point (appended as `@stream` when --hook has none)."""
     steps: str = "all"
     """FLUX in-loop: denoising steps to steer: `0-3`, `0,2,5`, `5-` (to the end) or `all`."""
-    method: Literal["additive", "surgery", "clamp", "boost_active", "ablate"] = "clamp"
+    method: MethodName = "clamp"
     """Steering method (saekit.steer.methods). On conditioning embeddings (FLUX --conditioning,
-    Kandinsky): clamp sets f_j := s, ablate sets 0, boost_active adds s; the SAE error is kept."""
+    Kandinsky) only the methods the registry gives a conditioning edit: clamp sets f_j := s, ablate
+    sets 0, boost_active adds s; the SAE error is kept."""
     strength: str = "4max"
     """Strength with unit: `12` (abs), `0.5norm`, `4max`; one value or one per feature, comma-separated;
     on conditioning embeddings `current` sets the features to their current values (a no-op edit)."""

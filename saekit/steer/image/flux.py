@@ -101,7 +101,7 @@ def _load(cfg: ImageSteerConfig, dev: torch.device):
 def _in_loop(cfg: ImageSteerConfig, sae, pipe, kwargs: dict, generate, true_cfg: bool):
     from saekit.steer.image.common import absolute_strengths
     from saekit.steer.image.diffusion import sae_edit, steer_in_loop
-    from saekit.steer.methods import METHOD_SPACE
+    from saekit.steer.registry import get_method
     from saekit.steer.session import hook_point_of
     from saekit.steps import parse_steps
 
@@ -111,16 +111,14 @@ def _in_loop(cfg: ImageSteerConfig, sae, pipe, kwargs: dict, generate, true_cfg:
         hp = hook_with_stream(hp, cfg.stream)
     steps = parse_steps(cfg.steps, n_steps)
     features = list(cfg.feature)
-    strengths = absolute_strengths(
-        cfg.strength, features, sae, cfg.sae, METHOD_SPACE[cfg.method], ablate=cfg.method == "ablate"
-    )
+    strengths = absolute_strengths(cfg.strength, cfg.method, features, sae, cfg.sae)
     edit = sae_edit(cfg.method, sae, features, strengths, keep_error=cfg.keep_error)
     uncond = None
     if cfg.branch == "both":
         uncond = edit
     elif cfg.branch == "opposite":
-        if cfg.method == "ablate":
-            raise SteeringError("--branch opposite has no meaning for ablate; use cond or both")
+        if not get_method(cfg.method).takes_strength:
+            raise SteeringError(f"--branch opposite has no meaning for {cfg.method}; use cond or both")
         uncond = sae_edit(cfg.method, sae, features, [-s for s in strengths], keep_error=cfg.keep_error)
     text_len = kwargs["prompt_embeds"].shape[1] if "prompt_embeds" in kwargs else 512
     layout = "calls" if true_cfg else "none"

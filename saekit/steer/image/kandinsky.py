@@ -18,6 +18,7 @@ import torch
 from saekit.device import HOST
 from saekit.errors import SteeringError
 from saekit.steer.image.config import ImageSteerConfig, ImageSteerResult
+from saekit.steer.registry import conditioning_methods
 
 IN_LOOP_ONLY = {
     "hook": None,
@@ -36,9 +37,10 @@ def _refuse_flux_flags(cfg: ImageSteerConfig) -> None:
     bad = [k for k, v in IN_LOOP_ONLY.items() if getattr(cfg, k) != v]
     if bad:
         flags = ", ".join("--" + k.replace("_", "-") for k in bad)
+        methods = "|".join(conditioning_methods())
         raise SteeringError(
             f"{flags}: FLUX-only; Kandinsky 2.2 is steered on the prior's image embedding "
-            "(--prompt, --feature, --method clamp|ablate|boost_active, --strength)"
+            f"(--prompt, --feature, --method {methods}, --strength)"
         )
     if cfg.prompt is None:
         raise SteeringError("Kandinsky 2.2 needs --prompt (the prior turns it into the image embedding)")

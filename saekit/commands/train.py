@@ -34,10 +34,30 @@ def describe_sae(folder: Path, quiet: bool = False) -> str:
     return line + (f"\n  note: {note}" if note else "")
 
 
+def split_comma_lists(argv: list[str], flags: tuple[str, ...] = ("--matryoshka",)) -> list[str]:
+    """`--matryoshka 1024,2048,4096` as the space-separated list the flag parser takes (both spellings
+    are in use: SAELens and dictionary_learning users write commas)."""
+    out: list[str] = []
+    expect = False
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if name in flags and eq:
+            out.append(name)
+            out += [v for v in value.split(",") if v]
+            expect = False
+            continue
+        if expect and "," in arg and not arg.startswith("-"):
+            out += [v for v in arg.split(",") if v]
+        else:
+            out.append(arg)
+        expect = arg in flags
+    return out
+
+
 def main(argv: list[str]) -> int:
     cfg = tyro.cli(
         TrainConfig,
-        args=argv,
+        args=split_comma_lists(argv),
         prog="saekit train",
         description="Train an SAE on an activation store (resumes when --out holds a checkpoint).",
     )

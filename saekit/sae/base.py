@@ -36,6 +36,8 @@ class SAE(nn.Module):
     #: "resample_dead" (Anthropic's resampling of dead latents at fixed points of the run) or
     #: "resample_dormant" (resample latents that lost the top-k, early in the run, plus a bias nudge).
     revival: ClassVar[str] = "aux_k"
+    #: True for Matryoshka SAEs: prefixes of the latent order reconstruct on their own (`cfg.matryoshka`).
+    nested: ClassVar[bool] = False
 
     def __init__(self, cfg: SAEConfig, device: torch.device | str | None = None):
         super().__init__()

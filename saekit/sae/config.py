@@ -84,6 +84,11 @@ class SAEConfig:
     factor is stored as the `input_scale` buffer and saved with the weights. `layer_norm` (imported
     OpenAI / SAELens SAEs) standardises every row by its own mean and std before encoding and restores
     them after decoding, so decode needs the input row: `decode(latents, x)`."""
+    matryoshka: tuple[int, ...] | None = None
+    """Nested prefix sizes of a Matryoshka SAE (e.g. 1024 2048 4096 9216): the first m latents must
+    reconstruct on their own for every size m, and the training loss sums those reconstructions' errors
+    (d_sae is added as the last size when missing). None for a Matryoshka arch = d_sae/8, /4, /2, d_sae.
+    Ignored by other architectures."""
     skip_connection: bool = False
     """A linear skip term `x @ W_skip` (`W_skip [d_in, d_in]`) added to the reconstruction (sparsify skip
     transcoders); decode then needs the input row: `decode(latents, x)`."""
@@ -112,6 +117,15 @@ class SAEConfig:
                 raise SAEConfigError(f"arch={self.arch!r} needs k (active latents per row), e.g. k=32")
             if not 0 < self.k <= self.d_sae:
                 raise SAEConfigError(f"k must be in [1, d_sae={self.d_sae}], got k={self.k}")
+        if self.matryoshka is not None:
+            sizes = list(self.matryoshka)
+            if not sizes or any(not isinstance(m, int) or isinstance(m, bool) or m < 1 for m in sizes):
+                raise SAEConfigError(f"matryoshka sizes must be positive integers, got {self.matryoshka!r}")
+            if sizes != sorted(set(sizes)) or sizes[-1] > self.d_sae:
+                raise SAEConfigError(
+                    f"matryoshka sizes must increase strictly and end at or below d_sae={self.d_sae}, got "
+                    f"{sizes}; e.g. --matryoshka {self.d_sae // 4} {self.d_sae // 2} {self.d_sae}"
+                )
         if self.aux_k is not None and self.aux_k < 1:
             raise SAEConfigError(f"aux_k must be >= 1 (or None for d_in // 2), got {self.aux_k}")
 
@@ -163,6 +177,8 @@ class SAEConfig:
             if bad:
                 raise SAEConfigError(f"unknown provenance field(s) {bad}; known: {sorted(pknown)}")
             data["provenance"] = Provenance(**prov)
+        if isinstance(data.get("matryoshka"), list):  # JSON has no tuples
+            data["matryoshka"] = tuple(data["matryoshka"])
         return cls(**data)
 
     def replace(self, **changes: Any) -> SAEConfig:

@@ -222,6 +222,8 @@ class TrainConfig:
         names = spec_names()
         for key in [k for k in data if k in names]:
             sae[key] = data.pop(key)
+        if isinstance(sae.get("matryoshka"), list):  # from JSON: the spec holds a tuple
+            sae["matryoshka"] = tuple(sae["matryoshka"])
         if sae.get("sparsity_coefficient", 0.0) is None:  # old TrainConfig: None meant SAEConfig's default
             del sae["sparsity_coefficient"]
         known = {f.name for f in dataclasses.fields(cls)}

@@ -88,4 +88,5 @@ def to_sae_config(spec: Any, d_in: int, d_sae: int, provenance: Any = None) -> S
 
 def check_spec(spec: Any) -> None:
     """Validate with SAEConfig's own checks (smallest sizes that admit the spec's k)."""
-    to_sae_config(spec, d_in=1, d_sae=max(1, spec.k or 1))
+    sizes = getattr(spec, "matryoshka", None) or ()
+    to_sae_config(spec, d_in=1, d_sae=max(1, spec.k or 1, *sizes))

@@ -10,7 +10,7 @@ import torch
 from saekit.errors import ShapeError
 from saekit.sae import SAEOutput, SparseLatents
 
-from .conftest import make_sae
+from .conftest import capability, make_sae
 
 # -- shapes ---------------------------------------------------------------------------------------
 
@@ -44,9 +44,18 @@ def test_forward_output_fields(arch):
         assert torch.isfinite(term)
     # the recon term is the mean squared error summed over d_in, by hand (the totals are checked
     # against hand-computed terms in the *_by_hand tests below)
-    assert out.losses.recon.item() == pytest.approx((out.recon - x).pow(2).sum(-1).mean().item(), rel=1e-5)
+    if capability(arch, "nested"):  # Matryoshka: the sum over prefixes m of the first-m-latents error
+        lat, expected = out.latents, 0.0
+        for m in sae.prefix_sizes():
+            part = lat[:, :m] @ sae.W_dec[:m] + sae.b_dec
+            expected += (part - x).pow(2).sum(-1).mean().item()
+        assert sae.prefix_sizes()[-1] == 16
+        assert out.losses.recon.item() == pytest.approx(expected, rel=1e-5)
+    else:
+        mse = (out.recon - x).pow(2).sum(-1).mean().item()
+        assert out.losses.recon.item() == pytest.approx(mse, rel=1e-5)
     assert out.l0.shape == () and out.fired.shape == (16,) and out.fired.dtype == torch.bool
-    if arch == "topk":
+    if capability(arch, "sparse_native"):
         assert out.latents is None
         assert isinstance(out.sparse, SparseLatents) and out.sparse.values.shape == (6, 3)
         dense = torch.zeros(6, 16).scatter_(1, out.sparse.indices, out.sparse.values)

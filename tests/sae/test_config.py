@@ -74,7 +74,8 @@ def test_from_dict_rejects_unknown_fields():
 
 
 def test_registry_knows_every_architecture():
-    expected = ["topk", "batchtopk", "relu", "jumprelu", "gated", "topk_abs", "topk_signed"]
+    expected = ["topk", "batchtopk", "relu", "jumprelu", "gated", "topk_abs", "topk_signed",
+                "matryoshka_batchtopk", "matryoshka_topk"]  # fmt: skip
     assert architectures() == sorted(expected)
     for arch in architectures():
         assert get_class(arch).arch == arch

@@ -36,7 +36,8 @@ def test_duplicate_name_refused_and_unknown_listed(monkeypatch):
 
     with pytest.raises(SAEConfigError, match="'topk' is already registered by saekit.sae.topk.TopKSAE"):
         registry.register(Impostor)
-    with pytest.raises(SAEConfigError, match="choose one of batchtopk, gated, jumprelu, relu, topk"):
+    listed = "choose one of batchtopk, gated, jumprelu, matryoshka_batchtopk, matryoshka_topk, relu, topk"
+    with pytest.raises(SAEConfigError, match=listed):
         SAEConfig(d_in=4, d_sae=8, arch="nope")
 
 
@@ -46,6 +47,8 @@ def test_configs_read_the_registry():
     from saekit.train.config import ArchName
 
     assert set(get_args(ArchName)) == set(registry.architectures())
-    assert registry.k_architectures() == ["batchtopk", "topk", "topk_abs", "topk_signed"]
+    assert registry.k_architectures() == [
+        "batchtopk", "matryoshka_batchtopk", "matryoshka_topk", "topk", "topk_abs", "topk_signed"
+    ]  # fmt: skip
     with pytest.raises(SAEConfigError, match="needs k"):
         SAEConfig(d_in=4, d_sae=8, arch="topk_abs")

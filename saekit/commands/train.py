@@ -24,8 +24,11 @@ def describe_sae(folder: Path, quiet: bool = False) -> str:
     m = doc["final_metrics_on_train_sample"]
     if quiet:
         return json.dumps(m)
-    window = doc.get("dead_tokens")
-    dead = f"dead (no fire in the last {window} tokens)" if window else "dead"
+    window, trained = doc.get("dead_tokens"), m.get("tokens_trained")
+    if window and trained and window >= trained:
+        dead = "never fired in training"
+    else:
+        dead = f"dead (no fire in the last {window} tokens)" if window else "dead"
     line = (
         f"saved {folder}: FVU {m['fvu']:.4f}  L0 {m['l0']:.1f}  {dead} {m['dead_pct']:.2f}%  "
         f"shrinkage {m['shrinkage']:.3f}  ({m['tokens_trained']} tokens)"

@@ -19,6 +19,8 @@ DEFAULT_MIN_PASSES = 3
 DEFAULT_MIN_TOKENS = 1_000_000
 #: relative FVU drop between the two halves of the checked window that counts as "still falling"
 STILL_FALLING = 0.03
+#: a drop above this is called far from converged (one pass over the demo's 200k-row store: ~-20%)
+FAR_FROM_CONVERGED = 0.10
 #: the checked window: this fraction of the run, ending where the LR starts to decay
 WINDOW = 0.2
 
@@ -70,8 +72,10 @@ def convergence_note(plateau: Plateau | None, total_tokens: int) -> str | None:
     """A line for the user when the run ended while FVU was still falling, else None."""
     if plateau is None or not plateau.still_falling:
         return None
+    far = plateau.drop > FAR_FROM_CONVERGED
+    verdict = "this run is far from converged" if far else "more tokens would still help"
     return (
         f"FVU was still falling before the LR decay ({plateau.early_fvu:.3f} -> {plateau.late_fvu:.3f}, "
-        f"-{100 * plateau.drop:.0f}% over {plateau.window[1] - plateau.window[0]} steps): this run is "
-        f"probably far from converged; train longer, e.g. --total-tokens {2 * total_tokens}"
+        f"-{100 * plateau.drop:.0f}% over {plateau.window[1] - plateau.window[0]} steps): {verdict}; "
+        f"train longer, e.g. --total-tokens {2 * total_tokens}"
     )

@@ -25,7 +25,9 @@ def test_a_falling_fvu_before_the_decay_is_reported_and_a_flat_one_is_not():
     assert falling is not None and falling.window == (600, 800)
     assert falling.still_falling and falling.drop > 0.1
     note = convergence_note(falling, total_tokens=64_000)
-    assert note is not None and "--total-tokens 128000" in note
+    assert note is not None and "--total-tokens 128000" in note and "far from converged" in note
+    slow = fvu_plateau(_log(lambda s: 0.3 - s / 10_000, total), total, "linear", 0.8)  # -4%: still falling
+    assert slow.still_falling and "more tokens would still help" in convergence_note(slow, 64_000)
     # flat before the decay, falling only inside it (what any LR decay does): converged
     decaying_only = _log(lambda s: 0.2 if s < 800 else 0.2 - (s - 800) / 10_000, total)
     flat = fvu_plateau(decaying_only, total, "linear", 0.8)

@@ -34,6 +34,36 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+RENAMED_FLAGS: dict[str, dict[str, str]] = {
+    "steer": {"--hook": "--hook-point"},
+    "analyze": {"--model-dtype": "--dtype"},
+}
+"""verb -> {old spelling: new spelling}. One flag name per meaning across verbs: `--hook-point` names a
+hook point, `--dtype` a model dtype. The old spellings still work in 0.1.x, with a deprecation
+message on stderr; drop an entry one release after it was added."""
+
+
+def renamed_flags(verb: str, argv: list[str]) -> list[str]:
+    """`argv` with deprecated flag spellings of `verb` replaced by the current ones (`--old VALUE` and
+    `--old=VALUE`, hyphens or underscores), each reported once on stderr; everything after `--` is
+    left alone."""
+    renames = RENAMED_FLAGS.get(verb, {})
+    out: list[str] = []
+    warned: set[str] = set()
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            return out + argv[i:]
+        name, eq, value = arg.partition("=")
+        new = renames.get(name.replace("_", "-")) if name.startswith("--") else None
+        if new is not None:
+            if name not in warned:
+                print(f"saekit {verb}: {name} is deprecated; use {new}", file=sys.stderr)
+                warned.add(name)
+            arg = new + eq + value
+        out.append(arg)
+    return out
+
+
 def _usage() -> str:
     width = max(map(len, VERBS))
     lines = ["usage: saekit <verb> [flags]   (saekit <verb> --help for a verb's flags)", "", "verbs:"]
@@ -70,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from saekit.errors import SaekitError
 
     try:
-        return int(module.main(rest) or 0)
+        return int(module.main(renamed_flags(verb, rest)) or 0)
     except SaekitError as exc:
         print(f"saekit {verb}: error: {exc}", file=sys.stderr)
         return 1

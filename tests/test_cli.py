@@ -69,3 +69,69 @@ def test_info_help_and_errors(tmp_path, capsys):
     (tmp_path / "bad" / "config.json").write_text("{oops")
     assert cli.main(["info", str(tmp_path / "bad")]) == 1
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_deprecated_flag_spellings_are_translated_with_a_message(capsys):
+    argv = ["--sae", "s", "--hook", "a", "--hook=b", "--hook-point", "c", "--", "--hook"]
+    assert cli.renamed_flags("steer", argv) == [
+        "--sae", "s", "--hook-point", "a", "--hook-point=b", "--hook-point", "c", "--", "--hook",
+    ]  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("saekit steer: --hook is deprecated; use --hook-point") == 1
+    assert cli.renamed_flags("analyze", ["real", "--model_dtype", "auto"]) == ["real", "--dtype", "auto"]
+    assert "--model_dtype is deprecated; use --dtype" in capsys.readouterr().err
+    # other verbs, and the current spellings, pass through silently
+    assert cli.renamed_flags("harvest", ["--hook", "x"]) == ["--hook", "x"]
+    assert cli.renamed_flags("steer", ["--hook-point", "x"]) == ["--hook-point", "x"]
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "verb, old, new", [("steer", "--hook", "--hook-point"), ("analyze", "--model-dtype", "--dtype")]
+)
+def test_the_dispatcher_hands_the_verb_the_new_spelling(monkeypatch, capsys, verb, old, new):
+    import importlib
+
+    seen = []
+    module = importlib.import_module(cli.VERBS[verb][0])
+    monkeypatch.setattr(module, "main", lambda argv: seen.append(argv) or 0)
+    assert cli.main([verb, old, "x"]) == 0
+    assert seen == [[new, "x"]] and f"{old} is deprecated; use {new}" in capsys.readouterr().err
+
+
+def test_analyze_takes_dtype_like_every_verb(capsys):
+    from saekit.analysis.run import CompareArgs, RealArgs
+    from saekit.commands.analyze import parse
+
+    args = parse(["real", "--sae", "s", "--dtype", "bfloat16"])
+    assert isinstance(args, RealArgs) and args.model_dtype == "bfloat16"
+    assert isinstance(parse(["compare", "--sae", "s"]), CompareArgs)
+    with pytest.raises(SystemExit):
+        parse(["synthetic", "--help"])
+    assert "--dtype" in capsys.readouterr().out
+
+
+def test_steer_configs_name_the_hook_point_and_dtype_alike():
+    import dataclasses
+
+    from saekit.steer.image import ImageSteerConfig
+    from saekit.steer.run import SteerConfig
+    from saekit.steer.scale import ScaleConfig
+    from saekit.sweep.config import SweepConfig
+
+    for cfg in (SteerConfig, ImageSteerConfig, ScaleConfig):
+        assert {"hook_point", "dtype"} <= {f.name for f in dataclasses.fields(cfg)}, cfg
+    assert "dtype" in {f.name for f in dataclasses.fields(SweepConfig)}
+
+
+def test_testbed_ci_keeps_the_config_flags_it_is_given():
+    from saekit.commands.testbed import parse
+    from saekit.testbed.config import TestbedConfig, ci_config
+
+    args = parse(["--ci", "--config.sae-steps", "50", "--config.seed", "3", "--config.units", "abs", "max"])
+    ci = ci_config()
+    assert args.ci and (args.config.sae_steps, args.config.seed, args.config.units) == (50, 3, ("abs", "max"))
+    assert (args.config.d_model, args.config.train_steps) == (ci.d_model, ci.train_steps)  # the rest: CI's
+    assert parse(["--ci"]).config == ci_config(seed=TestbedConfig().seed, quiet=TestbedConfig().quiet)
+    full = parse(["--config.sae-steps", "50"])
+    assert not full.ci and full.config == TestbedConfig().replace(sae_steps=50)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,8 @@ class TestbedArgs:
     out: Path = Path("runs/testbed")
     """Output folder; the trained generator/classifier are cached in out/models/ and reused."""
     ci: bool = False
-    """Use the tiny CI configuration (under a minute) instead of `config`."""
+    """Start from the tiny CI configuration (under a minute) instead of the full one; every
+    `--config.*` flag given still applies on top of it."""
     config: TestbedConfig = field(default_factory=TestbedConfig)
     """The experiment configuration."""
     device: str = "auto"
@@ -36,23 +36,32 @@ def _line(tag: str, r: dict | None) -> str:
     )
 
 
-def main(argv: list[str]) -> int:
+def parse(argv: list[str]) -> TestbedArgs:
+    """The flags as `TestbedArgs`. With `--ci` the CI configuration is the default that `--config.*`
+    flags override (seed and quiet default to the full configuration's, as for any CLI run)."""
     import tyro
 
-    args = tyro.cli(TestbedArgs, args=argv, prog="saekit testbed")
+    from saekit.testbed.config import ci_config
+
+    default = None
+    if "--ci" in argv:
+        full = TestbedConfig()
+        default = TestbedArgs(ci=True, config=ci_config(seed=full.seed, quiet=full.quiet))
+    return tyro.cli(TestbedArgs, args=argv, prog="saekit testbed", default=default)
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
     from saekit.device import HOST, resolve_device
     from saekit.errors import SaekitError
 
     dev = resolve_device(args.device)
     if dev.type != HOST.type and args.device != "auto":
         raise SaekitError(f"saekit testbed runs on the host only (found --device {dev}); use --device auto")
-    from saekit.testbed.config import ci_config
     from saekit.testbed.experiment import run_testbed
     from saekit.testbed.report import write_reports
 
     cfg = args.config
-    if args.ci:
-        cfg = ci_config(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in ("seed", "quiet")})
     result = run_testbed(cfg, args.out)
     written = write_reports(result, cfg, args.out)
     res = result.results

@@ -506,7 +506,8 @@ def test_image_steer_side_by_side(folders, tmp_path):
     ]
     assert steer_target(str(folders / "flux"), str(folders / "sae")) == "image"
     assert steer_target("smollm2", "x") == "lm"
-    loop = ["--hook", "transformer_blocks.0", "--stream", "image", "--feature", "3", "--method", "additive"]
+    loop = ["--hook-point", "transformer_blocks.0", "--stream", "image"]
+    loop += ["--feature", "3", "--method", "additive"]
     assert _steer(base + loop + ["--steps", "0-1", "--strength", "30", "--out", str(tmp_path / "s.png")]) == 0
     un, st = _halves(tmp_path / "s.png")
     assert un.shape == (SIDE, SIDE, 3) and (un != st).any()
@@ -562,7 +563,7 @@ def test_image_steer_true_cfg_branches(folders, tmp_path):
         "--dtype",
         "float32",
         "--quiet",
-        "--hook",
+        "--hook-point",
         "transformer_blocks.0@image",
         "--feature",
         "5",

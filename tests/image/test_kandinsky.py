@@ -154,8 +154,8 @@ def test_kandinsky_refusals(kandinsky_folders, sae_dir, pipes, tmp_path):
         steer_image(_cfg(k, sae_dir / "plain", model=str(k / "prior"), prior=None))
     with pytest.raises(ModelLoadError, match="needs its prior"):
         steer_image(_cfg(k, sae_dir / "plain", prior=None))
-    with pytest.raises(SteeringError, match="--hook, --steps: FLUX-only"):
-        steer_image(_cfg(k, sae_dir / "plain", hook="transformer_blocks.0", steps="0-1"))
+    with pytest.raises(SteeringError, match="--hook-point, --steps: FLUX-only"):
+        steer_image(_cfg(k, sae_dir / "plain", hook_point="transformer_blocks.0", steps="0-1"))
     with pytest.raises(SteeringError, match="clamp .*ablate .*boost_active"):
         steer_image(_cfg(k, sae_dir / "plain", method="additive"))
     with pytest.raises(SteeringError, match="no calibration.*or give an absolute latent value"):

@@ -26,11 +26,11 @@ class ImageSteerConfig:
     prompt into the CLIP image embedding the SAE edits."""
     feature: tuple[int, ...] = ()
     """Feature id(s) to steer; several are steered together."""
-    hook: str | None = None
+    hook_point: str | None = None
     """FLUX in-loop: hook point, e.g. `transformer_blocks.3` or `single_transformer_blocks.37@image`;
     default: the SAE's."""
     stream: Literal["image", "text"] | None = None
-    """FLUX in-loop: stream of the hook point (appended as `@stream` when --hook has none)."""
+    """FLUX in-loop: stream of the hook point (appended as `@stream` when --hook-point has none)."""
     steps: str = "all"
     """FLUX in-loop: denoising steps to steer: `0-3`, `0,2,5`, `5-` (to the end) or `all`."""
     method: MethodName = "clamp"

@@ -32,17 +32,18 @@ TARGETS = {
 """--conditioning choice -> the pipeline inputs it edits."""
 
 
-def hook_with_stream(hook: str, stream: str | None) -> str:
+def hook_with_stream(hook_point: str, stream: str | None) -> str:
     """`transformer_blocks.3` + `image` -> `transformer_blocks.3@image`; refuses two different streams."""
     if stream is None:
-        return hook
-    if "@" in hook:
-        if hook.split("@", 1)[1] != stream:
+        return hook_point
+    if "@" in hook_point:
+        if hook_point.split("@", 1)[1] != stream:
             raise SteeringError(
-                f"--hook {hook!r} already names a stream, which differs from --stream {stream!r}; give one"
+                f"--hook-point {hook_point!r} already names a stream, which differs from --stream "
+                f"{stream!r}; give one"
             )
-        return hook
-    return f"{hook}@{stream}"
+        return hook_point
+    return f"{hook_point}@{stream}"
 
 
 def _embeds_from_file(cfg: ImageSteerConfig, dtype: torch.dtype) -> dict[str, Any]:
@@ -106,8 +107,8 @@ def _in_loop(cfg: ImageSteerConfig, sae, pipe, kwargs: dict, generate, true_cfg:
     from saekit.steps import parse_steps
 
     n_steps = cfg.num_inference_steps or 4
-    hp = hook_point_of(sae, hook_with_stream(cfg.hook, cfg.stream) if cfg.hook else None)
-    if cfg.hook is None and cfg.stream is not None:
+    hp = hook_point_of(sae, hook_with_stream(cfg.hook_point, cfg.stream) if cfg.hook_point else None)
+    if cfg.hook_point is None and cfg.stream is not None:
         hp = hook_with_stream(hp, cfg.stream)
     steps = parse_steps(cfg.steps, n_steps)
     features = list(cfg.feature)

@@ -21,7 +21,7 @@ from saekit.steer.image.config import ImageSteerConfig, ImageSteerResult
 from saekit.steer.registry import conditioning_methods
 
 IN_LOOP_ONLY = {
-    "hook": None,
+    "hook_point": None,
     "stream": None,
     "steps": "all",
     "branch": "cond",

@@ -1,7 +1,13 @@
-"""Steering with SAE features: pure methods, strength units, calibration, application, sweeps.
+"""Steering with SAE features: the pure math and its application to a language model.
 
-Heavy pieces (generation, sweeps, metrics) are imported from their modules, not here, so that
-`saekit.steer.methods` stays import-light.
+What belongs here: the one registry of steering methods and their capabilities (`registry`), the
+methods as pure tensor functions with the one error-preserving edit (`methods`), strength units
+(`strength`), activation-scale calibration (`calibration`, `corpus_acts`, and `scale`, the library
+entry of `saekit scale`), hooks on a running language model, seeded generation and the session
+(`apply`, `generate`, `session`) and `run`, the library entry of `saekit steer` on a language model.
+Choosing features for a concept lives in `saekit.steer.concept`, image generators in
+`saekit.steer.image`, the protocol that compares arms in `saekit.sweep` (which this package never
+imports). Only the import-light math is re-exported here; import the rest from its module.
 """
 
 from saekit.steer.calibration import Calibration, load_calibration, measure, save_calibration

@@ -1,4 +1,4 @@
-"""The offline judges agree with hand labels (saekit/steer/data/judge_labels.json).
+"""The offline judges agree with hand labels (saekit/steer/concept/data/judge_labels.json).
 
 Sixteen continuations, written and labelled by hand: per (concept, prompt) one on-concept fluent, one
 off-concept fluent, one on-concept broken and one off-concept broken text. The off-concept fluent one

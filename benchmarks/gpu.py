@@ -267,7 +267,7 @@ def bench_harvest(lm, device, n_tokens, batch, ctx) -> Row:
     _reset_peak(device)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            kw = dict(model="smollm2", hook=f"model.layers.{HOOK_LAYER}", corpus="shakespeare")
+            kw = dict(model="smollm2", hook_point=f"model.layers.{HOOK_LAYER}", corpus="shakespeare")
             kw.update(tokens=n_tokens, out=Path(tmp) / "acts", context_len=ctx, batch_size=batch)
             kw.update(quiet=True, overwrite=True)
             if "device" in names:

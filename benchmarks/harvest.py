@@ -101,7 +101,7 @@ def measure(args, dtype: str) -> tuple:
     def run_harvest(hook: str = f"model.layers.{args.layer}") -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = LMHarvestConfig(
-                hook=hook,
+                hook_point=hook,
                 corpus="shakespeare",
                 tokens=target,
                 out=Path(tmp) / "acts",

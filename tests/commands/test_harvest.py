@@ -28,7 +28,7 @@ def corpus(tmp_path):
 def _cfg(out, corpus, **kw):
     base = dict(
         model="tiny",
-        hook="model.layers.1",
+        hook_point="model.layers.1",
         corpus=corpus,
         tokens=300,
         out=Path(out),
@@ -48,7 +48,7 @@ def _files(folder):
 
 def test_rows_equal_hidden_states_at_their_positions(tmp_path, corpus, tiny_lm):
     # layers.0, not the last layer: transformers applies the final norm to the last hidden state
-    st = harvest(_cfg(tmp_path / "a", corpus, hook="model.layers.0"), loaded=tiny_lm)
+    st = harvest(_cfg(tmp_path / "a", corpus, hook_point="model.layers.0"), loaded=tiny_lm)
     assert len(st) == 300 and st.manifest["model_dtype"] == "float32" and st.manifest["complete"]
     acts, meta = next(st.iter_rows_with_meta(300))
     assert (meta["position"] % 32 != 0).all(), "context position 0 is excluded by default"
@@ -93,7 +93,7 @@ def test_kill_and_resume_identical(tmp_path, corpus, tiny_lm, monkeypatch):
     from saekit.errors import StoreError
 
     with pytest.raises(StoreError, match="different activation store"):
-        harvest(_cfg(tmp_path / "run", corpus, hook="model.layers.0"), loaded=tiny_lm)
+        harvest(_cfg(tmp_path / "run", corpus, hook_point="model.layers.0"), loaded=tiny_lm)
 
 
 def test_exclusions_configurable(tmp_path, corpus, tiny_lm):
@@ -117,7 +117,7 @@ def test_cli_writes_store(tmp_path, corpus, tiny_lm, monkeypatch):
         [
             "--model",
             "tiny",
-            "--hook",
+            "--hook-point",
             "model.layers.0",
             "--corpus",
             corpus,
@@ -149,7 +149,7 @@ def test_smollm2_harvest_matches_hidden_states(tmp_path):
     lm = load_model("smollm2", dtype="float32", quiet=True)
     st = harvest(
         LMHarvestConfig(
-            hook="model.layers.15",
+            hook_point="model.layers.15",
             corpus="shakespeare",
             tokens=200,
             out=tmp_path / "s",
@@ -189,10 +189,11 @@ def test_many_hook_points_in_one_pass_equal_single_hook_harvests(tmp_path, corpu
         return real_capture(model, hook_points, **kw)
 
     monkeypatch.setattr(saekit.hooks, "capture", counting)
-    stores = harvest(_cfg(tmp_path / "multi", corpus, hook="model.layers.0,model.layers.1"), loaded=tiny_lm)
+    both = "model.layers.0,model.layers.1"
+    stores = harvest(_cfg(tmp_path / "multi", corpus, hook_point=both), loaded=tiny_lm)
     multi_calls, calls[:] = list(calls), []
     singles = [
-        harvest(_cfg(tmp_path / h, corpus, hook=h), loaded=tiny_lm)
+        harvest(_cfg(tmp_path / h, corpus, hook_point=h), loaded=tiny_lm)
         for h in ("model.layers.0", "model.layers.1")
     ]
     single_calls = list(calls)

@@ -353,7 +353,7 @@ def test_cli_harvest_flux_records_stream_and_timesteps(folders, tmp_path):
                 "harvest",
                 "--model",
                 str(folders / "flux"),
-                "--hook",
+                "--hook-point",
                 "transformer_blocks.0@text",
                 "--prompt-embeds",
                 str(folders / "embeds.safetensors"),

@@ -62,7 +62,7 @@ def _args(root: Path, out: Path) -> list[str]:
         "harvest",
         "--model",
         str(root / "model"),
-        "--hook",
+        "--hook-point",
         "model.layers.0,model.layers.1",
         "--corpus",
         str(root / "corpus"),

@@ -34,7 +34,7 @@ def test_eval_of_a_gytdau_pth_matches_the_native_sae(tmp_path, tiny_lm):
         cfg = EvalConfig(
             sae=str(path),
             model="tiny-llama",
-            hook="model.layers.0",
+            hook_point="model.layers.0",
             corpus=str(tmp_path / "corpus.txt"),
             tokens=120,
             context_len=32,

@@ -96,7 +96,7 @@ def _rows(store):
     ],
 )
 def test_all_tokens_all_steps_equal_manual_forward(pipe, embeds, tmp_path, module_path, stream):
-    store = _harvest(pipe, embeds, tmp_path, hook=f"{module_path}@{stream}", tokens_per_step=0)
+    store = _harvest(pipe, embeds, tmp_path, hook_point=f"{module_path}@{stream}", tokens_per_step=0)
     acts, meta = _rows(store)
     refs = [_reference(pipe, module_path, embeds, [0, 1]), _reference(pipe, module_path, embeds, [2])]
     T = TEXT_LEN if stream == "text" else refs[0][0][2].shape[1]
@@ -126,7 +126,7 @@ def test_all_tokens_all_steps_equal_manual_forward(pipe, embeds, tmp_path, modul
 
 def test_sampled_tokens_window_documents_and_single_image_regeneration(pipe, embeds, tmp_path):
     store = _harvest(
-        pipe, embeds, tmp_path, hook="transformer_blocks.0@image", tokens_per_step=5, steps="1-2"
+        pipe, embeds, tmp_path, hook_point="transformer_blocks.0@image", tokens_per_step=5, steps="1-2"
     )
     acts, meta = _rows(store)
     assert len(acts) == N * 2 * 5 and store.manifest["steps"] == [1, 2]

@@ -48,7 +48,7 @@ def test_steer_command_quotes_paths_and_names_the_feature():
     assert argv[argv.index("--feature") + 1] == "7" and "--prompt" in argv
     doc["features"]["3"]["image_grid"] = "grid.png"  # an image analysis steers a diffusion pipeline
     argv = shlex.split(payload.steer_command(doc, 3))
-    assert argv[argv.index("--hook") + 1] == "model.layers.15" and "--out" in argv
+    assert argv[argv.index("--hook-point") + 1] == "model.layers.15" and "--out" in argv
     doc["features"]["3"]["top_images"] = [{"activation": 1.0, "prompt": "digit 1; rm -rf /"}]
     argv = shlex.split(payload.feature_payload(doc, "3", None, {})["steer_command"])
     assert argv[argv.index("--prompt") + 1] == "digit 1; rm -rf /"  # its own prompt, quoted

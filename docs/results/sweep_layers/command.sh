@@ -13,7 +13,7 @@
 set -e
 export PYTHONPATH=$PWD OMP_NUM_THREADS=1
 D=/work/data/layers
-python -m saekit.cli harvest lm --model smollm2 --hook model.layers.5,model.layers.10,model.layers.20 \
+python -m saekit.cli harvest lm --model smollm2 --hook-point model.layers.5,model.layers.10,model.layers.20 \
   --corpus default --tokens 200000 --context-len 128 --batch-size 8 --threads 1 --out $D/acts
 for L in 5 10 20; do
   ( python -m saekit.cli train --acts $D/acts/model.layers.$L --out $D/sae/L$L --arch topk --k 32 \

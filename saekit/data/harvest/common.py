@@ -22,7 +22,7 @@ class StoreOptions:
     """Flags every `saekit harvest` kind shares: where the store goes and how it is written."""
 
     out: Path = Path("acts")
-    """Output folder of the store; an interrupted harvest into it resumes. With several --hook points,
+    """Output folder of the store; an interrupted harvest into it resumes. With several --hook-point points,
     one store per hook point in OUT/<hook point>/."""
     tokens: int = 200_000
     """Number of activation rows to store (per hook point); for image models a cap."""
@@ -125,8 +125,8 @@ def split_hooks(spec: str) -> list[str]:
     hooks = [h.strip() for h in spec.split(",") if h.strip()]
     if not hooks:
         raise SAEConfigError(
-            "harvest: --hook is empty; give e.g. model.layers.15 or model.layers.5,model.layers.10"
+            "harvest: --hook-point is empty; give e.g. model.layers.15 or model.layers.5,model.layers.10"
         )
     if len(set(hooks)) != len(hooks):
-        raise SAEConfigError(f"harvest: --hook {spec!r} names a hook point twice")
+        raise SAEConfigError(f"harvest: --hook-point {spec!r} names a hook point twice")
     return hooks

@@ -28,7 +28,7 @@ class DiffusionHarvestConfig(StoreOptions):
 
     model: str = "black-forest-labs/FLUX.1-schnell"
     """A diffusers FLUX pipeline: a folder with model_index.json, or a hub id."""
-    hook: str = "transformer_blocks.0@image"
+    hook_point: str = "transformer_blocks.0@image"
     """`transformer_blocks.N@image|text`, `single_transformer_blocks.N@image`, `....attn@image`."""
     prompts: str | None = None
     """A text file (one prompt per line), a .jsonl/.csv of captions, or `hf:DATASET[:SPLIT][#COLUMN]`
@@ -154,7 +154,7 @@ def _fields(cfg: DiffusionHarvestConfig, pipe, hp, steps, source: str) -> dict:
 
 
 def harvest_diffusion(cfg: DiffusionHarvestConfig, *, loaded=None):
-    """Harvest `cfg.hook` over the generations; returns the opened ActivationStore."""
+    """Harvest `cfg.hook_point` over the generations; returns the opened ActivationStore."""
     from saekit.data.harvest.diffusion_sampler import DiffusionSampler, SamplerConfig
     from saekit.data.harvest.drive import drive, open_sink
     from saekit.data.harvest.finish import finish
@@ -174,7 +174,7 @@ def harvest_diffusion(cfg: DiffusionHarvestConfig, *, loaded=None):
             "pass --prompt-embeds FILE.safetensors instead"
         )
     pipe.set_progress_bar_config(disable=True)  # one bar (ours) per batch of prompts
-    hp = HookPoint.parse(cfg.hook)
+    hp = HookPoint.parse(cfg.hook_point)
     sink = open_sink(cfg.out, _fields(cfg, pipe, hp, steps, source), cfg.tokens, cfg, ranks)
     if ranks.rank == 0:
         write_documents(cfg.out, docs)

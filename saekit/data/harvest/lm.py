@@ -2,7 +2,7 @@
 
 Rows are the kept tokens in corpus order (special tokens, the first positions of every context and
 norm outliers dropped), written shard by shard. Batches always hold the same contexts, so an
-interrupted harvest resumes to a byte-identical store, and several hook points (`--hook a,b,c`) share
+interrupted harvest resumes to a byte-identical store, and several hook points (`--hook-point a,b,c`) share
 one forward pass that stops after the deepest of them; each gets its own store in OUT/<hook point>/.
 """
 
@@ -23,7 +23,7 @@ class LMHarvestConfig(StoreOptions):
 
     model: str = "smollm2"
     """`smollm2` (embedded), `minilm` (embedded encoder), a transformers id or a local folder."""
-    hook: str = "model.layers.15"
+    hook_point: str = "model.layers.15"
     """Hook point(s) `module.path[:in][@stream]`, e.g. `model.layers.15`; several, comma-separated
     (`model.layers.5,model.layers.10`), share one forward pass and get one store each."""
     corpus: str = "default"
@@ -118,7 +118,7 @@ def _load(cfg: LMHarvestConfig, loaded, device: torch.device):
 
 
 def harvest_lm(cfg: LMHarvestConfig, *, loaded=None) -> list:
-    """Harvest every hook point of `cfg.hook`; returns one opened ActivationStore per hook point.
+    """Harvest every hook point of `cfg.hook_point`; returns one opened ActivationStore per hook point.
 
     `loaded` (a LoadedModel) skips loading `cfg.model` -- for tests and benchmarks.
     """
@@ -131,7 +131,7 @@ def harvest_lm(cfg: LMHarvestConfig, *, loaded=None) -> list:
     ranks = current_ranks()
     device = ranks.device(cfg.device)
     lm = _load(cfg, loaded, device)
-    hps = [HookPoint.parse(h) for h in split_hooks(cfg.hook)]
+    hps = [HookPoint.parse(h) for h in split_hooks(cfg.hook_point)]
     for hp in hps:
         resolve_module(lm.model, hp)
     batch, keep, target, n_ctx = _contexts(cfg, lm)

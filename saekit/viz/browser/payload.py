@@ -114,7 +114,7 @@ def steer_command(doc: dict, feature: int, image: bool | None = None, prompt: st
         if src.get("model"):
             argv += ["--model", str(src["model"])]
         if src.get("hook_point"):
-            argv += ["--hook", str(src["hook_point"])]
+            argv += ["--hook-point", str(src["hook_point"])]
         argv += ["--feature", str(feature), "--method", "clamp", "--strength", "4max"]
         argv += ["--prompt", prompt or "a photo of a cat", "--out", f"steer_{feature}.png"]
     else:

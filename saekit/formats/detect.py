@@ -42,7 +42,7 @@ def _is_native(folder: Path) -> bool:
         return False
     try:
         raw = json.loads(cfg.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, absurd nesting
         return True  # let the native loader explain the corrupt file
     return isinstance(raw, dict) and ("schema_version" in raw or raw.get("format") == "saekit.sae")
 

@@ -36,15 +36,22 @@ from saekit.formats.common import (
     FOLD_DTYPE,
     assemble,
     check_int,
+    count,
     expect_shape,
     fold_input_bias,
     load_torch_weights_only,
+    make_config,
+    matrix_dims,
     native_dtype,
+    positive_number,
     read_json,
     require,
     safe_log_threshold,
+    scalar,
+    tensor_dict,
+    text,
 )
-from saekit.sae.config import Provenance, SAEConfig
+from saekit.sae.config import Provenance
 
 WEIGHTS_FILE = "ae.pt"
 CONFIG_FILE = "config.json"
@@ -102,15 +109,13 @@ def _guess_class(state: dict[str, Tensor], source: Path) -> str:
 
 def _split_checkpoint(obj: Any, source: Path) -> tuple[dict[str, Tensor], float]:
     """(state dict, input scale) from a final state dict or a mid-training backup dict."""
-    if not isinstance(obj, dict):
-        raise SAEFormatError(f"{source} holds a {type(obj).__name__}, expected a state dict of tensors")
     scale = 1.0
-    if "ae" in obj and isinstance(obj["ae"], dict):
+    if isinstance(obj, dict) and isinstance(obj.get("ae"), dict):
         nf = obj.get("norm_factor")
         if nf is not None:
-            scale = 1.0 / float(nf)
+            scale = 1.0 / positive_number(nf, "the backup's norm_factor", source)
         obj = obj["ae"]
-    state = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    state = tensor_dict(obj, source, "a dictionary_learning state dict")
     if not state:
         raise SAEFormatError(f"{source} holds no tensors; expected an SAE state dict")
     return state, scale
@@ -151,7 +156,9 @@ def _class_tensors(
 def _k(name: str, arch: str, state: dict[str, Tensor], trainer: dict, weights: Path) -> int | None:
     if arch not in ("topk", "batchtopk", "topk_abs"):
         return None
-    k_val = trainer.get("k", state["k"].item() if "k" in state else None)
+    k_val = trainer.get("k")
+    if k_val is None and "k" in state:
+        k_val = scalar(state, "k", weights, floating=False)
     if k_val is None:
         raise SAEFormatError(
             f"{weights}: {name} needs k, found neither a 'k' buffer nor trainer.k in config.json"
@@ -160,7 +167,7 @@ def _k(name: str, arch: str, state: dict[str, Tensor], trainer: dict, weights: P
 
 
 def _batch_threshold(name: str, state: dict[str, Tensor], weights: Path) -> Tensor:
-    theta = float(state["threshold"].reshape(-1)[0])
+    theta = scalar(state, "threshold", weights)
     if theta < 0:
         warnings.warn(
             f"{weights}: {name} threshold was never estimated ({theta}); its inference is then plain ReLU, "
@@ -184,7 +191,7 @@ def load_dictionary_learning(
     trainer = cfg.get("trainer", {})
     state, scale = _split_checkpoint(load_torch_weights_only(weights), weights)
     name = dict_class or trainer.get("dict_class") or _guess_class(state, weights)
-    if name not in DICT_CLASSES:
+    if not isinstance(name, str) or name not in DICT_CLASSES:
         raise SAEFormatError(
             f"{weights}: dictionary_learning class {name!r} is not supported; supported: "
             f"{', '.join(DICT_CLASSES)}"
@@ -194,12 +201,15 @@ def load_dictionary_learning(
     s = {k: v.to(FOLD_DTYPE) if v.is_floating_point() else v for k, v in state.items()}
 
     if "W_enc" in state:
-        d_in, d_sae = state["W_enc"].shape
-        W_enc, b_dec = s["W_enc"], s["b_dec"]
+        d_in, d_sae = matrix_dims(state, "W_enc", weights)
+        W_enc = s["W_enc"]
     else:
-        d_sae, d_in = state["encoder.weight"].shape
+        d_sae, d_in = matrix_dims(state, "encoder.weight", weights)
         W_enc = s["encoder.weight"].T.contiguous()
-        b_dec = s.get("b_dec", s.get("bias", s.get("decoder_bias", s.get("decoder.bias"))))
+    # the pre-encoder / decoder bias: one of these, by class (VSAETopK's depends on its update mode)
+    bias_name = next((n for n in ("b_dec", "bias", "decoder_bias", "decoder.bias") if n in state), "bias")
+    require(state, [bias_name], weights, f"dictionary_learning {name}")
+    b_dec = s[bias_name]
     for key, expected in (("activation_dim", d_in), ("dict_size", d_sae)):
         if key in trainer and trainer[key] != expected:
             raise SAEFormatError(
@@ -222,8 +232,8 @@ def load_dictionary_learning(
 
     out["W_enc"] = W_enc
     out["input_scale"] = torch.tensor(scale, dtype=torch.float32)
-    layer = trainer.get("layer")
-    scfg = SAEConfig(
+    scfg = make_config(
+        weights,
         d_in=int(d_in),
         d_sae=int(d_sae),
         arch=arch,
@@ -234,9 +244,9 @@ def load_dictionary_learning(
         provenance=Provenance(
             source_format="dictionary_learning",
             source_name=weights.parent.name + "/" + weights.name,
-            model=trainer.get("lm_name"),
-            hook_point=trainer.get("submodule_name"),
-            layer=layer if isinstance(layer, int) else None,
+            model=text(trainer.get("lm_name")),
+            hook_point=text(trainer.get("submodule_name")),
+            layer=count(trainer.get("layer")),
             tokens_trained=0,
         ),
     )

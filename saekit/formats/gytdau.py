@@ -13,21 +13,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
-from saekit.errors import SAEFormatError
 from saekit.formats.common import (
     FOLD_DTYPE,
     assemble,
     expect_shape,
     fold_input_bias,
     load_torch_weights_only,
+    make_config,
+    matrix_dims,
     native_dtype,
     require,
+    tensor_dict,
 )
-from saekit.sae.config import Provenance, SAEConfig
+from saekit.sae.config import Provenance
 
 KEYS = ("encoder.weight", "enc_bias", "decoder.weight", "dec_bias")
+OPTIONAL = ("encoder.bias", "decoder.bias")
 
 
 def matches_keys(keys: set[str]) -> bool:
@@ -40,13 +42,12 @@ def load_gytdau(path: str | Path, device: str | torch.device | None = None):
     state = load_torch_weights_only(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise SAEFormatError(f"{path} holds a {type(state).__name__}, expected a state dict of tensors")
-    tensors: dict[str, Tensor] = {k: v for k, v in state.items() if isinstance(v, Tensor)}
-    require(tensors, list(KEYS), path, "a gytdau CLIP SAE")
-    d_sae, d_in = tensors["encoder.weight"].shape
+    tensors = tensor_dict(state, path, "a gytdau CLIP SAE")
+    used = [*KEYS, *(n for n in OPTIONAL if n in tensors)]
+    require(tensors, used, path, "a gytdau CLIP SAE")
+    d_sae, d_in = matrix_dims(tensors, "encoder.weight", path)
     hint = f"encoder.weight (d_in={d_in}, d_sae={d_sae})"
-    t = {k: v.to(FOLD_DTYPE) for k, v in tensors.items() if v.is_floating_point()}
+    t = {k: tensors[k].to(FOLD_DTYPE) for k in used}
     W_enc = t["encoder.weight"].T.contiguous()
     b_enc = expect_shape(t, "enc_bias", (d_sae,), path, hint)
     if "encoder.bias" in t:
@@ -62,7 +63,8 @@ def load_gytdau(path: str | Path, device: str | torch.device | None = None):
         "b_dec": b_dec,
         "input_scale": torch.ones((), dtype=torch.float32),
     }
-    scfg = SAEConfig(
+    scfg = make_config(
+        path,
         d_in=int(d_in),
         d_sae=int(d_sae),
         arch="relu",

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
 from saekit.errors import SAEFormatError
 from saekit.formats.common import (
@@ -24,10 +23,14 @@ from saekit.formats.common import (
     check_int,
     expect_shape,
     load_torch_weights_only,
+    make_config,
+    matrix_dims,
     native_dtype,
     require,
+    section,
+    tensor_dict,
 )
-from saekit.sae.config import Provenance, SAEConfig
+from saekit.sae.config import Provenance
 
 KEYS = ("pre_bias", "encoder.weight", "latent_bias")
 
@@ -39,10 +42,15 @@ def matches_keys(keys: set[str]) -> bool:
 def _arch(state: dict, path: Path) -> tuple[str, int | None, bool]:
     """(native arch, k, layer-normalised) from the `activation` entries."""
     act = state.get("activation", "ReLU")
+    if not isinstance(act, str):
+        raise SAEFormatError(
+            f"{path}: the 'activation' entry must name the activation ('ReLU' or 'TopK'), found "
+            f"{type(act).__name__}; the file is corrupt — re-download it"
+        )
     if act == "ReLU":
         return "relu", None, False
     if act == "TopK":
-        sub = state.get("activation_state_dict") or {}
+        sub = section(state, "activation_state_dict", path)
         if "k" not in sub:
             raise SAEFormatError(f"{path}: activation 'TopK' without activation_state_dict['k']")
         post = sub.get("postact_fn", "ReLU")
@@ -59,14 +67,13 @@ def load_openai(path: str | Path, device: str | torch.device | None = None):
     """Convert an openai/sparse_autoencoder `.pt` into a native SAE with identical latents/reconstructions."""
     path = Path(path)
     state = load_torch_weights_only(path)
-    if not isinstance(state, dict):
-        raise SAEFormatError(f"{path} holds a {type(state).__name__}, expected an Autoencoder state dict")
-    tensors: dict[str, Tensor] = {k: v for k, v in state.items() if isinstance(v, Tensor)}
-    require(tensors, list(KEYS), path, "an openai/sparse_autoencoder Autoencoder")
+    tensors = tensor_dict(state, path, "an openai/sparse_autoencoder Autoencoder")
+    used = [*KEYS, *(["decoder.weight"] if "decoder.weight" in tensors else [])]
+    require(tensors, used, path, "an openai/sparse_autoencoder Autoencoder")
     arch, k, layer_norm = _arch(state, path)
-    d_sae, d_in = tensors["encoder.weight"].shape
+    d_sae, d_in = matrix_dims(tensors, "encoder.weight", path)
     hint = f"encoder.weight (d_in={d_in}, d_sae={d_sae})"
-    t = {n: tensors[n].to(FOLD_DTYPE) for n in tensors if tensors[n].is_floating_point()}
+    t = {n: tensors[n].to(FOLD_DTYPE) for n in used}
     W_enc = t["encoder.weight"].T.contiguous()
     if "decoder.weight" in t:
         W_dec = expect_shape(t, "decoder.weight", (d_in, d_sae), path, hint).T.contiguous()
@@ -79,7 +86,8 @@ def load_openai(path: str | Path, device: str | torch.device | None = None):
         "b_dec": expect_shape(t, "pre_bias", (d_in,), path, hint),
         "input_scale": torch.ones((), dtype=torch.float32),
     }
-    scfg = SAEConfig(
+    scfg = make_config(
+        path,
         d_in=int(d_in),
         d_sae=int(d_sae),
         arch=arch,

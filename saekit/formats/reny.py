@@ -30,12 +30,14 @@ from saekit.formats.common import (
     assemble,
     check_int,
     expect_shape,
+    make_config,
     native_dtype,
+    positive_number,
     read_json,
     read_safetensors,
     require,
 )
-from saekit.sae.config import Provenance, SAEConfig
+from saekit.sae.config import Provenance
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -146,14 +148,15 @@ def load_reny(folder: str | Path, device: str | torch.device | None = None):
     out["input_scale"] = torch.ones((), dtype=torch.float32)
     facts = parse_hub_name([p for p in folder.resolve().parts[-4:]])
     facts.setdefault("source_name", folder.name)
-    scfg = SAEConfig(
+    scfg = make_config(
+        cfg_path,
         d_in=d_in,
         d_sae=d_sae,
         arch=_ARCH[name],
         k=k,
         dtype=native_dtype(tensors["decoder.weight"].dtype),
         normalize_decoder=False,
-        jumprelu_bandwidth=float(cfg.get("bandwidth", 0.001)),
+        jumprelu_bandwidth=positive_number(cfg.get("bandwidth", 0.001), "bandwidth", cfg_path),
         provenance=Provenance(source_format="reny", **facts),
     )
     return assemble(scfg, out, src, device)

@@ -31,16 +31,22 @@ from saekit.formats.common import (
     assemble,
     check_int,
     checked_tensors,
+    count,
     expect_shape,
     fold_input_bias,
     layer_from_hook,
+    make_config,
     native_dtype,
+    positive_number,
     read_json,
     read_safetensors,
     require,
     safe_log_threshold,
+    scalar,
+    section,
+    text,
 )
-from saekit.sae.config import Provenance, SAEConfig
+from saekit.sae.config import Provenance
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -68,7 +74,7 @@ def _architecture(cfg: dict[str, Any], source: Path) -> str:
 def _k(cfg: dict[str, Any], source: Path) -> int:
     k = cfg.get("k")
     if k is None:
-        k = (cfg.get("activation_fn_kwargs") or {}).get("k")
+        k = section(cfg, "activation_fn_kwargs", source).get("k")
     if k is None:
         raise SAEFormatError(f"{source}: topk SAE config has neither 'k' nor 'activation_fn_kwargs.k'")
     return check_int(k, "k", source)
@@ -96,12 +102,17 @@ def _input_scale(cfg: dict[str, Any], folder: Path, scaling_factor: float | None
     if norm != "expected_average_only_in":
         raise SAEFormatError(f"{folder / CFG_FILE}: unknown normalize_activations={norm!r}")
     if scaling_factor is not None:
-        return float(scaling_factor)
+        return positive_number(
+            scaling_factor,
+            "the scaling_factor argument",
+            folder,
+            "pass the factor raw activations were multiplied by, sqrt(d_in) / mean activation norm",
+        )
     scaler = folder / SCALER_FILE
     if scaler.is_file():
         value = read_json(scaler).get("scaling_factor")
         if value is not None:
-            return float(value)
+            return positive_number(value, "scaling_factor", scaler)
     warnings.warn(
         f"{folder}: normalize_activations='expected_average_only_in' but SAELens did not save the scaling "
         "factor (SAELens issue #381); converting with input_scale=1. Pass scaling_factor=sqrt(d_in)/"
@@ -120,20 +131,20 @@ def _normalization(cfg: dict[str, Any]) -> str:
     return "expected_norm" if norm is True or norm == "expected_average_only_in" else "none"
 
 
-def _provenance(cfg: dict[str, Any]) -> Provenance:
-    meta = cfg.get("metadata") or {}
+def _provenance(cfg: dict[str, Any], source: Path) -> Provenance:
+    meta = section(cfg, "metadata", source)
 
     def get(key, *alts):
         return next((src[k] for k in (key, *alts) for src in (meta, cfg) if src.get(k) is not None), None)
 
-    hook = get("hook_name", "hook_point")
-    layer = get("hook_layer")
+    hook = text(get("hook_name", "hook_point"))
+    layer = count(get("hook_layer"))
     return Provenance(
         source_format="saelens",
-        model=get("model_name"),
+        model=text(get("model_name")),
         hook_point=hook,
-        layer=int(layer) if isinstance(layer, int) else layer_from_hook(hook),
-        tokens_trained=int(get("training_tokens") or 0),
+        layer=layer if layer is not None else layer_from_hook(hook),
+        tokens_trained=count(get("training_tokens")) or 0,
     )
 
 
@@ -162,8 +173,7 @@ def _thresholds(
     if arch == "batchtopk":
         # Inference uses the learned global threshold (what SAELens saves for inference as jumprelu).
         name = "threshold" if "threshold" in tensors else "topk_threshold"
-        theta = tensors[name].reshape(-1)[:1].to(torch.float32).reshape(())
-        return {"threshold": theta.clamp_min(0.0)}
+        return {"threshold": torch.tensor(max(scalar(tensors, name, src), 0.0), dtype=torch.float32)}
     return {}
 
 
@@ -216,18 +226,19 @@ def load_saelens(
             norms = W_dec.norm(dim=-1)
             W_enc, b_enc, W_dec = W_enc * norms, b_enc * norms, W_dec / norms[:, None]
     elif arch == "batchtopk":
-        k = max(1, round(float(cfg.get("k", 1))))
+        k = check_int(cfg.get("k", 1), "k", folder / CFG_FILE)
     out.update(_thresholds(arch, tensors, t, src, hint, d_sae))
 
     native_arch = {"standard": "relu"}.get(arch, arch)
-    prov = _provenance(cfg)
+    prov = _provenance(cfg, folder / CFG_FILE)
     if cfg.get("reshape_activations") == "hook_z":
         warnings.warn(
             f"{folder}: SAE trained on hook_z; feed it activations flattened to [..., n_heads*d_head={d_in}]",
             UserWarning,
             stacklevel=2,
         )
-    scfg = SAEConfig(
+    scfg = make_config(
+        folder / CFG_FILE,
         d_in=d_in,
         d_sae=d_sae,
         arch=native_arch,

@@ -28,11 +28,15 @@ from saekit.formats.common import (
     check_int,
     expect_shape,
     fold_input_bias,
+    make_config,
     native_dtype,
     require,
+    scalar,
+    section,
+    tensor_dict,
     torch_load_bytes,
 )
-from saekit.sae.config import Provenance, SAEConfig
+from saekit.sae.config import Provenance
 
 WEIGHTS_FILE = "sae.pt"
 SCHEMAS = (1, 2, 3, 4, 5)
@@ -47,7 +51,7 @@ def has_json_header(path: Path) -> bool:
             if first != b"{":
                 return False
             json.loads(first + fh.readline(1 << 20))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return True
 
@@ -60,14 +64,11 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
     line, sep, rest = data.partition(b"\n")
     try:
         header = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
         raise SAEFormatError(f"{path}: the first line is not saev's JSON header ({exc})") from None
     if not isinstance(header, dict) or not sep:
         raise SAEFormatError(f"{path}: expected a JSON header line followed by a torch state dict")
-    state = torch_load_bytes(rest, path)
-    if not isinstance(state, dict):
-        raise SAEFormatError(f"{path}: after the header comes a {type(state).__name__}, not a state dict")
-    return header, state
+    return header, tensor_dict(torch_load_bytes(rest, path), path, "after the header, a state dict")
 
 
 def _activation(header: dict[str, Any], cfg: dict[str, Any], path: Path) -> tuple[str, dict[str, Any]]:
@@ -75,12 +76,13 @@ def _activation(header: dict[str, Any], cfg: dict[str, Any], path: Path) -> tupl
     schema = header.get("schema")
     if schema is None:
         return "Relu", {}
-    if schema == 1 and header.get("cls") in _ACT:  # format 1A: the class is the activation
-        return header["cls"], {"top_k": cfg.get("top_k", 32)}
-    act = cfg.get("activation")
-    if not isinstance(act, dict) or "cls" not in act:
+    cls = header.get("cls")
+    if schema == 1 and isinstance(cls, str) and cls in _ACT:  # format 1A: the class is the activation
+        return cls, {"top_k": cfg.get("top_k", 32)}
+    act = section(cfg, "activation", path)
+    if "cls" not in act:
         return "Relu", {}  # schema 1B without an activation entry: saev's default config
-    return act["cls"], dict(act.get("params") or {})
+    return act["cls"], section(act, "params", path)
 
 
 def _config(header: dict[str, Any], path: Path) -> tuple[dict[str, Any], int, int]:
@@ -90,7 +92,7 @@ def _config(header: dict[str, Any], path: Path) -> tuple[dict[str, Any], int, in
             f"{path}: saev schema {schema!r} is not one this saekit reads ({SCHEMAS[0]}-{SCHEMAS[-1]}); "
             "upgrade saekit, or re-save the SAE with a saev version of those schemas"
         )
-    cfg = dict(header) if header.get("schema") is None else dict(header.get("cfg") or {})
+    cfg = header if header.get("schema") is None else section(header, "cfg", path)
     d_in = cfg.get("d_model", cfg.get("d_vit"))
     if d_in is None:
         raise SAEFormatError(f"{path}: saev header has neither d_model nor d_vit; found keys {sorted(cfg)}")
@@ -114,7 +116,7 @@ def load_saev(
     header, state = read_checkpoint(path)
     cfg, d_in, d_sae = _config(header, path)
     cls, params = _activation(header, cfg, path)
-    if cls not in _ACT:
+    if not isinstance(cls, str) or cls not in _ACT:
         raise SAEFormatError(
             f"{path}: saev activation {cls!r} is not supported; supported: {', '.join(_ACT)}"
         )
@@ -142,10 +144,11 @@ def load_saev(
                 f"{path}: this saev BatchTopK has no activation.threshold buffer, so its inference is "
                 "batch-coupled (each row depends on the rest of the batch); it cannot be converted exactly"
             )
-        theta = float(state["activation.threshold"].reshape(-1)[0])
+        theta = scalar(state, "activation.threshold", path)
         out["threshold"] = torch.tensor(max(theta, 0.0), dtype=torch.float32)
     out["input_scale"] = torch.ones((), dtype=torch.float32)
-    scfg = SAEConfig(
+    scfg = make_config(
+        path,
         d_in=d_in,
         d_sae=d_sae,
         arch=_ACT[cls],

@@ -26,12 +26,13 @@ from saekit.formats.common import (
     checked_tensors,
     fold_input_bias,
     layer_from_hook,
+    make_config,
     native_dtype,
     read_json,
     read_safetensors,
     require,
 )
-from saekit.sae.config import Provenance, SAEConfig
+from saekit.sae.config import Provenance
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"
@@ -104,7 +105,8 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
             UserWarning,
             stacklevel=2,
         )
-    scfg = SAEConfig(
+    scfg = make_config(
+        cfg_path,
         d_in=d_in,
         d_sae=d_sae,
         arch="topk",

@@ -24,11 +24,14 @@ import torch
 from saekit.atomic import write_bytes_atomic, write_json_atomic
 from saekit.errors import SAEConfigError, SAEFormatError
 from saekit.sae.config import SAEConfig
-from saekit.sae.integrity import check_pair, weights_record
+from saekit.sae.integrity import check_loaded, check_pair, weights_record
 
 SCHEMA_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: Largest d_in, d_sae or k a saved config may declare (native or foreign): a sanity bound, since a
+#: corrupt number beyond it would otherwise reach torch's allocator as a size.
+MAX_SIZE = 2**31 - 1
 
 
 def save_sae(sae, folder: str | Path) -> Path:
@@ -81,10 +84,26 @@ def _config_dict(cfg: SAEConfig) -> dict:
 def read_config(folder: str | Path) -> SAEConfig:
     """Parse and validate `folder/config.json`."""
     raw = _read_raw(folder)
+    prov = raw["config"].get("provenance")
+    if prov is not None and not isinstance(prov, dict):
+        raise SAEFormatError(
+            f"{Path(folder) / CONFIG_FILE}: config.provenance must be a JSON object (or absent), found "
+            f"{type(prov).__name__}; fix or delete that entry"
+        )
     try:
-        return SAEConfig.from_dict(raw["config"])
-    except (SAEConfigError, TypeError) as exc:
-        raise SAEFormatError(f"{Path(folder) / CONFIG_FILE}: invalid SAE config: {exc}") from None
+        cfg = SAEConfig.from_dict(raw["config"])
+    except (SAEConfigError, TypeError, ValueError) as exc:
+        raise SAEFormatError(
+            f"{Path(folder) / CONFIG_FILE}: invalid SAE config: {exc}; the file is corrupt or was edited — "
+            "fix it or re-save the SAE"
+        ) from None
+    too_big = {n: v for n in ("d_in", "d_sae", "k") if (v := getattr(cfg, n)) is not None and v > MAX_SIZE}
+    if too_big:
+        raise SAEFormatError(
+            f"{Path(folder) / CONFIG_FILE}: {too_big} exceed(s) {MAX_SIZE}; the config is corrupt — re-save "
+            "or re-copy the SAE"
+        )
+    return cfg
 
 
 def _read_raw(folder: str | Path) -> dict:
@@ -105,7 +124,7 @@ def _read_raw(folder: str | Path) -> dict:
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting
         raise SAEFormatError(
             f"{path} is not valid JSON ({exc}); the file is corrupt or truncated — re-save the SAE"
         ) from None
@@ -124,22 +143,23 @@ def _read_raw(folder: str | Path) -> dict:
     return raw
 
 
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
+def read_tensors(path: Path, fix: str = "re-save or re-download it") -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file on CPU; any failure of the parser (it reads untrusted bytes) is
+    an SAEFormatError naming the file, with `fix` as what to do."""
     from safetensors.torch import load_file
 
     if not path.exists():
-        raise SAEFormatError(
-            f"missing weights file {path}; the SAE folder is incomplete — re-save or re-download it"
-        )
+        raise SAEFormatError(f"missing weights file {path}; the SAE folder is incomplete — {fix}")
+    if path.is_dir():
+        raise SAEFormatError(f"{path} is a folder where a safetensors weights file belongs — {fix}")
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:  # the parser's own errors vary with the damage; none may escape unnamed
         size = path.stat().st_size
         raise SAEFormatError(
             f"cannot read {path} ({size} bytes): {exc}. The file is corrupt or truncated "
-            "(an interrupted copy?) — re-save or re-download it"
-        ) from None
+            f"(an interrupted copy?) — {fix}"
+        ) from exc
 
 
 def verify_sae(folder: str | Path) -> dict:
@@ -154,15 +174,15 @@ def verify_sae(folder: str | Path) -> dict:
 
 def load_sae(folder: str | Path, device: str | torch.device | None = None, *, _checked: bool = False):
     """Load a native SAE folder, checking the weights against config.json's record (size, pair token,
-    sha256 for files up to `integrity.HASH_ON_OPEN_BYTES`) and every tensor's presence, shape and
-    finiteness."""
+    sha256 for files up to `integrity.HASH_ON_OPEN_BYTES`), every tensor's presence, shape and dtype, and
+    then (`integrity.check_loaded`) finite weights and probe outputs."""
     from saekit.sae.registry import build
 
     folder = Path(folder)
     cfg = read_config(folder)
     if not _checked:
         check_pair(folder, _read_raw(folder), WEIGHTS_FILE)
-    tensors = _read_tensors(folder / WEIGHTS_FILE)
+    tensors = read_tensors(folder / WEIGHTS_FILE)
     sae = build(cfg, device="meta")
     expected = {name: tuple(t.shape) for name, t in sae.state_dict().items()}
     missing = sorted(set(expected) - set(tensors))
@@ -181,20 +201,15 @@ def load_sae(folder: str | Path, device: str | torch.device | None = None, *, _c
                 f"{folder}: tensor {name!r} has shape {found} but config.json (d_in={cfg.d_in}, "
                 f"d_sae={cfg.d_sae}) implies {shape}; config and weights disagree"
             )
-        _check_finite(folder, name, tensors[name])
+        if not tensors[name].is_floating_point():  # checked before the cast below would hide it
+            raise SAEFormatError(
+                f"{folder / WEIGHTS_FILE}: tensor {name!r} has dtype {tensors[name].dtype}; SAE weights are "
+                "floating point — the file is corrupt or was edited; re-save or re-copy it"
+            )
     # Materialise the checked meta module without a random init: every tensor is overwritten anyway.
     sae = sae.to_empty(device=device or "cpu")
     with torch.no_grad():
         for name, param in sae.state_dict().items():
             param.copy_(tensors[name].to(param.dtype))
+    check_loaded(sae, folder / WEIGHTS_FILE)
     return sae
-
-
-def _check_finite(folder: Path, name: str, t: torch.Tensor) -> None:
-    if not t.is_floating_point() or torch.isfinite(t).all():
-        return
-    bad = (~torch.isfinite(t)).reshape(t.shape[0] if t.ndim else 1, -1).any(-1).nonzero().flatten()
-    where = f" (first at row {int(bad[0])} of {t.shape[0]})" if t.ndim else ""
-    raise SAEFormatError(
-        f"{folder}: tensor {name!r} contains NaN/inf{where}; the weights are corrupt — re-save or re-copy it"
-    )

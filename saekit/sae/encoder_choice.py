@@ -17,6 +17,7 @@ import torch
 
 from saekit.errors import SAEConfigError
 from saekit.probe import cached_figures, machine_key, time_ms
+from saekit.sae.screened import Screener, int8_matmul_available, latent_major_
 
 #: every encoder path, as `--encoder` names them ("auto" and "screened" resolve to one of these)
 PATHS = ("exact", "screened-bf16", "screened-int8", "screened-fp16")
@@ -73,8 +74,6 @@ def fastest_screen(times_ms: dict[str, float]) -> str:
 
 def candidate_paths(device: torch.device) -> list[str]:
     """The paths that can run on `device` (int8 needs `torch._int_mm`; fp16 screens only on CUDA)."""
-    from saekit.sae.screened import int8_matmul_available
-
     paths = ["exact", "screened-bf16"]
     if int8_matmul_available(device):
         paths.append("screened-int8")
@@ -88,7 +87,6 @@ def time_selection(
 ) -> dict[str, float]:
     """Milliseconds of one latent selection (the forward's encoder part) for each path, on random
     weights of the run's shapes in the latent-major layout training uses."""
-    from saekit.sae.screened import Screener
     from saekit.sae.screened_topk import select_latents
 
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -140,3 +138,16 @@ def resolve(
     path = choose(times)
     why = "measured fastest" if path != "exact" else f"no screen was {100 * MIN_GAIN:.0f}% faster here"
     return EncoderChoice(path, times, why, cached)
+
+
+def configure_encoder(sae, mode="auto", batch: int | None = None, **screen_kw) -> Screener | None:
+    """Prepare a TopK SAE's encoder for training: resolve `mode` (a `--encoder` value, or an
+    `EncoderChoice` already made) for this SAE, device and per-rank `batch` (`encoder_choice.resolve`,
+    which may time the candidates), attach the Screener (also `sae.screen`) or None, and keep the
+    decision on `sae.encoder_choice` for the run's summary and checkpoint."""
+    choice = mode if isinstance(mode, EncoderChoice) else resolve(mode, sae, batch)
+    if sae.sparse_training:
+        latent_major_(sae)
+    sae.screen = Screener(backend=choice.backend, **screen_kw) if choice.backend else None
+    sae.encoder_choice = choice
+    return sae.screen

@@ -18,7 +18,7 @@ windowed miss rate exceeds `bound` and shrinks by a quarter after a long window 
 measured rate stays under the bound (1% of rows by default; a missed latent is almost always a near-tie
 with the one chosen instead). Aux-k dead latents are ranked by the approximation and re-scored exactly.
 
-`configure_encoder(sae, mode, batch)` is the trainer's switch; `saekit.sae.encoder_choice` resolves the
+`saekit.sae.encoder_choice.configure_encoder(sae, mode, batch)` is the trainer's switch: it resolves the
 mode (`auto` times exact and each screen at the run's shapes and screens only where that is faster).
 """
 
@@ -211,21 +211,6 @@ def latent_major_(sae) -> None:
     if W.T.is_contiguous():
         return
     sae.W_enc = torch.nn.Parameter(W.detach().T.contiguous().T, requires_grad=W.requires_grad)
-
-
-def configure_encoder(sae, mode="auto", batch: int | None = None, **screen_kw) -> Screener | None:
-    """Prepare a TopK SAE's encoder for training: resolve `mode` (a `--encoder` value, or an
-    `EncoderChoice` already made) for this SAE, device and per-rank `batch` (`encoder_choice.resolve`,
-    which may time the candidates), attach the Screener (also `sae.screen`) or None, and keep the
-    decision on `sae.encoder_choice` for the run's summary and checkpoint."""
-    from saekit.sae.encoder_choice import EncoderChoice, resolve
-
-    choice = mode if isinstance(mode, EncoderChoice) else resolve(mode, sae, batch)
-    if sae.sparse_training:
-        latent_major_(sae)
-    sae.screen = Screener(backend=choice.backend, **screen_kw) if choice.backend else None
-    sae.encoder_choice = choice
-    return sae.screen
 
 
 @torch.no_grad()

@@ -16,8 +16,9 @@ import torch
 from saekit.device import HOST
 from saekit.errors import CheckpointError, ShapeError
 from saekit.sae import SAEConfig, build
+from saekit.sae.encoder_choice import configure_encoder
 from saekit.sae.init import fit_input_scale_, init_b_dec_
-from saekit.sae.screened import configure_encoder, match_state_layout_
+from saekit.sae.screened import match_state_layout_
 from saekit.train import distributed as dd
 from saekit.train.checkpoint import has_checkpoint, load_checkpoint
 from saekit.train.config import TrainConfig

@@ -10,7 +10,8 @@ from numerics import assert_close_scaled
 from saekit.errors import SAEConfigError
 from saekit.sae import SAEConfig, build
 from saekit.sae import encoder_choice as ec
-from saekit.sae.screened import Screener, configure_encoder, count_misses
+from saekit.sae.encoder_choice import configure_encoder
+from saekit.sae.screened import Screener, count_misses
 
 torch.set_num_threads(1)
 

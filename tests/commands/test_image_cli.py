@@ -440,7 +440,7 @@ def test_flux_harvest_samples_tokens_and_resumes_identically(folders, tmp_path):
     pipe = load_model(str(folders / "flux"), dtype="float32", device="cpu")
     cfg = {
         "model": str(folders / "flux"),
-        "hook": "single_transformer_blocks.0@image",
+        "hook_point": "single_transformer_blocks.0@image",
         "prompt_embeds": folders / "embeds.safetensors",
         "num_inference_steps": STEPS,
         "height": SIDE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import tyro
 
@@ -13,9 +13,12 @@ from saekit.errors import SAEConfigError
 from saekit.sae.registry import needs_k
 from saekit.train.sae_spec import ArchName, SAESpec, check_spec, spec_names
 
-__all__ = ["ArchName", "DEFAULT_DEAD_TOKENS", "TrainConfig", "default_lr"]
+__all__ = ["ArchName", "DEFAULT_DEAD_TOKENS", "LOG_SINKS", "LogSink", "TrainConfig", "default_lr"]
 
 DEFAULT_DEAD_TOKENS = 10_000_000
+LogSink = Literal["tensorboard", "wandb"]
+LOG_SINKS: tuple[str, ...] = get_args(LogSink)
+"""Where `--log` can send the metrics besides train_log.jsonl (`saekit.train.metrics`)."""
 
 
 def default_lr(d_sae: int) -> float:
@@ -131,10 +134,11 @@ class TrainConfig:
     """Steps between atomic checkpoints (one is always written at the end)."""
     num_threads: int | None = None
     """torch CPU threads; None leaves torch's setting alone."""
-    tensorboard: bool = False
-    """Also log to TensorBoard (out/tb) when `torch.utils.tensorboard` is importable."""
-    wandb: bool = False
-    """Also log to wandb in offline mode when wandb is importable."""
+    log: Annotated[tuple[LogSink, ...], tyro.conf.UseAppendAction] = ()
+    """Also send every log step's metrics (loss, FVU, L0, dead %, LR, tokens/s, ...) and the final metrics
+    to TensorBoard (`out/tb`) and/or Weights & Biases (`out/wandb`, offline unless WANDB_MODE says
+    otherwise): `--log tensorboard --log wandb`. train_log.jsonl is written either way. A sink whose
+    package is missing stops the run at start, naming what to install (`pip install saekit[log]`)."""
     quiet: bool = False
     """No progress bar."""
 
@@ -162,6 +166,9 @@ class TrainConfig:
             raise SAEConfigError(f"cache_mb must be >= 0, got {self.cache_mb}")
         if self.prefetch < 0:
             raise SAEConfigError(f"prefetch must be >= 0 batches, got {self.prefetch}")
+        unknown_sinks = [s for s in self.log if s not in LOG_SINKS]
+        if unknown_sinks:
+            raise SAEConfigError(f"--log {unknown_sinks[0]!r} is not a sink; choose from {list(LOG_SINKS)}")
         self._check_revival()
         if needs_k(self.sae.arch) and not self.sae.k:
             raise SAEConfigError(f"arch={self.sae.arch!r} needs --k (active latents per row), e.g. --k 32")
@@ -180,8 +187,7 @@ class TrainConfig:
     #: fields that do not change the numbers a run produces (may differ when resuming)
     COSMETIC = (
         "quiet",
-        "tensorboard",
-        "wandb",
+        "log",  # where the metrics go, not what they are: a run may resume with other sinks
         "num_threads",
         "log_every",
         "checkpoint_every",
@@ -226,6 +232,7 @@ class TrainConfig:
             sae["matryoshka"] = tuple(sae["matryoshka"])
         if sae.get("sparsity_coefficient", 0.0) is None:  # old TrainConfig: None meant SAEConfig's default
             del sae["sparsity_coefficient"]
+        _migrate_log_flags(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -241,3 +248,14 @@ class TrainConfig:
         if sae:
             changes["sae"] = dataclasses.replace(changes.get("sae", self.sae), **sae)
         return dataclasses.replace(self, **changes)
+
+
+def _migrate_log_flags(data: dict[str, Any]) -> None:
+    """Configs written before `log` had the booleans `tensorboard` / `wandb`: a true one becomes a sink;
+    `log` read back from JSON is a list."""
+    sinks = list(data.get("log") or ())
+    for name in LOG_SINKS:
+        if name in data and data.pop(name) and name not in sinks:
+            sinks.append(name)
+    if "log" in data or sinks:
+        data["log"] = tuple(sinks)

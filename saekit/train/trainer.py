@@ -32,7 +32,7 @@ from saekit.train.checkpoint import save_checkpoint
 from saekit.train.config import DEFAULT_DEAD_TOKENS, TrainConfig, default_lr
 from saekit.train.convergence import convergence_note, default_train_rows, fvu_plateau
 from saekit.train.dead import DeadLatentTracker
-from saekit.train.metrics import MetricsLogger
+from saekit.train.metrics import MetricsLogger, require_sinks
 from saekit.train.records import NullLogger, final_metrics, provenance, step_record
 from saekit.train.resample import resample_dead_
 from saekit.train.revive import nudge_dormant_bias_, revive_plan
@@ -95,6 +95,7 @@ class Trainer:
         self.resample_every = self.revive.every
         self.manifest = dict(getattr(source, "manifest", {}) or {})
         self.sae_cfg = self._sae_config(provenance(self.manifest, 0))
+        require_sinks(cfg.log)  # a --log sink without its package: refused before any work, on every rank
 
     # -- setup ----------------------------------------------------------------------------------
     def _sae_config(self, prov: Provenance) -> SAEConfig:
@@ -154,6 +155,7 @@ class Trainer:
         bar = self._bar(run.step)
         last: dict[str, float] = {}
         t0, start = time.perf_counter(), run.step
+        trained = False
         try:
             with allow_tf32(cfg.tf32), self._batch_stream(run.step) as batches:
                 for x_host in batches:
@@ -173,12 +175,20 @@ class Trainer:
                         bar.update(1)
                     if on_step is not None:
                         on_step(run.step)
+            trained = True
         finally:
             if bar is not None:
                 bar.close()
-            logger.close()
+            if not trained:
+                logger.close()
             scratch.release()  # the per-step [batch, d_sae] buffers are not needed after training
-        return TrainResult(run.sae, run.step, True, self._finish(run.sae, run.tracker))
+        try:
+            metrics = self._finish(run.sae, run.tracker)
+            if self.dist.is_main:
+                logger.log_final(metrics, run.step)
+        finally:
+            logger.close()
+        return TrainResult(run.sae, run.step, True, metrics)
 
     def _step(self, run: RunState, forward, x: Tensor):
         """One optimiser step on this rank's share `x` of the global batch (`saekit.train.step`)."""
@@ -242,11 +252,7 @@ class Trainer:
             return NullLogger()  # only rank 0 writes the log
         cfg = self.cfg
         return MetricsLogger(
-            self.out / LOG_FILE,
-            resume_step=start,
-            tensorboard=cfg.tensorboard,
-            wandb=cfg.wandb,
-            run_config=cfg.to_dict(),
+            self.out / LOG_FILE, resume_step=start, sinks=cfg.log, run_config=cfg.to_dict(), quiet=cfg.quiet
         )
 
     def _bar(self, start: int):

@@ -154,9 +154,11 @@ def load_diffusers(
     before any weights are read: it needs CUDA.
     """
     from saekit.device import auto_model_dtype, resolve_device
+    from saekit.formats.hub import hub_model_name
     from saekit.models.flux import load_flux
     from saekit.models.offload import check_offload
 
+    name = hub_model_name(name)  # hf:ORG/REPO is the hub id ORG/REPO
     dev = resolve_device(device or "auto")
     check_offload(offload, dev)
     dt = auto_model_dtype(dev) if dtype == "auto" else dtype_name(torch_dtype(dtype))
@@ -195,8 +197,12 @@ def load_model(
     float32 throughput); ask for "float32" when exactness matters more than speed. `clip_tower`
     ("vision", "text", "both"; default: what the folder holds), `device` (diffusers; default
     cuda when present) and `offload` (diffusers: none | model | sequential, needs CUDA; see
-    `saekit.models.offload`) apply only to those kinds.
+    `saekit.models.offload`) apply only to those kinds. `hf:ORG/REPO` names the hub id `ORG/REPO`
+    (`saekit.formats.hub.hub_model_name`: offline, a repo missing from the cache is named).
     """
+    from saekit.formats.hub import hub_model_name
+
+    name_or_path = hub_model_name(name_or_path)
     if offload != "none" and model_kind(name_or_path) != "diffusers":
         raise ModelLoadError(
             f"--offload {offload} applies to diffusers pipelines (FLUX, Kandinsky); "

@@ -70,7 +70,17 @@ def load_any(
 
 def output_folder(path: str | Path) -> Path:
     """Where outputs about an SAE go by default (eval/, calibration, analysis): the SAE folder itself,
-    or for a single-file SAE (`x.pth`, saev `sae.pt`) a folder named after the file beside it."""
+    or for a single-file SAE (`x.pth`, saev `sae.pt`) a folder named after the file beside it. A hub SAE
+    (`hf:ORG/REPO/PATH@REV`) writes under `$SAEKIT_CACHE/hub/ORG--REPO/PATH@REV`: never into the HF
+    cache, never into a folder literally named `hf:` in the working directory."""
+    from saekit.formats.hub import is_hf_spec, parse_hf_spec
+
+    if is_hf_spec(path):
+        from saekit.models.cache import cache_dir
+
+        spec = parse_hf_spec(path)
+        leaf = (spec.path or "root").replace("/", "--") + (f"@{spec.revision}" if spec.revision else "")
+        return cache_dir() / "hub" / spec.repo_id.replace("/", "--") / leaf
     path = Path(path)
     return path.parent / path.stem if path.is_file() else path
 

@@ -62,8 +62,9 @@ def describe(cfg: InfoConfig) -> dict[str, Any]:
     """Describe `cfg.path`; with `cfg.verify` also run the full integrity checks (raising on failure)."""
     from saekit.formats import load_any
     from saekit.formats.detect import detect_format
+    from saekit.formats.hub import is_hf_spec, resolve_hf
 
-    path = Path(cfg.path)
+    path = resolve_hf(cfg.path) if is_hf_spec(cfg.path) else Path(cfg.path)
     if path.is_dir() and (path / "manifest.json").is_file() and not (path / "config.json").exists():
         return _store_info(path, cfg.verify)
     try:

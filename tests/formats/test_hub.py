@@ -237,3 +237,18 @@ def test_model_names(tmp_path, cache):
         load_model("hf:org/model@v2")
     with pytest.raises(ModelLoadError, match=r"pass DIR/text_encoder"):
         hub_model_name("hf:org/model/text_encoder")
+
+
+def test_outputs_about_a_hub_sae_go_to_the_saekit_cache_and_info_reads_it(tmp_path, cache, monkeypatch):
+    from saekit.formats import output_folder
+    from saekit.formats.describe import InfoConfig, describe
+
+    monkeypatch.setenv("SAEKIT_CACHE", str(tmp_path / "saekit-cache"))
+    root = tmp_path / "repo"
+    local = _native(root)
+    put_in_cache(cache, "org/native", root, commit_of("saekit"))
+    out = output_folder("hf:org/native/layer_2@v1")
+    assert out == tmp_path / "saekit-cache" / "hub" / "org--native" / "layer_2@v1"
+    assert output_folder(local) == local  # a plain folder: unchanged
+    info = describe(InfoConfig(path="hf:org/native/layer_2"))
+    assert info["d_sae"] == D_SAE and info["format"] == "saekit"

@@ -1,7 +1,7 @@
 """Synthetic maximisers vs the real max, per feature, at a given budget (fluency weight 0).
 
     python benchmarks/maximiser.py --analysis A --store S --sae P [--features 329,855] [--steps 20]
-        [--restarts 1] [--seq-len 8] [--n-candidates 32] [--model-dtype float32] [--json out.json]
+        [--restarts 1] [--seq-len 8] [--n-candidates 32] [--dtype float32] [--json out.json]
 
 `A` is an analysis folder from `saekit analyze real` on store `S` (its top examples are the real
 maxima and, with the store's token table, the real starts). Per feature it prints the store's real
@@ -32,7 +32,7 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--restarts", type=int, default=1)
     ap.add_argument("--seq-len", type=int, default=0, help="0: the SyntheticConfig default")
     ap.add_argument("--n-candidates", type=int, default=0, help="0: the SyntheticConfig default")
-    ap.add_argument("--model-dtype", default="float32")
+    ap.add_argument("--dtype", default="float32")
     ap.add_argument("--best-suffix", action="store_true", help="SyntheticConfig.best_suffix")
     ap.add_argument("--json", default="")
     return ap.parse_args()
@@ -106,7 +106,7 @@ def starts_for(feat: dict, n: int, store, lm) -> list:
 
 def main() -> None:
     a = _args()
-    doc, sae, store, lm = open_setup(a.analysis, a.sae, a.store, a.model_dtype)
+    doc, sae, store, lm = open_setup(a.analysis, a.sae, a.store, a.dtype)
     man = store.manifest
     cfg = _config(a)
     keys = a.features.split(",") if a.features else list(doc["features"])

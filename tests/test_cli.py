@@ -106,7 +106,7 @@ def test_analyze_takes_dtype_like_every_verb(capsys):
     from saekit.commands.analyze import parse
 
     args = parse(["real", "--sae", "s", "--dtype", "bfloat16"])
-    assert isinstance(args, RealArgs) and args.model_dtype == "bfloat16"
+    assert isinstance(args, RealArgs) and args.dtype == "bfloat16"
     assert isinstance(parse(["compare", "--sae", "s"]), CompareArgs)
     with pytest.raises(SystemExit):
         parse(["synthetic", "--help"])

@@ -31,12 +31,13 @@ class Common:
     out: str = "analysis"
     """Output folder for analysis.json and the PNGs."""
     features: str = "top:10"
-    """Feature spec: 0,5,10 | 0-20 | 0-10,50-60 | top:N | active:"prompt" (ranges inclusive)."""
+    """Feature spec: 0,5,10 | 0-20 | 0-10,50-60 | top:N | readable:N[:LO-HI] | active:"prompt" (ranges
+    inclusive; readable:N = N features firing on 0.05-2% of tokens, spread over that band)."""
     model: str | None = None
     """Model name/path (default: the store manifest's or the SAE provenance's model)."""
     hook_point: str | None = None
     """Hook point (default: the SAE provenance's or the store manifest's)."""
-    model_dtype: Literal["auto", "float32", "bfloat16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16"] = "float32"
     """dtype to load the model in (auto: the device's fast dtype)."""
     device: str = "auto"
     """auto | cpu | cuda | cuda:N: where the model and the SAE run."""
@@ -98,7 +99,7 @@ def _load_lm(a: Common, sae, manifest: dict | None, device: torch.device, loaded
 
     lm = loaded
     if lm is None:
-        dtype = auto_model_dtype(device) if a.model_dtype == "auto" else a.model_dtype
+        dtype = auto_model_dtype(device) if a.dtype == "auto" else a.dtype
         lm = load_model(_model_name(a, sae, manifest), dtype=dtype, quiet=a.quiet)
     if hasattr(lm, "model"):
         lm.model.to(device)
@@ -234,7 +235,7 @@ def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None, *, loa
     manifest = (
         {"model": doc["source"].get("model"), "hook_point": doc["source"].get("hook_point")} if doc else None
     )
-    fp32 = replace(a, model_dtype="float32") if a.model_dtype == "auto" else a  # gradients: not bf16
+    fp32 = replace(a, dtype="float32") if a.dtype == "auto" else a  # gradients: not bf16
     lm = _load_lm(fp32, sae, manifest, device, loaded)
     hp = _hook_point(a, sae, manifest)
     counts, n_rows = None, None
@@ -284,7 +285,7 @@ def run_compare(a: CompareArgs, *, loaded=None) -> dict:
         if (
             loaded is None
             and lm is not None
-            and (a.model_dtype != "auto" or getattr(lm, "dtype", None) == "float32")
+            and (a.dtype != "auto" or getattr(lm, "dtype", None) == "float32")
         ):
             loaded = lm  # what synthetic would load: reuse it
     feats = [k for k, f in doc["features"].items() if "top_examples" in f]

@@ -10,41 +10,16 @@ All three write/extend `OUT/analysis.json` and PNGs in OUT.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Literal, Union
+from typing import Annotated, Union
 
 import tyro
 
 from saekit.analysis.run import CompareArgs, RealArgs, SyntheticArgs
 
-Dtype = Annotated[Literal["auto", "float32", "bfloat16"], tyro.conf.arg(name="dtype")]
-"""`Common.model_dtype` on the command line as `--dtype`, the spelling every verb uses for a model dtype
-(`--model-dtype` is translated by `saekit.cli`, deprecated). The subclasses below only rename that flag;
-they go once `saekit.analysis.run.Common` names the field itself."""
-
-
-@dataclass(frozen=True)
-class _Real(RealArgs):
-    model_dtype: Dtype = "float32"
-    """dtype to load the model in (auto: the device's fast dtype)."""
-
-
-@dataclass(frozen=True)
-class _Synthetic(SyntheticArgs):
-    model_dtype: Dtype = "float32"
-    """dtype to load the model in (auto: the device's fast dtype)."""
-
-
-@dataclass(frozen=True)
-class _Compare(CompareArgs):
-    model_dtype: Dtype = "float32"
-    """dtype to load the model in (auto: the device's fast dtype)."""
-
-
 Command = Union[  # noqa: UP007 - tyro needs a Union of annotated subcommands
-    Annotated[_Real, tyro.conf.subcommand("real")],
-    Annotated[_Synthetic, tyro.conf.subcommand("synthetic")],
-    Annotated[_Compare, tyro.conf.subcommand("compare")],
+    Annotated[RealArgs, tyro.conf.subcommand("real")],
+    Annotated[SyntheticArgs, tyro.conf.subcommand("synthetic")],
+    Annotated[CompareArgs, tyro.conf.subcommand("compare")],
 ]
 
 

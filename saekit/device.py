@@ -68,16 +68,16 @@ BF16_MIN_GAIN = 0.10
 def bf16_matmul_times(device: torch.device, rows: int = 512, d: int = 576, hidden: int = 1536) -> dict:
     """Milliseconds of one linear layer of a small LM's shape (SmolLM2's MLP: 576 -> 1536, 512 tokens)
     in float32 and in bfloat16 on `device`."""
-    from saekit.probe import time_ms
+    from saekit.probe import time_candidates_ms
 
     g = torch.Generator().manual_seed(0)
     x, w = torch.randn(rows, d, generator=g).to(device), torch.randn(hidden, d, generator=g).to(device)
-    out = {}
+    fns = {}
     for name, dt in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
         xd, wd = x.to(dt), w.to(dt)
-        with torch.no_grad():
-            out[name] = time_ms(lambda xd=xd, wd=wd: torch.nn.functional.linear(xd, wd), device, reps=5)
-    return out
+        fns[name] = lambda xd=xd, wd=wd: torch.nn.functional.linear(xd, wd)
+    with torch.no_grad():
+        return time_candidates_ms(fns, device, reps=5)
 
 
 def auto_model_dtype(device: torch.device) -> str:

@@ -58,6 +58,38 @@ def time_ms(fn: Callable[[], Any], device: torch.device, reps: int = 3, warmup: 
     return 1000.0 * best
 
 
+def time_candidates_ms(
+    fns: dict[str, Callable[[], Any]], device: torch.device, reps: int = 3, warmup: int = 1
+) -> dict[str, float]:
+    """Best wall time (ms) of each candidate, the candidates run in turn round after round: load from
+    other work then slows all of them alike instead of whichever happened to run during it."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: 1000.0 * t for name, t in best.items()}
+
+
+#: a probe taken while the 1-minute load average exceeded this many times the CPU count is used for the
+#: run but not cached: on a machine busy with other work the timings can rank the candidates wrongly
+BUSY_LOAD_PER_CPU = 1.25
+
+
+def machine_busy() -> bool:
+    try:
+        return os.getloadavg()[0] > BUSY_LOAD_PER_CPU * (os.cpu_count() or 1)
+    except OSError:
+        return False
+
+
 def _file(name: str) -> Path:
     from saekit.models.cache import cache_dir
 
@@ -69,7 +101,8 @@ def cached_figures(
 ) -> tuple[dict[str, float], bool]:
     """`measure()`'s figures for `key`, from the cache when present; `(figures, came_from_cache)`.
 
-    A cache that cannot be read or written is ignored (a choice must never fail a run)."""
+    Figures measured on a busy machine (`machine_busy`) are returned but not cached, so the next run
+    measures again. A cache that cannot be read or written is ignored (a choice must never fail a run)."""
     path = _file(name)
     table: dict[str, Any] = {}
     try:
@@ -79,6 +112,8 @@ def cached_figures(
     except (OSError, ValueError, TypeError):
         table = {}
     figures = measure()
+    if machine_busy():
+        return figures, False
     try:
         from saekit.atomic import write_json_atomic
 

@@ -30,6 +30,7 @@ def test_machine_key_changes_with_dispatch_limits_and_threads(monkeypatch):
 
 def test_cached_figures_measure_once_and_survive_a_broken_file(tmp_path, monkeypatch):
     monkeypatch.setenv("SAEKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(probe, "machine_busy", lambda: False)
     calls = []
 
     def measure():
@@ -42,6 +43,29 @@ def test_cached_figures_measure_once_and_survive_a_broken_file(tmp_path, monkeyp
     assert len(calls) == 2 and set(json.loads((tmp_path / "probes" / "t.json").read_text())) == {"k1", "k2"}
     (tmp_path / "probes" / "t.json").write_text("\x00garbage")
     assert probe.cached_figures("t", "k1", measure) == ({"a": 1.5}, False) and len(calls) == 3
+
+
+def test_a_probe_on_a_busy_machine_is_used_but_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAEKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(probe, "machine_busy", lambda: True)
+    calls = []
+    assert probe.cached_figures("t", "k", lambda: calls.append(1) or {"a": 2.0}) == ({"a": 2.0}, False)
+    assert probe.cached_figures("t", "k", lambda: calls.append(1) or {"a": 2.0}) == ({"a": 2.0}, False)
+    assert len(calls) == 2 and not (tmp_path / "probes" / "t.json").exists()
+    monkeypatch.undo()  # the real rule, on made-up loads
+    monkeypatch.setattr(probe.os, "getloadavg", lambda: (9.0, 0, 0))
+    monkeypatch.setattr(probe.os, "cpu_count", lambda: 2)
+    assert probe.machine_busy()
+    monkeypatch.setattr(probe.os, "getloadavg", lambda: (1.5, 0, 0))
+    assert not probe.machine_busy()
+
+
+def test_candidates_are_timed_in_turn_and_each_gets_its_best():
+    order = []
+    fns = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    times = probe.time_candidates_ms(fns, CPU, reps=2, warmup=1)
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+    assert order == ["a", "b", "a", "b", "a", "b"]  # warm-ups, then round after round
 
 
 def test_time_ms_is_the_best_of_the_repeats():
@@ -59,6 +83,7 @@ def test_time_ms_is_the_best_of_the_repeats():
 )
 def test_auto_model_dtype_follows_the_measurement_not_the_flags(tmp_path, monkeypatch, times, expected):
     monkeypatch.setenv("SAEKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(probe, "machine_busy", lambda: False)
     monkeypatch.setattr(dv, "bf16_matmul_times", lambda device: times)
     assert dv.auto_model_dtype(CPU) == expected
     assert dv.cpu_has_fast_bf16() == (expected == "bfloat16")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from saekit.errors import SAEConfigError
-from saekit.probe import cached_figures, machine_key, time_ms
+from saekit.probe import cached_figures, machine_key, time_candidates_ms
 from saekit.sae.screened import Screener, int8_matmul_available, latent_major_
 
 #: every encoder path, as `--encoder` names them ("auto" and "screened" resolve to one of these)
@@ -93,12 +93,12 @@ def time_selection(
     W = (torch.randn(d_sae, d_in, generator=g) / d_in**0.5).to(device).T  # latent-major [d_in, d_sae]
     b = torch.zeros(d_sae, device=device)
     x = torch.randn(batch, d_in, generator=g).to(device)
-    out: dict[str, float] = {}
+    fns = {}
+    for path in paths:
+        enc = None if path == "exact" else Screener(backend=BACKENDS[path], check_rows=32)
+        fns[path] = lambda enc=enc: select_latents(x, W, b, k, None, 0, enc)
     with torch.no_grad():
-        for path in paths:
-            enc = None if path == "exact" else Screener(backend=BACKENDS[path], check_rows=32)
-            out[path] = time_ms(lambda enc=enc: select_latents(x, W, b, k, None, 0, enc), device)
-    return out
+        return time_candidates_ms(fns, device)
 
 
 Probe = Callable[[int, int, int, int, torch.device, list[str]], dict[str, float]]

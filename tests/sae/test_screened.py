@@ -168,7 +168,10 @@ def test_auto_never_picks_a_path_slower_than_exact(times, expected):
 
 
 def test_probe_results_are_cached_per_machine_and_shape(tmp_path, monkeypatch):
+    import saekit.probe
+
     monkeypatch.setenv("SAEKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(saekit.probe, "machine_busy", lambda: False)
     big = build(SAEConfig(d_in=256, d_sae=8192, arch="topk", k=32))
     calls: list = []
     probe = _fake_probe({"exact": 300.0, "screened-bf16": 90.0, "screened-int8": 320.0}, calls)

@@ -20,6 +20,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "saekit.commands.eval",
         "FVU, L0, dead %, CE loss recovered and KL of an SAE spliced into its model",
     ),
+    "bench": (
+        "saekit.commands.bench",
+        "compare SAEs: core metrics, sparse probing, feature absorption, with 95% intervals",
+    ),
     "analyze": ("saekit.commands.analyze", "what features mean: `analyze real|synthetic|compare`"),
     "scale": ("saekit.commands.scale", "measure activation scales at the hook point for steering strengths"),
     "steer": ("saekit.commands.steer", "steer generation with SAE features; side-by-side output"),

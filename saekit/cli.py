@@ -39,7 +39,7 @@ VERBS: dict[str, tuple[str, str]] = {
 
 
 RENAMED_FLAGS: dict[str, dict[str, str]] = {
-    "steer": {"--hook": "--hook-point"},
+    "steer": {"--hook": "--hook-point", "--judge": "--verify"},
     "harvest": {"--hook": "--hook-point"},
     "eval": {"--hook": "--hook-point"},
     "demo": {"--hook": "--hook-point"},

@@ -199,7 +199,7 @@ def _steer(cfg: DemoConfig, sae: Path, analysis: Path, lm, device: str) -> None:
     if cfg.steer_feature is not None:
         how = dict(feature=(cfg.steer_feature,), method=cfg.steer_method, strength=cfg.steer_strength)
     else:
-        how = dict(concept=cfg.concept, judge=True)
+        how = dict(concept=cfg.concept, verify=True)
     steered = SteerConfig(sae=str(sae), prompt=cfg.steer_prompt, max_new_tokens=40, device=device, **how)
     print(steer(steered, lm=lm))
 

@@ -197,3 +197,30 @@ def calibrate_model(
         model=model_name,
         corpus=corpus,
     )
+
+
+#: what a verb calibrates on when an SAE has no scales.json yet (as `saekit scale`'s defaults)
+AUTO_CALIBRATION_CORPUS = "shakespeare"
+AUTO_CALIBRATION_TOKENS = 20_000
+
+
+def ensure_calibration(
+    sae, folder: str | Path, lm, hook_point: str, *, corpus: str = AUTO_CALIBRATION_CORPUS,
+    tokens: int = AUTO_CALIBRATION_TOKENS, quiet: bool = False, who: str = "saekit",
+) -> Calibration:
+    """The SAE's calibration from `folder`, measured and saved there first when it has none (so a
+    freshly trained SAE steers in norm/max units without a separate `saekit scale` run)."""
+    cal = load_calibration(folder, d_sae=sae.d_sae)
+    if cal is not None:
+        return cal
+    from saekit.data import load_corpus
+
+    if not quiet:
+        print(f"{who}: {folder} has no scales.json; calibrating on {tokens} tokens of {corpus} "
+              f"(what `saekit scale` does)")  # fmt: skip
+    texts = [d.text for d in load_corpus(corpus)]
+    cal = calibrate_model(lm.model, lm.tokenizer, sae, hook_point, texts, tokens=tokens, quiet=quiet,
+                          model_name=lm.name, corpus=corpus)  # fmt: skip
+    save_calibration(folder, cal)
+    return cal
+

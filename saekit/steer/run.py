@@ -57,8 +57,10 @@ class SteerConfig:
     """Override the recipe's arm for --concept (e.g. decompose:additive, output:clamp, diffmean)."""
     concept_strength: str | None = None
     """Override the recipe's strength for --concept (e.g. 0.25norm)."""
-    judge: bool = False
-    """With --concept: print the offline judge scores of both continuations."""
+    verify: bool = True
+    """With --concept: judge the steered text offline and, while the judges do not see the concept,
+    escalate the strength (2x, 4x) and then the arm (DiffMean), printing which arm carried it, or
+    saying that none did. --no-verify: one generation at the recipe's strength, no judge (faster)."""
     explain_prompt: str | None = None
     """Instead of steering: list the features most active on this prompt with their top tokens."""
     top_n: int = 10
@@ -123,7 +125,7 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
     if cfg.concept_arm or cfg.concept_strength:
         recipe = Recipe(cfg.concept_arm or recipe.arm, cfg.concept_strength or recipe.strength, "flags")
     judge = None
-    if cfg.judge:
+    if cfg.verify:
         from saekit.steer.concept.judges import MiniLMJudge
 
         judge = MiniLMJudge()
@@ -146,12 +148,24 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
         res.pair.steered.text,
         cfg.width,
     )
-    if cfg.judge:
+    if cfg.verify:
         from saekit.steer.concept.judging import format_scores, judge_pair
 
         plain, steered = res.scores or judge_pair(s.lm.model, judge, res.concept, cfg.prompt, res.pair)
-        text += "\n\n" + format_scores(plain, steered)
+        text += "\n\n" + format_scores(plain, steered) + "\n" + _verdict(res, steered, cfg.concept)
     return text
+
+
+def _verdict(res, steered_scores: dict, concept: str) -> str:
+    """One plain line: did an SAE arm carry the concept, only DiffMean, or nothing the judges saw."""
+    seen = float(steered_scores.get("concept_score", 0.0)) > 0
+    desc = ", ".join(f"f{j}" for j in res.arm.features)
+    if res.arm.name != "diffmean" and seen:
+        return f"verdict: the SAE arm {res.arm.name} carried {concept!r} (features {desc})"
+    if res.arm.name == "diffmean" and seen:
+        return (f"verdict: no SAE arm carried {concept!r} at the strengths tried; DiffMean (a non-SAE "
+                "baseline) did")  # fmt: skip
+    return f"verdict: the judges did not see {concept!r} in any try (SAE arms, then DiffMean)"
 
 
 def _feature_strengths(cfg: SteerConfig, s) -> list[float]:
@@ -201,9 +215,18 @@ def _session(cfg: SteerConfig, lm):
     """The steering session (a single-file SAE's scales come from its output folder)."""
     from saekit.steer.session import open_session
 
-    return open_session(
+    s = open_session(
         cfg.sae, model=cfg.model, dtype=cfg.dtype, hook_point=cfg.hook_point, lm=lm, device=cfg.device
     )
+    needs = cfg.concept is not None or any(u in str(cfg.strength) for u in ("norm", "max"))
+    if s.calibration is None and needs and cfg.explain_prompt is None and cfg.explain_concept is None:
+        from saekit.formats import output_folder
+        from saekit.steer.calibration import ensure_calibration
+
+        folder = output_folder(cfg.sae)
+        s.calibration = ensure_calibration(s.sae, folder, s.lm, s.hook_point, who="saekit steer")
+        s.sae_folder = str(folder)
+    return s
 
 
 @torch.no_grad()

@@ -189,22 +189,14 @@ def _concept_info(layer, hp, folder, concept, ev, arms) -> dict:
 
 
 def _ensure_calibration(sae, folder, plan: Plan):
-    from saekit.steer.calibration import calibrate_model, load_calibration, save_calibration
-
-    cal = load_calibration(folder, d_sae=sae.d_sae)
-    if cal is not None or all(s.unit == "abs" for s in plan.strengths):
-        return cal
-    from saekit.data import load_corpus
+    from saekit.steer.calibration import ensure_calibration, load_calibration
     from saekit.steer.session import hook_point_of
 
-    if not plan.cfg.quiet:
-        print(f"saekit sweep: {folder} has no scales.json; calibrating on {plan.cfg.calib_tokens} tokens")
-    texts = [d.text for d in load_corpus(plan.cfg.calib_corpus)]
-    cal = calibrate_model(plan.lm.model, plan.lm.tokenizer, sae, hook_point_of(sae), texts,
-                          tokens=plan.cfg.calib_tokens, quiet=plan.cfg.quiet, model_name=plan.lm.name,
-                          corpus=plan.cfg.calib_corpus)  # fmt: skip
-    save_calibration(folder, cal)
-    return cal
+    if all(s.unit == "abs" for s in plan.strengths):
+        return load_calibration(folder, d_sae=sae.d_sae)
+    cfg = plan.cfg
+    return ensure_calibration(sae, folder, plan.lm, hook_point_of(sae), corpus=cfg.calib_corpus,
+                              tokens=cfg.calib_tokens, quiet=cfg.quiet, who="saekit sweep")  # fmt: skip
 
 
 @torch.no_grad()

@@ -84,3 +84,32 @@ def test_explain_uses_analysis_json(tmp_path, tiny_lm, tiny_tokenizer):
     lm = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", "causal_lm", "float32", 32, 2)
     out = run(SteerConfig(sae=str(tmp_path / "sae"), explain_prompt="w17 w4 w17 w5"), lm=lm)
     assert "top examples (analysis JSON): 'w17' 'w42'" in out
+
+
+def test_steer_calibrates_an_sae_without_scales_and_says_which_arm_carried_the_concept(
+    tmp_path, tiny_lm, tiny_tokenizer, capsys
+):
+    """A freshly trained SAE (no scales.json) steers in norm units: `saekit steer` measures the scales
+    itself (as `saekit scale` would) and saves them beside the SAE; the concept path ends in a verdict."""
+    from saekit.models import LoadedModel
+    from saekit.steer.calibration import load_calibration
+    from saekit.steer.run import SteerConfig, _verdict, run
+
+    sae = planted_sae(tiny_lm, 17)
+    sae.save(tmp_path / "sae")
+    assert load_calibration(tmp_path / "sae", d_sae=sae.d_sae) is None
+    lm = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", "causal_lm", "float32", 32, 2)
+    cfg = SteerConfig(sae=str(tmp_path / "sae"), prompt="w1 w2 w3", feature=(3,), method="clamp",
+                      strength="2norm", max_new_tokens=4, chat=False)  # fmt: skip
+    text = run(cfg, lm=lm)
+    assert "no scales.json; calibrating" in capsys.readouterr().out
+    cal = load_calibration(tmp_path / "sae", d_sae=sae.d_sae)
+    assert cal is not None and "steered (clamp 2norm)" in text
+    # the verdict line, from the kept arm and the judges' concept score
+    arm = type("Arm", (), {"name": "output:additive", "features": (3, 9)})()
+    res = type("Res", (), {"arm": arm})()
+    verdict = _verdict(res, {"concept_score": 0.7}, "x")
+    assert "SAE arm output:additive carried 'x' (features f3, f9)" in verdict
+    res.arm = type("Arm", (), {"name": "diffmean", "features": ()})()
+    assert "no SAE arm carried 'x'" in _verdict(res, {"concept_score": 1.0}, "x")
+    assert "did not see 'x'" in _verdict(res, {"concept_score": 0.0}, "x")

@@ -5,7 +5,7 @@ similarity to the prompt, similarity to each concept) and, per concept, how simi
 texts are to its description: the 0 and 1 anchors of `saekit.steer.concept.judges`. `score_batch`
 then turns continuations into metric dicts. Kept apart from the sweep loop so the hand-label check
 (`tests/steer/test_judges.py`) scores text exactly the way the sweep does. `PairJudge` applies the
-same scoring to one prompt's steered continuations (`saekit steer --concept`, verified by default; the strength ladder).
+same scoring to one prompt's steered continuations (`saekit steer --concept`, verified by default).
 """
 
 from __future__ import annotations

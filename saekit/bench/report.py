@@ -114,6 +114,14 @@ def markdown(report: dict) -> str:
         "",
     ]
     out += _table(rows, RECONSTRUCTION, lead=("arch", "d_sae", "k"))
+    if "core_sample" in report:
+        c = report["core_sample"]
+        firing = f"{c['store_rows']} store rows" if c["store_rows"] else "the held-out tokens"
+        out += [
+            "",
+            f"{c['tokens']} held-out tokens from {c['documents']} documents ({c['norm_outliers']} norm "
+            f"outliers); never-fired and dense latents counted on {firing}.",
+        ]
     if "probing" in report["metrics"] or "absorption" in report["metrics"]:
         out += ["", "## Sparse probing (mean accuracy over tasks) and absorption", ""]
         cols = probe_columns(ks) + INTERPRETABILITY

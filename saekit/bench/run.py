@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -16,7 +17,7 @@ from saekit.errors import SaekitError
 def sae_names(paths: tuple[str, ...]) -> list[str]:
     """Short, distinct names: each path's shortest tail (folder or file name, then its parents) that no
     other path ends with."""
-    parts = [Path(p).resolve().parts for p in paths]
+    parts = [Path(os.path.abspath(p)).parts for p in paths]  # a symlink keeps its own name
     names = []
     for i, p in enumerate(parts):
         others = [q for j, q in enumerate(parts) if j != i]
@@ -94,6 +95,14 @@ def run_bench(cfg: BenchConfig, *, loaded=None) -> dict[str, Any]:
         "baselines": shared["baselines"],
         "seed_groups": _seed_groups(entries, rows) if cfg.group_seeds else [],
     }
+    if "core" in shared:
+        ci = shared["core"]
+        report["core_sample"] = {
+            "documents": len(ci.context.unique()),
+            "tokens": len(ci.context),
+            "norm_outliers": int((~ci.inlier).sum()),
+            "store_rows": 0 if ci.firing_rows is None else len(ci.firing_rows),
+        }
     report["timings_s"] = _timings(cfg, shared["seconds"], per_sae, model_load, perf_counter() - t_start)
     _write(cfg, report)
     return report

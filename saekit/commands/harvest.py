@@ -3,6 +3,7 @@
     saekit harvest --model smollm2 --hook-point model.layers.15 --corpus shakespeare --tokens 200000 \
         --out acts/
     saekit harvest --model smollm2 --hook-point model.layers.5,model.layers.10,model.layers.15 --out acts/
+    saekit harvest --model smollm2 --hook-point model.layers.8.mlp --paired --out mlp8/   # transcoders
     saekit harvest clip --model openai/clip-vit-large-patch14 --images skimage --site vision:-2:cls \
         --out clip/
     saekit harvest diffusion --model black-forest-labs/FLUX.1-schnell \
@@ -49,9 +50,10 @@ def with_kind(argv: list[str]) -> list[str]:
 def describe_store(store) -> str:
     """The line printed for each store a harvest wrote (here and by `saekit demo`)."""
     m = store.manifest
+    pair = f" -> {m['target_hook_point']} (d_out={m['d_out']}, paired)" if m.get("paired") else ""
     return (
         f"saved {store.folder}: {len(store)} rows x d={store.d} ({m['dtype']}) from {m['model']} "
-        f"{m['hook_point']} ({m['model_dtype']}), {len(m['shards'])} shard(s)"
+        f"{m['hook_point']}{pair} ({m['model_dtype']}), {len(m['shards'])} shard(s)"
     )
 
 

@@ -109,6 +109,8 @@ def verify_store(path: str | Path) -> dict[str, Any]:
     for i, shard in enumerate(store.shards):
         shard.check()
         rows = bad_rows(shard.arrays["acts"], shard.dtypes["acts"] == "BF16")
+        if "target" in shard.arrays:  # a paired store: its targets must be finite too
+            rows = sorted(set(rows) | set(bad_rows(shard.arrays["target"], shard.dtypes["target"] == "BF16")))
         if rows:
             raise StoreError(
                 f"store shard {shard.path}: {describe_rows(rows, int(store._starts[i]))}. "

@@ -28,8 +28,21 @@ IDENTITY_KEYS = (
     "harvest_config",
     "world_size",
     "rank",
+    "paired",
+    "d_out",
+    "target_hook_point",
 )
 """Fields that must agree before an interrupted store may be resumed (present ones only)."""
+
+
+TARGET = "target"
+"""Name of the second tensor of a paired store's shards (`[n, d_out]`, the module's output; `acts` holds
+its input). A paired store's manifest says `"paired": true` and records `d_out` and `target_hook_point`."""
+
+
+def is_paired(manifest: dict[str, Any]) -> bool:
+    """True for a store written by `saekit harvest --paired` (input and output of one module per row)."""
+    return bool(manifest.get("paired"))
 
 
 def shard_name(index: int) -> str:
@@ -61,6 +74,11 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise StoreError(f"{path}: missing fields {missing}; the manifest was edited or truncated")
     if manifest["dtype"] not in STORE_DTYPES:
         raise StoreError(f"{path}: dtype {manifest['dtype']!r} is not one of {STORE_DTYPES}")
+    if manifest.get("paired") and not isinstance(manifest.get("d_out"), int):
+        raise StoreError(
+            f"{path}: a paired store must record d_out (the target width) as an integer, found "
+            f"{manifest.get('d_out')!r}; the manifest was edited or truncated — re-harvest with --paired"
+        )
     total = sum(int(s["count"]) for s in manifest["shards"])
     if total != manifest["count"]:
         raise StoreError(

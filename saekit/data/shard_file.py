@@ -38,6 +38,7 @@ class ShardView:
         *,
         entry: dict | None = None,
         first_row: int = 0,
+        target_d: int | None = None,
     ):
         self.path = path
         self.entry = entry or {}
@@ -87,6 +88,14 @@ class ShardView:
                 f"{expected_d}] "
                 f"{acts_dtype}, found {found}. {fix}"
             )
+        if target_d is not None:  # a paired store: the module's output beside its input
+            target = self.arrays.get("target")
+            found = None if target is None else (list(target.shape), self.dtypes["target"])
+            if found != ([expected_rows, target_d], acts_dtype):
+                raise StoreError(
+                    f"store shard {path} does not match the paired manifest: expected target "
+                    f"[{expected_rows}, {target_d}] {acts_dtype}, found {found}. {fix}"
+                )
         for name, arr in self.arrays.items():
             if arr.shape[0] != expected_rows:
                 raise StoreError(

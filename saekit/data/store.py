@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from saekit.data.checksum import verify_store
-from saekit.data.manifest import read_manifest
+from saekit.data.manifest import TARGET, is_paired, read_manifest
 from saekit.data.shard_file import ShardView
 from saekit.data.store_writer import TOKENS_FILE, StoreWriter
 from saekit.errors import StoreError
@@ -68,6 +68,7 @@ class ActivationStore:
                     fix,
                     entry=entry,
                     first_row=first_row,
+                    target_d=int(manifest["d_out"]) if is_paired(manifest) else None,
                 )
             )
             first_row += int(entry["count"])
@@ -85,6 +86,16 @@ class ActivationStore:
 
     def __len__(self) -> int:
         return int(self.manifest["count"])
+
+    @property
+    def paired(self) -> bool:
+        """True when every row also holds the hooked module's output (`saekit harvest --paired`)."""
+        return is_paired(self.manifest)
+
+    @property
+    def d_out(self) -> int | None:
+        """Width of a paired store's targets; None for an ordinary store."""
+        return int(self.manifest["d_out"]) if self.paired else None
 
     def __repr__(self) -> str:
         m = self.manifest
@@ -166,7 +177,8 @@ class ActivationStore:
         """Global rows `rows` (any order, duplicates allowed), in that order: `{"acts": [n, d], meta: [n]}`.
 
         Random access for analysis (top examples and their context windows); `names` picks tensors
-        (default: acts and every meta field). Acts come back in `dtype`, meta in their stored dtype.
+        (default: acts and every meta field; a paired store's `target` by name). Acts and targets come
+        back in `dtype`, meta in their stored dtype.
         """
         idx = np.asarray(rows, dtype=np.int64).reshape(-1)
         if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= len(self)):
@@ -177,11 +189,12 @@ class ActivationStore:
         out = {}
         for name in names if names is not None else ["acts", *self.meta_fields()]:
             t = self._gather(idx, name) if idx.size else self._range(0, 0, name)
-            out[name] = t.to(dtype) if name == "acts" else t
+            out[name] = t.to(dtype) if name in ("acts", TARGET) else t
         return out
 
     def meta_fields(self) -> list[str]:
-        return [k for k in self.shards[0].arrays if k != "acts"] if self.shards else []
+        """Names of the per-row metadata (`doc_id`, `position`, ...): every 1-d tensor of the shards."""
+        return [k for k in self.shards[0].arrays if k not in ("acts", TARGET)] if self.shards else []
 
     def iter_rows_with_meta(
         self, batch_size: int, *, dtype: torch.dtype = torch.float32

@@ -14,7 +14,16 @@ import torch
 
 from saekit.atomic import save_tensors_atomic, write_json_atomic
 from saekit.data.checksum import file_sha256, rewind_to_first_bad
-from saekit.data.manifest import MANIFEST, SCHEMA_VERSION, STORE_DTYPES, identity, read_manifest, shard_name
+from saekit.data.manifest import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    STORE_DTYPES,
+    TARGET,
+    identity,
+    is_paired,
+    read_manifest,
+    shard_name,
+)
 from saekit.errors import NonFiniteError, ShapeError, StoreError
 
 TOKENS_FILE = "tokens.safetensors"
@@ -25,7 +34,11 @@ def _meta_dtype(t: torch.Tensor) -> torch.dtype:
 
 
 class StoreWriter:
-    """Write `acts [n, d]` plus per-row metadata (`doc_id`, `position`, `token_id`, optional `timestep`)."""
+    """Write `acts [n, d]` plus per-row metadata (`doc_id`, `position`, `token_id`, optional `timestep`).
+
+    A paired store (`manifest_fields` with `"paired": True` and `d_out`) also takes each row's target,
+    `meta["target"] [n, d_out]` (stored in the activations' dtype, side by side with `acts` in every shard).
+    """
 
     def __init__(
         self,
@@ -48,6 +61,9 @@ class StoreWriter:
         if "d" not in self.fields:
             raise StoreError("manifest_fields must include 'd' (the activation width)")
         self.d = int(self.fields["d"])
+        self.paired = is_paired(self.fields)
+        if self.paired and not isinstance(self.fields.get("d_out"), int):
+            raise StoreError("a paired store's manifest_fields must include 'd_out' (the target width)")
         self.shard_rows = shard_rows
         self.storage_dtype = getattr(torch, self.fields["dtype"])
         self._buffer: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
@@ -165,27 +181,44 @@ class StoreWriter:
             raise ShapeError(
                 f"store {self.folder}: expected activations [n, {self.d}], found {list(acts.shape)}"
             )
+        meta = dict(meta)
+        target = meta.pop(TARGET, None)
+        if self.paired != (target is not None):
+            need = "needs meta['target'] [n, d_out] with every batch"
+            if not self.paired:
+                need = "is not paired, yet meta['target'] was given"
+            raise StoreError(f"store {self.folder}: this store {need}")
+        if target is not None and tuple(target.shape) != (acts.shape[0], self.fields["d_out"]):
+            raise ShapeError(
+                f"store {self.folder}: expected targets [{acts.shape[0]}, {self.fields['d_out']}], "
+                f"found {list(target.shape)}"
+            )
         for name, value in meta.items():
             if value.shape != (acts.shape[0],):
                 raise ShapeError(
                     f"store {self.folder}: meta {name!r} must be [{acts.shape[0]}], found {list(value.shape)}"
                 )
-        if self._buffer and set(meta) != set(self._buffer[0][1]):
+        before = set(self._buffer[0][1]) - {TARGET} if self._buffer else set(meta)
+        if before != set(meta):
             raise StoreError(
-                f"store {self.folder}: meta fields changed from {sorted(self._buffer[0][1])} to "
+                f"store {self.folder}: meta fields changed from {sorted(before)} to "
                 f"{sorted(meta)}"
             )
         stored = acts.detach().to(self.storage_dtype)
         self._refuse_non_finite(stored, meta)
-        self._buffer.append(
-            (stored.contiguous(), {k: v.detach().to(_meta_dtype(v)) for k, v in meta.items()})
-        )
+        rows = {k: v.detach().to(_meta_dtype(v)) for k, v in meta.items()}
+        if target is not None:
+            rows[TARGET] = target.detach().to(self.storage_dtype).contiguous()
+            self._refuse_non_finite(rows[TARGET], meta, what="target")
+        self._buffer.append((stored.contiguous(), rows))
         self._buffered += acts.shape[0]
         self._units.append((unit, offset, acts.shape[0]))
         while self._buffered >= self.shard_rows:
             self._flush(self.shard_rows)
 
-    def _refuse_non_finite(self, stored: torch.Tensor, meta: dict[str, torch.Tensor]) -> None:
+    def _refuse_non_finite(
+        self, stored: torch.Tensor, meta: dict[str, torch.Tensor], what: str = "activation"
+    ) -> None:
         bad_rows = (~torch.isfinite(stored)).any(dim=1)
         n_bad = int(bad_rows.sum())
         if n_bad == 0:
@@ -202,7 +235,7 @@ class StoreWriter:
             for r in rows
         )
         raise NonFiniteError(
-            f"store {self.folder}: {n_bad} of {stored.shape[0]} activation rows contain NaN/inf "
+            f"store {self.folder}: {n_bad} of {stored.shape[0]} {what} rows contain NaN/inf "
             f"(after casting to {self.fields['dtype']}); first: {where}. Nothing was written for this batch; "
             f"check the model dtype (try --dtype float32) or exclude those positions"
         )

@@ -74,6 +74,18 @@ class HookPoint:
             text += f"@{self.stream}"
         return text
 
+    def module_pair(self) -> tuple[HookPoint, HookPoint]:
+        """`(input, output)` of the module this hook point names: what a transcoder reads and predicts.
+
+        `model.layers.8.mlp` -> (`model.layers.8.mlp:in`, `model.layers.8.mlp`); an output stream is kept
+        (`blocks.3@image` pairs the block's main input with its image output)."""
+        if self.direction == "in":
+            raise HookPointError(
+                f"hook point {str(self)!r}: a paired hook point names the module, whose input and output "
+                f"are both recorded; drop ':in' (e.g. {self.module!r})"
+            )
+        return HookPoint(self.module, "in", None), self
+
     @property
     def layer(self) -> int | None:
         """The last integer path component (`model.layers.15` -> 15), for provenance; None if absent."""

@@ -38,19 +38,25 @@ class SAE(nn.Module):
     revival: ClassVar[str] = "aux_k"
     #: True for Matryoshka SAEs: prefixes of the latent order reconstruct on their own (`cfg.matryoshka`).
     nested: ClassVar[bool] = False
+    #: True where the architecture can be a transcoder (`cfg.transcode`: encode a module's input, predict
+    #: its output): its training forward takes `target=` and compares the prediction with it.
+    transcodes: ClassVar[bool] = False
 
     def __init__(self, cfg: SAEConfig, device: torch.device | str | None = None):
         super().__init__()
         self.cfg = cfg
         dt = cfg.torch_dtype
+        d_out = cfg.output_width  # d_in, except for a transcoder with its own d_out
         self.W_enc = nn.Parameter(torch.empty(cfg.d_in, cfg.d_sae, dtype=dt, device=device))
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, dtype=dt, device=device))
-        self.W_dec = nn.Parameter(torch.empty(cfg.d_sae, cfg.d_in, dtype=dt, device=device))
-        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, dtype=dt, device=device))
+        self.W_dec = nn.Parameter(torch.empty(cfg.d_sae, d_out, dtype=dt, device=device))
+        self.b_dec = nn.Parameter(torch.zeros(d_out, dtype=dt, device=device))
         # Saved with the weights so a loaded SAE works on raw activations (SAELens #381 loses this).
         self.register_buffer("input_scale", torch.ones((), dtype=torch.float32, device=device))
-        if cfg.skip_connection:  # sparsify skip transcoders: recon += x @ W_skip
-            self.W_skip = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_in, dtype=dt, device=device))
+        if cfg.transcode:  # the predicted output's own normalisation factor, saved likewise
+            self.register_buffer("output_scale", torch.ones((), dtype=torch.float32, device=device))
+        if cfg.skip_connection:  # skip transcoders: output += x @ W_skip (zero at init, as sparsify's)
+            self.W_skip = nn.Parameter(torch.zeros(cfg.d_in, d_out, dtype=dt, device=device))
         self._init_extra(device)
         from saekit.sae.init import reset_parameters_
 
@@ -72,6 +78,16 @@ class SAE(nn.Module):
     @property
     def d_sae(self) -> int:
         return self.cfg.d_sae
+
+    @property
+    def d_out(self) -> int:
+        """Width of the decoder's output: d_in for an SAE, the predicted module output's for a transcoder."""
+        return self.cfg.output_width
+
+    @property
+    def out_scale(self) -> Tensor:
+        """The factor between raw and normalised outputs: `output_scale` (transcoder) or `input_scale`."""
+        return self.output_scale if self.cfg.transcode else self.input_scale
 
     @property
     def dtype(self) -> torch.dtype:
@@ -96,6 +112,12 @@ class SAE(nn.Module):
         """True when decode must see the input row (per-row layer norm, or a skip term)."""
         return self.cfg.normalization == "layer_norm" or self.cfg.skip_connection
 
+    def skip_term(self, x_n_BD: Tensor) -> Tensor | None:
+        """A transcoder's skip term in normalised units, `x_n @ W_skip [batch, d_out]`; None without one."""
+        if not (self.cfg.transcode and self.cfg.skip_connection):
+            return None
+        return x_n_BD @ self.W_skip
+
     def normalize_input(self, x: Tensor) -> Tensor:
         """Cast to the SAE dtype and apply the saved input scale (or the per-row layer norm)."""
         x = x.to(dtype=self.dtype, device=self.device)
@@ -108,14 +130,16 @@ class SAE(nn.Module):
         """Decoder output in normalised units -> raw units; `x [..., d_in]` is the input row when
         `decode_needs_input` (its mean/std are restored, its skip term added)."""
         if not self.decode_needs_input:
-            return out_n / self.input_scale.to(self.dtype)
+            return out_n / self.out_scale.to(self.dtype)
         if x is None:
             raise ShapeError(
                 f"this SAE ({self._input_dependence()}) reconstructs from latents and the input row: "
                 "call decode(latents, x) with the activations the latents came from"
             )
         self.check_input(x, "decode's input rows")
-        x = x.reshape(out_n.shape).to(dtype=self.dtype, device=self.device)
+        x = x.reshape(-1, self.d_in).to(dtype=self.dtype, device=self.device)
+        if self.cfg.transcode:  # the skip term belongs to the normalised prediction
+            return (out_n + self.skip_term(self.normalize_input(x))) / self.out_scale.to(self.dtype)
         out = out_n
         if self.cfg.normalization == "layer_norm":
             mu, std = row_stats(x)
@@ -131,7 +155,7 @@ class SAE(nn.Module):
         the input scale, or times each row's std for layer_norm (means and skip terms cancel)."""
         if self.cfg.normalization == "layer_norm":
             return delta_n * row_stats(x.to(dtype=self.dtype, device=self.device))[1]
-        return delta_n / self.input_scale.to(self.dtype)
+        return delta_n / self.out_scale.to(self.dtype)
 
     def _input_dependence(self) -> str:
         parts = ["normalization='layer_norm'"] if self.cfg.normalization == "layer_norm" else []
@@ -140,7 +164,8 @@ class SAE(nn.Module):
     def pre_activation(
         self, x_BD: Tensor, features: Tensor | list[int] | None = None, *, raw: bool = False
     ) -> Tensor:
-        """`(x - b_dec) W_enc + b_enc`: the value a latent takes wherever it fires (`[..., d_sae]`).
+        """`(x - b_dec) W_enc + b_enc`: the value a latent takes wherever it fires (`[..., d_sae]`); a
+        transcoder's encoder takes `x` itself (its b_dec is in the output's space).
 
         Input is normalised (as inside `encode`) unless `raw=True`, which applies the SAE's input
         normalisation (`normalize_input`) first. `features` keeps only those latents (`[..., n]`,
@@ -154,6 +179,8 @@ class SAE(nn.Module):
         if features is not None:
             f = torch.as_tensor(features, dtype=torch.long, device=W.device).reshape(-1)
             W, b = W[:, f], b[f]
+        if self.cfg.transcode:
+            return x_BD @ W + b
         return (x_BD - self.b_dec) @ W + b
 
     def decode_normalized(self, latents_BF: Tensor) -> Tensor:
@@ -172,7 +199,8 @@ class SAE(nn.Module):
         return self.activation(self.pre_activation(x_n_BD))
 
     def decode(self, latents: Tensor, x: Tensor | None = None) -> Tensor:
-        """Reconstruction `[..., d_in]` in raw units from dense latents `[..., d_sae]`.
+        """Reconstruction `[..., d_in]` (a transcoder's prediction `[..., d_out]`) in raw units from dense
+        latents `[..., d_sae]`.
 
         `x` (the input rows the latents came from) is needed only when `decode_needs_input`: a
         per-row layer-norm SAE restores each row's mean and std, a skip SAE adds `x @ W_skip`."""
@@ -181,10 +209,10 @@ class SAE(nn.Module):
         lead = latents.shape[:-1]
         out = self.decode_normalized(latents.reshape(-1, self.d_sae).to(self.dtype))
         x_BD = None if x is None else x.reshape(-1, x.shape[-1])
-        return self.to_raw(out, x_BD).reshape(*lead, self.d_in)
+        return self.to_raw(out, x_BD).reshape(*lead, self.d_out)
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        """`decode(encode(x), x)` at inference."""
+        """`decode(encode(x), x)` at inference (for a transcoder: its prediction of the module's output)."""
         return self.decode(self.encode(x), x)
 
     def forward(
@@ -193,8 +221,32 @@ class SAE(nn.Module):
         raise NotImplementedError
 
     # -- shared loss helpers --------------------------------------------------------------------
+    def _prepare_pair(self, x: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
+        """`(x_n, y_n)`: the normalised input and what the training loss compares the output with — the
+        input itself for an SAE, the module's output `target [batch, d_out]` (times `output_scale`) for a
+        transcoder."""
+        x_n = self._prepare_batch(x)
+        if not self.cfg.transcode:
+            if target is not None:
+                raise SAEConfigError(
+                    "forward(x, target=...) is for transcoders (cfg.transcode); an SAE reconstructs its input"
+                )
+            return x_n, x_n
+        if target is None:
+            raise ShapeError(
+                "a transcoder trains on pairs: call forward(x, target=y) with the module's output rows y "
+                f"[batch, d_out={self.d_out}] (inference: reconstruct(x) predicts them)"
+            )
+        if target.shape[-1] != self.d_out or target.numel() // self.d_out != x_n.shape[0]:
+            raise ShapeError(
+                f"transcoder target has shape {tuple(target.shape)}; expected "
+                f"[{x_n.shape[0]}, d_out={self.d_out}] (one output row per input row)"
+            )
+        y_n = target.reshape(-1, self.d_out).to(dtype=self.dtype, device=self.device)
+        return x_n, y_n * self.output_scale.to(self.dtype)
+
     def _prepare_batch(self, x: Tensor) -> Tensor:
-        if self.decode_needs_input:
+        if self.cfg.normalization == "layer_norm" or (self.cfg.skip_connection and not self.cfg.transcode):
             raise SAEConfigError(
                 f"forward() (the training pass) does not support SAEs with {self._input_dependence()} "
                 "(imported for inference); use encode(x) and decode(latents, x)"
@@ -211,7 +263,7 @@ class SAE(nn.Module):
 
     def _output(
         self,
-        x_n_BD: Tensor,
+        x_n_BD: Tensor,  # what the output is compared with: the input, or a transcoder's normalised target
         recon_n_BD: Tensor,
         latents_BF: Tensor | None,
         sparse=None,
@@ -234,7 +286,7 @@ class SAE(nn.Module):
                 l0 = nzv.sum(-1).float().mean()
                 fired = torch.zeros(self.d_sae, dtype=torch.bool, device=vals.device)
                 fired[idx[nzv]] = True
-        recon = recon_n_BD / self.input_scale.to(recon_n_BD.dtype)
+        recon = recon_n_BD / self.out_scale.to(recon_n_BD.dtype)
         return SAEOutput(recon=recon, latents=latents_BF, sparse=sparse, losses=losses, l0=l0, fired=fired)
 
     # -- decoder geometry -----------------------------------------------------------------------
@@ -290,7 +342,10 @@ class SAE(nn.Module):
 
     def extra_repr(self) -> str:
         k = f", k={self.cfg.k}" if self.cfg.k else ""
-        return f"arch={self.arch}, d_in={self.d_in}, d_sae={self.d_sae}{k}, dtype={self.cfg.dtype}"
+        tc = ""
+        if self.cfg.transcode:
+            tc = f", transcoder d_out={self.d_out}" + (" with skip" if self.cfg.skip_connection else "")
+        return f"arch={self.arch}, d_in={self.d_in}, d_sae={self.d_sae}{k}{tc}, dtype={self.cfg.dtype}"
 
 
 def row_stats(x_BD: Tensor) -> tuple[Tensor, Tensor]:

@@ -50,6 +50,7 @@ def batch_threshold(acts_flat: Tensor, n_keep: int, group: BatchGroup | None = N
 class BatchTopKSAE(TopKFamily):
     arch = "batchtopk"
     batch_dependent = True
+    transcodes = True
     threshold_momentum: float = 0.99
     #: data-parallel ranks to select over (None: this process's batch is the whole batch)
     _batch_group: BatchGroup | None = None
@@ -95,13 +96,19 @@ class BatchTopKSAE(TopKFamily):
             self.threshold.mul_(m).add_((1 - m) * batch_min)
 
     def forward(
-        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x: Tensor,
+        *,
+        target: Tensor | None = None,
+        dead_mask: Tensor | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
-        x_n = self._prepare_batch(x)
+        """Training forward; a transcoder is given `target` (the module's output rows) and predicts it."""
+        x_n, y_n = self._prepare_pair(x, target)
         pre = self.pre_activation(x_n)
         if self.training:
             latents = self.batch_select(pre)
             self.update_threshold_(latents)
         else:
             latents = self.activation(pre)
-        return self.dense_output(x_n, pre, latents, dead_mask)
+        return self.dense_output(x_n, pre, latents, dead_mask, y_n)

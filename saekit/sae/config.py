@@ -36,6 +36,9 @@ class Provenance:
     """The library format the SAE was converted from (`saelens`, `reny`, ...); None for native training."""
     source_name: str | None = None
     """The foreign folder or file name it was converted from (hub names carry tower/block/stream)."""
+    target_hook_point: str | None = None
+    """For a transcoder: the hook point whose activations it predicts (e.g. `model.layers.8.mlp`, the module
+    whose input `hook_point` is, `model.layers.8.mlp:in`); None for an SAE."""
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,18 @@ class SAEConfig:
     (d_sae is added as the last size when missing). None for a Matryoshka arch = d_sae/8, /4, /2, d_sae.
     Ignored by other architectures."""
     skip_connection: bool = False
-    """A linear skip term `x @ W_skip` (`W_skip [d_in, d_in]`) added to the reconstruction (sparsify skip
-    transcoders); decode then needs the input row: `decode(latents, x)`."""
+    """A linear skip term `x @ W_skip` (`W_skip [d_in, d_out]`, initialised to zero) added to the output
+    (skip transcoders); decode then needs the input row: `decode(latents, x)`. In a transcoder `x` is the
+    normalised input and the term is part of the normalised prediction; in an SAE (sparsify imports only)
+    it is added in raw units."""
+    transcode: bool = False
+    """A transcoder: encode a module's input, decode a prediction of its output (`W_dec [d_sae, d_out]`,
+    `b_dec [d_out]`). The encoder takes the normalised input as it is (no `- b_dec`: b_dec lives in the
+    output's space), and the output has its own saved scale, the `output_scale` buffer: the prediction in
+    raw units is `(latents @ W_dec + b_dec [+ x_n @ W_skip]) / output_scale` with `x_n = x * input_scale`.
+    Only architectures whose class says `transcodes` support it."""
+    d_out: int | None = None
+    """Width of a transcoder's output (None = d_in, e.g. an MLP's output); only with `transcode`."""
     provenance: Provenance = field(default_factory=Provenance)
     """Where the training data came from."""
 
@@ -99,7 +112,36 @@ class SAEConfig:
         self._check_sizes()
         self._check_choices()
         self._check_coefficients()
+        self._check_transcoder()
 
+    @property
+    def output_width(self) -> int:
+        """Width of what the decoder produces: `d_out` for a transcoder, else `d_in`."""
+        return self.d_out if self.d_out is not None else self.d_in
+
+    def _check_transcoder(self) -> None:
+        from saekit.sae.registry import architectures, get_class
+
+        if self.d_out is not None:
+            if not isinstance(self.d_out, int) or isinstance(self.d_out, bool) or self.d_out <= 0:
+                raise SAEConfigError(f"d_out must be a positive integer (or None), got {self.d_out!r}")
+            if not self.transcode:
+                raise SAEConfigError(
+                    f"d_out={self.d_out} is the output width of a transcoder: set transcode=True or drop it"
+                )
+        if not self.transcode:
+            return
+        if not getattr(get_class(self.arch), "transcodes", False):
+            able = [a for a in architectures() if getattr(get_class(a), "transcodes", False)]
+            raise SAEConfigError(
+                f"arch={self.arch!r} cannot be trained or loaded as a transcoder; transcoders are: "
+                f"{', '.join(able)}"
+            )
+        if self.normalization == "layer_norm":
+            raise SAEConfigError(
+                "a transcoder cannot use normalization='layer_norm' (the per-row statistics of the input do "
+                "not restore the output); use expected_norm or none"
+            )
     def _check_sizes(self) -> None:
         from saekit.sae.registry import get_class, needs_k
 

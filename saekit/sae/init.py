@@ -50,15 +50,19 @@ def reset_parameters_(sae, generator: torch.Generator | None = None) -> None:
     # float64 SAEs are initialised in float64; the rest in float32 (a float64 copy of a big decoder
     # would double the init's peak memory for nothing).
     work = torch.float64 if sae.dtype == torch.float64 else torch.float32
+    d_out = cfg.output_width
     if cfg.init_orthonormal:
-        w_dec = orthonormal_blocks(cfg.d_sae, cfg.d_in, dtype=work, generator=generator)
+        w_dec = orthonormal_blocks(cfg.d_sae, d_out, dtype=work, generator=generator)
     else:
-        w_dec = random_unit_rows(cfg.d_sae, cfg.d_in, dtype=work, generator=generator)
+        w_dec = random_unit_rows(cfg.d_sae, d_out, dtype=work, generator=generator)
     if not cfg.normalize_decoder:
         w_dec = w_dec * cfg.init_decoder_norm
     sae.W_dec.copy_(w_dec.to(sae.dtype))
-    if cfg.init_tied:
+    if cfg.init_tied and d_out == cfg.d_in:
         sae.W_enc.copy_(sae.W_dec.T * cfg.init_encoder_scale)
+    elif cfg.init_tied:  # a transcoder into another width: random unit columns at the same scale
+        w_enc = random_unit_rows(cfg.d_sae, cfg.d_in, dtype=work, generator=generator)
+        sae.W_enc.copy_((w_enc.T * cfg.init_encoder_scale).to(sae.dtype))
     else:
         bound = 1.0 / math.sqrt(cfg.d_in)
         sae.W_enc.copy_(
@@ -109,15 +113,41 @@ def fit_input_scale_(sae, sample: Tensor) -> float:
 
 
 @torch.no_grad()
-def init_b_dec_(sae, sample: Tensor, method: str = "geometric_median") -> Tensor:
-    """Set b_dec to the geometric median or mean of the (normalised) sample."""
-    sample = _check_sample(sae, sample) * sae.input_scale.float()
+def fit_output_scale_(sae, target_sample: Tensor) -> float:
+    """A transcoder's `output_scale`, fitted to its targets as `input_scale` is to its inputs (expected_norm:
+    normalised target rows have mean norm sqrt(d_out)); returns the factor."""
+    if target_sample.ndim != 2 or target_sample.shape[1] != sae.d_out or target_sample.shape[0] == 0:
+        shape = tuple(target_sample.shape)
+        raise ShapeError(f"target sample must be [n >= 1, d_out={sae.d_out}], got {shape}")
+    from saekit.sae.base import check_finite
+
+    check_finite(target_sample, "init sample targets")
+    scale = 1.0
+    if sae.cfg.normalization == "expected_norm":
+        mean_norm = target_sample.float().norm(dim=-1).mean().item()
+        scale = math.sqrt(sae.d_out) / max(mean_norm, 1e-12)
+    sae.output_scale.fill_(scale)
+    return scale
+
+
+@torch.no_grad()
+def init_b_dec_(
+    sae, sample: Tensor, method: str = "geometric_median", target: Tensor | None = None
+) -> Tensor:
+    """Set b_dec to the geometric median or mean of the (normalised) sample; for a transcoder, of its
+    normalised `target` rows (b_dec is in the output's space)."""
+    if sae.cfg.transcode:
+        if target is None or target.ndim != 2 or target.shape[1] != sae.d_out:
+            raise ShapeError(f"a transcoder's b_dec is fitted to target rows [n, d_out={sae.d_out}]")
+        sample = target.float() * sae.output_scale.float()
+    else:
+        sample = _check_sample(sae, sample) * sae.input_scale.float()
     if method == "geometric_median":
         center = geometric_median(sample)
     elif method == "mean":
         center = sample.mean(0)
     elif method == "zeros":
-        center = torch.zeros(sae.d_in)
+        center = torch.zeros(sample.shape[1])
     else:
         raise ValueError(f"b_dec init method {method!r}: choose geometric_median, mean or zeros")
     sae.b_dec.copy_(center.to(sae.dtype))

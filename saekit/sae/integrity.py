@@ -106,7 +106,8 @@ def _probe_rows(sae) -> torch.Tensor:
     d_in = sae.d_in
     noise_ND = 4 * torch.randn(2, d_in, generator=torch.Generator().manual_seed(0))
     alternating_D = 4.0 - 8.0 * (torch.arange(d_in) % 2)
-    b_dec_D = sae.b_dec.detach().to("cpu", torch.float32)
+    # the encoder's centre: b_dec, or zero for a transcoder (whose b_dec lives in the output's space)
+    b_dec_D = torch.zeros(d_in) if sae.cfg.transcode else sae.b_dec.detach().to("cpu", torch.float32)
     normalised_ND = b_dec_D + torch.stack([noise_ND[0], torch.full((d_in,), 4.0), alternating_D])
     if sae.cfg.normalization != "layer_norm":  # layer_norm standardises each row: no constant to undo
         normalised_ND = normalised_ND / float(sae.input_scale)

@@ -65,8 +65,8 @@ def save_sae(sae, folder: str | Path) -> Path:
 
 #: Fields added after schema 1 was released, written only when not at their default, so a folder that
 #: does not use them stays readable by earlier saekit versions (which refuse unknown keys).
-_NEW_FIELDS = {"skip_connection": False}
-_NEW_PROVENANCE = ("tower", "source_format", "source_name")
+_NEW_FIELDS = {"skip_connection": False, "transcode": False, "d_out": None}
+_NEW_PROVENANCE = ("tower", "source_format", "source_name", "target_hook_point")
 
 
 def _config_dict(cfg: SAEConfig) -> dict:

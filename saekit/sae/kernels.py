@@ -165,8 +165,9 @@ def _scatter_rows(src_RD: Tensor, rows_N: Tensor, weights_N: Tensor, offsets_F: 
 
 class _TopKFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x_BD, W_enc_DF, b_enc_F, W_dec_FD, b_dec_D, k, dead_F, k_aux, matmul_dtype):
-        x_c = x_BD - b_dec_D
+    def forward(ctx, x_BD, W_enc_DF, b_enc_F, W_dec_FD, b_dec_D, k, dead_F, k_aux, matmul_dtype, centre):
+        x_c = x_BD - b_dec_D if centre else x_BD
+        ctx.centre = centre
         # the encoder matmul + top-k (exact, autocast dtype, or a screen): saekit.sae.screened_topk
         vals, idx, a_vals, a_idx = select_latents(x_c, W_enc_DF, b_enc_F, k, dead_F, k_aux, matmul_dtype)
         recon = F.embedding_bag(idx, W_dec_FD, per_sample_weights=vals, mode="sum") + b_dec_D
@@ -181,11 +182,11 @@ class _TopKFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g_recon, g_vals, _g_idx, g_arecon, g_avals, _g_aidx):
         x_c, W_enc, W_dec, vals, idx, a_vals, a_idx = ctx.saved_tensors
-        B, D = x_c.shape
+        B = x_c.shape[0]
         n_lat = W_dec.shape[0]
         has_aux = a_idx.shape[1] > 0
         if g_recon is None:
-            g_recon = x_c.new_zeros(B, D)
+            g_recon = x_c.new_zeros(B, W_dec.shape[1])
         S = idx.shape[1] + a_idx.shape[1]
         row = torch.arange(B, device=x_c.device).repeat_interleave(S)
         if has_aux:
@@ -236,8 +237,15 @@ class _TopKFunction(torch.autograd.Function):
                     mode="sum",
                 )
             if need_bd:
-                grad_b_dec = g_recon.sum(0) - W_enc @ grad_b_enc_F
-        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None, None, None, None
+                grad_b_dec = _grad_b_dec(g_recon, W_enc, grad_b_enc_F, ctx.centre)
+        return grad_x, grad_W_enc, grad_b_enc, grad_W_dec, grad_b_dec, None, None, None, None, None
+
+
+def _grad_b_dec(g_recon_BD: Tensor, W_enc_DF: Tensor, grad_b_enc_F: Tensor, centre: bool) -> Tensor:
+    """b_dec's gradient: through the decoder output, and (when the input is centred on b_dec, i.e. not in
+    a transcoder) back through the encoder, where it acts as minus an input shift."""
+    grad = g_recon_BD.sum(0)
+    return grad - W_enc_DF @ grad_b_enc_F if centre else grad
 
 
 def topk_forward(
@@ -250,15 +258,18 @@ def topk_forward(
     dead_mask_F: Tensor | None = None,
     k_aux: int = 0,
     matmul_dtype: torch.dtype | LatentSelector | None = None,
+    centre: bool = True,
 ) -> TopKForwardOut:
     """TopK encode + sparse decode (+ aux-k selection among dead latents) with the sparse backward.
 
     `x_BD` is the normalised input; returns values after ReLU. Gradients flow to every tensor argument.
     `matmul_dtype` may also be a selector (`saekit.sae.screened.Screener`) that picks the latents itself.
+    `centre=False` (transcoders) encodes `x` itself instead of `x - b_dec`; `W_dec [d_sae, d_out]` and
+    `b_dec [d_out]` may then have another width than `x`.
     """
     dead = dead_mask_F.to(x_BD.device) if dead_mask_F is not None and k_aux > 0 else None
     recon, vals, idx, a_recon, a_vals, a_idx = _TopKFunction.apply(
-        x_BD, W_enc_DF, b_enc_F, W_dec_FD, b_dec_D, int(k), dead, int(k_aux), matmul_dtype
+        x_BD, W_enc_DF, b_enc_F, W_dec_FD, b_dec_D, int(k), dead, int(k_aux), matmul_dtype, bool(centre)
     )
     if a_idx.shape[1] == 0:
         return TopKForwardOut(recon, vals, idx, None, None, None)

@@ -48,6 +48,7 @@ class _Matryoshka:
     """The nested loss, shared by the BatchTopK and TopK selections."""
 
     nested = True
+    transcodes = False  # the nested prefix losses compare with the input (BatchTopK's own flag says True)
 
     def prefix_sizes(self) -> list[int]:
         return prefix_sizes(self.cfg.matryoshka, self.d_sae)

@@ -54,16 +54,28 @@ class TopKFamily(SAE):
         """Dead latents the aux-k loss uses: `cfg.aux_k`, or d_in // 2 (OpenAI's heuristic)."""
         return self.cfg.aux_k if self.cfg.aux_k is not None else max(1, self.d_in // 2)
 
-    def dense_output(self, x_n: Tensor, pre_BF: Tensor, latents_BF: Tensor, dead_mask: Tensor | None):
+    def dense_output(
+        self,
+        x_n: Tensor,
+        pre_BF: Tensor,
+        latents_BF: Tensor,
+        dead_mask: Tensor | None,
+        y_n: Tensor | None = None,
+    ):
         """The dense training pass's output for chosen `latents`: decode, plus aux-k on dead latents in
-        training (the variants that do not use the sparse kernel: BatchTopK, signed TopK)."""
+        training (the variants that do not use the sparse kernel: BatchTopK, signed TopK). `y_n` is a
+        transcoder's normalised target (None: the input itself); its skip term joins the prediction."""
+        y_n = x_n if y_n is None else y_n
         recon_n = self.decode_normalized(latents_BF)
+        skip = self.skip_term(x_n)
+        if skip is not None:
+            recon_n = recon_n + skip
         aux = None
         if dead_mask is not None and self.training:
             aux = aux_k_loss(
-                pre_BF, x_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient
+                pre_BF, y_n - recon_n, dead_mask, self.W_dec, self.k_aux, self.cfg.aux_k_coefficient
             )
-        return self._output(x_n, recon_n, latents_BF, aux=aux)
+        return self._output(y_n, recon_n, latents_BF, aux=aux)
 
 
 @register
@@ -71,6 +83,7 @@ class TopKSAE(TopKFamily):
     arch = "topk"
     sparse_native = True
     sparse_training = True
+    transcodes = True
     revival = "resample_dormant"
     #: training-time latent selector (`saekit.sae.screened.configure_encoder`); None = exact fp32 encoder
     screen = None
@@ -108,15 +121,21 @@ class TopKSAE(TopKFamily):
         k = values.shape[-1]
         out = sparse_decode(values.reshape(-1, k), indices.reshape(-1, k), self.W_dec) + self.b_dec
         x_BD = None if x is None else x.reshape(-1, x.shape[-1])
-        return self.to_raw(out, x_BD).reshape(*lead, self.d_in)
+        return self.to_raw(out, x_BD).reshape(*lead, self.d_out)
 
     def forward(
-        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x: Tensor,
+        *,
+        target: Tensor | None = None,
+        dead_mask: Tensor | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
         """Training forward on the sparse fast path (`saekit.sae.kernels`): the backward touches only the
         k active (and k_aux dead) latents. Under `torch.autocast` the encoder matmul runs in its dtype;
-        in training mode with a screen attached, the screen selects the latents (exact values)."""
-        x_n = self._prepare_batch(x)
+        in training mode with a screen attached, the screen selects the latents (exact values). A
+        transcoder is given `target` (the module's output rows) and predicts it (plus its skip term)."""
+        x_n, y_n = self._prepare_pair(x, target)
         dev = x_n.device.type
         mm_dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
         if self.training and self.screen is not None:
@@ -132,10 +151,15 @@ class TopKSAE(TopKFamily):
             dead_mask if use_dead else None,
             self.k_aux if use_dead else 0,
             mm_dtype,
+            centre=not self.cfg.transcode,
         )
+        recon_n = out.recon_BD
+        skip = self.skip_term(x_n)
+        if skip is not None:
+            recon_n = recon_n + skip
         aux = None
         if out.aux_recon_BD is not None:
-            residual = (x_n - out.recon_BD).detach()
+            residual = (y_n - recon_n).detach()
             aux = self.cfg.aux_k_coefficient * (out.aux_recon_BD - residual).pow(2).sum(-1).mean()
         sparse = SparseLatents(out.values_BK, out.indices_BK)
-        return self._output(x_n, out.recon_BD, None, sparse=sparse, aux=aux)
+        return self._output(y_n, recon_n, None, sparse=sparse, aux=aux)

@@ -54,9 +54,12 @@ def store_mb(source) -> float:
 
 
 def maybe_cache(source, budget_mb: int):
-    """`CachedStore(source)` for an `ActivationStore` of at most `budget_mb` MB; anything else unchanged."""
+    """`CachedStore(source)` for an `ActivationStore` (or a paired store's `PairedRows`) of at most
+    `budget_mb` MB; anything else unchanged."""
+    from saekit.data.paired import PairedRows
     from saekit.data.store import ActivationStore
 
-    if budget_mb <= 0 or not isinstance(source, ActivationStore) or store_mb(source) > budget_mb:
+    cacheable = isinstance(source, (ActivationStore, PairedRows))
+    if budget_mb <= 0 or not cacheable or store_mb(source) > budget_mb:
         return source
     return CachedStore(source)

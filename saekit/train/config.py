@@ -41,6 +41,11 @@ class TrainConfig:
     """Output folder: the trained SAE (native format), `train_log.jsonl` and `checkpoint/` for resuming."""
     sae: Annotated[SAESpec, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=SAESpec)
     """Architecture and initialisation of the SAE (every SAEConfig field except the sizes)."""
+    target: Literal["in", "out"] = "in"
+    """What the dictionary learns to produce. `in`: an SAE reconstructing the store's rows (a paired
+    store's inputs). `out`: a transcoder, which encodes a paired store's inputs (a module's input, from
+    `saekit harvest --paired`) and predicts its targets (the module's output); `--skip` adds a learned
+    linear skip term `x @ W_skip` (zero at init): a skip transcoder."""
     device: str = "auto"
     """Where to train: auto (CUDA when present), cpu, cuda or cuda:N. Under torchrun, auto/cuda mean
     cuda:LOCAL_RANK."""
@@ -172,7 +177,17 @@ class TrainConfig:
         self._check_revival()
         if needs_k(self.sae.arch) and not self.sae.k:
             raise SAEConfigError(f"arch={self.sae.arch!r} needs --k (active latents per row), e.g. --k 32")
-        check_spec(self.sae)
+        self._check_target()
+
+    def _check_target(self) -> None:
+        if self.target not in ("in", "out"):
+            raise SAEConfigError(f"--target is 'in' (an SAE) or 'out' (a transcoder), not {self.target!r}")
+        if self.sae.skip_connection and self.target != "out":
+            raise SAEConfigError(
+                "--skip (a learned linear skip term) is for transcoders: add --target out and train on a "
+                "paired store (an SAE with a skip term would learn the identity map through it)"
+            )
+        check_spec(self.sae, transcode=self.target == "out")
 
     def _check_revival(self) -> None:
         if self.resample_until is not None and not 0.0 <= self.resample_until <= 1.0:

@@ -18,8 +18,9 @@ from saekit.train import distributed as dd
 from saekit.train.metrics import reconstruction_metrics
 
 
-def provenance(manifest: dict[str, Any], tokens: int) -> Provenance:
-    """The SAE's provenance from the store manifest (the layer parsed from the hook point if needed)."""
+def provenance(manifest: dict[str, Any], tokens: int, *, transcoder: bool = False) -> Provenance:
+    """The SAE's provenance from the store manifest (the layer parsed from the hook point if needed); a
+    transcoder also records the hook point it predicts (a paired store's `target_hook_point`)."""
     hp = manifest.get("hook_point")
     layer = manifest.get("layer")
     if layer is None and isinstance(hp, str):
@@ -32,6 +33,7 @@ def provenance(manifest: dict[str, Any], tokens: int) -> Provenance:
         layer=layer,
         tokens_trained=int(tokens),
         model_dtype=manifest.get("model_dtype"),
+        target_hook_point=manifest.get("target_hook_point") if transcoder else None,
     )
 
 
@@ -63,11 +65,18 @@ def step_record(out, x_BD: Tensor, *, step: int, batch_size: int, lr: float, sca
 
 
 @torch.no_grad()
-def final_metrics(sae, sample_ND: Tensor, batch_size: int) -> dict[str, float]:
-    """FVU, MSE, shrinkage and inference L0 of a trained SAE on a sample (in batch-sized chunks)."""
+def final_metrics(
+    sae, sample_ND: Tensor, batch_size: int, target_ND: Tensor | None = None
+) -> dict[str, float]:
+    """FVU, MSE, shrinkage and inference L0 of a trained SAE on a sample (in batch-sized chunks); for a
+    transcoder, of its predictions against the sample's targets `target_ND`."""
     chunks = sample_ND.split(batch_size)
-    recon = torch.cat([sae(chunk).recon for chunk in chunks])
+    if target_ND is None:
+        recon = torch.cat([sae(chunk).recon for chunk in chunks])
+    else:
+        pairs = zip(chunks, target_ND.split(batch_size), strict=True)
+        recon = torch.cat([sae(chunk, target=t).recon for chunk, t in pairs])
     lat_l0 = torch.cat([(sae.encode(c) != 0).sum(-1).float() for c in chunks])
-    metrics = reconstruction_metrics(sample_ND, recon)
+    metrics = reconstruction_metrics(sample_ND if target_ND is None else target_ND, recon)
     metrics["l0"] = float(lat_l0.mean())
     return metrics

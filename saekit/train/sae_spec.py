@@ -21,12 +21,16 @@ import tyro
 from saekit.sae.config import SAEConfig
 from saekit.sae.registry import architectures
 
-#: SAEConfig fields a training run fills in itself (sizes from the store, provenance from its manifest).
-RUN_FIELDS = ("d_in", "d_sae", "provenance")
+#: SAEConfig fields a training run fills in itself (sizes from the store, provenance from its manifest,
+#: `transcode` / `d_out` from `--target out` and the paired store).
+RUN_FIELDS = ("d_in", "d_sae", "provenance", "transcode", "d_out")
 
-#: SAEConfig fields that describe imported SAEs only: the trainer's losses have no skip term, so offering
-#: the flag would train an SAE whose `W_skip` silently never moves.
-IMPORT_ONLY = ("skip_connection",)
+#: SAEConfig fields that describe imported SAEs only (none at present: `skip_connection` trains, for
+#: transcoders).
+IMPORT_ONLY: tuple[str, ...] = ()
+
+#: Extra spellings of SAE flags (sparsify's `--skip` for skip transcoders).
+ALIASES = {"skip_connection": ("--skip",)}
 
 
 #: CLI choices for --arch, read from the architecture registry (one source of truth).
@@ -64,7 +68,8 @@ def _spec_fields() -> list[tuple[str, Any, Any]]:
         if f.name in RUN_FIELDS + IMPORT_ONLY:
             continue
         default = TRAIN_DEFAULTS.get(f.name, f.default)
-        hint = Annotated[hints[f.name], tyro.conf.arg(help=docs.get(f.name, ""))]
+        arg = tyro.conf.arg(help=docs.get(f.name, ""), aliases=ALIASES.get(f.name))
+        hint = Annotated[hints[f.name], arg]
         out.append((f.name, hint, dataclasses.field(default=default)))
     return out
 
@@ -80,13 +85,18 @@ def spec_names() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(SAESpec))
 
 
-def to_sae_config(spec: Any, d_in: int, d_sae: int, provenance: Any = None) -> SAEConfig:
-    """The full `SAEConfig` once the sizes are known."""
-    extra = {} if provenance is None else {"provenance": provenance}
+def to_sae_config(
+    spec: Any, d_in: int, d_sae: int, provenance: Any = None, *, d_out: int | None = None
+) -> SAEConfig:
+    """The full `SAEConfig` once the sizes are known; `d_out` (a paired store's target width) makes it a
+    transcoder."""
+    extra: dict[str, Any] = {} if provenance is None else {"provenance": provenance}
+    if d_out is not None:
+        extra.update(transcode=True, d_out=d_out if d_out != d_in else None)
     return SAEConfig(d_in=d_in, d_sae=d_sae, **dataclasses.asdict(spec), **extra)
 
 
-def check_spec(spec: Any) -> None:
+def check_spec(spec: Any, transcode: bool = False) -> None:
     """Validate with SAEConfig's own checks (smallest sizes that admit the spec's k)."""
     sizes = getattr(spec, "matryoshka", None) or ()
-    to_sae_config(spec, d_in=1, d_sae=max(1, spec.k or 1, *sizes))
+    to_sae_config(spec, d_in=1, d_sae=max(1, spec.k or 1, *sizes), d_out=1 if transcode else None)

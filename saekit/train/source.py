@@ -90,6 +90,21 @@ class TensorSource:
         return self.acts[idx].float()
 
 
+class PairedTensorSource(TensorSource):
+    """In-memory pairs `x [n, d_in]`, `y [n, d_out]` for training a transcoder, served as a paired store's
+    `saekit.data.paired.PairedRows` serves them: one row `[x | y]` each (`split_pair` takes them apart)."""
+
+    def __init__(self, x: Tensor, y: Tensor, manifest: dict[str, Any] | None = None):
+        if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
+            raise ShapeError(
+                f"PairedTensorSource needs inputs [n, d_in] and targets [n, d_out] with the same n, got "
+                f"{tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        self.d_in, self.d_out = int(x.shape[1]), int(y.shape[1])
+        fields = {"d": self.d_in, "d_out": self.d_out, "paired": True, **(manifest or {})}
+        super().__init__(torch.cat([x, y.to(x.dtype)], dim=1), fields)
+
+
 def open_source(path: str | Path) -> ActivationSource:
     """Open an activation store folder, with a clear error when it is not one."""
     path = Path(path)

@@ -17,7 +17,7 @@ from saekit.device import HOST
 from saekit.errors import CheckpointError, ShapeError
 from saekit.sae import SAEConfig, build
 from saekit.sae.encoder_choice import configure_encoder
-from saekit.sae.init import fit_input_scale_, init_b_dec_
+from saekit.sae.init import fit_input_scale_, fit_output_scale_, init_b_dec_
 from saekit.sae.screened import match_state_layout_
 from saekit.train import distributed as dd
 from saekit.train.checkpoint import has_checkpoint, load_checkpoint
@@ -28,13 +28,21 @@ from saekit.train.step import RunState
 
 
 def fresh_sae(sae_cfg: SAEConfig, cfg: TrainConfig, source, device: torch.device):
-    """A new SAE: initialised from `cfg.seed`, input scale and b_dec fitted to a source sample."""
+    """A new SAE: initialised from `cfg.seed`, input scale and b_dec fitted to a source sample (a
+    transcoder's sample rows are `[input | target]`: its output scale and b_dec are fitted to the targets)."""
     sae = build(sae_cfg, seed=cfg.seed)
     sample = source.sample(cfg.init_sample, cfg.seed)
-    if sample.shape[-1] != sae_cfg.d_in:
-        raise ShapeError(f"sample rows have d={sample.shape[-1]} but the source says d={sae_cfg.d_in}")
+    width = sae_cfg.d_in + (sae_cfg.output_width if sae_cfg.transcode else 0)
+    if sample.shape[-1] != width:
+        raise ShapeError(f"sample rows have d={sample.shape[-1]} but the source says d={width}")
+    target = None
+    if sae_cfg.transcode:
+        from saekit.data.paired import split_pair
+
+        sample, target = split_pair(sample, sae_cfg.d_in)
+        fit_output_scale_(sae, target)
     fit_input_scale_(sae, sample)
-    init_b_dec_(sae, sample, method=cfg.b_dec_init)
+    init_b_dec_(sae, sample, method=cfg.b_dec_init, target=target)
     return sae.to(device)
 
 

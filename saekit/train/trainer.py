@@ -10,6 +10,7 @@ exactly where it stopped. `batch_size` is the global batch: each rank trains on 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from saekit.data.paired import Pair, PairedRows, split_pair
 from saekit.device import allow_tf32
 from saekit.errors import SAEConfigError, ShapeError, StoreError
 from saekit.sae import SAEConfig, scratch
@@ -64,18 +66,31 @@ class TrainResult:
 _Run = RunState  # the name tests and older callers use
 
 
+def as_pairs(source):
+    """A transcoder's training rows `[input | target]`: a paired store read as `PairedRows`, or a source
+    that already serves pairs (`PairedRows`, `PairedTensorSource`); StoreError for an unpaired store."""
+    if getattr(source, "d_in", None) is not None and getattr(source, "d_out", None) is not None:
+        return source
+    return PairedRows(source)
+
+
 class Trainer:
-    """Train an SAE from any activation source (`saekit.train.source.ActivationSource`)."""
+    """Train an SAE from any activation source (`saekit.train.source.ActivationSource`); with
+    `cfg.target == "out"`, a transcoder from a paired one (rows `[input | target]`, `saekit.data.paired`)."""
 
     def __init__(
         self, cfg: TrainConfig, source, out: str | Path | None = None, dist: dd.DistContext = dd.SINGLE
     ):
         self.cfg = cfg
+        if cfg.target == "out":
+            source = as_pairs(source)
         self.source = maybe_cache(source, cfg.cache_mb)
         self.out = Path(out if out is not None else cfg.out)
         self.dist = dist
         self.device = dd.rank_device(cfg.device, dist)
-        self.d_in = int(source.d)
+        self.d_out: int | None = int(source.d_out) if cfg.target == "out" else None
+        """The transcoder's target width; None when training an SAE."""
+        self.d_in = int(source.d_in) if self.d_out is not None else int(source.d)
         B = cfg.batch_size
         dd.check_batch(B, dist)
         n = len(source)
@@ -94,17 +109,25 @@ class Trainer:
         self.revive = revive_plan(cfg, self.total_steps, self.dead_tokens, self.d_sae)
         self.resample_every = self.revive.every
         self.manifest = dict(getattr(source, "manifest", {}) or {})
-        self.sae_cfg = self._sae_config(provenance(self.manifest, 0))
+        self.sae_cfg = self._sae_config(self._provenance(0))
         require_sinks(cfg.log)  # a --log sink without its package: refused before any work, on every rank
 
     # -- setup ----------------------------------------------------------------------------------
+    def _provenance(self, tokens: int) -> Provenance:
+        return provenance(self.manifest, tokens, transcoder=self.d_out is not None)
+
     def _sae_config(self, prov: Provenance) -> SAEConfig:
         spec = self.cfg.sae
         if not needs_k(spec.arch):
             spec = replace(spec, k=None)
         if spec.k is not None and spec.k > self.d_sae:
             raise SAEConfigError(f"k={spec.k} exceeds d_sae={self.d_sae}; lower --k or raise --expansion")
-        return to_sae_config(spec, self.d_in, self.d_sae, prov)
+        return to_sae_config(spec, self.d_in, self.d_sae, prov, d_out=self.d_out)
+
+    def _pair(self, rows: Tensor) -> Pair:
+        """A batch as (input, what the output is compared with): the rows themselves for an SAE, the
+        `[input | target]` halves for a transcoder."""
+        return Pair(rows, rows) if self.d_out is None else split_pair(rows, self.d_in)
 
     def _fresh(self):
         return fresh_sae(self.sae_cfg, self.cfg, self.source, self.device)
@@ -193,8 +216,12 @@ class Trainer:
     def _step(self, run: RunState, forward, x: Tensor):
         """One optimiser step on this rank's share `x` of the global batch (`saekit.train.step`)."""
         cfg = self.cfg
-        if x.shape[-1] != self.d_in:
-            raise ShapeError(f"batch has d={x.shape[-1]}, expected {self.d_in}")
+        width = self.d_in + (self.d_out or 0)
+        if x.shape[-1] != width:
+            raise ShapeError(f"batch has d={x.shape[-1]}, expected {width}")
+        pair = self._pair(x)
+        if self.d_out is not None:  # a transcoder's forward compares its prediction with the target
+            forward = functools.partial(forward, target=pair.y)
         lr = self.peak_lr * lr_factor(
             run.step, self.total_steps, cfg.lr_warmup_steps, cfg.lr_decay, cfg.lr_decay_start
         )
@@ -207,29 +234,31 @@ class Trainer:
             autocast_dtype=torch.bfloat16 if cfg.autocast == "bfloat16" else None,
             batch_size=cfg.batch_size,
         )
-        out = train_step(run, forward, x, settings, self.dist, self.device)
+        out = train_step(run, forward, pair.x, settings, self.dist, self.device)
         return out, lr, scale
 
     def _after_step(self, run: RunState, x, out, lr, scale, t0, start) -> dict[str, Any] | None:
         """Resample, metrics (a record on log steps) and checkpoint after a step."""
         step, cfg = run.step, self.cfg
+        x, y = self._pair(x)
         n_resampled = 0
         dormant = run.tracker.since_fired >= self.revive.dormant_rows
         if self.revive.bias_step > 0:
             nudge_dormant_bias_(run.sae, dormant, self.revive.bias_step)
         if self.revive.resample_at(step):
             x_all = dd.gather_rows(x, self.dist)  # the global batch, so every rank resamples alike
-            loss = (out.recon.detach() - x.to(out.recon.dtype)).pow(2).sum(-1)  # this step's, pre-update
+            loss = (out.recon.detach() - y.to(out.recon.dtype)).pow(2).sum(-1)  # this step's, pre-update
             n_resampled = resample_dead_(
                 run.sae, run.opt, dormant, x_all, run.gen, encoder_scale=cfg.resample_encoder_scale,
                 row_loss_B=dd.gather_rows(loss[:, None], self.dist)[:, 0],
+                target_BD=dd.gather_rows(y, self.dist) if self.d_out is not None else None,
             )  # fmt: skip
             run.tracker.reset(dormant)
         rec = None
         if step % cfg.log_every == 0 or step == self.total_steps:
             dead_pct = 100.0 * run.tracker.dead_fraction
             rec = step_record(
-                out, x, step=step, batch_size=cfg.batch_size, lr=lr, scale=scale, dead_pct=dead_pct,
+                out, y, step=step, batch_size=cfg.batch_size, lr=lr, scale=scale, dead_pct=dead_pct,
                 t0=t0, done_here=step - start, ctx=self.dist,
             )  # fmt: skip
             if n_resampled:
@@ -277,10 +306,11 @@ class Trainer:
 
     def _finish(self, sae, tracker: DeadLatentTracker) -> dict[str, float]:
         """Final metrics on a sample; rank 0 saves the SAE with provenance and writes the summary."""
-        sae.cfg = sae.cfg.replace(provenance=provenance(self.manifest, self.total_tokens))
+        sae.cfg = sae.cfg.replace(provenance=self._provenance(self.total_tokens))
         sae.eval()
-        sample = self.source.sample(self.cfg.init_sample, self.cfg.seed + 7).to(self.device)
-        metrics = final_metrics(sae, sample, self.cfg.batch_size)
+        sample = self._pair(self.source.sample(self.cfg.init_sample, self.cfg.seed + 7).to(self.device))
+        target = sample.y if self.d_out is not None else None
+        metrics = final_metrics(sae, sample.x, self.cfg.batch_size, target)
         metrics.update({"dead_pct": 100.0 * tracker.dead_fraction, "tokens_trained": self.total_tokens})
         metrics["steps"] = self.total_steps
         if self.dist.is_main:

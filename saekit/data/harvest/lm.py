@@ -42,6 +42,11 @@ class LMHarvestConfig(StoreOptions):
     not at position 0); 0 disables."""
     stop_early: bool = True
     """Abort each forward pass after the (deepest) hooked module."""
+    paired: bool = False
+    """Record each hooked module's input *and* output in one pass into a paired store (`acts` = input,
+    `target` = output, side by side in every shard): what `saekit train --target out` trains a transcoder
+    on. Give the module (`--hook-point model.layers.8.mlp --paired`); a row dropped as a norm outlier on
+    either side is dropped from both."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,7 +89,11 @@ def _contexts(cfg: LMHarvestConfig, lm):
     return batch, keep, target, n_ctx
 
 
-def _fields(cfg: LMHarvestConfig, lm, hp, d: int) -> dict:
+def _fields(cfg: LMHarvestConfig, lm, hp, d: int, target=None) -> dict:
+    """The manifest fields of one store; `target = (output hook point, d_out)` for a paired store."""
+    extra = {}
+    if target is not None:
+        extra = {"paired": True, "target_hook_point": str(target[0]), "d_out": int(target[1])}
     fields = build_manifest(
         cfg,
         model=lm.name,
@@ -99,6 +108,7 @@ def _fields(cfg: LMHarvestConfig, lm, hp, d: int) -> dict:
         context_len=cfg.context_len,
         prepend_bos=cfg.prepend_bos,
         exclusions={"special_tokens": cfg.exclude_special, "first_positions": cfg.exclude_first},
+        **extra,
     )
     fields["harvest_config"]["hook"] = str(hp)  # each store records its own hook point
     return fields
@@ -131,15 +141,20 @@ def harvest_lm(cfg: LMHarvestConfig, *, loaded=None) -> list:
     ranks = current_ranks()
     device = ranks.device(cfg.device)
     lm = _load(cfg, loaded, device)
-    hps = [HookPoint.parse(h) for h in split_hooks(cfg.hook_point)]
+    specs = [HookPoint.parse(h) for h in split_hooks(cfg.hook_point)]
+    # each store reads (source, target): the module's input and output when paired, else (hook, None)
+    pairs = [hp.module_pair() if cfg.paired else (hp, None) for hp in specs]
+    hps = list(dict.fromkeys(h for pair in pairs for h in pair if h is not None))
     for hp in hps:
         resolve_module(lm.model, hp)
     batch, keep, target, n_ctx = _contexts(cfg, lm)
     probe = lm_activations(lm, hps, batch.token_id[:1, :8].to(device), batch.mask[:1, :8].to(device))
     sinks = []
-    for hp in hps:
-        folder = hook_folder(cfg.out, str(hp), len(hps))
-        sinks.append(open_sink(folder, _fields(cfg, lm, hp, probe[str(hp)].shape[-1]), target, cfg, ranks))
+    for spec, (hp, out_hp) in zip(specs, pairs):
+        folder = hook_folder(cfg.out, str(spec), len(specs))
+        out_d = None if out_hp is None else (out_hp, probe[str(out_hp)].shape[-1])
+        fields = _fields(cfg, lm, hp, probe[str(hp)].shape[-1], out_d)
+        sinks.append(open_sink(folder, fields, target, cfg, ranks))
         if ranks.rank == 0 and not sinks[-1].writer.complete:
             n_docs = int(batch.doc_id[:n_ctx].max()) + 1
             sinks[-1].writer.write_token_table(batch.doc_tokens[:n_docs], folder)
@@ -151,10 +166,12 @@ def harvest_lm(cfg: LMHarvestConfig, *, loaded=None) -> list:
             lm, hps, batch.token_id[s:e].to(device), batch.mask[s:e].to(device), stop_early=cfg.stop_early
         )
         out = []
-        for hp in hps:
+        for hp, out_hp in pairs:
             x = acts[str(hp)]
             k = keep[s:e].to(device)
             drop = norm_outliers(x, k, cfg.max_norm_ratio)
+            if out_hp is not None:  # a pair keeps a row only where both sides are inliers
+                drop |= norm_outliers(acts[str(out_hp)], k, cfg.max_norm_ratio)
             outliers[0] += int(drop.sum())
             k_host = (k & ~drop).cpu()
             meta = {
@@ -162,6 +179,8 @@ def harvest_lm(cfg: LMHarvestConfig, *, loaded=None) -> list:
                 "position": batch.position[s:e][k_host],
                 "token_id": batch.token_id[s:e][k_host].to(torch.int32),
             }
+            if out_hp is not None:  # rides with the row metadata through the drive loop (StoreWriter)
+                meta["target"] = acts[str(out_hp)][k_host.to(device)]
             out.append((x[k_host.to(device)], meta))
         return out
 

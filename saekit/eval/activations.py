@@ -1,7 +1,8 @@
 """Reconstruction metrics of an SAE over many activation batches, accumulated exactly.
 
 FVU is centred: `sum ||x - x_hat||^2 / sum ||x - mean(x)||^2` with the mean over *all* rows, computed
-from per-dimension running sums in float64 so batching does not change the answer.
+from per-dimension running sums in float64 so batching does not change the answer. For a transcoder the
+batches are `(x, y)` pairs (a module's input and output rows) and every figure is of its prediction of `y`.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def check_width(sae, d: int, where: str) -> None:
 
 
 @torch.no_grad()
-def activation_metrics(sae, batches: Iterable[Tensor]) -> ActivationMetrics:
-    """Accumulate FVU / MSE / L0 / dead % / shrinkage over `[B, d_in]` batches of raw activations."""
+def activation_metrics(sae, batches: Iterable[Tensor | tuple[Tensor, Tensor]]) -> ActivationMetrics:
+    """Accumulate FVU / MSE / L0 / dead % / shrinkage over `[B, d_in]` batches of raw activations (a
+    transcoder: `(x [B, d_in], y [B, d_out])` pairs; the figures compare its prediction with `y`)."""
     n = 0
     sum_x = sum_x2 = None
     err = 0.0
@@ -59,12 +61,15 @@ def activation_metrics(sae, batches: Iterable[Tensor]) -> ActivationMetrics:
     shrink_sum = 0.0
     dev = next(sae.parameters()).device
     fired_count = torch.zeros(sae.d_sae, dtype=torch.float64, device=dev)
-    for x in batches:
+    for item in batches:
+        x, y = item if isinstance(item, tuple) else (item, None)
         check_width(sae, x.shape[-1], "the evaluation data")
         x = x.reshape(-1, sae.d_in).float().to(dev)
         lat = sae.encode(x)
         recon = sae.decode(lat, x).float()  # x: per-row layer-norm / skip SAEs need the input rows
-        xd = x.double()
+        if sae.cfg.transcode and y is None:
+            raise ShapeError("a transcoder is evaluated on (input, output) pairs: pass (x, y) batches")
+        xd = (x if y is None else y.reshape(-1, sae.d_out).float().to(dev)).double()
         sum_x = xd.sum(0) if sum_x is None else sum_x + xd.sum(0)
         sum_x2 = xd.pow(2).sum(0) if sum_x2 is None else sum_x2 + xd.pow(2).sum(0)
         err += float((xd - recon.double()).pow(2).sum())
@@ -78,7 +83,7 @@ def activation_metrics(sae, batches: Iterable[Tensor]) -> ActivationMetrics:
     var = float((sum_x2 - sum_x.pow(2) / n).sum())
     return ActivationMetrics(
         fvu=err / max(var, 1e-30),
-        mse=err / (n * sae.d_in),
+        mse=err / (n * sae.d_out),
         l0=l0_sum / n,
         dead_pct=100.0 * float((fired_count == 0).double().mean()),
         shrinkage=shrink_sum / n,
@@ -87,7 +92,9 @@ def activation_metrics(sae, batches: Iterable[Tensor]) -> ActivationMetrics:
     )
 
 
-def inlier_metrics(sae, rows_ND: Tensor, max_norm_ratio: float) -> tuple[ActivationMetrics, int]:
+def inlier_metrics(
+    sae, rows_ND: Tensor, max_norm_ratio: float, targets_ND: Tensor | None = None
+) -> tuple[ActivationMetrics, int]:
     """The metrics without rows whose norm exceeds `max_norm_ratio` x the median (attention sinks), and
     how many were left out.
 
@@ -97,5 +104,10 @@ def inlier_metrics(sae, rows_ND: Tensor, max_norm_ratio: float) -> tuple[Activat
     """
     from saekit.models.activations import norm_outliers
 
-    out = norm_outliers(rows_ND[None], torch.ones(1, rows_ND.shape[0], dtype=torch.bool), max_norm_ratio)[0]
-    return activation_metrics(sae, rows_ND[~out].split(1024)), int(out.sum())
+    keep = torch.ones(1, rows_ND.shape[0], dtype=torch.bool)
+    out = norm_outliers(rows_ND[None], keep, max_norm_ratio)[0]
+    if targets_ND is None:
+        return activation_metrics(sae, rows_ND[~out].split(1024)), int(out.sum())
+    out |= norm_outliers(targets_ND[None], keep, max_norm_ratio)[0]  # as a paired harvest drops them
+    pairs = zip(rows_ND[~out].split(1024), targets_ND[~out].split(1024), strict=True)
+    return activation_metrics(sae, pairs), int(out.sum())

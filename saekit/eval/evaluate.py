@@ -1,4 +1,8 @@
-"""`saekit eval`: held-out reconstruction metrics plus spliced-in CE / KL, as a JSON report and a PNG."""
+"""`saekit eval`: held-out reconstruction metrics plus spliced-in CE / KL, as a JSON report and a PNG.
+
+A transcoder is evaluated on what it predicts: FVU etc. of its prediction of the module's output from the
+module's input, and CE / KL with that prediction spliced in place of the module's output.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ class EvalConfig:
     model: str | None = None
     """Model to splice the SAE into; None = the model named in the SAE's provenance (e.g. smollm2)."""
     hook_point: str | None = None
-    """Hook point; None = the SAE's provenance hook point."""
+    """Hook point; None = the SAE's provenance hook point. For a transcoder: the module whose output it
+    replaces (its input is read at `MODULE:in`); None = the transcoder's provenance."""
     corpus: str = "shakespeare"
     """Held-out text: `shakespeare`, `bible`, `default`, a .txt/.jsonl path. Documents are taken from the
     end of the corpus (harvest reads from the start), so they are unlikely to be training data."""
@@ -94,7 +99,7 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     sae = saekit.load(cfg.sae).eval().to(device)
     prov = sae.cfg.provenance
     model_name = cfg.model or prov.model
-    hook = cfg.hook_point or prov.hook_point
+    hook, source_hook = _hooks(cfg, sae)
     if not model_name or not hook:
         raise SaekitError(
             f"{cfg.sae}: the SAE's provenance does not name its model/hook point; "
@@ -105,6 +110,7 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
         "sae": str(cfg.sae),
         "model": model_name,
         "hook_point": hook,
+        "source_hook_point": source_hook,
         "config": asdict(cfg),
         "sae_config": sae.cfg.to_dict(),
     }
@@ -113,8 +119,15 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
 
         store = open_source(cfg.acts)
         check_width(sae, store.d, f"activation store {cfg.acts}")
-        sample = store.sample(min(cfg.acts_rows, len(store)), 12345)
-        report["store_metrics"] = activation_metrics(sae, sample.split(1024)).to_dict()
+        if sae.cfg.transcode:
+            from saekit.data.paired import PairedRows, split_pair
+
+            rows = PairedRows(store).sample(min(cfg.acts_rows, len(store)), 12345)
+            x, y = split_pair(rows, sae.d_in)
+            batches = list(zip(x.split(1024), y.split(1024)))
+        else:
+            batches = store.sample(min(cfg.acts_rows, len(store)), 12345).split(1024)
+        report["store_metrics"] = activation_metrics(sae, batches).to_dict()
 
     if loaded is None:
         from saekit.models import load_model, resolve_dtype
@@ -123,6 +136,8 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     loaded.model.to(device)
     hp = HookPoint.parse(hook)
     resolve_module(loaded.model, hp)
+    if source_hook is not None:
+        resolve_module(loaded.model, source_hook)
     docs = load_corpus(cfg.corpus)
     batch = heldout_tokens(docs, loaded.tokenizer, cfg.context_len, cfg.tokens)
     specials = set(getattr(loaded.tokenizer, "all_special_ids", []) or [])
@@ -132,19 +147,32 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     n_ctx = int(torch.searchsorted(cum, torch.tensor(cfg.tokens))) + 1
     ids, mask, pos = batch.token_id[:n_ctx], batch.mask[:n_ctx], pos[:n_ctx]
     acts: list[torch.Tensor] = []
+    sources: list[torch.Tensor] = []  # a transcoder's inputs (acts then holds the outputs it predicts)
 
-    def on_acts(x):
-        check_width(sae, x.shape[-1], f"model {model_name!r} at {hook}")
+    def on_acts(x, src=None):
+        if src is not None:
+            check_width(sae, src.shape[-1], f"model {model_name!r} at {source_hook}")
+            sources.append(src.float().cpu())
+        else:
+            check_width(sae, x.shape[-1], f"model {model_name!r} at {hook}")
         acts.append(x.float().cpu())
 
     bar = tqdm(total=int(pos.sum()), desc="eval", unit="tok", disable=cfg.quiet)
     try:
-        sp = _spliced(cfg, loaded.model, hp, _sae_reconstructor(sae), ids, mask, pos, on_acts, bar)
+        sp = _spliced(
+            cfg, loaded.model, hp, _sae_reconstructor(sae), ids, mask, pos, on_acts, bar, source_hook
+        )
     finally:
         bar.close()
-    heldout = activation_metrics(sae, acts)
+    if sources:
+        heldout = activation_metrics(sae, zip(sources, acts, strict=True))
+        inliers, n_out = inlier_metrics(
+            sae, torch.cat(sources), LMHarvestConfig.max_norm_ratio, torch.cat(acts)
+        )
+    else:
+        heldout = activation_metrics(sae, acts)
+        inliers, n_out = inlier_metrics(sae, torch.cat(acts), LMHarvestConfig.max_norm_ratio)
     report["heldout_metrics"] = heldout.to_dict()
-    inliers, n_out = inlier_metrics(sae, torch.cat(acts), LMHarvestConfig.max_norm_ratio)
     report["heldout_metrics_inliers"] = inliers.to_dict() | {"norm_outliers_left_out": n_out}
     report["spliced"] = sp._asdict()
     log_path = Path(cfg.sae) / "train_log.jsonl"
@@ -162,13 +190,33 @@ def evaluate(cfg: EvalConfig, *, loaded=None) -> dict[str, Any]:
     return report
 
 
-def _spliced(cfg: EvalConfig, model, hp, reconstruct, ids, mask, pos, on_acts, bar):
+def _hooks(cfg: EvalConfig, sae) -> tuple[str | None, str | None]:
+    """(hook point spliced, hook point read for a transcoder's input or None): from --hook-point (for a
+    transcoder, the module: its input and output) or the provenance."""
+    from saekit.hooks import HookPoint
+
+    prov = sae.cfg.provenance
+    if not sae.cfg.transcode:
+        return cfg.hook_point or prov.hook_point, None
+    if cfg.hook_point:
+        source, target = HookPoint.parse(cfg.hook_point).module_pair()
+        return str(target), str(source)
+    if prov.target_hook_point and prov.hook_point:
+        return prov.target_hook_point, prov.hook_point
+    raise SaekitError(
+        f"{cfg.sae} is a transcoder whose provenance does not name the module it predicts; pass "
+        "--hook-point MODULE (e.g. model.layers.8.mlp: its output is replaced by the prediction from its "
+        "input)"
+    )
+
+
+def _spliced(cfg: EvalConfig, model, hp, reconstruct, ids, mask, pos, on_acts, bar, source_hook=None):
     """Spliced metrics, through the on-disk baseline cache when it is on (and the prefix is shared:
-    the full-pass reference must recompute everything)."""
+    the full-pass reference must recompute everything; a transcoder's source activations are not cached)."""
     from saekit.eval.baseline_cache import baseline_key, baseline_path, load_baseline, save_baseline
     from saekit.eval.spliced import spliced_metrics_and_baseline
 
-    use_cache = cfg.baseline_cache and cfg.share_prefix
+    use_cache = cfg.baseline_cache and cfg.share_prefix and source_hook is None
     path = baseline_path(baseline_key(model, hp, ids, mask, pos, cfg.batch_size)) if use_cache else None
     cached = load_baseline(path) if path is not None else None
     sp, baseline = spliced_metrics_and_baseline(
@@ -183,6 +231,7 @@ def _spliced(cfg: EvalConfig, model, hp, reconstruct, ids, mask, pos, on_acts, b
         progress=bar,
         share_prefix=cfg.share_prefix,
         baseline=cached,
+        source_hook=source_hook,
     )
     if path is not None and not sp.baseline_reused:
         try:

@@ -7,6 +7,10 @@ evaluated positions). The splice replaces only evaluated positions, so attention
 BOS, huge norms the SAE never trained on) stay intact. CE loss recovered = (H_abl - H_sae) /
 (H_abl - H_orig) against each ablation; KL is KL(p_orig || p_sae) in nats.
 
+A transcoder is spliced in place of the module it predicts (`source_hook`): the hooked activation (the
+module's output) is replaced by the transcoder's prediction from the module's input, read at `source_hook`
+in the same forward pass; the ablations zero / mean-ablate that output as for an SAE.
+
 Speed: the prefix up to the hook is computed once per context; when the hook is a layer of a decoder
 stack, the four variants are batched through the layers after it only (saekit/eval/suffix.py), and the
 first batch is checked against a full forward so a model that does not fit that picture falls back to
@@ -94,25 +98,34 @@ def _device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-def _prefix(model, hp: HookPoint, ids: Tensor, attn: Tensor, slot) -> tuple[Tensor, bool]:
-    """The hook-point activation `[b, T, d]` (forward stopped there) and whether the slot returns a tuple."""
+def _prefix(
+    model, hp: HookPoint, ids: Tensor, attn: Tensor, slot, source: HookPoint | None = None
+) -> tuple[Tensor, bool, Tensor | None]:
+    """The hook-point activation `[b, T, d]` (forward stopped there), whether the slot returns a tuple, and
+    the activation at `source` (a transcoder's input, same pass) when one is given."""
     seen, handle = returns_tuple(*slot) if slot else ({}, None)
+    hooks = [hp] if source is None else [source, hp]
     try:
-        with capture(model, hp, stop_after_last=True) as cap:
+        with capture(model, hooks, stop_after_last=True) as cap:
             model(input_ids=ids, attention_mask=attn.long())
     finally:
         if handle is not None:
             handle.remove()
-    return cap.activations[str(hp)], seen.get("tuple", False)
+    src = None if source is None else cap.activations[str(source)]
+    return cap.activations[str(hp)], seen.get("tuple", False), src
 
 
-def _variants(x: Tensor, pos: Tensor, reconstruct, mean: Tensor, names: tuple[str, ...]) -> Tensor:
-    """`[len(names) * b, T, d]`: x spliced at `pos` with itself, the SAE, zeros or the mean, per name."""
+def _variants(
+    x: Tensor, pos: Tensor, reconstruct, mean: Tensor, names: tuple[str, ...], src: Tensor | None = None
+) -> Tensor:
+    """`[len(names) * b, T, d]`: x spliced at `pos` with itself, the SAE, zeros or the mean, per name (the
+    SAE variant maps `src`, a transcoder's input, when given, else `x` itself)."""
     out = x.unsqueeze(0).repeat(len(names), 1, 1, 1)
     sel = pos.to(x.device)
+    feed = x if src is None else src
     for i, name in enumerate(names):
         if name == "sae":
-            out[i][sel] = reconstruct(x[sel]).to(x.dtype)
+            out[i][sel] = reconstruct(feed[sel]).to(x.dtype)
         elif name == "zero":
             out[i][sel] = 0
         elif name == "mean":
@@ -206,8 +219,9 @@ def spliced_metrics(
 
     `reconstruct(x [n, d]) -> x_hat [n, d]` maps raw activations (model dtype in, model dtype out).
     `options` are `spliced_metrics_and_baseline`'s: `batch_size`, `on_activations` (receives the original
-    activations at the evaluated positions, for FVU etc.), `progress`, and `share_prefix=False`, which
-    forces full forward passes (the reference the fast path is checked against).
+    activations at the evaluated positions, for FVU etc.), `progress`, `share_prefix=False`, which
+    forces full forward passes (the reference the fast path is checked against), and `source_hook` (a
+    transcoder: `reconstruct` maps that hook's activations to `hook_point`'s).
     """
     metrics, _ = spliced_metrics_and_baseline(
         model, hook_point, reconstruct, token_id, mask, positions, **options
@@ -229,6 +243,7 @@ def spliced_metrics_and_baseline(
     progress=None,
     share_prefix: bool = True,
     baseline: Baseline | None = None,
+    source_hook=None,
 ) -> tuple[SplicedMetrics, Baseline]:
     """`spliced_metrics`, plus its SAE-independent part; given a `baseline` from an earlier call on the
     same model, hook, tokens and batch size, only the original and spliced variants run.
@@ -236,8 +251,15 @@ def spliced_metrics_and_baseline(
     A baseline is trusted only after two checks: the first context's prefix is recomputed and must match
     it, and the rerun original CE must match its `ce_orig_sum`. If either fails it is dropped with a
     warning and everything is recomputed, so a stale cache costs time, never correctness.
+
+    `source_hook` (a transcoder's input hook point): the SAE variant replaces `hook_point`'s activation with
+    `reconstruct(activation at source_hook)`, both read in one pass; `on_activations(x, src)` then also
+    receives the source rows. A baseline holds no source activations, so none is reused then.
     """
     hp = HookPoint.parse(hook_point)
+    source = None if source_hook is None else HookPoint.parse(source_hook)
+    if source is not None:
+        baseline = None
     dev = _device(model)
     slot = layer_slot(model, hp) if share_prefix else None
     batches = [
@@ -253,14 +275,14 @@ def spliced_metrics_and_baseline(
     if baseline is not None:
         fits, tuple_out = _baseline_fits(model, hp, batches, slot, baseline)
         baseline = baseline if fits else None
-    prefixes, mean, tuple_out = _collect_prefixes(
-        model, hp, batches, slot, baseline, on_activations, tuple_out
+    prefixes, mean, tuple_out, sources = _collect_prefixes(
+        model, hp, batches, slot, baseline, on_activations, tuple_out, source
     )
     # phase 2: the variants, batched, through the suffix (or full passes)
     names = SAE_DEPENDENT if baseline is not None else VARIANTS
     sums = _Sums(names)
-    for i, ((ids, attn, pos), x) in enumerate(zip(batches, prefixes, strict=True)):
-        stacked = _variants(x, pos, reconstruct, mean, names)
+    for i, ((ids, attn, pos), x, src) in enumerate(zip(batches, prefixes, sources, strict=True)):
+        stacked = _variants(x, pos, reconstruct, mean, names, src)
         ids_v, attn_v = ids.repeat(len(names), 1), attn.repeat(len(names), 1)
         logits = _suffix_pass(model, slot, tuple_out, ids_v, attn_v, stacked) if slot else None
         # on first use the replay is checked against a full forward; a reused baseline is checked by its
@@ -281,32 +303,37 @@ def spliced_metrics_and_baseline(
             )
             return spliced_metrics_and_baseline(
                 model, hp, reconstruct, token_id, mask, positions, batch_size=batch_size,
-                on_activations=None, progress=None, share_prefix=share_prefix,
+                on_activations=None, progress=None, share_prefix=share_prefix, source_hook=source,
             )  # fmt: skip
         sums.ce["zero"], sums.ce["mean"] = baseline.ce_zero_sum, baseline.ce_mean_sum
     base = Baseline(list(prefixes), sums.ce["orig"], sums.ce["zero"], sums.ce["mean"], sums.count)
     return sums.metrics(shared=slot is not None, reused=baseline is not None), base
 
 
-def _collect_prefixes(model, hp, batches, slot, baseline, on_activations, tuple_out: bool):
+def _collect_prefixes(model, hp, batches, slot, baseline, on_activations, tuple_out: bool, source=None):
     """Phase 1: every batch's activation at the hook (computed, or taken from the baseline), the mean
-    over the evaluated positions (for mean ablation) and whether the hooked layer returns a tuple."""
+    over the evaluated positions (for mean ablation), whether the hooked layer returns a tuple, and the
+    activations at `source` (a transcoder's input; Nones without one)."""
     dev = _device(model)
-    prefixes, total, n = [], None, 0
+    prefixes, sources, total, n = [], [], None, 0
     for i, (ids, attn, pos) in enumerate(batches):
+        src = None
         if baseline is None:
-            x, tuple_out = _prefix(model, hp, ids, attn, slot)
+            x, tuple_out, src = _prefix(model, hp, ids, attn, slot, source)
         else:
             x = baseline.prefix[i].to(dev)
+        sources.append(src)
         xs = x[pos.to(x.device)]
-        if on_activations is not None:
+        if on_activations is not None and src is None:
             on_activations(xs)
+        elif on_activations is not None:
+            on_activations(xs, src[pos.to(src.device)])
         total = xs.double().sum(0) if total is None else total + xs.double().sum(0)
         n += xs.shape[0]
         prefixes.append(x)
     if n == 0:
         raise SaekitError("no evaluable positions: give more tokens or longer contexts")
-    return prefixes, (total / n).float(), tuple_out
+    return prefixes, (total / n).float(), tuple_out, sources
 
 
 def _close(a: float, b: float, count: int) -> bool:
@@ -323,7 +350,7 @@ def _baseline_fits(model, hp: HookPoint, batches, slot, baseline: Baseline) -> t
     )
     if shapes_ok:
         ids, attn, _ = batches[0]
-        x, tuple_out = _prefix(model, hp, ids[:1], attn[:1], slot)  # one context: cheap, and enough
+        x, tuple_out, _ = _prefix(model, hp, ids[:1], attn[:1], slot)  # one context: cheap, and enough
         ref = baseline.prefix[0][:1].to(x.device, x.dtype)
         if x.shape == ref.shape and torch.allclose(
             x, ref, rtol=1e-4, atol=1e-4 * float(x.abs().max().clamp_min(1))

@@ -2,7 +2,8 @@
 
 `export_sae(ExportConfig(sae=..., to=..., out=...))` folds saekit's conventions into plain weights
 (the constant input scale `c`: `W_enc * c`, `b_dec / c`, `W_dec / c` — the same function of raw
-activations), checks the target can represent the SAE, and calls the target's writer
+activations; a transcoder's input scale `a` and output scale `c`: `W_enc * a`, `W_dec / c`, `b_dec / c`,
+`W_skip * a / c`), checks the target can represent the SAE, and calls the target's writer
 (`saekit.formats.writers`). What a target cannot express is refused with the reason instead of
 written approximately. `saekit.load(out)` reads every export back (to float rounding of the fold).
 """
@@ -54,12 +55,21 @@ class ExportConfig:
 
 
 def folded_tensors(sae) -> dict[str, Tensor]:
-    """The SAE's tensors (float64) with the constant input scale folded in, so input_scale becomes 1."""
+    """The SAE's tensors (float64) with the constant input scale folded in, so input_scale becomes 1 (a
+    transcoder's output scale too)."""
     t = {
         name: v.detach().to("cpu", torch.float64)
         for name, v in sae.state_dict().items()
         if v.is_floating_point()
     }
+    if sae.cfg.transcode:  # x_n = a x in, prediction / c out; the skip term is in normalised units
+        a, c = float(t.pop("input_scale")), float(t.pop("output_scale"))
+        t["W_enc"] = t["W_enc"] * a
+        t["W_dec"] = t["W_dec"] / c
+        t["b_dec"] = t["b_dec"] / c
+        if "W_skip" in t:
+            t["W_skip"] = t["W_skip"] * (a / c)
+        return t
     c = float(sae.input_scale) if sae.cfg.normalization != "layer_norm" else 1.0
     t["W_enc"] = t["W_enc"] * c
     t["b_dec"] = t["b_dec"] / c
@@ -68,9 +78,27 @@ def folded_tensors(sae) -> dict[str, Tensor]:
     return t
 
 
+#: What each target says it has for transcoders (why a saekit transcoder cannot go there otherwise).
+TRANSCODER_SUPPORT = {
+    "sparsify": "sparsify transcoders (`transcode: true`) select the top k per row, with an optional W_skip",
+    "saelens": "SAELens' transcoder classes are ReLU ('transcoder', 'skip_transcoder') and JumpReLU "
+    "('jumprelu_transcoder'); none selects the top k latents, so a saekit TopK/BatchTopK transcoder has no "
+    "exact SAELens form. Export it --to sparsify",
+    "dictionary_learning": "dictionary_learning has no transcoder class (its dictionaries reconstruct their "
+    "input). Export it --to sparsify",
+}
+
+
 def refusal(sae, target: str) -> str | None:
     """Why `target` cannot represent `sae` exactly, or None when it can."""
     arch, cfg = sae.cfg.arch, sae.cfg
+    if cfg.transcode and target != "sparsify":
+        return f"it is a transcoder: {TRANSCODER_SUPPORT[target]}"
+    if cfg.transcode and sae.d_out != sae.d_in:
+        return (
+            f"sparsify transcoders predict outputs as wide as their inputs; this one maps {sae.d_in} -> "
+            f"{sae.d_out}"
+        )
     if arch not in SUPPORTED[target]:
         known = ", ".join(SUPPORTED[target])
         return f"{target} has no class for saekit arch {arch!r} (it can take: {known})"

@@ -7,14 +7,14 @@ kept as the native skip term; only d_out = d_in converts). Config: `d_in`, `num_
 
 Encode (sparsify `fused_encoder`): `relu(encoder(x - b_dec))` then top-k of the *post-ReLU* values.
 Our TopK takes the top-k of pre-activations then applies ReLU; both keep the same positive values at
-the same indices, so dense latents are identical. Transcoders (`transcode=True`) skip the `- b_dec`;
-that is folded into b_enc, and the converted SAE's decode then predicts the transcoder's target.
+the same indices, so dense latents are identical. Transcoders (`transcode=True`) skip the `- b_dec` and
+become native transcoders (`SAEConfig.transcode`, whose encoder does the same), tensor for tensor; their
+hookpoint names the module, so the provenance reads `NAME:in` -> `NAME`.
 A root folder holding several hookpoint folders is rejected with the list to choose from.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
@@ -24,7 +24,6 @@ from saekit.formats.common import (
     assemble,
     check_int,
     checked_tensors,
-    fold_input_bias,
     layer_from_hook,
     make_config,
     native_dtype,
@@ -97,14 +96,7 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
     if skip:  # sparsify adds `x @ W_skip.mT`; native recon adds `x @ W_skip`
         skip_hint = f"{hint} with d_out = d_in"
         W_skip = checked_tensors(tensors, {"W_skip": (d_in, d_in)}, src, skip_hint)["W_skip"]
-    if cfg.get("transcode", False):
-        b_enc = fold_input_bias(W_enc, b_enc, b_dec)
-        warnings.warn(
-            f"{folder} is a sparsify transcoder: the converted SAE's decode predicts the module's output, "
-            "not its input, so its 'reconstruction error' is a prediction error",
-            UserWarning,
-            stacklevel=2,
-        )
+    transcode = bool(cfg.get("transcode", False))
     scfg = make_config(
         cfg_path,
         d_in=d_in,
@@ -114,11 +106,13 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
         dtype=native_dtype(tensors["encoder.weight"].dtype),
         normalize_decoder=bool(cfg.get("normalize_decoder", True)),
         skip_connection=skip,
+        transcode=transcode,
         provenance=Provenance(
-            hook_point=folder.name,
+            hook_point=f"{folder.name}:in" if transcode else folder.name,
             layer=layer_from_hook(folder.name),
             source_format="sparsify",
             source_name=folder.name,
+            target_hook_point=folder.name if transcode else None,
         ),
     )
     out = {
@@ -128,6 +122,8 @@ def load_sparsify(folder: str | Path, device: str | torch.device | None = None):
         "b_dec": b_dec,
         "input_scale": torch.ones((), dtype=torch.float32),
     }
+    if transcode:
+        out["output_scale"] = torch.ones((), dtype=torch.float32)
     if skip:
         out["W_skip"] = W_skip.T.contiguous()
     return assemble(scfg, out, src, device)

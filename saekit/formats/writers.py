@@ -62,7 +62,9 @@ def write_saelens(sae, t: dict[str, Tensor], architecture: str, out: Path) -> No
 
 
 def write_sparsify(sae, t: dict[str, Tensor], _cls: str, out: Path) -> None:
-    """sparsify 1.x hookpoint folder: `cfg.json` (SparseCoderConfig + d_in) + `sae.safetensors`."""
+    """sparsify 1.x hookpoint folder: `cfg.json` (SparseCoderConfig + d_in) + `sae.safetensors`; a saekit
+    transcoder becomes a sparsify transcoder (`transcode: true`: no `- b_dec` before the encoder, as in
+    saekit's), its skip term `W_skip [d_out, d_in]`."""
     w = {"encoder.weight": t["W_enc"].T, "encoder.bias": t["b_enc"], "W_dec": t["W_dec"], "b_dec": t["b_dec"]}
     if sae.cfg.skip_connection:
         w["W_skip"] = t["W_skip"].T  # sparsify adds x @ W_skip.mT
@@ -77,7 +79,7 @@ def write_sparsify(sae, t: dict[str, Tensor], _cls: str, out: Path) -> None:
         "k": sae.cfg.k,
         "multi_topk": False,
         "skip_connection": sae.cfg.skip_connection,
-        "transcode": False,
+        "transcode": sae.cfg.transcode,
         "d_in": sae.d_in,
     }
     save_tensors_atomic(out / "sae.safetensors", _cast(w, sae.dtype))

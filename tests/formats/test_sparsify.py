@@ -91,11 +91,17 @@ def test_num_latents_overrides_expansion_factor(tmp_path):
     assert_close(sae.reconstruct(x), out, "reconstruction")
 
 
-def test_transcoder_folds_b_dec(tmp_path):
+def test_transcoder_loads_as_a_native_transcoder(tmp_path):
+    """A sparsify transcoder (no `- b_dec` before its encoder) is a native transcoder, tensor for tensor."""
     t = sparsify_tensors(seed=20)
     folder = write_sparsify(tmp_path / "layers.2.mlp", t, transcode=True, k=4)
-    with pytest.warns(UserWarning, match="transcoder"):
+    with _no_warning():
         sae = load_sparsify(folder)
+    assert sae.cfg.transcode and torch.equal(sae.b_enc, t["encoder.bias"])
+    assert (sae.cfg.provenance.hook_point, sae.cfg.provenance.target_hook_point) == (
+        "layers.2.mlp:in",
+        "layers.2.mlp",
+    )
     x = acts(seed=21)
     dense, out, *_ = ref_forward(t, x, 4, transcode=True)
     assert not torch.allclose(dense, ref_forward(t, x, 4, transcode=False)[0]), (
@@ -125,7 +131,7 @@ def test_skip_transcoder_matches_reference(tmp_path, transcode):
     """sparsify skip transcoders add `x @ W_skip.mT` to the decoder output (W_skip [d_out, d_in])."""
     t = sparsify_tensors(seed=11)
     t["W_skip"] = rand(D_IN, D_IN, seed=12, scale=0.4)
-    with pytest.warns(UserWarning) if transcode else _no_warning():
+    with _no_warning():
         sae = load_sparsify(write_sparsify(tmp_path / "s", t, skip_connection=True, transcode=transcode))
     assert sae.cfg.skip_connection
     x = acts(seed=13)

@@ -1,4 +1,6 @@
-"""`saekit testbed`: train the flow-matching digits testbed and measure diffusion steering end to end."""
+"""`saekit testbed`: train the flow-matching digits testbed and measure diffusion steering end to end.
+
+`saekit testbed build ...` is the FluxPipeline testbed instead (`saekit.commands.testbed_build`)."""
 
 from __future__ import annotations
 
@@ -51,6 +53,10 @@ def parse(argv: list[str]) -> TestbedArgs:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["build"]:  # `saekit testbed build`: the FluxPipeline testbed (saekit.testbed.fluxbed)
+        from saekit.commands.testbed_build import main as build_main
+
+        return build_main(argv[1:])
     args = parse(argv)
     from saekit.device import HOST, resolve_device
     from saekit.errors import SaekitError

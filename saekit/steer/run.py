@@ -57,6 +57,14 @@ class SteerConfig:
     """Override the recipe's arm for --concept (e.g. decompose:additive, output:clamp, diffmean)."""
     concept_strength: str | None = None
     """Override the recipe's strength for --concept (e.g. 0.25norm)."""
+    recipe: str | None = None
+    """A learned recipe (JSON from --learn-recipe): add its vector, (feature, weight) pairs, to --prompt."""
+    learn_recipe: str | None = None
+    """With --concept: fit a supervised sparse vector (k SAE features, LM loss on the concept's prompted
+    continuations of the protocol's train prompts; saekit.steer.concept.learned), save it here as a recipe
+    and steer --prompt with it."""
+    learn_arm: Literal["sparse", "free"] = "sparse"
+    """What --learn-recipe fits: `sparse` (SAE features) or `free` (an unconstrained vector, the baseline)."""
     verify: bool = True
     """With --concept: judge the steered text offline and, while the judges do not see the concept,
     escalate the strength (2x, 4x) and then the arm (DiffMean), printing which arm carried it, or
@@ -168,6 +176,43 @@ def _verdict(res, steered_scores: dict, concept: str) -> str:
     return f"verdict: the judges did not see {concept!r} in any try (SAE arms, then DiffMean)"
 
 
+def _learn_recipe(cfg: SteerConfig, s):
+    """Fit and save the --learn-recipe for --concept (train prompts of the bundled protocol)."""
+    from saekit.steer.concept.concepts import load_prompts
+    from saekit.steer.concept.learned import learn_recipe, save_recipe
+    from saekit.steer.concept.steering import concept_texts
+
+    concept, _ = concept_texts(cfg.concept)
+    train, _ = load_prompts("protocol")
+    recipe = learn_recipe(s, concept, train, arm=cfg.learn_arm, chat=_gen(cfg).chat)
+    save_recipe(recipe, cfg.learn_recipe)
+    return recipe
+
+
+def _steer_recipe(cfg: SteerConfig, s, recipe=None) -> str:
+    """Steer --prompt with a learned recipe's vector (added on every position)."""
+    from saekit.steer.apply import steering
+    from saekit.steer.concept.learned import load_recipe
+    from saekit.steer.generate import generate_pair
+
+    if cfg.prompt is None:
+        raise SteeringError("--recipe / --learn-recipe need --prompt (the text to continue)")
+    recipe = recipe or load_recipe(cfg.recipe)
+    if recipe.hook_point != s.hook_point:
+        raise SteeringError(f"the recipe was fitted at {recipe.hook_point}, the SAE steers {s.hook_point}")
+    v = recipe.direction(s.sae).to(s.sae.device)
+    pair = generate_pair(
+        s.lm.model, s.lm.tokenizer, cfg.prompt,
+        lambda: steering(s.lm.model, s.hook_point, lambda x: x + v.to(x.dtype), positions=cfg.positions,
+                         prompt_len=None if cfg.positions == "all" else 0),
+        _gen(cfg),
+    )  # fmt: skip
+    head = (f"prompt: {cfg.prompt!r}\nrecipe {recipe.arm} for {recipe.concept!r} at {s.hook_point}: "
+            f"{recipe.describe()} (vector norm {float(v.norm()):.3g})\n")  # fmt: skip
+    return head + side_by_side("unsteered", pair.unsteered.text, f"steered ({recipe.concept})",
+                               pair.steered.text, cfg.width)  # fmt: skip
+
+
 def _feature_strengths(cfg: SteerConfig, s) -> list[float]:
     from saekit.steer.strength import method_strengths
 
@@ -241,6 +286,10 @@ def run(cfg: SteerConfig, lm=None) -> str:
         return _explain_prompt(cfg, s)
     if cfg.explain_concept is not None:
         return explain_concept(s, cfg.explain_concept, chat=_gen(cfg).chat, top_n=cfg.top_n)
+    if cfg.recipe is not None:
+        return _steer_recipe(cfg, s)
+    if cfg.concept is not None and cfg.learn_recipe is not None:
+        return _steer_recipe(cfg, s, _learn_recipe(cfg, s))
     if cfg.concept is not None:
         return _steer_concept(cfg, s)
     if cfg.prompt is None or not cfg.feature:

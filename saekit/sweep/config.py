@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from saekit.steer.concept.evidence import SelectionConfig
+from saekit.steer.concept.learned import CONCEPT_INSTRUCTION
 
 SMALL_ARMS = (
     "input:additive",
@@ -29,7 +30,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": {"n_concepts": 12, "n_train": 5, "n_test": 5, "arms": FULL_ARMS,
              "strengths": "0.1norm,0.25norm,0.5norm,1norm", "max_new_tokens": 32},
 }  # fmt: skip
-PROMPTING_TEMPLATE = "{prompt} In your answer, talk about {description}."
+PROMPTING_TEMPLATE = CONCEPT_INSTRUCTION  # the supervised arms fit on continuations of this instruction
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class SweepConfig:
     n_test: int | None = None
     """Test prompts used (first n): the reported numbers."""
     arms: tuple[str, ...] | None = None
-    """`selection:method` (selection in input/output/decompose/sae_ts) or `diffmean`."""
+    """`selection:method` (selection in input/output/decompose/sae_ts/sparse/confidence), `diffmean` or
+    `free` (the supervised vector without SAE features)."""
     strengths: str | None = None
     """Strength grid (units abs/norm/max); `norm` is comparable across arms."""
     max_new_tokens: int | None = None

@@ -121,13 +121,25 @@ def _concept_arms(plan: Plan, sae, hp: str, cal, ci: int, acts: list[torch.Tenso
         sel_needed.append("output")
     ev = gather_evidence(plan.lm.model, plan.lm.tokenizer, sae, hp, plan.concepts[ci].texts, others,
                          train_ids, cfg=plan.cfg.selection, cal=cal, methods=sel_needed,
-                         acts_pos=acts[ci], acts_neg=neg)  # fmt: skip
+                         acts_pos=acts[ci], acts_neg=neg, supervision=lambda: _supervision(plan, ci),
+                         description=f"{plan.concepts[ci].name} {plan.concepts[ci].description}")  # fmt: skip
     arms = []
     for name in plan.cfg.arms:
         sel = parse_arm(name)[0]
         if sel == "diffmean" or sel in ev.selections:
             arms.append(make_arm(name, ev.selections.get(sel), ev.diffmean))
     return ev, arms
+
+
+def _supervision(plan: Plan, ci: int):
+    """Train-prompt continuations for the supervised and token-confidence selections of concept `ci`
+    (`saekit.steer.concept.learned.build_supervision`; test prompts are never used)."""
+    from saekit.steer.concept.learned import build_supervision
+
+    train = [p for p, s in zip(plan.prompts, plan.splits) if s == "train"]
+    return build_supervision(plan.lm.model, plan.lm.tokenizer, train, plan.concepts[ci].description,
+                             chat=plan.gen.chat, max_new_tokens=plan.cfg.max_new_tokens,
+                             seed=plan.cfg.seed)  # fmt: skip
 
 
 def _arm_block(plan: Plan, arm, sae, cal, folder: str):
@@ -185,6 +197,7 @@ def _concept_info(layer, hp, folder, concept, ev, arms) -> dict:
         "n_flagged": int(ev.flagged.sum()),
         "concept_tokens": ev.concept_tokens,
         "diffmean_norm": float(ev.diffmean.norm()),
+        "fits": ev.fit_info,
     }  # fmt: skip
 
 

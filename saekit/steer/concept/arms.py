@@ -2,9 +2,12 @@
 
 An arm is what a sweep compares: `input:clamp` (features picked by activation contrast, clamped),
 `output:additive` (picked by output score, added), `decompose:additive` (the DiffMean vector written
-in a few SAE decoder directions, all added at once), `sae_ts:additive` (the SAE-TS vector), and the
-`diffmean` baseline. Every arm's strengths are given in `saekit.steer.strength` units, so `0.5norm`
-moves the activation equally far for every arm.
+in a few SAE decoder directions, all added at once), `sae_ts:additive` (the SAE-TS vector),
+`sparse:additive` (a vector in k SAE decoder directions fitted with the LM loss on the concept's
+prompted continuations), `confidence:additive` (features picked by the rise in the concept tokens'
+probability), and two vector baselines: `diffmean`, and `free` (the supervised vector without the
+sparsity constraint; `saekit.steer.concept.learned`). Every arm's strengths are given in
+`saekit.steer.strength` units, so `0.5norm` moves the activation equally far for every arm.
 
 `batched_edit` stacks several arms' edits into one callback over row slices, so one generate call
 runs every arm × strength for a prompt (what keeps the protocol affordable on 2 CPU cores).
@@ -24,9 +27,16 @@ from saekit.steer.methods import add_directions, apply_method, feature_gain
 from saekit.steer.registry import get_method
 from saekit.steer.strength import Strength, resolve
 
-SELECTIONS = ("input", "output", "decompose", "sae_ts")
-DIRECTION_SELECTIONS = ("decompose", "sae_ts")
+SELECTIONS = ("input", "output", "decompose", "sae_ts", "sparse", "confidence")
+DIRECTION_SELECTIONS = ("decompose", "sae_ts", "sparse", "free")
 """Selections that produce one steering vector (steered additively along it)."""
+SUPERVISED_SELECTIONS = ("sparse", "free", "confidence")
+"""Selections that need continuations of train prompts (generated, then fitted or scored): slower,
+so `saekit steer --explain-concept` leaves them out."""
+VECTOR_BASELINES = ("diffmean", "free")
+"""Arms that steer along a vector that is not made of SAE features (no `selection:method` name):
+DiffMean, and `free`, the supervised vector without the sparsity constraint
+(`saekit.steer.concept.learned`)."""
 
 
 @dataclass(frozen=True)
@@ -47,13 +57,13 @@ class Arm:
 
 def parse_arm(name: str) -> tuple[str, str]:
     """`"output:clamp"` -> ("output", "clamp"); `diffmean` -> ("diffmean", "direction")."""
-    if name == "diffmean":
-        return "diffmean", "direction"
+    if name in VECTOR_BASELINES:
+        return name, "direction"
     sel, _, method = name.partition(":")
     if sel not in SELECTIONS or not method:
         raise SteeringError(
             f"unknown sweep arm {name!r}: write selection:method with selection in {', '.join(SELECTIONS)} "
-            f"(e.g. output:clamp), or diffmean"
+            f"(e.g. output:clamp), or one of {', '.join(VECTOR_BASELINES)}"
         )
     if sel in DIRECTION_SELECTIONS and method != "additive":
         raise SteeringError(f"arm {name!r}: {sel} produces a vector; only {sel}:additive is defined")

@@ -24,6 +24,7 @@ from saekit.steer.concept.select import (
     select_by_output,
     top_candidates,
 )
+from saekit.steer.concept.supervised import FitConfig
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class SelectionConfig:
     """Push used for output scores, as a fraction of the mean activation norm."""
     n_concept_tokens: int = 24
     """Concept tokens whose log-probability the output score reads."""
+    fit: FitConfig = field(default_factory=FitConfig)
+    """Supervised steering (`sparse`, `free`): steps, rate, L1, the k grid."""
+    confidence_candidates: int = 32
+    """Candidates the token-confidence selection scores (contrast and DiffMean-cosine, alternately)."""
 
 
 @dataclass
@@ -58,6 +63,8 @@ class ConceptEvidence:
     """Token ids the output score reads."""
     errors: dict[str, str] = field(default_factory=dict)
     """Selection method -> why it found nothing."""
+    fit_info: dict = field(default_factory=dict)
+    """Supervised fits (`sparse`, `free`): chosen k, losses, fitted norms."""
 
 
 def activation_norm(acts_ND: Tensor, cal) -> float:
@@ -80,8 +87,14 @@ def gather_evidence(
     methods: Sequence[str] = ("input", "output", "decompose", "sae_ts"),
     acts_pos: Tensor | None = None,
     acts_neg: Tensor | None = None,
+    supervision=None,
+    description: str = "",
 ) -> ConceptEvidence:
-    """Run every selection in `methods` for one concept (activations may be passed in to reuse them)."""
+    """Run every selection in `methods` for one concept (activations may be passed in to reuse them).
+
+    `supervision` (a `saekit.steer.concept.learned.Supervision`, or a function returning one, called
+    once when needed) feeds the supervised (`sparse`, `free`) and `confidence` selections;
+    `description` (the concept's name/description) adds its words to the confidence's concept tokens."""
     from saekit.errors import SteeringError
 
     pos = text_activations(model, tokenizer, hook_point, concept_texts) if acts_pos is None else acts_pos
@@ -96,7 +109,12 @@ def gather_evidence(
                                   score_prompts, cfg, cal, flagged, ev),
         "decompose": lambda: decompose_direction(sae, ev.diffmean, k=cfg.decompose_k, flagged=flagged),
         "sae_ts": lambda: _sae_ts(ev, sae, cfg),
+        "sparse": lambda: _supervised("sparse", ctx, model, sae, hook_point, pos, cfg, cal, ev, methods),
+        "free": lambda: _supervised("free", ctx, model, sae, hook_point, pos, cfg, cal, ev, methods),
+        "confidence": lambda: _confidence(ctx, model, tokenizer, sae, hook_point, pos, neg, concept_texts,
+                                          other_texts, cfg, cal, ev),
     }  # fmt: skip
+    ctx = {"supervision": supervision, "tokenizer": tokenizer, "description": description}
     for name in methods:
         try:
             ev.selections[name] = steps[name]()
@@ -122,3 +140,49 @@ def _sae_ts(ev: ConceptEvidence, sae, cfg: SelectionConfig) -> Selection:
     if base is None:
         raise SteeringError("SAE-TS targets the output- or input-selected features; neither found any")
     return sae_ts(sae, list(base.features), lam=cfg.sae_ts_lambda)
+
+
+def _supervision(ctx: dict):
+    from saekit.errors import SteeringError
+
+    sup = ctx.get("supervision")
+    if sup is None:
+        raise SteeringError("supervised selections need train-prompt supervision (pass supervision=)")
+    if callable(sup):
+        sup = ctx["supervision"] = sup()
+    return sup
+
+
+def _supervised(name, ctx, model, sae, hp, pos, cfg, cal, ev, methods) -> Selection:
+    """The sparse fit or its free twin (both fitted in one pass when both are asked for)."""
+    from saekit.steer.concept.learned import fit_concept
+
+    if name not in ctx.setdefault("fits", {}):
+        which = [m for m in ("sparse", "free") if m in methods and m not in ctx["fits"]]
+        pad = getattr(ctx.get("tokenizer"), "pad_token_id", None) or 0
+        fits = fit_concept(model, sae, hp, _supervision(ctx), scale=activation_norm(pos, cal), cfg=cfg.fit,
+                           flagged=ev.flagged, which=which, pad_id=pad)  # fmt: skip
+        ctx["fits"].update({"sparse": fits.sparse, "free": fits.free} if len(which) == 2 else
+                           {name: getattr(fits, name)})  # fmt: skip
+        ev.fit_info.update({k: v for k, v in fits.info.items() if k in which})
+    return ctx["fits"][name]
+
+
+def _confidence(ctx, model, tok, sae, hp, pos, neg, c_texts, o_texts, cfg, cal, ev) -> Selection:
+    from saekit.steer.concept.confidence import (
+        confidence_candidates,
+        confidence_rises,
+        description_token_ids,
+        rank_by_confidence,
+    )
+    from saekit.steer.concept.select import input_contrast
+
+    sup = _supervision(ctx)
+    ids = concept_token_ids(tok, c_texts, o_texts, cfg.n_concept_tokens)
+    ids += [t for t in description_token_ids(tok, ctx.get("description") or "") if t not in ids]
+    D = sae.decoder_directions().detach()
+    cands = confidence_candidates(input_contrast(sae, pos, neg), D, ev.diffmean, cfg.confidence_candidates,
+                                  ev.flagged)  # fmt: skip
+    length = cfg.score_strength * activation_norm(pos, cal)
+    rises = confidence_rises(model, hp, D[cands], sup.neutral, ids, length)
+    return rank_by_confidence({int(j): float(r) for j, r in zip(cands, rises)}, k=cfg.n_features)

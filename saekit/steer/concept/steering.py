@@ -81,14 +81,19 @@ class ConceptSteer:
 def concept_evidence(session, words: str, *, judge=None, chat: bool | None = None, methods=None, texts=None):
     """Gather every selection for `words` at the session's hook point (`texts`: an explicit
     `(Concept, contrast texts)` instead of looking the words up)."""
-    from saekit.steer.concept.arms import SELECTIONS
+    from saekit.steer.concept.arms import SELECTIONS, SUPERVISED_SELECTIONS
     from saekit.steer.concept.evidence import gather_evidence
+    from saekit.steer.concept.learned import build_supervision
 
     concept, others = texts or concept_texts(words, judge)
     lm = session.lm
+    train, _ = load_prompts("protocol")
+    sup = lambda: build_supervision(lm.model, lm.tokenizer, train, concept.description, chat=chat)  # noqa: E731
     ev = gather_evidence(lm.model, lm.tokenizer, session.sae, session.hook_point, concept.texts, others,
                          score_prompt_ids(lm.tokenizer, chat), cal=session.calibration,
-                         methods=methods or SELECTIONS)  # fmt: skip
+                         methods=methods or [m for m in SELECTIONS if m not in SUPERVISED_SELECTIONS],
+                         supervision=sup,
+                         description=f"{concept.name} {concept.description}")  # fmt: skip
     return concept, ev
 
 

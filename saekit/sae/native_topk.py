@@ -18,11 +18,7 @@ the kernel may choose other positions than torch does.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
 import threading
 import warnings
 from pathlib import Path
@@ -30,8 +26,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from saekit.atomic import atomic_path
-from saekit.models.cache import cache_dir
+from saekit.sae.native_build import build_library
+from saekit.sae.native_build import compiler as _compiler
+from saekit.sae.native_build import cpu_tag as _cpu_tag
 
 SOURCE = Path(__file__).with_name("native") / "topk_rows.c"
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11")
@@ -40,39 +37,9 @@ _lock = threading.Lock()
 _kernel: object = None  # None: not tried yet; False: unavailable; else the ctypes function
 
 
-def _cpu_tag() -> str:
-    """What `-march=native` depends on: the CPU's model and feature flags (from /proc/cpuinfo)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text(errors="replace")
-        lines = [ln for ln in info.splitlines() if ln.startswith(("model name", "flags", "Features"))]
-        return "\n".join(sorted(set(lines)))
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
-def _compiler() -> str | None:
-    cc = os.environ.get("CC")
-    if cc and shutil.which(cc):
-        return cc
-    return next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
-
-
 def build() -> Path:
     """Compile the kernel (if this source/flags/CPU has no cached build) and return the shared library."""
-    src = SOURCE.read_bytes()
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler found (set $CC or install gcc)")
-    key = hashlib.sha256(src + repr((FLAGS, cc, platform.machine(), _cpu_tag())).encode()).hexdigest()[:16]
-    out = cache_dir() / "native" / f"topk_rows-{key}.so"
-    if out.exists():
-        return out
-    with atomic_path(out) as tmp:  # a concurrent build or reader sees the whole library or none
-        res = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(SOURCE), "-lpthread"], capture_output=True,
-                             text=True)  # fmt: skip
-        if res.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-400:]}")
-    return out
+    return build_library(SOURCE, FLAGS, _compiler(), _cpu_tag())
 
 
 def _load():

@@ -1,7 +1,8 @@
 """One optimiser step of SAE training, phase by phase, and the optimiser it uses.
 
 Forward (with the dead mask for aux-k and the sparsity warm-up scale), backward, average the gradients
-over ranks, project the decoder gradient, Adam, renormalise the decoder, update the dead-latent counters.
+over ranks, project the decoder gradient, Adam, renormalise the decoder (the decoder's three in one pass
+where the C kernel can: train/fused_decoder.py), update the dead-latent counters.
 Each phase runs under a `torch.profiler.record_function` label (`saekit.<phase>`), so a profile of the
 trainer's own step (`benchmarks/train_profile.py`) splits it without a second copy of the loop; with no
 profiler running a label costs about a microsecond.
@@ -21,10 +22,11 @@ from saekit.errors import NonFiniteError
 from saekit.train import distributed as dd
 from saekit.train.dead import DeadLatentTracker
 from saekit.train.dense_adam import DenseLayoutAdam
+from saekit.train.fused_decoder import decoder_step_
 
 #: the labels of the phases, in step order (the profile benchmark reads them)
-PHASES = ("forward", "backward", "gradient sync", "decoder projection", "optimiser", "decoder renorm",
-          "dead tracking")  # fmt: skip
+PHASES = ("forward", "backward", "gradient sync", "decoder step (fused)", "decoder projection", "optimiser",
+          "decoder renorm", "dead tracking")  # fmt: skip
 
 
 @dataclass
@@ -85,12 +87,16 @@ def train_step(run: RunState, forward, x: Tensor, s: StepSettings, dist: dd.Dist
         loss.backward()
     with record_function("saekit.gradient sync"):
         dd.average_gradients_(list(sae.parameters()), dist)
+    fused = False
     if s.normalize_decoder:
-        with record_function("saekit.decoder projection"):
-            sae.remove_gradient_parallel_to_decoder_(unit_rows=True)  # renormalised every step
+        with record_function("saekit.decoder step (fused)"):  # projection, Adam, renorm in one pass
+            fused = decoder_step_(sae.W_dec, run.opt)
+        if not fused:
+            with record_function("saekit.decoder projection"):
+                sae.remove_gradient_parallel_to_decoder_(unit_rows=True)  # renormalised every step
     with record_function("saekit.optimiser"):
         run.opt.step()
-    if s.normalize_decoder:
+    if s.normalize_decoder and not fused:
         with record_function("saekit.decoder renorm"):
             sae.set_decoder_norm_to_unit_()
     with record_function("saekit.dead tracking"):

@@ -3,7 +3,7 @@
     python benchmarks/bench_leaderboard.py --runs runs/bench --out docs/results/bench [--seeds 3]
 
 1. Store: `/tmp/demo1/runs/acts` when it holds the demo's complete 200k-row store, else
-   `saekit harvest --model smollm2 --hook model.layers.15 --corpus default --tokens 200000`.
+   `saekit harvest --model smollm2 --hook-point model.layers.15 --corpus default --tokens 200000`.
 2. Sparsity search for the L1 / L0-penalised architectures (relu and gated: the sparsity coefficient;
    jumprelu: its initial threshold, see `SEARCHED`): runs on
    `--search-tokens` rows (default: the full training budget), secant steps on log L0 vs log coefficient
@@ -66,10 +66,13 @@ class Log:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def run(self, argv: list[str], note: str = "") -> None:
+    def record(self, argv: list[str], note: str = "") -> None:
         line = " ".join(shlex.quote(a) for a in argv)
-        print(f"$ {line}", flush=True)
         self.lines.append(f"{line}{'  # ' + note if note else ''}")
+
+    def run(self, argv: list[str], note: str = "") -> None:
+        print(f"$ {' '.join(shlex.quote(a) for a in argv)}", flush=True)
+        self.record(argv, note)
         t = time.time()
         subprocess.run(argv, check=True)
         print(f"  ({time.time() - t:.0f} s)", flush=True)
@@ -89,7 +92,7 @@ def store(runs: Path, log: Log) -> Path:
             "harvest",
             "--model",
             "smollm2",
-            "--hook",
+            "--hook-point",
             "model.layers.15",
             "--corpus",
             "default",
@@ -110,25 +113,14 @@ def final_l0(folder: Path) -> float:
 
 
 def train(acts: Path, out: Path, flags: list[str], tokens: int, log: Log, note: str = "") -> Path:
+    """`saekit train` into `out`, or nothing when `out` already holds a finished run of this command."""
+    argv = ["saekit", "train", "--acts", str(acts), *flags, "--total-tokens", str(tokens), *TRAIN]
+    argv += ["--out", str(out)]
     if (out / "train_summary.json").is_file():
         print(f"reusing {out}", flush=True)
-        log.lines.append(f"# reused {out}")
+        log.record(argv, ", ".join(filter(None, [note, "finished in an earlier run of this script"])))
         return out
-    log.run(
-        [
-            "saekit",
-            "train",
-            "--acts",
-            str(acts),
-            *flags,
-            "--total-tokens",
-            str(tokens),
-            *TRAIN,
-            "--out",
-            str(out),
-        ],
-        note,
-    )
+    log.run(argv, note)
     return out
 
 
@@ -146,15 +138,20 @@ def search(acts: Path, runs: Path, name: str, spec: tuple, a, log: Log) -> tuple
         print(f"  {name}: {knob} {c:.5g} -> L0 {l0:.1f}", flush=True)
         return l0
 
-    l_lo, l_hi = l0_at(lo), l0_at(hi)
-    while l_hi > a.target and len(trials) < a.search_steps:  # not sparse enough yet: widen upwards
+    def done() -> bool:
+        near = min(abs(v - a.target) for _, v in trials) <= a.tolerance * a.target
+        return near or len(trials) >= a.search_steps
+
+    l_lo = l0_at(lo)
+    l_hi = l_lo if done() else l0_at(hi)
+    while l_hi > a.target and not done():  # not sparse enough yet: widen upwards
         lo, l_lo, hi = hi, l_hi, hi * 10
         l_hi = l0_at(hi)
-    while l_lo < a.target and len(trials) < a.search_steps:  # too sparse at the low end: widen downwards
+    while l_lo < a.target and not done():  # too sparse at the low end: widen downwards
         hi, l_hi, lo = lo, l_lo, lo / 10
         l_lo = l0_at(lo)
-    while len(trials) < a.search_steps and min(abs(v - a.target) for _, v in trials) > a.tolerance * a.target:
-        # secant on log L0 vs log coefficient, kept inside the bracket
+    while not done():
+        # secant on log L0 vs log value, kept inside the bracket
         x0, x1 = math.log(lo), math.log(hi)
         y0, y1 = math.log(max(l_lo, 1e-3)), math.log(max(l_hi, 1e-3))
         x = x0 + (math.log(a.target) - y0) * (x1 - x0) / (y1 - y0) if y1 != y0 else (x0 + x1) / 2

@@ -9,6 +9,9 @@ the sparse kernel and the gradient accumulation split the backward. Times are ms
 steps, the configurations interleaved step by step) and % of the step.
 
     python benchmarks/train_profile.py --data /work/data/demo/acts --batch 1024,4096 --encoder exact,screened
+
+`--decoder-step fused,torch` runs each configuration twice: with the one-pass C decoder step
+(`saekit.train.fused_decoder`, the default where it builds) and with torch's projection, Adam and renorm.
 """
 
 from __future__ import annotations
@@ -63,8 +66,9 @@ def make_trainer(data: str, batch: int, encoder: str, prefetch: int):
 class Run:
     """One configuration (batch, encoder): the trainer's own run state, step and batch stream."""
 
-    def __init__(self, data: str, batch: int, encoder: str, dead_frac: float, prefetch: int):
-        self.batch, self.encoder = batch, encoder
+    def __init__(self, data: str, batch: int, encoder: str, dead_frac: float, prefetch: int,
+                 decoder_step: str = "fused"):  # fmt: skip
+        self.batch, self.encoder, self.decoder_step = batch, encoder, decoder_step
         self.tr = make_trainer(data, batch, encoder, prefetch)
         self.run = self.tr._start()
         self.run.sae.train()
@@ -81,9 +85,17 @@ class Run:
         self._stream.__exit__(None, None, None)
 
     def _once(self) -> None:
+        from saekit.train import fused_decoder
+
         with record_function("saekit.data"):
             x = next(self.batches)
-        self.tr._step(self.run, self.run.sae, x)
+        kernel = fused_decoder.kernel()
+        if self.decoder_step == "torch":
+            fused_decoder._kernel = False  # this configuration takes torch's three calls
+        try:
+            self.tr._step(self.run, self.run.sae, x)
+        finally:
+            fused_decoder._kernel = kernel
 
     def step(self, profiled: bool) -> None:
         if not profiled:
@@ -105,9 +117,10 @@ class Run:
         return {k: statistics.median(s.get(k, 0.0) for s in self.samples) for k in keys}
 
 
-def print_profile(batch: int, encoder: str, t: dict[str, float]) -> None:
+def print_profile(batch: int, encoder: str, t: dict[str, float], decoder_step: str = "fused") -> None:
     step = t["step"]
-    print(f"\nbatch {batch}, encoder {encoder}: {step:.1f} ms/step = {batch / step * 1000:.0f} tok/s")
+    print(f"\nbatch {batch}, encoder {encoder}, decoder step {decoder_step}: {step:.1f} ms/step = "
+          f"{batch / step * 1000:.0f} tok/s")
     for phase in TOP:
         ms = t.get(phase, 0.0)
         print(f"  {phase:34s} {ms:8.1f} ms {100 * ms / step:5.1f}%")
@@ -125,6 +138,7 @@ def main() -> None:
     ap.add_argument("--encoder", default="exact,screened")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--decoder-step", default="fused", help="fused, torch, or both: fused,torch")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dead-frac", type=float, default=0.0, help="force this fraction of latents dead")
     ap.add_argument("--prefetch", type=int, default=None, help="batches read ahead (default: the trainer's)")
@@ -132,13 +146,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for batch in map(int, args.batch.split(",")):
         pf = args.prefetch if args.prefetch is not None else TrainConfig.prefetch
-        runs = [Run(args.data, batch, e, args.dead_frac, pf) for e in args.encoder.split(",")]
+        runs = [
+            Run(args.data, batch, e, args.dead_frac, pf, d)
+            for e in args.encoder.split(",")
+            for d in args.decoder_step.split(",")
+        ]
         for i in range(args.warmup + args.steps):  # interleaved, so load from others hits all alike
             for run in runs:
                 run.step(profiled=i >= args.warmup)
         for run in runs:
             run.close()
-            print_profile(batch, run.encoder, run.medians())
+            print_profile(batch, run.encoder, run.medians(), run.decoder_step)
     print(f"\nload average {os.getloadavg()[0]:.2f}")
 
 

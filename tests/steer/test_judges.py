@@ -65,3 +65,29 @@ def test_judges_rank_hand_labelled_continuations_like_the_labels():
     flu = [s["fluency"] for i, s in scored if i["fluent"]]
     broken = [s["fluency"] for i, s in scored if not i["fluent"]]
     assert _auc(flu, broken) >= 0.9
+
+
+def test_real_continuation_labels_cover_enough_concepts_and_both_classes():
+    """The labels of real steered continuations (`sweep_items`) the judge agreement is measured on."""
+    doc = json.loads((DATA_DIR / "judge_labels.json").read_text())
+    items = doc["sweep_items"]
+    assert len(items) >= 60 and len({i["concept"] for i in items}) >= 10
+    assert len({i["id"] for i in items}) == len(items)
+    for key in ("on_concept", "fluent"):
+        share = sum(bool(i[key]) for i in items) / len(items)
+        assert 0.15 <= share <= 0.85, (key, share)  # both classes well represented
+
+
+@pytest.mark.realmodel
+def test_minilm_cosine_separates_labelled_real_continuations():
+    """MiniLM's cosine between a real steered continuation and the concept description ranks the
+    continuations labelled on-concept above the others (AUC 0.91 when measured; 0.5 is chance)."""
+    from saekit.steer.concept.concepts import load_concepts
+    from saekit.steer.concept.judges import MiniLMJudge
+
+    items = json.loads((DATA_DIR / "judge_labels.json").read_text())["sweep_items"]
+    desc = {c.name: c.description for c in load_concepts("protocol")}
+    cos = MiniLMJudge().cosine([i["text"] for i in items], [desc[i["concept"]] for i in items]).tolist()
+    on = [c for c, i in zip(cos, items, strict=True) if i["on_concept"]]
+    off = [c for c, i in zip(cos, items, strict=True) if not i["on_concept"]]
+    assert _auc(on, off) >= 0.85

@@ -40,6 +40,11 @@ def describe_sae(sae, source_format: str) -> dict[str, Any]:
         "input_scale": float(sae.input_scale),
         "signed_latents": bool(getattr(sae, "signed_latents", False)),
         "skip_connection": cfg.skip_connection,
+        **(
+            {"transcoder": True, "d_out": sae.d_out, "output_scale": float(sae.output_scale)}
+            if cfg.transcode
+            else {}
+        ),
         "provenance": prov,
     }
 

@@ -114,6 +114,12 @@ def sae_edit(
 ) -> Callable[[Tensor], Tensor]:
     """`x -> method(x)` for an SAE method with absolute strengths (per feature, or `[B, 1, n]` per row)."""
     check_method(method)
+    if sae.cfg.transcode:  # its latents read a module's input, its decoder writes the module's output
+        raise SteeringError(
+            "steering with a transcoder is not supported: its latents are read from the module's input and "
+            "its decoder writes the module's output, so none of the steering methods (all defined on one "
+            "activation x) applies; steer with an SAE at that hook point instead"
+        )
     s = torch.as_tensor(strengths, dtype=sae.dtype, device=sae.device)
     return lambda x: apply_method(method, x, sae, features, s, keep_error=keep_error)
 

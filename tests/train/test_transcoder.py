@@ -135,3 +135,8 @@ def test_refusals_name_the_fix(tmp_path):
     sae = build(SAEConfig(d_in=D_IN, d_sae=32, k=2), seed=0)
     with pytest.raises(SAEConfigError, match="for transcoders"):
         sae(x[:4], target=y[:4])
+    from saekit.errors import SteeringError
+    from saekit.steer.apply import sae_edit
+
+    with pytest.raises(SteeringError, match="steering with a transcoder is not supported"):
+        sae_edit(tc, "additive", [0], [1.0])

@@ -119,9 +119,9 @@ def test_autocast_runs_the_encoder_matmul_in_bf16_on_the_device(dev, monkeypatch
     seen = []
     orig = topk_mod.topk_forward
 
-    def spy(x, *args):
+    def spy(x, *args, **kw):  # kw: `centre` (False for transcoders)
         seen.append((x.device.type, args[-1]))
-        return orig(x, *args)
+        return orig(x, *args, **kw)
 
     monkeypatch.setattr(topk_mod, "topk_forward", spy)
     src = TensorSource(correlated_rows(256, 12, seed=1))

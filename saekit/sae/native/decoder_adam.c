@@ -41,10 +41,22 @@ static float row_dot(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+/* Adam on element i of one row (after the projection); returns the updated weight. */
+static inline float adam_elem(const job_t *jb, const float *g, float *m, float *v, float *w, int64_t i,
+                              float p) {
+    const float gi = g[i] - p * w[i];
+    const float mi = m[i] + (1.0f - jb->beta1) * (gi - m[i]);
+    const float vi = jb->beta2 * v[i] + (1.0f - jb->beta2) * gi * gi;
+    const float wi = w[i] - jb->step_size * mi / (sqrtf(vi) / jb->bc2_sqrt + jb->eps);
+    m[i] = mi;
+    v[i] = vi;
+    w[i] = wi;
+    return wi;
+}
+
 static void *run_job(void *arg) {
     const job_t *jb = (const job_t *)arg;
     const int64_t n = jb->n;
-    const float one_m_b1 = 1.0f - jb->beta1, one_m_b2 = 1.0f - jb->beta2;
     for (int64_t r = jb->r0; r < jb->r1; r++) {
         float *w = jb->w + r * n, *m = jb->m + r * n, *v = jb->v + r * n;
         const float *g = jb->g + r * n;
@@ -53,26 +65,13 @@ static void *run_job(void *arg) {
         int64_t j = 0;
         for (; j + LANES <= n; j += LANES) {
             for (int l = 0; l < LANES; l++) {
-                const int64_t i = j + l;
-                const float gi = g[i] - p * w[i];
-                const float mi = m[i] + one_m_b1 * (gi - m[i]);
-                const float vi = jb->beta2 * v[i] + one_m_b2 * gi * gi;
-                const float wi = w[i] - jb->step_size * mi / (sqrtf(vi) / jb->bc2_sqrt + jb->eps);
-                m[i] = mi;
-                v[i] = vi;
-                w[i] = wi;
+                const float wi = adam_elem(jb, g, m, v, w, j + l, p);
                 acc[l] += wi * wi;
             }
         }
         float sq = 0.0f;
         for (; j < n; j++) {
-            const float gi = g[j] - p * w[j];
-            const float mi = m[j] + one_m_b1 * (gi - m[j]);
-            const float vi = jb->beta2 * v[j] + one_m_b2 * gi * gi;
-            const float wi = w[j] - jb->step_size * mi / (sqrtf(vi) / jb->bc2_sqrt + jb->eps);
-            m[j] = mi;
-            v[j] = vi;
-            w[j] = wi;
+            const float wi = adam_elem(jb, g, m, v, w, j, p);
             sq += wi * wi;
         }
         if (!jb->renorm) continue;

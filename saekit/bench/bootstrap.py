@@ -45,6 +45,8 @@ class Interval(NamedTuple):
         v, lo, hi = (x * scale for x in (self.value, self.lo, self.hi))
         if not np.isfinite(v):
             return "n/a"
+        if not (np.isfinite(lo) and np.isfinite(hi)):  # a figure reported without an interval
+            return f"{v:.{digits}f}"
         return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 

@@ -27,8 +27,9 @@ INTERPRETABILITY = (
 """... of the second table, after one column per probe k."""
 NOTES = """Intervals: 95% percentile bootstrap ({n_boot} replicates). Core figures resample the held-out
 documents (one context each; per-token values computed by the bench, summing to `saekit eval`'s figures);
-never-fired / dense latents resample blocks of 256 store rows when a store was given, else documents
-(the never-fired interval lies at or above the value: resampling only drops rows). Probing resamples
+dense latents resample blocks of 256 store rows when a store was given, else documents. Never-fired
+latents have no interval: a resample holds fewer distinct rows, so it can only find more latents silent
+(its percentile interval would lie wholly above the value); see the seed spread. Probing resamples
 the test texts' documents (plays for Shakespeare tasks) within each task; the mean over tasks weighs
 tasks equally. Absorption resamples held-out words within each letter (rate: mean over letters);
 split latents resample letters. Intervals cover the evaluation sample, not training: see the seed
@@ -79,8 +80,9 @@ def _seed_lines(report: dict) -> list[str]:
         ]
         for fig, s in g["spread"].items():
             hw = g["half_width"].get(fig, float("nan"))
+            hw_txt = f"{hw:.4f}" if math.isfinite(hw) else "no interval"
             lines.append(
-                f"| {fig} | {s['mean']:.4f} | {s['sd']:.4f} | {s['min']:.4f} | {s['max']:.4f} | {hw:.4f} |"
+                f"| {fig} | {s['mean']:.4f} | {s['sd']:.4f} | {s['min']:.4f} | {s['max']:.4f} | {hw_txt} |"
             )
     return (["", "## Spread across seeds", *lines]) if lines else []
 

@@ -56,6 +56,9 @@ def test_core_matches_eval_figures(tiny_lm, corpus_file, hook):
     for name, iv in m.items():
         assert iv.n == len(ids) or name in ("never_fired_pct", "dense_pct")
         assert iv.lo <= iv.value + 1e-9 and iv.value <= iv.hi + 1e-9 or name == "never_fired_pct", name
+    # resampling rows can only find more latents silent: never-fired is reported without an interval
+    nf = m["never_fired_pct"]
+    assert nf.lo != nf.lo and nf.hi != nf.hi and nf.fmt(1) == f"{nf.value:.1f}"
 
 
 def test_heldout_documents_interleave_sources_from_the_end():

@@ -166,12 +166,15 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
 
 def _verdict(res, steered_scores: dict, concept: str) -> str:
     """One plain line: did an SAE arm carry the concept, only DiffMean, or nothing the judges saw."""
+    from saekit.steer.concept.arms import is_sae_arm
+
     seen = float(steered_scores.get("concept_score", 0.0)) > 0
     desc = ", ".join(f"f{j}" for j in res.arm.features)
-    if res.arm.name != "diffmean" and seen:
+    if is_sae_arm(res.arm.name) and seen:
         return f"verdict: the SAE arm {res.arm.name} carried {concept!r} (features {desc})"
-    if res.arm.name == "diffmean" and seen:
-        return (f"verdict: no SAE arm carried {concept!r} at the strengths tried; DiffMean (a non-SAE "
+    if seen:
+        base = "DiffMean" if res.arm.name == "diffmean" else res.arm.name
+        return (f"verdict: no SAE arm carried {concept!r} at the strengths tried; {base} (a non-SAE "
                 "baseline) did")  # fmt: skip
     return f"verdict: the judges did not see {concept!r} in any try (SAE arms, then DiffMean)"
 

@@ -139,3 +139,25 @@ def sae_per_concept(records: list[dict], seed: int = 0) -> dict | None:
         "difference_ci": list(bootstrap_ci(diffs, seed=seed)),
         "n_pairs": len(diffs),
     }
+
+
+def arm_difference(records: list[dict], arm_a: str, arm_b: str, seed: int = 0) -> dict | None:
+    """`arm_a − arm_b` on test, each at its own train-chosen layer and strength per concept, paired over
+    (concept, prompt), with a bootstrap interval (e.g. `sparse:additive` vs `free`: the price of
+    sparsity). None when either arm is missing."""
+    choice = choose_on_train(records, over_layers=True)
+    test = rows_at_choice(records, choice, True)
+    a = {(r["concept"], r["prompt_idx"]): r["overall"] for r in test if r["arm"] == arm_a}
+    b = {(r["concept"], r["prompt_idx"]): r["overall"] for r in test if r["arm"] == arm_b}
+    diffs = [a[k] - b[k] for k in a if k in b]
+    if not diffs:
+        return None
+    return {
+        "a": arm_a,
+        "b": arm_b,
+        "a_test": fmean(a.values()),
+        "b_test": fmean(b.values()),
+        "difference": fmean(diffs),
+        "difference_ci": list(bootstrap_ci(diffs, seed=seed)),
+        "n_pairs": len(diffs),
+    }

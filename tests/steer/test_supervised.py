@@ -212,3 +212,21 @@ def test_saekit_steer_applies_a_saved_recipe(tiny_lm, tiny_tokenizer, tmp_path):
     assert "(f3, 40)" in out
     steered = out.split("|")[-1]
     assert "w17" in steered
+
+
+def test_arm_difference_pairs_test_units_at_each_arms_train_choice():
+    from saekit.sweep.protocol import arm_difference
+
+    recs = []
+    for c in ("a", "b"):
+        for pi, split in ((0, "train"), (1, "test"), (2, "test")):
+            for arm, st, v in (("sparse:additive", "0.25norm", 0.6), ("sparse:additive", "0.5norm", 0.1),
+                               ("free", "0.25norm", 0.2), ("free", "0.5norm", 0.4)):  # fmt: skip
+                v = v + (0.01 * pi if split == "test" else 0)
+                recs.append({"layer": 15, "arm": arm, "concept": c, "prompt_idx": pi, "split": split,
+                             "strength": st, "overall": v})  # fmt: skip
+    d = arm_difference(recs, "sparse:additive", "free")
+    # train picks 0.25norm for sparse (0.6) and 0.5norm for free (0.4): 0.6 - 0.4 on every test unit
+    assert d["n_pairs"] == 4 and d["difference"] == pytest.approx(0.2)
+    assert d["difference_ci"] == pytest.approx([0.2, 0.2])
+    assert arm_difference(recs, "sparse:additive", "diffmean") is None

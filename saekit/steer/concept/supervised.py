@@ -13,9 +13,9 @@ known optima.
 - `fit_free`: the non-sparse twin, `v = scale · w` with `w ∈ R^d` free (a rank-1, ReFT-style additive
   intervention), trained the same way; its one validation choice is when to stop (k is the sparse's).
 
-Both use Adam with a per-parameter rate `lr / sqrt(n_params)` (a cosine decay to 10%), so a step moves
-`v` about `lr · scale` in activation space whatever the number of parameters: the sparse and free fits
-take equally long steps, and the price of sparsity is not a price of a slower optimiser.
+Both use the same optimiser (`_descend`: normalised gradient steps with momentum, cosine-decayed), so
+a step moves `v` about `lr · scale` in activation space whatever the number of parameters: the sparse
+and free fits take equally long steps, and the price of sparsity is not a price of the optimiser.
 `scale` is the activation norm at the hook, so `lr` and `λ` are unit-free.
 """
 
@@ -39,11 +39,11 @@ class FitConfig:
     """How supervised steering vectors are fitted (shared by the sparse fit and its free twin)."""
 
     steps: int = 15
-    """Adam steps of the L1 stage (sparse) and of the free fit."""
+    """Steps of the L1 stage (sparse) and of the free fit (which also gets `refit_steps`)."""
     refit_steps: int = 3
-    """Adam steps refitting each support size k (warm-started from the L1 stage)."""
-    lr: float = 0.15
-    """Step length in activation-norm units (per-parameter rate lr / sqrt(#parameters))."""
+    """Steps refitting each support size k (warm-started from the L1 stage)."""
+    lr: float = 0.05
+    """Step length in activation-norm units (decayed to 10% over a fit)."""
     l1: float = 0.02
     """L1 weight on the coefficients (in activation-norm units) during the support stage."""
     k_grid: tuple[int, ...] = (1, 2, 4, 8, 16)
@@ -100,25 +100,30 @@ class FreeFit:
     """The step whose checkpoint was kept (lowest validation loss)."""
 
 
-def _adam(
+def _descend(
     params: list[Tensor], loss_of: Callable[[], Tensor], steps: int, lr: float, project=None, after=None
 ) -> None:
-    """`steps` Adam steps on `params` with rate `lr / sqrt(#params)` and a cosine decay to 10%;
-    `after(t)` runs after step t (1-based)."""
+    """`steps` of normalised gradient descent with momentum: each step moves every parameter tensor a
+    length `lr` (cosine-decayed to 10%) along its momentum-averaged negative gradient; `project()` after
+    each step, then `after(t)` (t 1-based).
+
+    Rotation-invariant (unlike Adam, whose first steps follow the gradient's *signs*: in 576 free
+    dimensions a sign vector points far from the gradient), and the step length is the same in
+    activation space for a free vector and for coefficients over unit directions, so the sparse and
+    free fits are trained alike."""
     if steps <= 0:
         return
-    n = sum(p.numel() for p in params)
-    base = lr / math.sqrt(max(1, n))
-    opt = torch.optim.Adam(params, lr=base)
+    moms = [torch.zeros_like(p) for p in params]
     for t in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t / steps)))
-        opt.zero_grad(set_to_none=True)
-        loss = loss_of()
-        loss.backward()
-        opt.step()
-        if project is not None:
-            with torch.no_grad():
+        rate = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t / steps)))
+        for p in params:
+            p.grad = None
+        loss_of().backward()
+        with torch.no_grad():
+            for p, m in zip(params, moms):
+                m.mul_(0.5).add_(p.grad, alpha=0.5)
+                p.sub_(rate * m / m.norm().clamp_min(1e-12))
+            if project is not None:
                 project()
         if after is not None:
             after(t + 1)
@@ -177,7 +182,7 @@ def fit_sparse(
         p.clamp_(min=0)
 
     with torch.enable_grad():
-        _adam([c], lambda: loss_fn(scale * (c @ D_nD)) + cfg.l1 * c.sum(), cfg.steps, cfg.lr, clamp_c)
+        _descend([c], lambda: loss_fn(scale * (c @ D_nD)) + cfg.l1 * c.sum(), cfg.steps, cfg.lr, clamp_c)
     c_l1 = c.detach().clone()
     order = c_l1.argsort(descending=True, stable=True).tolist()
     fits: dict[int, tuple[list[int], Tensor]] = {}
@@ -192,7 +197,7 @@ def fit_sparse(
             p.clamp_(min=0)
 
         with torch.enable_grad():
-            _adam([ck], lambda ck=ck, Dk=Dk: loss_fn(scale * (ck @ Dk)), cfg.refit_steps, cfg.lr, clamp_k)
+            _descend([ck], lambda ck=ck, Dk=Dk: loss_fn(scale * (ck @ Dk)), cfg.refit_steps, cfg.lr, clamp_k)
         v = scale * (ck.detach() @ Dk)
         losses[k] = (loss_value(loss_fn, v), loss_value(val_fn, v))
         fits[k] = (idx, ck.detach())
@@ -254,6 +259,6 @@ def fit_free(
             best.update(val=val, v=v, step=t)
 
     with torch.enable_grad():
-        _adam([w], lambda: loss_fn(scale * w), total, cfg.lr, after=checkpoint)
+        _descend([w], lambda: loss_fn(scale * w), total, cfg.lr, after=checkpoint)
     v = best["v"]
     return FreeFit(v, (loss_value(loss_fn, v), best["val"]), base, best["step"])

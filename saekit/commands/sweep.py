@@ -1,6 +1,8 @@
 """`saekit sweep`: the steering protocol (train/test prompts, intervals), judged offline.
 
-The flags are `saekit.sweep.config.SweepConfig`; `saekit.sweep.run.sweep_and_save` does the work.
+The flags are `saekit.sweep.config.SweepConfig`; `saekit.sweep.run.sweep_and_save` does the work. With
+`--model` naming a diffusers pipeline (the `saekit testbed build` FluxPipeline), the sweep is the image
+factor sweep instead: `saekit.sweep.image_factors.FactorSweepConfig` / `run_factor_sweep`.
 """
 
 from __future__ import annotations
@@ -16,9 +18,26 @@ def describe_sweep(result, paths: dict) -> str:
     )
 
 
+def _model_arg(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--model" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--model="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def main(argv: list[str]) -> int:
     import tyro
 
+    from saekit.steer.image.run import is_image_model
+
+    if is_image_model(_model_arg(argv)):
+        from saekit.sweep.image_factors import FactorSweepConfig, run_factor_sweep, table_markdown
+
+        cfg = tyro.cli(FactorSweepConfig, args=argv, prog="saekit sweep (image factors)")
+        print(table_markdown(run_factor_sweep(cfg)) + f"\nwrote {cfg.out}/results.json, table.md")
+        return 0
     from saekit.sweep.config import SweepConfig
     from saekit.sweep.run import sweep_and_save
 

@@ -1,0 +1,401 @@
+"""Which SAE feature, method and strength steers one factor of an image generator? Measured on ground truth.
+
+The seeds ask it of FLUX: steer the colour (style) or the position (composition) of what FLUX draws
+with an SAE feature, at which site, with which method, at what strength, and is that as good as other
+ways? On `saekit testbed build`'s FluxPipeline every image has known factors and judges that read them
+back from pixels, so the answer is a number:
+
+1. prompts: captions of held-out digit images; for a target value v of the factor, the prompts ask for
+   another value (so the steering has to change something), split into selection, train and test;
+2. selection: the pipeline runs on selection prompts and on the same prompts with the factor set to v;
+   the activations at the SAE's hook point (image tokens, every denoising step) give, per SAE latent,
+   the mean shift from "not v" to "v" (the top `n_features` are the features), and the mean shift of
+   the raw activations (DiffMean, the non-SAE baseline);
+3. arms, each a method x strength grid, applied in the denoising loop (`steer_in_loop`) on every step:
+   SAE `additive` (add s x the feature's own mean shift along its decoder row), SAE `clamp` (set the
+   feature to s x its mean value on v-images), DiffMean (add s x the raw mean shift); and prompting
+   (the caption asks for v), the reference that needs no steering at all;
+4. judging: success = the factor judge reads v; faithful = success and every other judged factor in
+   `preserve` reads what it read on the unsteered image of the same seed;
+5. the protocol: each arm's method and strength are chosen on the train prompts (faithful success),
+   and reported on the test prompts with a bootstrap interval, and the paired difference between the
+   best SAE arm and DiffMean.
+
+The pipeline is any diffusers FluxPipeline; only the factor judges and the caption format are the
+testbed's (`saekit.testbed.fluxbed`). On FLUX.1 the same loop needs a judge that reads the factor
+(a CLIP zero-shot judge, for instance); see docs/guide/fluxbed.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from saekit.errors import SteeringError
+
+
+@dataclass(frozen=True)
+class FactorSweepConfig:
+    """One factor sweep on a testbed FluxPipeline (see the module docstring)."""
+
+    model: str
+    """The FluxPipeline folder (`runs/fluxbed/pipeline`)."""
+    sae: str
+    """An SAE trained at one hook point of that pipeline (`saekit harvest diffusion` + `saekit train`)."""
+    out: str = "runs/fluxbed/sweep"
+    """Where results.json, table.md and the contact sheet go."""
+    hook_point: str | None = None
+    """Hook point to steer (default: the SAE's own, e.g. `transformer_blocks.1@image`)."""
+    factor: str = "colour"
+    """The factor to steer: colour | thickness | position | size | digit."""
+    targets: tuple[str, ...] = ()
+    """Values to steer toward (default: every value of the factor)."""
+    methods: tuple[str, ...] = ("additive", "clamp")
+    """SAE steering methods (DiffMean is always additive)."""
+    strengths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+    """Multiples of the measured shift (additive) or of the feature's mean value on target images (clamp)."""
+    n_features: int = 1
+    """SAE features per target, the top by mean shift."""
+    n_select: int = 16
+    """Prompts per target for choosing features and the DiffMean direction."""
+    n_train: int = 12
+    """Prompts per target that choose each arm's method and strength."""
+    n_test: int = 12
+    """Prompts per target reported."""
+    preserve: tuple[str, ...] = ("colour", "thickness", "position", "size")
+    """Other factors that must not change for a success to count as faithful (the steered one is dropped).
+    The digit is left out by default: check its judge's accuracy on generations in the build report."""
+    num_inference_steps: int = 12
+    batch: int = 24
+    """Prompts per pipeline call."""
+    seed: int = 0
+    build_config: str | None = None
+    """The build's build_config.json (fits the judges); default: beside the pipeline folder."""
+    device: str = "cpu"
+    quiet: bool = False
+
+
+@dataclass
+class ArmResult:
+    arm: str
+    method: str
+    strength: float
+    train: float
+    test: float
+    test_ci: tuple[float, float]
+    test_success: float
+    features: list[int] = field(default_factory=list)
+
+
+# -- pure pieces --------------------------------------------------------------------------------------
+
+
+def latent_shift(lat_on: Tensor, lat_off: Tensor, n: int) -> tuple[list[int], Tensor, Tensor]:
+    """The `n` latents whose mean rises most from `lat_off [P, F]` to `lat_on [P, F]` (paired prompts),
+    their mean shifts and their mean values on `lat_on`."""
+    shift = lat_on.mean(0) - lat_off.mean(0)
+    top = torch.topk(shift, n).indices
+    return top.tolist(), shift[top], lat_on.mean(0)[top]
+
+
+def faithful(pred: np.ndarray, base: np.ndarray, factor: int, target: int, keep: Sequence[int]) -> np.ndarray:
+    """Per image: the factor reads `target` and every factor in `keep` reads as on the unsteered image."""
+    ok = pred[:, factor] == target
+    for j in keep:
+        ok &= pred[:, j] == base[:, j]
+    return ok
+
+
+def bootstrap_mean(x: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean of `x` (prompts resampled)."""
+    if len(x) == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = rng.choice(x, size=(reps, len(x)), replace=True).mean(1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+def _prompt_sets(cfg: FactorSweepConfig, build, factor: int, target: int, seed: int):
+    """(selection, train, test) factor rows `[n, 5]` whose `factor` is not `target`, from the build's
+    held-out digit images (`build`: its FluxbedConfig)."""
+    from saekit.testbed.fluxbed.render import digit_split, sample_factors
+
+    _, test_idx = digit_split(build.seed, build.test_fraction)
+    rng = np.random.default_rng(seed)
+    need = cfg.n_select + cfg.n_train + cfg.n_test
+    rows: list[np.ndarray] = []
+    while sum(len(r) for r in rows) < need:
+        _, f = sample_factors(test_idx, 4 * need, rng, heldout=None)
+        rows.append(f[f[:, factor] != target])
+    f = np.concatenate(rows)[:need]
+    a, b = cfg.n_select, cfg.n_select + cfg.n_train
+    return f[:a], f[a:b], f[b:]
+
+
+def _captions(rows: np.ndarray) -> list[str]:
+    from saekit.testbed.fluxbed.build import render_caption
+
+    return [render_caption(r) for r in rows]
+
+
+def _with(rows: np.ndarray, factor: int, value: int) -> np.ndarray:
+    out = rows.copy()
+    out[:, factor] = value
+    return out
+
+
+class _Runner:
+    """The pipeline, the SAE and the judges, and generation with an optional in-loop edit."""
+
+    def __init__(self, cfg: FactorSweepConfig):
+        import saekit
+        from saekit.steer.session import hook_point_of
+        from saekit.testbed.fluxbed.build import fit_judges, load_pipeline
+        from saekit.testbed.fluxbed.config import FluxbedConfig
+
+        self.cfg = cfg
+        self.pipe = load_pipeline(cfg.model)
+        self.sae = saekit.load(cfg.sae, device="cpu").eval()
+        self.hp = hook_point_of(self.sae, cfg.hook_point)
+        bc = Path(cfg.build_config) if cfg.build_config else Path(cfg.model).parent / "build_config.json"
+        if not bc.is_file():
+            raise SteeringError(
+                f"{bc} not found: the factor judges are fitted from the testbed build's config; pass "
+                "--build-config runs/fluxbed/build_config.json"
+            )
+        fields = set(FluxbedConfig.__dataclass_fields__)
+        raw = {k: v for k, v in json.loads(bc.read_text()).items() if k in fields}
+        self.build = FluxbedConfig(**raw)
+        self.judges = fit_judges(self.build)
+
+    def generate(self, prompts: list[str], edit: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        from saekit.steer.image.diffusion import steer_in_loop
+        from saekit.testbed.fluxbed.build import generate
+
+        def run() -> Tensor:
+            return generate(self.pipe, prompts, self.cfg.seed, self.cfg.num_inference_steps, self.cfg.batch)
+
+        if edit is None:
+            return run()
+        with steer_in_loop(self.pipe.transformer, self.hp, edit, text_len=512):
+            return run()
+
+    @torch.no_grad()
+    def capture(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
+        """Per prompt: the mean activation `[P, d]` and mean SAE latents `[P, F]` over image tokens and
+        every denoising step (prompts one batch at a time, so rows map to prompts)."""
+        sums_x, sums_f, counts = [], [], []
+        for s in range(0, len(prompts), self.cfg.batch):
+            chunk = prompts[s : s + self.cfg.batch]
+            acc: dict[str, Tensor] = {}
+
+            def record(x: Tensor, acc=acc) -> Tensor:
+                xf = x.float()
+                f = self.sae.encode(xf.reshape(-1, xf.shape[-1])).reshape(*xf.shape[:-1], -1)
+                for key, t in (("x", xf.sum(1)), ("f", f.sum(1))):
+                    acc[key] = acc[key] + t if key in acc else t
+                acc["n"] = acc.get("n", 0) + xf.shape[1]
+                return x
+
+            from saekit.steer.image.diffusion import steer_in_loop
+            from saekit.testbed.fluxbed.build import generate
+
+            with steer_in_loop(self.pipe.transformer, self.hp, record, text_len=512):
+                generate(self.pipe, chunk, self.cfg.seed, self.cfg.num_inference_steps, len(chunk))
+            sums_x.append(acc["x"])
+            sums_f.append(acc["f"])
+            counts.append(acc["n"])
+        return (torch.cat([x / n for x, n in zip(sums_x, counts, strict=True)]),
+                torch.cat([f / n for f, n in zip(sums_f, counts, strict=True)]))  # fmt: skip
+
+    def judge(self, images: Tensor) -> np.ndarray:
+        return self.judges.predict(images)[0]
+
+
+def _factor_values(cfg: FactorSweepConfig) -> tuple[list[str], list[str]]:
+    """(every value of the factor, the targets asked for), with a clear error for an unknown name."""
+    from saekit.testbed.fluxbed.render import COLOURS, POSITIONS, SIZES, THICKNESSES
+
+    names = {"colour": list(COLOURS), "thickness": list(THICKNESSES), "position": list(POSITIONS),
+             "size": list(SIZES), "digit": [str(d) for d in range(10)]}  # fmt: skip
+    if cfg.factor not in names:
+        raise SteeringError(f"factor {cfg.factor!r}: choose one of {', '.join(names)}")
+    values = names[cfg.factor]
+    targets = list(cfg.targets) or values
+    unknown = [t for t in targets if t not in values]
+    if unknown:
+        raise SteeringError(f"{cfg.factor} has no value {unknown[0]!r}; values: {', '.join(values)}")
+    return values, targets
+
+
+def run_factor_sweep(cfg: FactorSweepConfig) -> dict:
+    """Run the sweep (module docstring); writes results.json, table.md and contact.png into `cfg.out`."""
+    from tqdm import tqdm
+
+    from saekit.testbed.fluxbed.render import FACTORS
+
+    values, targets = _factor_values(cfg)
+    torch.manual_seed(cfg.seed)
+    fi = FACTORS.index(cfg.factor)
+    keep = [FACTORS.index(p) for p in cfg.preserve if p != cfg.factor]
+    r = _Runner(cfg)
+    per_target, rows_test = [], {}
+    sheet: list[tuple[str, str, Tensor]] = []  # (arm, target, test images): the contact sheet
+    configs = [("sae", m, s) for m in cfg.methods for s in cfg.strengths]
+    configs += [("diffmean", "additive", s) for s in cfg.strengths]
+    for ti, tname in enumerate(tqdm(targets, desc=f"{cfg.factor} targets", disable=cfg.quiet)):
+        entry, test_rows = _one_target(r, configs, fi, values.index(tname), tname, keep, ti, sheet)
+        per_target.append(entry)
+        rows_test[tname] = test_rows
+    result = _summarise(cfg, per_target, rows_test)
+    _write(cfg, result, sheet)
+    return result
+
+
+def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, keep: list[int], ti: int,
+                sheet: list) -> tuple[dict, dict]:  # fmt: skip
+    """Select features and the DiffMean direction for target value `tv`, run every configuration on the
+    train prompts, the chosen one per arm on the test prompts; (per-target record, test outcomes)."""
+    from saekit.steer.image.diffusion import sae_edit
+
+    cfg = r.cfg
+    sel, train, test = _prompt_sets(cfg, r.build, fi, tv, cfg.seed + 101 * ti)
+    x_off, f_off = r.capture(_captions(sel))
+    x_on, f_on = r.capture(_captions(_with(sel, fi, tv)))
+    feats, shift, mean_on = latent_shift(f_on, f_off, cfg.n_features)
+    direction = (x_on - x_off).mean(0)
+
+    def edit_for(arm: str, method: str, s: float):
+        if arm == "diffmean":
+            return lambda x, d=direction * s: x + d.to(x.dtype)
+        amounts = (shift if method == "additive" else mean_on) * s
+        return sae_edit(method, r.sae, feats, [float(a) for a in amounts])
+
+    scores: dict[str, dict] = {}
+    chosen: dict[str, tuple] = {}
+    for split, rows in (("train", train), ("test", test)):
+        prompts = _captions(rows)
+        base_img = r.generate(prompts)
+        ref_img = r.generate(_captions(_with(rows, fi, tv)))
+        base, ref = r.judge(base_img), r.judge(ref_img)
+        if split == "test":
+            sheet += [("unsteered", tname, base_img[:8]), ("prompting", tname, ref_img[:8])]
+        scores[split] = {"prompting": faithful(ref, base, fi, tv, keep), "unsteered": base[:, fi] == tv}
+        # every configuration on train; on test only each arm's choice
+        todo = configs if split == "train" else list(chosen.values())
+        for arm, method, s in todo:
+            img = r.generate(prompts, edit_for(arm, method, s))
+            pred = r.judge(img)
+            if split == "test":
+                sheet.append((arm, tname, img[:8]))
+            scores[split][(arm, method, s)] = faithful(pred, base, fi, tv, keep)
+            scores[split][(arm, method, s, "success")] = pred[:, fi] == tv
+        if split == "train":  # most faithful successes; ties go to the weaker push
+            for arm in ("sae", "diffmean"):
+                cands = [c for c in configs if c[0] == arm]
+                chosen[arm] = max(cands, key=lambda c: (scores["train"][c].mean(), -c[2]))
+    entry = {
+        "target": tname, "features": feats,
+        "chosen": {a: {"method": c[1], "strength": c[2], "train": float(scores["train"][c].mean())}
+                   for a, c in chosen.items()},
+        "train_grid": {f"{c[0]}:{c[1]}:{c[2]:g}": float(scores["train"][c].mean()) for c in configs},
+    }  # fmt: skip
+    test_rows = {
+        "sae": scores["test"][chosen["sae"]],
+        "sae_success": scores["test"][(*chosen["sae"], "success")],
+        "diffmean": scores["test"][chosen["diffmean"]],
+        "diffmean_success": scores["test"][(*chosen["diffmean"], "success")],
+        "prompting": scores["test"]["prompting"],
+        "unsteered": scores["test"]["unsteered"],
+    }
+    return entry, test_rows
+
+
+def _summarise(cfg: FactorSweepConfig, per_target: list[dict], rows_test: dict) -> dict:
+    def pooled(key: str) -> np.ndarray:
+        return np.concatenate([rows_test[t][key] for t in rows_test]).astype(float)
+
+    table = {}
+    for key in ("sae", "diffmean", "prompting", "unsteered"):
+        x = pooled(key)
+        table[key] = {"faithful_success": float(x.mean()), "ci": bootstrap_mean(x), "n": int(len(x))}
+    for key in ("sae", "diffmean"):
+        table[key]["success"] = float(pooled(f"{key}_success").mean())
+    diff = pooled("sae") - pooled("diffmean")
+    table["sae_minus_diffmean"] = {"difference": float(diff.mean()), "ci": bootstrap_mean(diff)}
+    return {"config": asdict(cfg), "per_target": per_target, "test": table,
+            "per_target_test": {t: {k: float(v.mean()) for k, v in d.items()} for t, d in rows_test.items()}}
+
+
+def _write(cfg: FactorSweepConfig, result: dict, sheet: list[tuple[str, str, Tensor]]) -> None:
+    """results.json, table.md, and contact.png: per target, rows of the first 8 test prompts unsteered,
+    with prompting, with the chosen SAE arm and with the chosen DiffMean (rows listed in contact.json)."""
+    from saekit.atomic import write_bytes_atomic, write_text_atomic
+    from saekit.testbed.fluxbed.report import image_grid_png
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    order = {"unsteered": 0, "prompting": 1, "sae": 2, "diffmean": 3}
+    sheet = sorted(sheet, key=lambda row: (row[1], order[row[0]]))
+    if sheet:
+        cols = max(len(imgs) for _, _, imgs in sheet)
+        padded = [torch.cat([im, im.new_zeros(cols - len(im), *im.shape[1:])]) for _, _, im in sheet]
+        write_bytes_atomic(out / "contact.png", image_grid_png(torch.cat(padded), cols=cols))
+        rows = [{"row": i, "arm": arm, "target": t} for i, (arm, t, _) in enumerate(sheet)]
+        write_text_atomic(out / "contact.json", json.dumps(rows, indent=1) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(result, indent=2, default=float) + "\n")
+    write_text_atomic(out / "table.md", table_markdown(result))
+
+
+def table_markdown(result: dict) -> str:
+    cfg, t = result["config"], result["test"]
+    lines = [
+        f"# Steering `{cfg['factor']}` on {cfg['model']} at {cfg['hook_point'] or 'the SAE hook point'}",
+        "",
+        f"Test prompts ({t['sae']['n']} = targets x {cfg['n_test']}); each arm's method and strength "
+        "chosen on the train prompts. Faithful success: the factor judge reads the target and "
+        f"{', '.join(p for p in cfg['preserve'] if p != cfg['factor'])} read as on the unsteered image.",
+        "",
+        "| arm | faithful success [95%] | success (target read) |",
+        "|---|---|---|",
+    ]
+    arms = (
+        ("sae", "SAE (best method, strength)"),
+        ("diffmean", "DiffMean"),
+        ("prompting", "prompting (caption asks for the target)"),
+        ("unsteered", "unsteered"),
+    )
+    for key, name in arms:
+        row = t[key]
+        succ = f"{row['success']:.2f}" if "success" in row else "-"
+        lo, hi = row["ci"]
+        lines.append(f"| {name} | {row['faithful_success']:.2f} [{lo:.2f}, {hi:.2f}] | {succ} |")
+    d = t["sae_minus_diffmean"]
+    lines += [
+        "",
+        f"SAE minus DiffMean (paired): {d['difference']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]",
+        "",
+        "| target | features | SAE choice (train) | DiffMean choice (train) | SAE test | DiffMean test "
+        "| prompting test |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pt in result["per_target"]:
+        name = pt["target"]
+        s, dm = pt["chosen"]["sae"], pt["chosen"]["diffmean"]
+        te = result["per_target_test"][name]
+        lines.append(
+            f"| {name} | {', '.join(f'f{j}' for j in pt['features'])} | {s['method']} x{s['strength']:g} "
+            f"({s['train']:.2f}) | x{dm['strength']:g} ({dm['train']:.2f}) | {te['sae']:.2f} | "
+            f"{te['diffmean']:.2f} | {te['prompting']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+

@@ -1,0 +1,56 @@
+"""The factor sweep's pure pieces against hand-made answers (the run: docs/results/fluxbed_steering)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from saekit.sweep.image_factors import bootstrap_mean, faithful, latent_shift, table_markdown
+
+
+def test_latent_shift_finds_the_planted_latent_and_its_values():
+    g = torch.Generator().manual_seed(0)
+    off = torch.rand(40, 32, generator=g)
+    on = off.clone()
+    on[:, 7] += 3.0  # latent 7 rises by 3 from "not v" to "v"
+    on[:, 2] += 1.0
+    feats, shift, mean_on = latent_shift(on, off, 2)
+    assert feats == [7, 2]
+    assert torch.allclose(shift, torch.tensor([3.0, 1.0]), atol=1e-5)
+    assert torch.allclose(mean_on, on.mean(0)[[7, 2]])
+
+
+def test_faithful_needs_the_target_and_the_other_factors_unchanged():
+    base = np.array([[1, 0, 0, 2, 1], [1, 0, 0, 2, 1], [1, 0, 0, 2, 1], [1, 3, 0, 2, 1]])
+    pred = np.array([[1, 5, 0, 2, 1], [1, 5, 1, 2, 1], [1, 4, 0, 2, 1], [1, 5, 0, 2, 1]])
+    # steering colour (index 1) to 5, keeping thickness, position, size (2, 3, 4)
+    ok = faithful(pred, base, factor=1, target=5, keep=[2, 3, 4])
+    assert ok.tolist() == [True, False, False, True]  # row 2 changed thickness; row 3 missed the target
+
+
+def test_bootstrap_mean_covers_the_mean_and_narrows_with_n():
+    rng = np.random.default_rng(0)
+    small, large = rng.random(20) < 0.5, rng.random(2000) < 0.5
+    lo, hi = bootstrap_mean(small.astype(float))
+    assert lo <= small.mean() <= hi
+    lo2, hi2 = bootstrap_mean(large.astype(float))
+    assert (hi2 - lo2) < (hi - lo) / 3
+
+
+def test_table_names_every_arm_and_the_paired_difference():
+    row = {"faithful_success": 0.5, "ci": (0.3, 0.7), "n": 24, "success": 0.6}
+    result = {
+        "config": {"factor": "colour", "model": "m", "hook_point": "transformer_blocks.1@image", "n_test": 12,
+                   "preserve": ["colour", "position"]},  # fmt: skip
+        "test": {"sae": row, "diffmean": row, "prompting": {k: v for k, v in row.items() if k != "success"},
+                 "unsteered": row, "sae_minus_diffmean": {"difference": 0.1, "ci": (-0.1, 0.3)}},  # fmt: skip
+        "per_target": [{"target": "red", "features": [3], "chosen": {
+            "sae": {"method": "additive", "strength": 2.0, "train": 0.7},
+            "diffmean": {"method": "additive", "strength": 1.0, "train": 0.5}}}],  # fmt: skip
+        "per_target_test": {"red": {"sae": 0.6, "diffmean": 0.4, "prompting": 0.9}},
+    }
+    text = table_markdown(result)
+    needles = ("SAE (best method, strength)", "DiffMean", "prompting", "unsteered", "+0.10 [-0.10, +0.30]",
+               "| red | f3 | additive x2 (0.70)")  # fmt: skip
+    for needle in needles:
+        assert needle in text, needle

@@ -140,3 +140,20 @@ def test_refusals_name_the_fix(tmp_path):
 
     with pytest.raises(SteeringError, match="steering with a transcoder is not supported"):
         sae_edit(tc, "additive", [0], [1.0])
+
+
+def test_transcoder_training_resumes_bit_exactly(tmp_path):
+    """Killed after 13 steps (checkpoint at 10) and rerun: the same weights as an uninterrupted run."""
+    torch.set_num_threads(1)
+    x, y = _sparse_module(2048, seed=7)
+    src = PairedTensorSource(x, y)
+    cfg = _cfg(tmp_path, target="out", skip_connection=True, total_tokens=256 * 24, checkpoint_every=5)
+    part = train(cfg, src, out=tmp_path / "part", stop_after_steps=13)
+    assert not part.finished
+    resumed = train(cfg, src, out=tmp_path / "part")
+    ref = train(cfg, src, out=tmp_path / "ref")
+    assert resumed.finished and resumed.step == ref.step == 24
+    for name, t in ref.sae.state_dict().items():
+        assert torch.equal(t, resumed.sae.state_dict()[name]), name
+    with pytest.raises(Exception, match="target"):  # a transcoder checkpoint is not resumed as an SAE
+        train(cfg.replace(target="in", skip_connection=False), TensorSource(x), out=tmp_path / "part")

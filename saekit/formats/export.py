@@ -82,8 +82,9 @@ def folded_tensors(sae) -> dict[str, Tensor]:
 TRANSCODER_SUPPORT = {
     "sparsify": "sparsify transcoders (`transcode: true`) select the top k per row, with an optional W_skip",
     "saelens": "SAELens' transcoder classes are ReLU ('transcoder', 'skip_transcoder') and JumpReLU "
-    "('jumprelu_transcoder'); none selects the top k latents, so a saekit TopK/BatchTopK transcoder has no "
-    "exact SAELens form. Export it --to sparsify",
+    "('jumprelu_transcoder'); none selects the top k latents, so a TopK transcoder has no exact SAELens "
+    "form (a BatchTopK transcoder without W_skip would fit 'jumprelu_transcoder', which saekit does not "
+    "write yet). Export it --to sparsify",
     "dictionary_learning": "dictionary_learning has no transcoder class (its dictionaries reconstruct their "
     "input). Export it --to sparsify",
 }

@@ -93,7 +93,7 @@ def load_pipeline(path: str | Path):
     """`FluxPipeline.from_pretrained(path)` in float32 on the CPU, progress bar off."""
     from diffusers import FluxPipeline
 
-    pipe = FluxPipeline.from_pretrained(str(path), torch_dtype=torch.float32)
+    pipe = FluxPipeline.from_pretrained(str(path), dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

@@ -28,7 +28,7 @@ class FluxbedConfig:
     """VAE latent channels (FLUX.1 uses 16); packed 2x2 they make the transformer's 4x this input."""
     vae_steps: int = 1000
     """AdamW steps for the VAE."""
-    vae_batch: int = 64
+    vae_batch: int = 32
     vae_lr: float = 2e-3
     vae_kl: float = 1e-6
     """Weight of the KL term (small: the latents only need to be smooth enough to decode samples)."""
@@ -37,7 +37,7 @@ class FluxbedConfig:
     """Width of the CLIP text model and the T5 encoder (the transformer's pooled and joint dims)."""
     clip_max_length: int = 24
     """The CLIP tokenizer's model_max_length (FluxPipeline pads CLIP prompts to it)."""
-    t5_lengths: tuple[int, ...] = (16, 24, 32, 64, 128, 512)
+    t5_lengths: tuple[int, ...] = (16, 24, 32, 512)
     """T5 padding lengths drawn per training batch. FluxPipeline pads the T5 prompt to
     `max_sequence_length` (512 unless the caller says otherwise) and FLUX's attention has no text
     mask, so the transformer is trained to give the same image for any padding length."""
@@ -51,10 +51,10 @@ class FluxbedConfig:
     heads: int = 4
     head_dim: int = 16
     """Width = heads * head_dim; the RoPE axes split head_dim (FLUX.1: 24 heads of 128)."""
-    flow_steps: int = 3000
+    flow_steps: int = 5000
     """AdamW steps of flow matching (transformer and both text encoders trained together)."""
-    flow_batch: int = 64
-    flow_lr: float = 1e-3
+    flow_batch: int = 32
+    flow_lr: float = 2e-3
     caption_dropout: float = 0.1
     """Probability of training on the empty prompt (enables FluxPipeline's true CFG with `true_cfg_scale`)."""
     # --- evaluation ----------------------------------------------------------------------------
@@ -62,7 +62,7 @@ class FluxbedConfig:
     """Real renders (train digit images) the factor judges are fitted on."""
     judge_test_renders: int = 2000
     """Real renders (test digit images) the judges' accuracy is measured on."""
-    eval_prompts: int = 400
+    eval_prompts: int = 200
     """Generations scored per prompt split (training combinations and held-out ones)."""
     eval_steps: int = 12
     """`num_inference_steps` of the FluxPipeline calls that are scored."""
@@ -95,7 +95,7 @@ def ci_config(**over) -> FluxbedConfig:
     base = dict(
         n_train_renders=1500,
         vae_channels=(4, 8),
-        vae_steps=100,
+        vae_steps=150,
         vae_batch=32,
         text_dim=32,
         t5_lengths=(16, 32),
@@ -104,8 +104,8 @@ def ci_config(**over) -> FluxbedConfig:
         n_single=1,
         heads=2,
         head_dim=16,
-        flow_steps=250,
-        flow_batch=32,
+        flow_steps=800,
+        flow_batch=16,
         judge_train_renders=1500,
         judge_test_renders=400,
         eval_prompts=40,

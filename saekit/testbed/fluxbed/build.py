@@ -160,7 +160,7 @@ def build_fluxbed(cfg: FluxbedConfig, out: str | Path, *, threads: int | None = 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "build_config.json", {"schema": 1, **cfg.to_dict()})
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     timings: dict[str, float] = {}
 
     def lap(name: str, t0: float) -> float:
@@ -199,7 +199,7 @@ def build_fluxbed(cfg: FluxbedConfig, out: str | Path, *, threads: int | None = 
     )
     pipeline_dir = save_pipeline(components, out)
     t = lap("save_s", t)
-    build_s = time.perf_counter() - t_start
+    build_s, build_cpu_s = time.perf_counter() - t_start, time.process_time() - cpu_start
 
     judges = fit_judges(cfg)
     t = lap("judges_s", t)
@@ -228,6 +228,8 @@ def build_fluxbed(cfg: FluxbedConfig, out: str | Path, *, threads: int | None = 
         "config": cfg.to_dict(),
         "threads": threads if threads is not None else torch.get_num_threads(),
         "build_s": round(build_s, 1),
+        "build_cpu_s": round(build_cpu_s, 1),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "total_s": round(time.perf_counter() - t_start, 1),
         "timings": timings,
         "peak_rss_mib": round(peak_rss_mib(), 1),

@@ -43,8 +43,11 @@ def markdown(report: dict) -> str:
     lines = [
         "# fluxbed build report",
         "",
-        f"Built in {report['build_s']:.0f} s on {report['threads']} thread(s) (whole run with judges and "
-        f"scoring {report['total_s']:.0f} s); peak resident memory {report['peak_rss_mib']:.0f} MiB.",
+        f"Built in {report['build_s']:.0f} s wall clock, {report.get('build_cpu_s', float('nan')):.0f} s of "
+        f"CPU time, on {report['threads']} thread(s) (whole run with judges and scoring "
+        f"{report['total_s']:.0f} s; 1-minute load average at the end "
+        f"{report.get('load_average_1min_at_end', float('nan')):.1f}); peak resident memory "
+        f"{report['peak_rss_mib']:.0f} MiB.",
         f"Timings (s): {report['timings']}.",
         f"Parameters: {report['params']}.",
         f"Latents {report['latent']['shape']} (packed to {cfg['latent_channels'] * 4}-wide tokens); "

@@ -30,7 +30,9 @@ from saekit.testbed.fluxbed.judges import FactorJudges, factor_accuracy
 from saekit.testbed.fluxbed.render import (
     CANVAS,
     N_VALUES,
+    Factors,
     Render,
+    caption,
     digit_split,
     parse_caption,
     render,
@@ -139,8 +141,7 @@ def score_generations(
 
 
 def render_caption(f) -> str:
-    from saekit.testbed.fluxbed.render import Factors, caption
-
+    """The caption of one factor row `[5]` (FACTORS order)."""
     return caption(Factors(*(int(v) for v in f)))
 
 

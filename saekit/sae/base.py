@@ -118,6 +118,11 @@ class SAE(nn.Module):
             return None
         return x_n_BD @ self.W_skip
 
+    def with_skip(self, out_n_BD: Tensor, x_n_BD: Tensor) -> Tensor:
+        """The normalised decoder output plus a skip transcoder's skip term (unchanged without one)."""
+        skip = self.skip_term(x_n_BD)
+        return out_n_BD if skip is None else out_n_BD + skip
+
     def normalize_input(self, x: Tensor) -> Tensor:
         """Cast to the SAE dtype and apply the saved input scale (or the per-row layer norm)."""
         x = x.to(dtype=self.dtype, device=self.device)

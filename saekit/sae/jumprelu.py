@@ -59,6 +59,7 @@ class JumpReLUSTE(torch.autograd.Function):
 @register
 class JumpReLUSAE(SAE):
     arch = "jumprelu"
+    transcodes = True
 
     def _init_extra(self, device) -> None:
         self.log_threshold = nn.Parameter(
@@ -81,14 +82,20 @@ class JumpReLUSAE(SAE):
         return pre_BF * (pre_BF > self.threshold)
 
     def forward(
-        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x: Tensor,
+        *,
+        target: Tensor | None = None,
+        dead_mask: Tensor | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
-        x_n = self._prepare_batch(x)
+        """Training forward; a transcoder is given `target` (the module's output rows) and predicts it."""
+        x_n, y_n = self._prepare_pair(x, target)
         pre = self.pre_activation(x_n)
         theta = self.threshold
         bw = self.cfg.jumprelu_bandwidth
         latents = JumpReLUSTE.apply(pre, theta, bw)
-        recon_n = self.decode_normalized(latents)
+        recon_n = self.with_skip(self.decode_normalized(latents), x_n)
         l0 = StepSTE.apply(pre, theta, bw).sum(-1).mean()
         sparsity = self.cfg.sparsity_coefficient * sparsity_scale * l0
-        return self._output(x_n, recon_n, latents, sparsity=sparsity)
+        return self._output(y_n, recon_n, latents, sparsity=sparsity)

@@ -17,16 +17,23 @@ from saekit.sae.registry import register
 class ReLUSAE(SAE):
     arch = "relu"
     revival = "resample_dead"
+    transcodes = True
 
     def activation(self, pre_BF: Tensor) -> Tensor:
         return pre_BF.relu()
 
     def forward(
-        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self,
+        x: Tensor,
+        *,
+        target: Tensor | None = None,
+        dead_mask: Tensor | None = None,
+        sparsity_scale: float = 1.0,
     ) -> SAEOutput:
-        x_n = self._prepare_batch(x)
+        """Training forward; a transcoder is given `target` (the module's output rows) and predicts it."""
+        x_n, y_n = self._prepare_pair(x, target)
         latents = self.activation(self.pre_activation(x_n))
-        recon_n = self.decode_normalized(latents)
+        recon_n = self.with_skip(self.decode_normalized(latents), x_n)
         l1 = (latents * self.decoder_norms()).sum(-1).mean()
         sparsity = self.cfg.sparsity_coefficient * sparsity_scale * l1
-        return self._output(x_n, recon_n, latents, sparsity=sparsity)
+        return self._output(y_n, recon_n, latents, sparsity=sparsity)

@@ -66,10 +66,7 @@ class TopKFamily(SAE):
         training (the variants that do not use the sparse kernel: BatchTopK, signed TopK). `y_n` is a
         transcoder's normalised target (None: the input itself); its skip term joins the prediction."""
         y_n = x_n if y_n is None else y_n
-        recon_n = self.decode_normalized(latents_BF)
-        skip = self.skip_term(x_n)
-        if skip is not None:
-            recon_n = recon_n + skip
+        recon_n = self.with_skip(self.decode_normalized(latents_BF), x_n)
         aux = None
         if dead_mask is not None and self.training:
             aux = aux_k_loss(
@@ -153,10 +150,7 @@ class TopKSAE(TopKFamily):
             mm_dtype,
             centre=not self.cfg.transcode,
         )
-        recon_n = out.recon_BD
-        skip = self.skip_term(x_n)
-        if skip is not None:
-            recon_n = recon_n + skip
+        recon_n = self.with_skip(out.recon_BD, x_n)
         aux = None
         if out.aux_recon_BD is not None:
             residual = (y_n - recon_n).detach()

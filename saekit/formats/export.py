@@ -81,18 +81,38 @@ def folded_tensors(sae) -> dict[str, Tensor]:
 #: What each target says it has for transcoders (why a saekit transcoder cannot go there otherwise).
 TRANSCODER_SUPPORT = {
     "sparsify": "sparsify transcoders (`transcode: true`) select the top k per row, with an optional W_skip",
-    "saelens": "SAELens' transcoder classes are ReLU ('transcoder', 'skip_transcoder') and JumpReLU "
-    "('jumprelu_transcoder'); none selects the top k latents, so a TopK transcoder has no exact SAELens "
-    "form (a BatchTopK transcoder without W_skip would fit 'jumprelu_transcoder', which saekit does not "
-    "write yet). Export it --to sparsify",
+    "saelens": "SAELens' transcoder classes are ReLU ('transcoder', 'skip_transcoder': with W_skip) and "
+    "JumpReLU ('jumprelu_transcoder': no W_skip, also the inference form of a BatchTopK transcoder); none "
+    "selects the top k latents per row. Export a TopK transcoder --to sparsify",
     "dictionary_learning": "dictionary_learning has no transcoder class (its dictionaries reconstruct their "
     "input). Export it --to sparsify",
 }
+
+#: SAELens transcoder architecture per native arch, without and with a skip term (None: none fits).
+SAELENS_TRANSCODERS: dict[str, tuple[str | None, str | None]] = {
+    "relu": ("transcoder", "skip_transcoder"),
+    "jumprelu": ("jumprelu_transcoder", None),
+    "batchtopk": ("jumprelu_transcoder", None),
+}
+
+
+def target_class(sae, target: str) -> str:
+    """The target library's class (architecture) name for `sae` (which `refusal` has accepted)."""
+    if sae.cfg.transcode and target == "saelens":
+        return SAELENS_TRANSCODERS[sae.cfg.arch][int(sae.cfg.skip_connection)]
+    return SUPPORTED[target][sae.cfg.arch]
 
 
 def refusal(sae, target: str) -> str | None:
     """Why `target` cannot represent `sae` exactly, or None when it can."""
     arch, cfg = sae.cfg.arch, sae.cfg
+    if cfg.transcode and target == "saelens":
+        if SAELENS_TRANSCODERS.get(arch, (None, None))[int(cfg.skip_connection)] is None:
+            skip = " with a skip term" if cfg.skip_connection else ""
+            return f"it is a {arch} transcoder{skip}: {TRANSCODER_SUPPORT[target]}"
+        if arch == "batchtopk" and float(sae.threshold) < 0:
+            return "this batchtopk transcoder's inference threshold was never estimated"
+        return None
     if cfg.transcode and target != "sparsify":
         return f"it is a transcoder: {TRANSCODER_SUPPORT[target]}"
     if cfg.transcode and sae.d_out != sae.d_in:
@@ -131,5 +151,5 @@ def export_sae(cfg: ExportConfig) -> Path:
     writer = {"saelens": writers.write_saelens, "sparsify": writers.write_sparsify}.get(
         cfg.to, writers.write_dictionary_learning
     )
-    writer(sae, folded_tensors(sae), SUPPORTED[cfg.to][sae.cfg.arch], out)
+    writer(sae, folded_tensors(sae), target_class(sae, cfg.to), out)
     return out

@@ -14,6 +14,9 @@ work is in the config semantics:
   mean, divide by std + 1e-5; restore on output) is native `normalization="layer_norm"`;
   `constant_norm_rescale` (a per-row factor) has no native form and is refused.
 - pre-6.0 `scaling_factor [d_sae]` (finetuning scale on latents before decoding): folded into W_dec.
+- transcoders (6.x): `transcoder` (ReLU), `skip_transcoder` (ReLU + `W_skip [d_out, d_in]`, adding
+  `x @ W_skip.T`), `jumprelu_transcoder`; `d_out`, `hook_name_out`. They encode `x` itself (no `- b_dec`)
+  and become native transcoders (`transcode=True`) tensor for tensor; only `normalize_activations="none"`.
 """
 
 from __future__ import annotations
@@ -51,7 +54,9 @@ from saekit.sae.config import Provenance
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 SCALER_FILE = "activation_scaler.json"
-ARCHITECTURES = ("standard", "topk", "jumprelu", "gated", "batchtopk")
+#: SAELens transcoder architecture -> native arch (with transcode=True)
+TRANSCODERS = {"transcoder": "relu", "skip_transcoder": "relu", "jumprelu_transcoder": "jumprelu"}
+ARCHITECTURES = ("standard", "topk", "jumprelu", "gated", "batchtopk", *TRANSCODERS)
 
 
 def looks_like_saelens(folder: Path) -> bool:
@@ -66,7 +71,6 @@ def _architecture(cfg: dict[str, Any], source: Path) -> str:
     if arch not in ARCHITECTURES:
         raise SAEFormatError(
             f"{source}: SAELens architecture {arch!r} is not supported; supported: {', '.join(ARCHITECTURES)}"
-            " (transcoders and skip-transcoders have no native equivalent)"
         )
     return arch
 
@@ -131,6 +135,33 @@ def _normalization(cfg: dict[str, Any]) -> str:
     return "expected_norm" if norm is True or norm == "expected_average_only_in" else "none"
 
 
+def _transcoder_fields(cfg: dict[str, Any], arch: str, d_in: int, source: Path) -> dict[str, Any]:
+    """The native config fields of a SAELens transcoder (`transcode`, `d_out`, `skip_connection`); {} for
+    an SAE. Transcoders with an activation normaliser are refused."""
+    if arch not in TRANSCODERS:
+        return {}
+    norm = cfg.get("normalize_activations", "none")
+    if norm not in (None, "none", False):
+        raise SAEFormatError(
+            f"{source}: a {arch} with normalize_activations={norm!r}; saekit converts transcoders that "
+            "work on raw activations only"
+        )
+    d_out = check_int(cfg.get("d_out", d_in), "d_out", source)
+    skip = arch == "skip_transcoder"
+    return {"transcode": True, "d_out": d_out if d_out != d_in else None, "skip_connection": skip}
+
+
+def _shapes(arch: str, d_in: int, d_sae: int, d_out: int) -> dict[str, tuple[int, ...]]:
+    """Expected shapes of the SAELens tensors of `arch` (thresholds are checked where they are read)."""
+    shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_out), "b_dec": (d_out,)}
+    shapes["b_gate" if arch == "gated" else "b_enc"] = (d_sae,)
+    if arch == "gated":
+        shapes.update(r_mag=(d_sae,), b_mag=(d_sae,))
+    if arch == "skip_transcoder":
+        shapes["W_skip"] = (d_out, d_in)
+    return shapes
+
+
 def _provenance(cfg: dict[str, Any], source: Path) -> Provenance:
     meta = section(cfg, "metadata", source)
 
@@ -145,6 +176,7 @@ def _provenance(cfg: dict[str, Any], source: Path) -> Provenance:
         hook_point=hook,
         layer=layer if layer is not None else layer_from_hook(hook),
         tokens_trained=count(get("training_tokens")) or 0,
+        target_hook_point=text(get("hook_name_out")) or None,  # transcoders: the hook point predicted
     )
 
 
@@ -153,8 +185,10 @@ def _needed(arch: str, tensors: dict[str, Tensor]) -> list[str]:
     needed = ["W_enc", "b_gate" if arch == "gated" else "b_enc", "W_dec", "b_dec"]
     if arch == "gated":
         needed += ["r_mag", "b_mag"]
-    if arch == "jumprelu" and "log_threshold" not in tensors:
+    if arch in ("jumprelu", "jumprelu_transcoder") and "log_threshold" not in tensors:
         needed.append("threshold")
+    if arch == "skip_transcoder":
+        needed.append("W_skip")
     if arch == "batchtopk" and "threshold" not in tensors:
         needed.append("topk_threshold")
     return needed
@@ -163,7 +197,13 @@ def _needed(arch: str, tensors: dict[str, Tensor]) -> list[str]:
 def _thresholds(
     arch: str, tensors: dict[str, Tensor], t: dict[str, Tensor], src: Path, hint: str, d_sae: int
 ) -> dict[str, Tensor]:
-    """Native threshold tensors: per-latent log threshold (jumprelu) or the global one (batchtopk)."""
+    """Native threshold tensors: per-latent log threshold (jumprelu) or the global one (batchtopk); and a
+    transcoder's output scale (1: SAELens transcoders work on raw activations) and skip matrix."""
+    if arch in TRANSCODERS:
+        extra = {"output_scale": torch.tensor(1.0, dtype=torch.float32)}
+        if arch == "skip_transcoder":
+            extra["W_skip"] = t["W_skip"].T  # SAELens adds x @ W_skip.T
+        return extra | _thresholds(TRANSCODERS[arch], tensors, t, src, hint, d_sae)
     if arch == "jumprelu":
         if "log_threshold" in tensors:
             return {
@@ -195,14 +235,14 @@ def load_saelens(
     d_in = check_int(cfg["d_in"], "d_in", folder / CFG_FILE)
     d_sae = check_int(cfg["d_sae"], "d_sae", folder / CFG_FILE)
     arch = _architecture(cfg, folder / CFG_FILE)
-    hint = f"cfg.json (d_in={d_in}, d_sae={d_sae})"
+    transcoder = _transcoder_fields(cfg, arch, d_in, folder / CFG_FILE)
+    d_out = transcoder.get("d_out") or d_in
+    hint = f"cfg.json (d_in={d_in}, d_sae={d_sae}, d_out={d_out})"
 
     enc_bias = "b_gate" if arch == "gated" else "b_enc"
     needed = _needed(arch, tensors)
     require(tensors, needed, src, f"SAELens architecture {arch!r}")
-    shapes = {"W_enc": (d_in, d_sae), enc_bias: (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
-    if arch == "gated":
-        shapes.update(r_mag=(d_sae,), b_mag=(d_sae,))
+    shapes = _shapes(arch, d_in, d_sae, d_out)
     t = {n: tensors[n].to(FOLD_DTYPE) for n in needed} | checked_tensors(tensors, shapes, src, hint)
     W_enc, b_enc, W_dec, b_dec = t["W_enc"], t[enc_bias], t["W_dec"], t["b_dec"]
     out: dict[str, Tensor] = {}
@@ -212,7 +252,7 @@ def load_saelens(
         out["b_mag"] = t["b_mag"]
         if not cfg.get("apply_b_dec_to_input", True):
             out["b_mag"] = fold_input_bias(W_enc * t["r_mag"].exp(), t["b_mag"], b_dec)
-    if not cfg.get("apply_b_dec_to_input", True):
+    if not cfg.get("apply_b_dec_to_input", True) and not transcoder:  # transcoders never centre x
         b_enc = fold_input_bias(W_enc, b_enc, b_dec)
 
     if "scaling_factor" in tensors:  # pre-6.0 finetuning scale: latents * s before the decoder
@@ -229,7 +269,7 @@ def load_saelens(
         k = check_int(cfg.get("k", 1), "k", folder / CFG_FILE)
     out.update(_thresholds(arch, tensors, t, src, hint, d_sae))
 
-    native_arch = {"standard": "relu"}.get(arch, arch)
+    native_arch = {"standard": "relu", **TRANSCODERS}.get(arch, arch)
     prov = _provenance(cfg, folder / CFG_FILE)
     if cfg.get("reshape_activations") == "hook_z":
         warnings.warn(
@@ -247,6 +287,7 @@ def load_saelens(
         normalize_decoder=False,
         normalization=_normalization(cfg),
         provenance=prov,
+        **transcoder,
     )
     out.update(W_enc=W_enc, b_enc=b_enc, W_dec=W_dec, b_dec=b_dec)
     out["input_scale"] = torch.tensor(_input_scale(cfg, folder, scaling_factor), dtype=torch.float32)

@@ -22,29 +22,35 @@ def _cast(tensors: dict[str, Tensor], dtype: torch.dtype) -> dict[str, Tensor]:
 
 
 def _threshold(sae, t: dict[str, Tensor]) -> Tensor:
-    """Per-latent JumpReLU threshold of a jumprelu or batchtopk SAE (`pre * (pre > theta)` in both)."""
+    """Per-latent JumpReLU threshold of a jumprelu or batchtopk SAE (`pre * (pre > theta)` in both; the
+    pre-activation is unchanged by the scale folding, so the threshold is too)."""
     if sae.cfg.arch == "jumprelu":
         return t["log_threshold"].exp()
     return torch.full((sae.d_sae,), float(sae.threshold), dtype=torch.float64)
 
 
 def write_saelens(sae, t: dict[str, Tensor], architecture: str, out: Path) -> None:
-    """SAELens 6.x: `cfg.json` + `sae_weights.safetensors`, our layout (`W_enc [d_in, d_sae]`)."""
+    """SAELens 6.x: `cfg.json` + `sae_weights.safetensors`, our layout (`W_enc [d_in, d_sae]`). Transcoders
+    (`transcoder`, `skip_transcoder`, `jumprelu_transcoder`) encode `x` without `- b_dec`, as saekit's do;
+    their config adds `d_out` and `hook_name_out`; `W_skip` is `[d_out, d_in]` (SAELens adds
+    `x @ W_skip.T`)."""
     prov = sae.cfg.provenance
     w = {"W_enc": t["W_enc"], "W_dec": t["W_dec"], "b_dec": t["b_dec"]}
     if architecture == "gated":
         w.update(b_gate=t["b_enc"], r_mag=t["r_mag"], b_mag=t["b_mag"])
     else:
         w["b_enc"] = t["b_enc"]
-    if architecture == "jumprelu":
+    if architecture in ("jumprelu", "jumprelu_transcoder"):
         w["threshold"] = _threshold(sae, t)
+    if architecture == "skip_transcoder":
+        w["W_skip"] = t["W_skip"].T
     cfg = {
         "architecture": architecture,
         "d_in": sae.d_in,
         "d_sae": sae.d_sae,
         "dtype": sae.cfg.dtype,
         "device": "cpu",
-        "apply_b_dec_to_input": True,
+        "apply_b_dec_to_input": not sae.cfg.transcode,
         "normalize_activations": "layer_norm" if sae.cfg.normalization == "layer_norm" else "none",
         "reshape_activations": "none",
         "metadata": {
@@ -57,6 +63,9 @@ def write_saelens(sae, t: dict[str, Tensor], architecture: str, out: Path) -> No
     }
     if architecture == "topk":
         cfg.update(k=sae.cfg.k, rescale_acts_by_decoder_norm=False)
+    if sae.cfg.transcode:
+        out_hook = prov.target_hook_point or ""
+        cfg.update(d_out=sae.d_out, hook_name_out=out_hook, hook_layer_out=prov.layer or 0)
     save_tensors_atomic(out / "sae_weights.safetensors", _cast(w, sae.dtype))
     write_json_atomic(out / "cfg.json", cfg)
 

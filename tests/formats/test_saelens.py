@@ -254,5 +254,5 @@ def test_wrong_shape_named(tmp_path):
 
 
 def test_unsupported_architecture_lists_supported(tmp_path):
-    with pytest.raises(SAEFormatError, match="transcoder.*supported: standard"):
-        load_saelens(write_saelens(tmp_path / "t", base_tensors(), architecture="transcoder"))
+    with pytest.raises(SAEFormatError, match="'clt' is not supported; supported: standard"):
+        load_saelens(write_saelens(tmp_path / "t", base_tensors(), architecture="clt"))

@@ -20,7 +20,7 @@ class BuildArgs:
     out: Path = Path("runs/fluxbed")
     """Output folder; the pipeline is `out/pipeline` (load it with `FluxPipeline.from_pretrained`)."""
     ci: bool = False
-    """Start from the tiny CI configuration (under a minute, recognisably worse) instead of the full one;
+    """Start from the tiny CI configuration (about a minute on one thread, far worse) instead of the full one;
     every `--config.*` flag given still applies on top of it."""
     config: FluxbedConfig = field(default_factory=FluxbedConfig)
     """The build configuration."""

@@ -91,7 +91,8 @@ class FluxbedConfig:
 
 
 def ci_config(**over) -> FluxbedConfig:
-    """The tiny configuration the tests build (well under a minute on one thread)."""
+    """The tiny configuration the tests build (about a minute on one thread; 53 s wall clock measured on a
+    loaded machine, 85-100 s inside pytest). Its generations beat chance on position only."""
     base = dict(
         n_train_renders=1500,
         vae_channels=(4, 8),

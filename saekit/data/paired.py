@@ -76,20 +76,12 @@ class PairedRows:
         drop_last: bool = False,
         dtype: torch.dtype = torch.float32,
     ) -> Iterator[Tensor]:
-        """`[B, d_in + d_out]` batches in the store's own order for `seed` (see `ActivationStore`)."""
-        n = len(self)
-        if batch_size < 1:
-            raise StoreError(f"batch_size must be >= 1, found {batch_size}")
-        if not 0 <= start_row <= n:
-            raise StoreError(f"start_row {start_row} is outside the store's {n} rows ({self.folder})")
-        perm = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
-        for s in range(start_row, n, batch_size):
-            e = min(s + batch_size, n)
-            if drop_last and e - s < batch_size:
-                return
-            yield self._rows(perm[s:e], dtype)
+        """`[B, d_in + d_out]` batches in the store's own order for `seed` (`ActivationStore.batch_rows`)."""
+        for rows in self.store.batch_rows(batch_size, shuffle=shuffle, seed=seed, start_row=start_row,
+                                          drop_last=drop_last):  # fmt: skip
+            idx = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+            yield self._rows(idx, dtype)
 
     def sample(self, n: int, seed: int = 0, *, dtype: torch.dtype = torch.float32) -> Tensor:
         """`n` distinct random rows `[n, d_in + d_out]` (the rows `store.sample(n, seed)` returns)."""
-        n = min(n, len(self))
-        return self._rows(np.random.default_rng(seed).permutation(len(self))[:n], dtype)
+        return self._rows(self.store.sample_rows(n, seed), dtype)

@@ -158,6 +158,22 @@ class ActivationStore:
 
         One pass over the store; call again (e.g. with seed + epoch) for another epoch.
         """
+        for rows in self.batch_rows(batch_size, shuffle=shuffle, seed=seed, start_row=start_row,
+                                    drop_last=drop_last):  # fmt: skip
+            x = self._range(rows.start, rows.stop) if isinstance(rows, slice) else self._gather(rows)
+            yield x.to(dtype)
+
+    def batch_rows(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        start_row: int = 0,
+        drop_last: bool = False,
+    ) -> Iterator[np.ndarray | slice]:
+        """The rows of each batch `iter_batches` yields: index arrays (shuffled), or slices (in order).
+        One definition of the order, so every reader of this store (paired stores too) sees the same."""
         n = len(self)
         if batch_size < 1:
             raise StoreError(f"batch_size must be >= 1, found {batch_size}")
@@ -168,8 +184,11 @@ class ActivationStore:
             e = min(s + batch_size, n)
             if drop_last and e - s < batch_size:
                 return
-            x = self._gather(perm[s:e]) if perm is not None else self._range(s, e)
-            yield x.to(dtype)
+            yield perm[s:e] if perm is not None else slice(s, e)
+
+    def sample_rows(self, n: int, seed: int = 0) -> np.ndarray:
+        """The indices of `sample(n, seed)`: `n` distinct random rows (all if the store has fewer)."""
+        return np.random.default_rng(seed).permutation(len(self))[: min(n, len(self))]
 
     def read_rows(
         self, rows, names: list[str] | None = None, *, dtype: torch.dtype = torch.float32
@@ -206,9 +225,7 @@ class ActivationStore:
 
     def sample(self, n: int, seed: int = 0, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """`n` distinct random rows `[n, d]` (all rows if the store has fewer)."""
-        n = min(n, len(self))
-        idx = np.random.default_rng(seed).permutation(len(self))[:n]
-        return self._gather(idx).to(dtype)
+        return self._gather(self.sample_rows(n, seed)).to(dtype)
 
     def tokens(self, doc_id: int, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Token ids of document `doc_id`, positions `[start, stop)` (clipped), as int64."""

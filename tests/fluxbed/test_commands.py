@@ -23,18 +23,7 @@ PROMPTS = ("a small red 3 at the top left, thin strokes", "a large blue 7 at the
 def pipeline(tmp_path_factory):
     cfg = ci_config()
     torch.manual_seed(0)
-    clip, t5 = C.make_text_encoders(cfg)
-    tok, tok2 = C.make_tokenizers(cfg)
-    parts = dict(
-        scheduler=C.make_scheduler(),
-        vae=C.make_vae(cfg),
-        text_encoder=clip,
-        tokenizer=tok,
-        text_encoder_2=t5,
-        tokenizer_2=tok2,
-        transformer=C.make_transformer(cfg),
-    )
-    return cfg, save_pipeline(parts, tmp_path_factory.mktemp("fluxbed_cmds"))
+    return cfg, save_pipeline(C.pipeline_parts(cfg), tmp_path_factory.mktemp("fluxbed_cmds"))
 
 
 def test_harvest_train_steer_on_the_pipeline_folder(pipeline, tmp_path):

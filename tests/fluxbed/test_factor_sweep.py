@@ -17,11 +17,7 @@ from saekit.testbed.fluxbed.config import ci_config
 def test_factor_sweep_runs_and_strength_zero_changes_nothing(tmp_path):
     cfg = ci_config(judge_train_renders=300, judge_test_renders=60)
     torch.manual_seed(0)
-    clip, t5 = C.make_text_encoders(cfg)
-    tok, tok2 = C.make_tokenizers(cfg)
-    parts = dict(scheduler=C.make_scheduler(), vae=C.make_vae(cfg), text_encoder=clip, tokenizer=tok,
-                 text_encoder_2=t5, tokenizer_2=tok2, transformer=C.make_transformer(cfg))  # fmt: skip
-    path = save_pipeline(parts, tmp_path)
+    path = save_pipeline(C.pipeline_parts(cfg), tmp_path)
     (tmp_path / "build_config.json").write_text(json.dumps(cfg.to_dict()))
     store, sae = tmp_path / "acts", tmp_path / "sae"
     argv = ["harvest", "diffusion", "--model", str(path), "--hook-point", "transformer_blocks.0@image",

@@ -19,21 +19,7 @@ from saekit.testbed.fluxbed.tokenizer import EOS_ID, UNK_ID
 def saved(tmp_path_factory):
     cfg = ci_config()
     torch.manual_seed(0)
-    clip, t5 = C.make_text_encoders(cfg)
-    tok, tok2 = C.make_tokenizers(cfg)
-    out = tmp_path_factory.mktemp("fluxbed")
-    path = save_pipeline(
-        dict(
-            scheduler=C.make_scheduler(),
-            vae=C.make_vae(cfg),
-            text_encoder=clip,
-            tokenizer=tok,
-            text_encoder_2=t5,
-            tokenizer_2=tok2,
-            transformer=C.make_transformer(cfg),
-        ),
-        out,
-    )
+    path = save_pipeline(C.pipeline_parts(cfg), tmp_path_factory.mktemp("fluxbed"))
     return cfg, path
 
 
@@ -77,20 +63,7 @@ def test_from_pretrained_loads_and_generates_32px_images(saved):
 def test_saving_again_replaces_the_folder(saved):
     cfg, path = saved
     before = (path / "transformer" / "config.json").read_text()
-    clip, t5 = C.make_text_encoders(cfg)
-    tok, tok2 = C.make_tokenizers(cfg)
-    save_pipeline(
-        dict(
-            scheduler=C.make_scheduler(),
-            vae=C.make_vae(cfg),
-            text_encoder=clip,
-            tokenizer=tok,
-            text_encoder_2=t5,
-            tokenizer_2=tok2,
-            transformer=C.make_transformer(cfg),
-        ),
-        path.parent,
-    )
+    save_pipeline(C.pipeline_parts(cfg), path.parent)
     assert (path / "transformer" / "config.json").read_text() == before
     assert sorted(p.name for p in path.parent.iterdir()) == ["pipeline"]
 

@@ -189,15 +189,8 @@ def build_fluxbed(cfg: FluxbedConfig, out: str | Path, *, threads: int | None = 
     flow_losses = train_flow(transformer, clip, t5, tokenizers, latents, data.captions, scheduler, cfg, gen)
     t = lap("flow_s", t)
 
-    components = dict(
-        scheduler=scheduler,
-        vae=vae,
-        text_encoder=clip,
-        tokenizer=tokenizers[0],
-        text_encoder_2=t5,
-        tokenizer_2=tokenizers[1],
-        transformer=transformer,
-    )
+    components = C.pipeline_parts(cfg, vae=vae, text_encoders=(clip, t5), tokenizers=tokenizers,
+                                  transformer=transformer, scheduler=scheduler)  # fmt: skip
     pipeline_dir = save_pipeline(components, out)
     t = lap("save_s", t)
     build_s, build_cpu_s = time.perf_counter() - t_start, time.process_time() - cpu_start

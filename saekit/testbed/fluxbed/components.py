@@ -113,5 +113,22 @@ def make_scheduler():
     )
 
 
+def pipeline_parts(cfg: FluxbedConfig, *, vae=None, text_encoders=None, tokenizers=None, transformer=None,
+                   scheduler=None) -> dict:  # fmt: skip
+    """The keyword arguments of `FluxPipeline(...)`: the parts given (trained), fresh ones for the rest,
+    made in a fixed order (text encoders, tokenizers, scheduler, VAE, transformer) so a seed fixes them."""
+    clip, t5 = text_encoders if text_encoders is not None else make_text_encoders(cfg)
+    tok, tok2 = tokenizers if tokenizers is not None else make_tokenizers(cfg)
+    return dict(
+        scheduler=scheduler if scheduler is not None else make_scheduler(),
+        vae=vae if vae is not None else make_vae(cfg),
+        text_encoder=clip,
+        tokenizer=tok,
+        text_encoder_2=t5,
+        tokenizer_2=tok2,
+        transformer=transformer if transformer is not None else make_transformer(cfg),
+    )
+
+
 def param_count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())

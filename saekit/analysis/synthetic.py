@@ -193,6 +193,22 @@ def _check(model: nn.Module, sae, feature: int, cfg: SyntheticConfig) -> bool:
     return has_lm
 
 
+def _with_frozen_model(fn):
+    """`fn(model, ...)` with the model's parameters frozen while it runs and given back as they were
+    (optimising an input must neither train the model nor leave the caller's model frozen)."""
+    import functools
+
+    from saekit.models.frozen import frozen
+
+    @functools.wraps(fn)
+    def run(model, *args, **kwargs):
+        with frozen(model):
+            return fn(model, *args, **kwargs)
+
+    return run
+
+
+@_with_frozen_model
 def maximise_feature(
     model: nn.Module,
     sae,
@@ -213,8 +229,6 @@ def maximise_feature(
     """
     has_lm = _check(model, sae, feature, cfg)
     model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
     obj0 = FeatureObjective(model, sae, hook_point)
     allowed = allowed_tokens(obj0.W_E.shape[0], tokenizer)
     scale = float(real_max) if real_max and real_max > 0 else 1.0

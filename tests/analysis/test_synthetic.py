@@ -177,3 +177,19 @@ def test_best_suffix_start_is_at_least_the_whole_context(tiny_lm):
     assert res.sequences[0].start == "real:0:suffix"
     assert abs(res.sequences[0].start_activation - want) < 1e-4
     assert res.sequences[0].start_activation >= _full_act(model, sae, ctx) - 1e-5
+
+
+
+def test_maximise_feature_gives_the_model_back_as_it_was(tiny_lm):
+    """The model is frozen only while the input is optimised: the caller's requires_grad flags come back
+    (before, every parameter was left frozen)."""
+    model, sae = _setup(tiny_lm, "topk")
+    params = list(model.parameters())
+    before = [p.requires_grad for p in params]
+    params[0].requires_grad_(not before[0])  # a mixed state, whatever the session left
+    flags = [p.requires_grad for p in params]
+    assert any(flags)
+    cfg = SyntheticConfig(n_steps=2, seq_len=3, restarts=1, n_candidates=4, init="random")
+    maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=2)
+    assert [p.requires_grad for p in params] == flags
+    params[0].requires_grad_(before[0])

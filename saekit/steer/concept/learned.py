@@ -17,7 +17,6 @@ The math of the fits is `saekit.steer.concept.supervised`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import torch
 from torch import Tensor
 
 from saekit.errors import SteeringError
+from saekit.models.frozen import frozen
 from saekit.steer.concept.select import Selection
 from saekit.steer.concept.supervised import (
     FitConfig,
@@ -52,19 +52,6 @@ class Supervision:
     """Pairs that choose k (other samples, same train prompts)."""
     neutral: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     """(prompt ids, the unsteered model's own continuation) for token-confidence scores."""
-
-
-@contextlib.contextmanager
-def frozen(model):
-    """Model parameters without gradients inside (restored after): only the steering vector learns."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, f in flags:
-            p.requires_grad_(f)
 
 
 @torch.no_grad()

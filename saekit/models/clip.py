@@ -13,6 +13,7 @@ transformers 5.x module paths: `CLIPVisionModel` / `CLIPTextModel` have no `visi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, NamedTuple
 
 import torch
@@ -177,13 +178,25 @@ def load_clip(
     try:
         model = cls.from_pretrained(name_or_path, dtype=getattr(torch, dtype)).to(device).eval()
         proc = transformers.CLIPImageProcessor.from_pretrained(name_or_path) if tower != "text" else None
-        tok = transformers.AutoTokenizer.from_pretrained(name_or_path) if tower != "vision" else None
+        tok = _text_tokenizer(name_or_path) if tower != "vision" else None
     except OSError as exc:
         raise ModelLoadError(
             f"cannot load CLIP {name_or_path!r} ({exc}); give a local folder with config.json and weights, "
             "or a hub name on a machine with internet"
         ) from exc
     return LoadedClip(model, proc, tok, name_or_path)
+
+
+def _text_tokenizer(name_or_path: str):
+    """The tokenizer in the CLIP folder; for a diffusers pipeline's `text_encoder/` subfolder (FLUX.1,
+    `saekit testbed build`), which has none, the pipeline's sibling `tokenizer/` that feeds it."""
+    import transformers
+
+    here, sibling = Path(name_or_path), Path(name_or_path).parent / "tokenizer"
+    own = any((here / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.json"))
+    if here.is_dir() and not own and here.name == "text_encoder" and sibling.is_dir():
+        return transformers.AutoTokenizer.from_pretrained(str(sibling))
+    return transformers.AutoTokenizer.from_pretrained(name_or_path)
 
 
 def site_positions(

@@ -17,7 +17,10 @@ back from pixels, so the answer is a number:
    (the caption asks for v), the reference that needs no steering at all;
 4. judging: success = the factor judge reads v; faithful = success and every other judged factor in
    `preserve` reads what it read on the unsteered image of the same seed;
-5. the protocol: each arm's method and strength are chosen on the train prompts (faithful success),
+   the site is either the SAE's hook point inside the loop, optionally on a window of steps
+   (`--windows all early late`, a grid axis), or, with `--conditioning pooled`, FLUX's pooled CLIP
+   prompt vector before it enters the transformer (edited once, read by every step through adaLN);
+5. the protocol: each arm's method, strength and window are chosen on the train prompts (faithful success),
    and reported on the test prompts with a bootstrap interval, and the paired difference between the
    best SAE arm and DiffMean.
 
@@ -32,6 +35,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -71,6 +75,15 @@ class FactorSweepConfig:
     preserve: tuple[str, ...] = ("colour", "thickness", "position", "size")
     """Other factors that must not change for a success to count as faithful (the steered one is dropped).
     The digit is left out by default: check its judge's accuracy on generations in the build report."""
+    conditioning: Literal["none", "pooled"] = "none"
+    """`pooled`: steer FLUX's pooled CLIP prompt vector before it enters the transformer (the SAE is one
+    trained on it: `saekit harvest clip --model <pipeline>/text_encoder --site text:pooled`), instead of
+    an activation inside the denoising loop. The digits testbed found its conditioning vector the site
+    that steers (docs/results/testbed_c2c/); this asks the same of a FluxPipeline."""
+    windows: tuple[str, ...] = ("all",)
+    """Denoising-step windows an in-loop edit acts on, each a grid axis: `all`, `early` (the first half of
+    the steps), `late` (the second half) or `A:B` (steps A to B-1). The pooled vector is read on every
+    step, so with `--conditioning pooled` only `all` applies."""
     num_inference_steps: int = 12
     batch: int = 24
     """Prompts per pipeline call."""
@@ -79,6 +92,15 @@ class FactorSweepConfig:
     """The build's build_config.json (fits the judges); default: beside the pipeline folder."""
     device: str = "cpu"
     quiet: bool = False
+
+    def __post_init__(self) -> None:
+        for w in self.windows:
+            step_window(w, self.num_inference_steps)
+        if self.conditioning == "pooled" and tuple(self.windows) != ("all",):
+            raise SteeringError(
+                "--conditioning pooled edits the vector every step reads; step windows apply to in-loop "
+                f"edits only (got --windows {' '.join(self.windows)}): drop --windows"
+            )
 
 
 @dataclass
@@ -102,6 +124,20 @@ def latent_shift(lat_on: Tensor, lat_off: Tensor, n: int) -> tuple[list[int], Te
     shift = lat_on.mean(0) - lat_off.mean(0)
     top = torch.topk(shift, n).indices
     return top.tolist(), shift[top], lat_on.mean(0)[top]
+
+
+def step_window(spec: str, n_steps: int) -> range | None:
+    """The denoising steps a window names (None = every step); a clear error for a bad spec."""
+    half = n_steps // 2
+    named = {"all": None, "early": range(0, half), "late": range(half, n_steps)}
+    if spec in named:
+        return named[spec]
+    a, sep, b = spec.partition(":")
+    if sep and a.isdigit() and b.isdigit() and 0 <= int(a) < int(b) <= n_steps:
+        return range(int(a), int(b))
+    raise SteeringError(
+        f"step window {spec!r}: use all, early, late or A:B with 0 <= A < B <= {n_steps} (the steps run)"
+    )
 
 
 def faithful(pred: np.ndarray, base: np.ndarray, factor: int, target: int, keep: Sequence[int]) -> np.ndarray:
@@ -165,7 +201,8 @@ class _Runner:
         self.cfg = cfg
         self.pipe = load_pipeline(cfg.model)
         self.sae = saekit.load(cfg.sae, device="cpu").eval()
-        self.hp = hook_point_of(self.sae, cfg.hook_point)
+        self.pooled = cfg.conditioning == "pooled"
+        self.hp = None if self.pooled else hook_point_of(self.sae, cfg.hook_point)
         bc = Path(cfg.build_config) if cfg.build_config else Path(cfg.model).parent / "build_config.json"
         if not bc.is_file():
             raise SteeringError(
@@ -177,22 +214,46 @@ class _Runner:
         self.build = FluxbedConfig(**raw)
         self.judges = fit_judges(self.build)
 
-    def generate(self, prompts: list[str], edit: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    def _embeds(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
+        """(prompt_embeds, pooled_prompt_embeds) exactly as the pipeline computes them itself."""
+        with torch.no_grad():
+            pe, pooled, _ = self.pipe.encode_prompt(prompt=prompts, prompt_2=None)
+        if self.pooled and not getattr(self, "_checked", False):
+            from saekit.steer.image.conditioning import check_embedding_size
+
+            check_embedding_size(pooled, self.sae, "pooled CLIP prompt vector")
+            self._checked = True
+        return pe, pooled
+
+    def generate(
+        self, prompts: list[str], edit: Callable[[Tensor], Tensor] | None = None, window: str = "all"
+    ) -> Tensor:
+        """Images for `prompts`; `edit` acts on the pooled vector (`--conditioning pooled`) or at the
+        hook point in the loop on the steps of `window`. Image i's noise is seeded `seed + i` either way."""
         from saekit.steer.image.diffusion import steer_in_loop
         from saekit.testbed.fluxbed.build import generate
 
-        def run() -> Tensor:
-            return generate(self.pipe, prompts, self.cfg.seed, self.cfg.num_inference_steps, self.cfg.batch)
-
+        c = self.cfg
+        if self.pooled:
+            pe, pooled = self._embeds(prompts)
+            if edit is not None:
+                pooled = edit(pooled)
+            return generate(self.pipe, None, c.seed, c.num_inference_steps, c.batch,
+                            prompt_embeds=pe, pooled_prompt_embeds=pooled)  # fmt: skip
         if edit is None:
-            return run()
-        with steer_in_loop(self.pipe.transformer, self.hp, edit, text_len=512):
-            return run()
+            return generate(self.pipe, prompts, c.seed, c.num_inference_steps, c.batch)
+        steps = step_window(window, c.num_inference_steps)
+        with steer_in_loop(self.pipe.transformer, self.hp, edit, steps=steps, text_len=512):
+            return generate(self.pipe, prompts, c.seed, c.num_inference_steps, c.batch)
 
     @torch.no_grad()
     def capture(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         """Per prompt: the mean activation `[P, d]` and mean SAE latents `[P, F]` over image tokens and
-        every denoising step (prompts one batch at a time, so rows map to prompts)."""
+        every denoising step (prompts one batch at a time, so rows map to prompts); with
+        `--conditioning pooled`, the pooled vector itself and its latents (no denoising needed)."""
+        if self.pooled:
+            pooled = self._embeds(prompts)[1].float()
+            return pooled, self.sae.encode(pooled)
         sums_x, sums_f, counts = [], [], []
         for s in range(0, len(prompts), self.cfg.batch):
             chunk = prompts[s : s + self.cfg.batch]
@@ -250,8 +311,8 @@ def run_factor_sweep(cfg: FactorSweepConfig) -> dict:
     r = _Runner(cfg)
     per_target, rows_test = [], {}
     sheet: list[tuple[str, str, Tensor]] = []  # (arm, target, test images): the contact sheet
-    configs = [("sae", m, s) for m in cfg.methods for s in cfg.strengths]
-    configs += [("diffmean", "additive", s) for s in cfg.strengths]
+    configs = [("sae", m, s, w) for m in cfg.methods for s in cfg.strengths for w in cfg.windows]
+    configs += [("diffmean", "additive", s, w) for s in cfg.strengths for w in cfg.windows]
     for ti, tname in enumerate(tqdm(targets, desc=f"{cfg.factor} targets", disable=cfg.quiet)):
         entry, test_rows = _one_target(r, configs, fi, values.index(tname), tname, keep, ti, sheet)
         per_target.append(entry)
@@ -292,22 +353,22 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
         scores[split] = {"prompting": faithful(ref, base, fi, tv, keep), "unsteered": base[:, fi] == tv}
         # every configuration on train; on test only each arm's choice
         todo = configs if split == "train" else list(chosen.values())
-        for arm, method, s in todo:
-            img = r.generate(prompts, edit_for(arm, method, s))
+        for arm, method, s, w in todo:
+            img = r.generate(prompts, edit_for(arm, method, s), window=w)
             pred = r.judge(img)
             if split == "test":
                 sheet.append((arm, tname, img[:8]))
-            scores[split][(arm, method, s)] = faithful(pred, base, fi, tv, keep)
-            scores[split][(arm, method, s, "success")] = pred[:, fi] == tv
+            scores[split][(arm, method, s, w)] = faithful(pred, base, fi, tv, keep)
+            scores[split][(arm, method, s, w, "success")] = pred[:, fi] == tv
         if split == "train":  # most faithful successes; ties go to the weaker push
             for arm in ("sae", "diffmean"):
                 cands = [c for c in configs if c[0] == arm]
                 chosen[arm] = max(cands, key=lambda c: (scores["train"][c].mean(), -c[2]))
     entry = {
         "target": tname, "features": feats,
-        "chosen": {a: {"method": c[1], "strength": c[2], "train": float(scores["train"][c].mean())}
-                   for a, c in chosen.items()},
-        "train_grid": {f"{c[0]}:{c[1]}:{c[2]:g}": float(scores["train"][c].mean()) for c in configs},
+        "chosen": {a: {"method": c[1], "strength": c[2], "window": c[3],
+                       "train": float(scores["train"][c].mean())} for a, c in chosen.items()},
+        "train_grid": {f"{c[0]}:{c[1]}:{c[2]:g}:{c[3]}": float(scores["train"][c].mean()) for c in configs},
     }  # fmt: skip
     test_rows = {
         "sae": scores["test"][chosen["sae"]],
@@ -332,8 +393,12 @@ def _summarise(cfg: FactorSweepConfig, per_target: list[dict], rows_test: dict) 
         table[key]["success"] = float(pooled(f"{key}_success").mean())
     diff = pooled("sae") - pooled("diffmean")
     table["sae_minus_diffmean"] = {"difference": float(diff.mean()), "ci": bootstrap_mean(diff)}
-    return {"config": asdict(cfg), "per_target": per_target, "test": table,
-            "per_target_test": {t: {k: float(v.mean()) for k, v in d.items()} for t, d in rows_test.items()}}
+    return {
+        "config": asdict(cfg),
+        "per_target": per_target,
+        "test": table,
+        "per_target_test": {t: {k: float(v.mean()) for k, v in d.items()} for t, d in rows_test.items()},
+    }
 
 
 def _write(cfg: FactorSweepConfig, result: dict, sheet: list[tuple[str, str, Tensor]]) -> None:
@@ -356,10 +421,21 @@ def _write(cfg: FactorSweepConfig, result: dict, sheet: list[tuple[str, str, Ten
     write_text_atomic(out / "table.md", table_markdown(result))
 
 
+def _site_words(cfg: dict) -> str:
+    if cfg.get("conditioning") == "pooled":
+        return "the pooled CLIP prompt vector (conditioning)"
+    return cfg["hook_point"] or "the SAE hook point"
+
+
+def _window_words(choice: dict) -> str:
+    w = choice.get("window", "all")
+    return "" if w == "all" else f" steps {w}"
+
+
 def table_markdown(result: dict) -> str:
     cfg, t = result["config"], result["test"]
     lines = [
-        f"# Steering `{cfg['factor']}` on {cfg['model']} at {cfg['hook_point'] or 'the SAE hook point'}",
+        f"# Steering `{cfg['factor']}` on {cfg['model']} at {_site_words(cfg)}",
         "",
         f"Test prompts ({t['sae']['n']} = targets x {cfg['n_test']}); each arm's method and strength "
         "chosen on the train prompts. Faithful success: the factor judge reads the target and "
@@ -393,9 +469,9 @@ def table_markdown(result: dict) -> str:
         s, dm = pt["chosen"]["sae"], pt["chosen"]["diffmean"]
         te = result["per_target_test"][name]
         lines.append(
-            f"| {name} | {', '.join(f'f{j}' for j in pt['features'])} | {s['method']} x{s['strength']:g} "
-            f"({s['train']:.2f}) | x{dm['strength']:g} ({dm['train']:.2f}) | {te['sae']:.2f} | "
+            f"| {name} | {', '.join(f'f{j}' for j in pt['features'])} | {s['method']} x{s['strength']:g}"
+            f"{_window_words(s)} ({s['train']:.2f}) | x{dm['strength']:g}{_window_words(dm)} "
+            f"({dm['train']:.2f}) | {te['sae']:.2f} | "
             f"{te['diffmean']:.2f} | {te['prompting']:.2f} |"
         )
     return "\n".join(lines) + "\n"
-

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 
 from saekit.cli import main as cli
@@ -33,7 +34,7 @@ def test_factor_sweep_runs_and_strength_zero_changes_nothing(tmp_path):
     argv = ["sweep", "--model", str(path), "--sae", str(sae), "--factor", "size", "--targets", "large",
             "--strengths", "0", "--methods", "additive", "--n-select", "2", "--n-train", "2",
             "--n-test", "3", "--num-inference-steps", "2", "--batch", "4", "--out", str(out),
-            "--quiet"]  # fmt: skip
+            "--windows", "all", "late", "--quiet"]  # fmt: skip
     assert cli(argv) == 0
     res = json.loads((out / "results.json").read_text())
     t = res["test"]
@@ -44,3 +45,53 @@ def test_factor_sweep_runs_and_strength_zero_changes_nothing(tmp_path):
         assert t[arm]["faithful_success"] == t["unsteered"]["faithful_success"], arm
     assert t["sae_minus_diffmean"]["difference"] == 0.0
     assert res["per_target"][0]["target"] == "large" and len(res["per_target"][0]["features"]) == 1
+    grid = res["per_target"][0]["train_grid"]  # every window is a grid axis, for both arms
+    assert sorted(grid) == ["diffmean:additive:0:all", "diffmean:additive:0:late", "sae:additive:0:all",
+                            "sae:additive:0:late"]  # fmt: skip
+
+
+def test_pooled_site_harvest_reads_what_flux_receives_and_the_sweep_steers_it(tmp_path):
+    """`--conditioning pooled`: the pooled CLIP vector harvested from the pipeline's text_encoder folder is
+    the `pooled_prompt_embeds` the pipeline computes; images generated from the (unedited) embeddings are
+    the pipeline's own images bit for bit; strength 0 leaves every arm at the unsteered rate."""
+    from saekit.data.store import ActivationStore
+    from saekit.sweep.image_factors import FactorSweepConfig, _Runner
+    from saekit.testbed.fluxbed.build import generate, load_pipeline
+
+    cfg = ci_config(judge_train_renders=300, judge_test_renders=60)
+    torch.manual_seed(0)
+    path = save_pipeline(C.pipeline_parts(cfg), tmp_path)
+    (tmp_path / "build_config.json").write_text(json.dumps(cfg.to_dict()))
+    caps = ["a small red 3 at the top left, thin strokes",
+            "a large blue 7 at the bottom right, thick strokes",
+            "a small green 1 at the top right, thick strokes"]  # fmt: skip
+    (tmp_path / "caps.jsonl").write_text("".join(json.dumps({"caption": c}) + "\n" for c in caps * 20))
+    store, sae = tmp_path / "acts", tmp_path / "sae"
+    argv = ["harvest", "clip", "--model", str(path / "text_encoder"),
+            "--captions", str(tmp_path / "caps.jsonl"), "--site", "text:pooled", "--tokens", "60",
+            "--dtype", "float32", "--store-dtype", "float32",
+            "--device", "cpu", "--out", str(store), "--quiet"]  # fmt: skip
+    assert cli(argv) == 0
+    pipe = load_pipeline(path)
+    with torch.no_grad():
+        pooled = pipe.encode_prompt(prompt=caps, prompt_2=None)[1]
+    rows = ActivationStore.open(store).read_rows(np.arange(3))["acts"]
+    assert torch.allclose(rows, pooled, atol=1e-5 * float(pooled.abs().max()) + 1e-6)
+    argv = ["train", "--acts", str(store), "--out", str(sae), "--k", "2", "--expansion", "2",
+            "--batch-size", "16", "--total-tokens", "320", "--quiet", "--init-sample", "32",
+            "--device", "cpu"]  # fmt: skip
+    assert cli(argv) == 0
+    runner = _Runner(FactorSweepConfig(model=str(path), sae=str(sae), conditioning="pooled",
+                                       num_inference_steps=2, batch=2))  # fmt: skip
+    assert torch.equal(runner.generate(caps), generate(pipe, caps, 0, 2, 2))
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--model", str(path), "--sae", str(sae), "--conditioning", "pooled",
+            "--factor", "colour", "--targets", "red", "--strengths", "0", "--methods", "additive",
+            "--n-select", "2", "--n-train", "2", "--n-test", "3", "--num-inference-steps", "2",
+            "--batch", "4", "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    t = res["test"]
+    for arm in ("sae", "diffmean"):  # adding 0 to the pooled vector is no edit at all
+        assert t[arm]["n"] == 3 and t[arm]["faithful_success"] == t["unsteered"]["faithful_success"], arm
+    assert "pooled CLIP prompt vector" in (out / "table.md").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from saekit.sweep.image_factors import bootstrap_mean, faithful, latent_shift, table_markdown
@@ -40,13 +41,30 @@ def test_bootstrap_mean_covers_the_mean_and_narrows_with_n():
 def test_table_names_every_arm_and_the_paired_difference():
     row = {"faithful_success": 0.5, "ci": (0.3, 0.7), "n": 24, "success": 0.6}
     result = {
-        "config": {"factor": "colour", "model": "m", "hook_point": "transformer_blocks.1@image", "n_test": 12,
-                   "preserve": ["colour", "position"]},  # fmt: skip
-        "test": {"sae": row, "diffmean": row, "prompting": {k: v for k, v in row.items() if k != "success"},
-                 "unsteered": row, "sae_minus_diffmean": {"difference": 0.1, "ci": (-0.1, 0.3)}},  # fmt: skip
-        "per_target": [{"target": "red", "features": [3], "chosen": {
-            "sae": {"method": "additive", "strength": 2.0, "train": 0.7},
-            "diffmean": {"method": "additive", "strength": 1.0, "train": 0.5}}}],  # fmt: skip
+        "config": {
+            "factor": "colour",
+            "model": "m",
+            "hook_point": "transformer_blocks.1@image",
+            "n_test": 12,
+            "preserve": ["colour", "position"],
+        },  # fmt: skip
+        "test": {
+            "sae": row,
+            "diffmean": row,
+            "prompting": {k: v for k, v in row.items() if k != "success"},
+            "unsteered": row,
+            "sae_minus_diffmean": {"difference": 0.1, "ci": (-0.1, 0.3)},
+        },  # fmt: skip
+        "per_target": [
+            {
+                "target": "red",
+                "features": [3],
+                "chosen": {
+                    "sae": {"method": "additive", "strength": 2.0, "train": 0.7},
+                    "diffmean": {"method": "additive", "strength": 1.0, "train": 0.5},
+                },
+            }
+        ],  # fmt: skip
         "per_target_test": {"red": {"sae": 0.6, "diffmean": 0.4, "prompting": 0.9}},
     }
     text = table_markdown(result)
@@ -54,3 +72,55 @@ def test_table_names_every_arm_and_the_paired_difference():
                "| red | f3 | additive x2 (0.70)")  # fmt: skip
     for needle in needles:
         assert needle in text, needle
+
+
+def test_step_windows_name_the_steps_and_refuse_bad_specs():
+    from saekit.errors import SteeringError
+    from saekit.sweep.image_factors import FactorSweepConfig, step_window
+
+    assert step_window("all", 12) is None
+    assert list(step_window("early", 12)) == list(range(6))
+    assert list(step_window("late", 12)) == list(range(6, 12))
+    assert list(step_window("3:5", 12)) == [3, 4]
+    for bad in ("5:3", "0:13", "middle", "a:b", "4"):
+        with pytest.raises(SteeringError, match="step window"):
+            step_window(bad, 12)
+    with pytest.raises(SteeringError, match="step window"):
+        FactorSweepConfig(model="m", sae="s", windows=("all", "0:20"))
+    with pytest.raises(SteeringError, match="in-loop edits only"):
+        FactorSweepConfig(model="m", sae="s", conditioning="pooled", windows=("early",))
+
+
+def test_table_names_the_pooled_site_and_a_chosen_window():
+    row = {"faithful_success": 0.5, "ci": (0.3, 0.7), "n": 24, "success": 0.6}
+    result = {
+        "config": {
+            "factor": "colour",
+            "model": "m",
+            "hook_point": None,
+            "conditioning": "pooled",
+            "n_test": 12,
+            "preserve": ["colour"],
+        },  # fmt: skip
+        "test": {
+            "sae": row,
+            "diffmean": row,
+            "prompting": row,
+            "unsteered": row,
+            "sae_minus_diffmean": {"difference": 0.0, "ci": (0.0, 0.0)},
+        },  # fmt: skip
+        "per_target": [
+            {
+                "target": "red",
+                "features": [3, 9],
+                "chosen": {
+                    "sae": {"method": "clamp", "strength": 4.0, "window": "late", "train": 0.7},
+                    "diffmean": {"method": "additive", "strength": 1.0, "window": "all", "train": 0.5},
+                },
+            }
+        ],  # fmt: skip
+        "per_target_test": {"red": {"sae": 0.6, "diffmean": 0.4, "prompting": 0.9}},
+    }
+    text = table_markdown(result)
+    assert "pooled CLIP prompt vector" in text
+    assert "| red | f3, f9 | clamp x4 steps late (0.70) | x1 (0.50) |" in text

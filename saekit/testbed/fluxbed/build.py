@@ -101,16 +101,26 @@ def load_pipeline(path: str | Path):
 
 
 def generate(
-    pipe, prompts: list[str], seed: int, steps: int, batch: int, quiet: bool = True, **kw
+    pipe, prompts: list[str] | None, seed: int, steps: int, batch: int, quiet: bool = True, **kw
 ) -> torch.Tensor:
     """`pipe(prompt=...)` at the testbed's 32x32 size: images `[N, 3, 32, 32]` in [0, 1]. Each image's
-    noise comes from its own generator seeded `seed + i`, so an image does not depend on the batching."""
+    noise comes from its own generator seeded `seed + i`, so an image does not depend on the batching.
+    `prompts=None` with `prompt_embeds=` and `pooled_prompt_embeds=` in `kw` (one row per image, e.g. an
+    edited pooled vector) generates from those instead; they are sliced per batch."""
+    embeds = {k: kw.pop(k) for k in ("prompt_embeds", "pooled_prompt_embeds") if k in kw}
+    if (prompts is None) != bool(embeds):
+        raise ValueError(
+            "generate: give prompts, or prompts=None with prompt_embeds and pooled_prompt_embeds"
+        )
+    n = len(prompts) if prompts is not None else len(embeds["prompt_embeds"])
     out = []
-    for i in tqdm(range(0, len(prompts), batch), desc="generating", disable=quiet, leave=False):
-        chunk = prompts[i : i + batch]
-        gens = [torch.Generator().manual_seed(seed + i + j) for j in range(len(chunk))]
+    for i in tqdm(range(0, n, batch), desc="generating", disable=quiet, leave=False):
+        m = min(batch, n - i)
+        gens = [torch.Generator().manual_seed(seed + i + j) for j in range(m)]
+        text = {"prompt": prompts[i : i + m]} if prompts is not None else {
+            k: v[i : i + m] for k, v in embeds.items()}  # fmt: skip
         res = pipe(
-            prompt=chunk,
+            **text,
             height=CANVAS,
             width=CANVAS,
             num_inference_steps=steps,

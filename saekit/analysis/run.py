@@ -218,6 +218,14 @@ def _starts_fn(a: SyntheticArgs, doc: dict, source, lm, hp: str):
     return starts
 
 
+def _search_model(lm, dtype: str, device):
+    """The model in the synthetic search's dtype, or None when that is the model's own (float32)."""
+    from saekit.models import resolve_dtype, with_dtype
+
+    name = resolve_dtype(dtype, device)
+    return None if name == lm.dtype else with_dtype(lm, name).model
+
+
 def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None, *, loaded=None) -> dict:
     """`analyze synthetic`: maximise each selected feature, starting from its real contexts
     (tokens from `source`, the store given or named by the document, or the document itself).
@@ -238,6 +246,7 @@ def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None, *, loa
     fp32 = replace(a, dtype="float32") if a.dtype == "auto" else a  # gradients: not bf16
     lm = _load_lm(fp32, sae, manifest, device, loaded)
     hp = _hook_point(a, sae, manifest)
+    search = _search_model(lm, a.synthetic.search_dtype, device)
     counts, n_rows = None, None
     if doc and doc.get("all_features"):
         n_rows = int(doc["summary"]["n_rows"])
@@ -255,7 +264,7 @@ def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None, *, loa
         real_max = feat.get("stats", {}).get("max") or None
         res = maximise_feature(
             lm.model, sae, hp, f, a.synthetic, tokenizer=lm.tokenizer, real_max=real_max,
-            init_contexts=starts(feat) if "top_examples" in feat else (), quiet=a.quiet,
+            init_contexts=starts(feat) if "top_examples" in feat else (), quiet=a.quiet, search_model=search,
         )  # fmt: skip
         feat["synthetic"] = report.synthetic_entry(res, a.synthetic, lm.tokenizer, real_max)
         if not a.quiet:

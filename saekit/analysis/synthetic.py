@@ -20,6 +20,7 @@ Everything is seeded (`seed`, restart r uses seed * 1000 + r), so runs are deter
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,12 @@ class SyntheticConfig:
     """Weight of the model's cross-entropy (nats/token) in the score, in units of the feature's real max."""
     fluency_top: int = 4
     """Best-by-activation candidates re-ranked with the full-model CE (gcg: each step; soft: at the end)."""
+    search_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Model dtype of the search itself (gradients, candidate scores); the start and the result are scored
+    in the model's own dtype (float32), so every reported activation and perplexity is exact. `auto`:
+    bfloat16 where a bf16 linear layer was measured faster here (`saekit.device.auto_model_dtype`). On
+    the demo's 10 features a bf16 search found maximisers as good (1.035x vs 1.032x the real max on
+    average, both re-scored in fp32) in 29 s instead of 52 (2-core AMD EPYC with AVX-512 BF16)."""
 
     def __post_init__(self) -> None:
         ints = ("n_steps", "seq_len", "restarts", "top_k_tokens", "n_candidates", "fluency_top", "patience")
@@ -221,14 +228,28 @@ def maximise_feature(
     init_contexts: Sequence[Sequence[int]] = (),
     n_random: int = 32,
     quiet: bool = True,
+    search_model: nn.Module | None = None,
 ) -> SyntheticResult:
     """Run `cfg.restarts` optimisations of `feature`; results sorted by true activation.
 
     `init_contexts`: real token sequences ending at a top example of the feature, best first (the
-    starts of `init="real"`); without them every restart starts from random tokens.
+    starts of `init="real"`); without them every restart starts from random tokens. `search_model`: the
+    same model in a faster dtype (`SyntheticConfig.search_dtype`) that runs the search; `model` scores
+    the start and the result.
     """
+    from saekit.models.frozen import frozen
+
+    with frozen(search_model) if search_model is not None else contextlib.nullcontext():
+        return _maximise(model, sae, hook_point, feature, cfg, tokenizer, real_max, list(init_contexts),
+                         n_random, quiet, search_model)  # fmt: skip
+
+
+def _maximise(model, sae, hook_point, feature, cfg, tokenizer, real_max, init_contexts, n_random, quiet,
+              search_model) -> SyntheticResult:  # fmt: skip
     has_lm = _check(model, sae, feature, cfg)
     model.eval()
+    if search_model is not None:
+        search_model.eval()
     obj0 = FeatureObjective(model, sae, hook_point)
     allowed = allowed_tokens(obj0.W_E.shape[0], tokenizer)
     scale = float(real_max) if real_max and real_max > 0 else 1.0
@@ -236,14 +257,18 @@ def maximise_feature(
     bar = tqdm(total=cfg.n_steps * cfg.restarts, disable=quiet, desc=f"synthetic feature {feature}")
     for r in range(cfg.restarts):
         g = torch.Generator().manual_seed(cfg.seed * 1000 + r)
-        prefix, start, label = _start(obj0, feature, cfg, r, list(init_contexts), allowed, g)
+        prefix, start, label = _start(obj0, feature, cfg, r, init_contexts, allowed, g)
         obj = obj0 if prefix is None else FeatureObjective(model, sae, hook_point, prefix)
         obj.check_prefix_cache(start, feature)
         start_act = float(obj.score_ids(start[None], feature)[1][0])
+        sobj = obj
+        if search_model is not None:
+            sobj = FeatureObjective(search_model, sae, hook_point, prefix)
+            sobj.check_prefix_cache(start, feature)
         if cfg.method == "gcg":
-            ids, traj = gcg_search(obj, feature, start, cfg, allowed, scale, g, bar)
+            ids, traj = gcg_search(sobj, feature, start, cfg, allowed, scale, g, bar)
         else:
-            ids, traj = soft_search(obj, feature, start, cfg, allowed, scale, cfg.n_steps, bar)
+            ids, traj = soft_search(sobj, feature, start, cfg, allowed, scale, cfg.n_steps, bar)
         ids, pre, act, ce = _final(obj, feature, cfg, scale, [start, ids], has_lm)
         full = obj.full_ids(ids).tolist()
         seqs.append(SyntheticSequence(full, act, pre, ce, r, label, start_act, ids.numel()))

@@ -193,3 +193,29 @@ def test_maximise_feature_gives_the_model_back_as_it_was(tiny_lm):
     maximise_feature(model, sae, "model.layers.0", 3, cfg, n_random=2)
     assert [p.requires_grad for p in params] == flags
     params[0].requires_grad_(before[0])
+
+
+def test_bf16_search_reports_fp32_scores_and_still_improves(tiny_lm):
+    """A search run by a bf16 copy of the model (`search_model`): the start and the result are scored by the
+    float32 model (the reported activations equal a plain fp32 forward of the returned tokens), the result
+    never ends below its start, and it improves on a start with a known improving swap."""
+    import copy
+
+    model, sae = _setup(tiny_lm, "relu")
+    fast = copy.deepcopy(model).to(torch.bfloat16)
+    g = torch.Generator().manual_seed(11)
+    pool = torch.randint(1, 64, (64, 24), generator=g)
+    acts = _full_acts(model, sae, pool.tolist())
+    ctx = pool[int(acts.argmax())].tolist()
+    swaps = [ctx[:p] + [t] + ctx[p + 1 :] for p in range(20, 24) for t in range(1, 64)]
+    assert float(_full_acts(model, sae, swaps).max()) > float(acts.max()) + 1e-3
+    cfg = SyntheticConfig(
+        n_steps=6, seq_len=4, restarts=1, n_candidates=64, top_k_tokens=64, fluency_weight=0, patience=6
+    )
+    flags = [p.requires_grad for p in fast.parameters()]
+    best = maximise_feature(model, sae, "model.layers.0", 3, cfg, init_contexts=[ctx], search_model=fast)
+    best = best.sequences[0]
+    assert abs(best.start_activation - float(acts.max())) < 1e-4  # fp32, not bf16 (~1e-2 off)
+    assert abs(best.activation - _full_act(model, sae, best.token_ids)) < 1e-4
+    assert best.activation > best.start_activation
+    assert [p.requires_grad for p in fast.parameters()] == flags  # the search copy is given back too

@@ -89,3 +89,33 @@ def test_quick_preset_sizes():
     )
     full = demo.sizes(demo.DemoConfig(tokens=5, features="0"))
     assert (full.tokens, full.features) == (5, "0")
+
+
+def test_default_size_follows_the_measured_rate_within_its_bounds(tmp_path):
+    lo, hi = demo.TOKEN_RANGE
+    budget = demo.HARVEST_BUDGET_S
+    assert demo.tokens_for_budget(2_345.0) == int(2_345.0 * budget) // 10_000 * 10_000
+    assert demo.tokens_for_budget(10.0) == lo and demo.tokens_for_budget(1e9) == hi
+    s = demo.sizes(demo.DemoConfig(), 110_000)
+    assert (s.tokens, s.train_tokens) == (110_000, 440_000)  # training: 4 passes over the store
+    s = demo.sizes(demo.DemoConfig(tokens=50_000, train_tokens=70_000), 110_000)
+    assert (s.tokens, s.train_tokens) == (50_000, 70_000)  # flags win over the measurement
+    # a rerun resumes the store the first run asked for, whatever this machine measures now
+    (tmp_path / "acts").mkdir()
+    (tmp_path / "acts" / "manifest.json").write_text(json.dumps({"tokens_requested": 130_000}))
+    assert demo._harvest_size(demo.DemoConfig(out=tmp_path), tmp_path / "acts", None, "cpu") == 130_000
+
+
+def test_harvest_rate_times_the_truncated_forward(tiny_lm):
+    """The rate is rows per second of a real forward: positive, and a model slowed down by a known
+    sleep per forward measures at most batch*context / sleep."""
+    import time as _time
+
+    rate = demo.harvest_rate(tiny_lm, "model.layers.0", "cpu", batch=2, context=16)
+    assert rate > 0
+    h = tiny_lm.model.model.layers[0].register_forward_hook(lambda *a: _time.sleep(0.05))
+    try:
+        slow = demo.harvest_rate(tiny_lm, "model.layers.0", "cpu", batch=2, context=16)
+    finally:
+        h.remove()
+    assert slow <= 2 * 16 / 0.05 and slow < rate

@@ -2,7 +2,9 @@
 
 The flags are `saekit.sweep.config.SweepConfig`; `saekit.sweep.run.sweep_and_save` does the work. With
 `--model` naming a diffusers pipeline (the `saekit testbed build` FluxPipeline), the sweep is the image
-factor sweep instead: `saekit.sweep.image_factors.FactorSweepConfig` / `run_factor_sweep`.
+factor sweep instead: `saekit.sweep.image_factors.FactorSweepConfig` / `run_factor_sweep`; with
+`--loras <folders>` as well, the same sweep with a LoRA arm (`saekit.sweep.image_lora.LoraSweepConfig` /
+`run_lora_sweep`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ def main(argv: list[str]) -> int:
 
     from saekit.steer.image.run import is_image_model
 
+    if is_image_model(_model_arg(argv)) and any(a == "--loras" or a.startswith("--loras=") for a in argv):
+        from saekit.sweep.image_lora import LoraSweepConfig, lora_table_markdown, run_lora_sweep
+
+        lcfg = tyro.cli(LoraSweepConfig, args=argv, prog="saekit sweep (image factors, with LoRA arm)")
+        print(lora_table_markdown(run_lora_sweep(lcfg)) + f"\nwrote {lcfg.sweep.out}/results.json, table.md")
+        return 0
     if is_image_model(_model_arg(argv)):
         from saekit.sweep.image_factors import FactorSweepConfig, run_factor_sweep, table_markdown
 

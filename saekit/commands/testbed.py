@@ -1,6 +1,7 @@
 """`saekit testbed`: train the flow-matching digits testbed and measure diffusion steering end to end.
 
-`saekit testbed build ...` is the FluxPipeline testbed instead (`saekit.commands.testbed_build`)."""
+`saekit testbed build ...` is the FluxPipeline testbed instead (`saekit.commands.testbed_build`), and
+`saekit testbed lora ...` trains a factor LoRA on it (`saekit.commands.testbed_lora`)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ def main(argv: list[str]) -> int:
         from saekit.commands.testbed_build import main as build_main
 
         return build_main(argv[1:])
+    if argv[:1] == ["lora"]:  # `saekit testbed lora`: a factor LoRA on that FluxPipeline
+        from saekit.commands.testbed_lora import main as lora_main
+
+        return lora_main(argv[1:])
     args = parse(argv)
     from saekit.device import HOST, resolve_device
     from saekit.errors import SaekitError

@@ -44,6 +44,15 @@ N_VALUES = {"digit": 10, "colour": len(COLOURS), "thickness": 2, "position": 4, 
 CANVAS = 32
 
 
+def factor_values(factor: str) -> list[str]:
+    """The names of a factor's values in index order, as captions spell them (digits as "0".."9")."""
+    names = {"digit": [str(d) for d in range(10)], "colour": list(COLOURS), "thickness": list(THICKNESSES),
+             "position": list(POSITIONS), "size": list(SIZES)}  # fmt: skip
+    if factor not in names:
+        raise ValueError(f"unknown factor {factor!r}; factors: {', '.join(FACTORS)}")
+    return names[factor]
+
+
 class Factors(NamedTuple):
     """One image's factors, each an index: `digit` 0-9, `colour` into COLOURS, `thickness` into
     THICKNESSES, `position` into POSITIONS, `size` into SIZES."""

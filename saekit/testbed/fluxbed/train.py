@@ -116,8 +116,9 @@ def train_flow(
     cfg: FluxbedConfig,
     gen: torch.Generator,
 ) -> list[float]:
-    """Flow matching on normalised latents `[N, C, h, w]` with their `captions`; trains the transformer
-    and both text encoders together. Returns the loss per step."""
+    """Flow matching on normalised latents `[N, C, h, w]` with their `captions`; trains every parameter of
+    the transformer and both text encoders that requires a gradient (all of them in the build; a LoRA's
+    adapters alone when the rest is frozen). Returns the loss per step."""
     tok_clip, tok_t5 = tokenizers
     n, _, h, w = latents.shape
     x0_all = pack(latents)
@@ -139,7 +140,8 @@ def train_flow(
     modules = (transformer, clip, t5)
     for m in modules:
         m.train()
-    params = [p for m in modules for p in m.parameters()]
+    # only what requires a gradient: everything in the build, the adapters alone for a LoRA (lora.py)
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.flow_lr, weight_decay=0.0)
     losses: list[float] = []
     bar = tqdm(range(cfg.flow_steps), desc="flow matching", disable=cfg.quiet, leave=False)

@@ -26,6 +26,13 @@ class ImageSteerConfig:
     prompt into the CLIP image embedding the SAE edits."""
     feature: tuple[int, ...] = ()
     """Feature id(s) to steer; several are steered together."""
+    concept: str | None = None
+    """FLUX: choose the features from a concept's words instead of --feature (`saekit.steer.image.concept`):
+    with --conditioning, zero-shot (decoder directions closest to the concept's embedding minus the empty
+    prompt's); in the loop, by contrast (features rising most from --prompt to --prompt plus the concept,
+    same seed)."""
+    concept_features: int = 1
+    """How many features --concept chooses."""
     hook_point: str | None = None
     """FLUX in-loop: hook point, e.g. `transformer_blocks.3` or `single_transformer_blocks.37@image`;
     default: the SAE's."""

@@ -183,9 +183,65 @@ def steer_flux(cfg: ImageSteerConfig, sae, dev: torch.device, *, pipe=None) -> I
 
         for k in TARGETS[cfg.conditioning]:
             check_embedding_size(kwargs[k], sae, f"FLUX {k}")
+    chosen = ""
+    if cfg.concept:
+        cfg, chosen = _concept_features(cfg, sae, pipe, kwargs, generate)
     unsteered = generate()
     if cfg.conditioning != "off":
         steered, desc = _on_conditioning(cfg, sae, kwargs, generate)
     else:
         steered, desc = _in_loop(cfg, sae, pipe, kwargs, generate, true_cfg)
-    return ImageSteerResult(unsteered, steered, save_pair(unsteered, steered, cfg.out), desc)
+    return ImageSteerResult(unsteered, steered, save_pair(unsteered, steered, cfg.out), chosen + desc)
+
+
+def _concept_features(
+    cfg: ImageSteerConfig, sae, pipe, kwargs: dict, generate
+) -> tuple[ImageSteerConfig, str]:
+    """`cfg` with the features `--concept` chooses (`saekit.steer.image.concept`), and how."""
+    import dataclasses
+
+    from saekit.steer.image import concept as C
+
+    n = cfg.concept_features
+    if cfg.conditioning != "off":
+        key = TARGETS[cfg.conditioning][0]
+        pick = {"prompt_embeds": 0, "pooled_prompt_embeds": 1}[key]
+        e_c = pipe.encode_prompt(prompt=cfg.concept, prompt_2=None)[pick]
+        e_0 = pipe.encode_prompt(prompt="", prompt_2=None)[pick]
+        feats, score = C.zero_shot_features(sae, C.concept_direction(e_c, e_0).to(sae.W_dec.device), n)
+        how = f"zero-shot on {key}: decoder cosine"
+    else:
+        if cfg.prompt is None or "prompt" not in kwargs:
+            raise SteeringError(
+                "--concept in the denoising loop compares --prompt with and without the concept; give "
+                "--prompt (not --prompt-embeds)"
+            )
+        feats, score = _contrast(cfg, sae, pipe, kwargs, generate, n)
+        how = "contrast in the loop: mean latent rise"
+    words = ", ".join(f"f{j} ({how.split(': ')[-1]} {v:.3g})" for j, v in zip(feats, score, strict=True))
+    return dataclasses.replace(cfg, feature=tuple(feats), concept=None), (
+        f"concept {cfg.concept!r} -> {words} [{how.split(':')[0]}]; "
+    )
+
+
+def _contrast(cfg: ImageSteerConfig, sae, pipe, kwargs: dict, generate, n: int):
+    from saekit.steer.image import concept as C
+    from saekit.steer.image.diffusion import steer_in_loop
+    from saekit.steer.session import hook_point_of
+
+    hp = hook_point_of(sae, hook_with_stream(cfg.hook_point, cfg.stream) if cfg.hook_point else None)
+    if cfg.hook_point is None and cfg.stream is not None:
+        hp = hook_with_stream(hp, cfg.stream)
+    means = []
+    for prompt in (C.with_concept(cfg.prompt, cfg.concept), cfg.prompt):
+        acc: list[torch.Tensor] = []
+
+        def record(x: torch.Tensor, acc=acc) -> torch.Tensor:
+            xf = x.float().reshape(-1, x.shape[-1])
+            acc.append(sae.encode(xf.to(sae.W_dec.device)).mean(0, keepdim=True).cpu())
+            return x
+
+        with steer_in_loop(pipe.transformer, hp, record):
+            generate(prompt=prompt)
+        means.append(torch.cat(acc))
+    return C.contrast_features(means[0], means[1], n)

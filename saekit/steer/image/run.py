@@ -92,8 +92,10 @@ def steer_image(cfg: ImageSteerConfig, *, pipe=None) -> ImageSteerResult:
     import saekit
     from saekit.device import resolve_device
 
-    if not cfg.feature:
-        raise SteeringError("give --feature (one or more SAE feature ids)")
+    if not cfg.feature and not cfg.concept:
+        raise SteeringError("give --feature (one or more SAE feature ids) or --concept WORDS")
+    if cfg.feature and cfg.concept:
+        raise SteeringError("give --feature or --concept, not both")
     if cfg.model is None and pipe is None:
         cfg = dataclasses.replace(cfg, model=sae_provenance_model(cfg.sae))
     family = _pipeline_family(cfg, pipe)
@@ -101,6 +103,9 @@ def steer_image(cfg: ImageSteerConfig, *, pipe=None) -> ImageSteerResult:
     sae = saekit.load(cfg.sae, device=dev).eval()
     if family.startswith("kandinsky"):
         from saekit.steer.image.kandinsky import steer_kandinsky
+
+        if cfg.concept:
+            raise SteeringError("--concept is FLUX-only for now; give Kandinsky --feature ids")
 
         return steer_kandinsky(cfg, sae, dev, pipes=pipe)
     from saekit.steer.image.flux import steer_flux

@@ -1,0 +1,75 @@
+"""Which SAE features carry a concept in an image generator: `saekit steer --model <FLUX> --concept red`.
+
+Two ways, by where the SAE reads:
+- **Zero-shot, on a conditioning embedding** (an SAE on FLUX's pooled CLIP prompt vector, on its text
+  embeddings, or on any CLIP embedding): the concept is a direction of that very space, the embedding of
+  the concept's words minus the embedding of the empty prompt (what the concept adds to "nothing"). The
+  features are the latents whose decoder direction has the largest cosine with it. No image is made.
+- **Contrast, in the denoising loop** (an SAE at a transformer hook point): the features whose mean
+  activation over image tokens and denoising steps rises most from the prompt to the same prompt with the
+  concept added, measured on the same seed (`saekit.sweep.image_factors` selects the same way, on many
+  prompts, and measures how well it steers).
+
+The functions here are tensor math; generation and hooks stay with the callers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from saekit.errors import SteeringError
+
+
+def concept_direction(concept_embeds: Tensor, neutral_embeds: Tensor) -> Tensor:
+    """`[d]`: what the concept adds to the neutral prompt's embedding. Token embeddings `[1, T, d]` are
+    averaged over tokens first (prompts of different lengths compare as wholes)."""
+    c, n = concept_embeds.float(), neutral_embeds.float()
+    if c.ndim == 3:
+        c, n = c.mean(1), n.mean(1)
+    d = (c - n).reshape(-1, c.shape[-1]).mean(0)
+    if not torch.isfinite(d).all() or float(d.norm()) == 0.0:
+        raise SteeringError(
+            "the concept's embedding equals the empty prompt's (or is not finite): the text encoder does not "
+            "tell this concept apart; try other words for it"
+        )
+    return d
+
+
+def zero_shot_features(sae, direction: Tensor, n: int = 1) -> tuple[list[int], list[float]]:
+    """The `n` latents whose unit decoder direction has the largest cosine with `direction [d_in]`, and
+    those cosines (best first)."""
+    if direction.shape[-1] != sae.d_in:
+        raise SteeringError(
+            f"the concept direction has size {direction.shape[-1]} but the SAE has d_in={sae.d_in}: use an "
+            "SAE trained on this embedding"
+        )
+    if not 1 <= n <= sae.d_sae:
+        raise SteeringError(f"--concept-features must be 1..{sae.d_sae}, got {n}")
+    with torch.no_grad():
+        dirs = sae.decoder_directions().float()
+        u = direction.float().to(dirs.device)
+        cos = dirs @ (u / u.norm())
+        top = torch.topk(cos, n)
+    return top.indices.tolist(), [float(v) for v in top.values]
+
+
+def contrast_features(
+    latents_with: Tensor, latents_without: Tensor, n: int = 1
+) -> tuple[list[int], list[float]]:
+    """The `n` latents whose mean activation rises most from `latents_without [..., F]` to
+    `latents_with [..., F]`, and those rises (best first)."""
+    if latents_with.shape[-1] != latents_without.shape[-1]:
+        raise SteeringError("contrast: both runs must be encoded by the same SAE")
+    rise = latents_with.reshape(-1, latents_with.shape[-1]).float().mean(0) - latents_without.reshape(
+        -1, latents_without.shape[-1]
+    ).float().mean(0)
+    if not 1 <= n <= rise.numel():
+        raise SteeringError(f"--concept-features must be 1..{rise.numel()}, got {n}")
+    top = torch.topk(rise, n)
+    return top.indices.tolist(), [float(v) for v in top.values]
+
+
+def with_concept(prompt: str, concept: str) -> str:
+    """The contrast prompt: the prompt with the concept's words added."""
+    return f"{prompt.rstrip().rstrip('.')}, {concept}"

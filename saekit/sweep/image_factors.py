@@ -80,6 +80,12 @@ class FactorSweepConfig:
     trained on it: `saekit harvest clip --model <pipeline>/text_encoder --site text:pooled`), instead of
     an activation inside the denoising loop. The digits testbed found its conditioning vector the site
     that steers (docs/results/testbed_c2c/); this asks the same of a FluxPipeline."""
+    select: Literal["contrast", "zero-shot"] = "contrast"
+    """How the SAE features are chosen. `contrast`: the latents rising most from selection prompts without
+    the target to the same prompts with it. `zero-shot` (with --conditioning pooled): the latents whose
+    decoder direction is closest to the target's words' own pooled embedding minus the empty prompt's
+    (`saekit.steer.image.concept`, what `saekit steer --concept` does); the strength units still come
+    from the selection prompts, so only the choice of features differs."""
     windows: tuple[str, ...] = ("all",)
     """Denoising-step windows an in-loop edit acts on, each a grid axis: `all`, `early` (the first half of
     the steps), `late` (the second half) or `A:B` (steps A to B-1). The pooled vector is read on every
@@ -96,6 +102,11 @@ class FactorSweepConfig:
     def __post_init__(self) -> None:
         for w in self.windows:
             step_window(w, self.num_inference_steps)
+        if self.select == "zero-shot" and self.conditioning != "pooled":
+            raise SteeringError(
+                "--select zero-shot reads the concept's embedding in the SAE's own space: it needs an SAE on "
+                "the pooled CLIP vector and --conditioning pooled"
+            )
         if self.conditioning == "pooled" and tuple(self.windows) != ("all",):
             raise SteeringError(
                 "--conditioning pooled edits the vector every step reads; step windows apply to in-loop "
@@ -333,6 +344,13 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
     x_off, f_off = r.capture(_captions(sel))
     x_on, f_on = r.capture(_captions(_with(sel, fi, tv)))
     feats, shift, mean_on = latent_shift(f_on, f_off, cfg.n_features)
+    if cfg.select == "zero-shot":
+        from saekit.steer.image.concept import concept_direction, zero_shot_features
+
+        e_c, e_0 = r._embeds([tname])[1], r._embeds([""])[1]
+        feats = zero_shot_features(r.sae, concept_direction(e_c, e_0), cfg.n_features)[0]
+        shift = (f_on.mean(0) - f_off.mean(0))[feats]
+        mean_on = f_on.mean(0)[feats]
     direction = (x_on - x_off).mean(0)
 
     def edit_for(arm: str, method: str, s: float):
@@ -422,9 +440,10 @@ def _write(cfg: FactorSweepConfig, result: dict, sheet: list[tuple[str, str, Ten
 
 
 def _site_words(cfg: dict) -> str:
+    how = " (features chosen zero-shot)" if cfg.get("select") == "zero-shot" else ""
     if cfg.get("conditioning") == "pooled":
-        return "the pooled CLIP prompt vector (conditioning)"
-    return cfg["hook_point"] or "the SAE hook point"
+        return "the pooled CLIP prompt vector (conditioning)" + how
+    return (cfg["hook_point"] or "the SAE hook point") + how
 
 
 def _window_words(choice: dict) -> str:

@@ -95,3 +95,16 @@ def test_pooled_site_harvest_reads_what_flux_receives_and_the_sweep_steers_it(tm
     for arm in ("sae", "diffmean"):  # adding 0 to the pooled vector is no edit at all
         assert t[arm]["n"] == 3 and t[arm]["faithful_success"] == t["unsteered"]["faithful_success"], arm
     assert "pooled CLIP prompt vector" in (out / "table.md").read_text()
+    # zero-shot selection: the feature is the decoder direction closest to pooled("red") - pooled("")
+    import saekit
+
+    sae_m = saekit.load(str(sae), device="cpu")
+    with torch.no_grad():
+        d = (
+            pipe.encode_prompt(prompt="red", prompt_2=None)[1]
+            - pipe.encode_prompt(prompt="", prompt_2=None)[1]
+        )
+        expect = int(torch.argmax(sae_m.decoder_directions() @ (d[0] / d[0].norm())))
+    zs = tmp_path / "sweep_zs"
+    assert cli([*argv[: argv.index("--out")], "--out", str(zs), "--select", "zero-shot", "--quiet"]) == 0
+    assert json.loads((zs / "results.json").read_text())["per_target"][0]["features"] == [expect]

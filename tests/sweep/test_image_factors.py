@@ -87,6 +87,8 @@ def test_step_windows_name_the_steps_and_refuse_bad_specs():
             step_window(bad, 12)
     with pytest.raises(SteeringError, match="step window"):
         FactorSweepConfig(model="m", sae="s", windows=("all", "0:20"))
+    with pytest.raises(SteeringError, match="needs an SAE on the pooled CLIP vector"):
+        FactorSweepConfig(model="m", sae="s", select="zero-shot")
     with pytest.raises(SteeringError, match="in-loop edits only"):
         FactorSweepConfig(model="m", sae="s", conditioning="pooled", windows=("early",))
 

@@ -42,10 +42,10 @@ class ImageConfig:
 def image_kind(source) -> str | None:
     """`clip`, `diffusion`, or None (a text source)."""
     fields = source.meta_fields()
+    if "step" in fields or "num_inference_steps" in source.manifest:
+        return "diffusion"  # first: a FLUX store records its prompt's token ids too, yet is an image store
     if "token_id" in fields:
         return None
-    if "step" in fields or "num_inference_steps" in source.manifest:
-        return "diffusion"
     return "clip"
 
 

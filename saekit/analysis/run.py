@@ -133,9 +133,11 @@ def _source(a: RealArgs, sae, device: torch.device, loaded=None):
     if a.store and a.source.corpus:
         raise SaekitError("give either --store or --corpus, not both")
     if a.store:
+        from saekit.analysis.image_report import image_kind
+
         src = StoreRows(a.store)
         lm = None
-        if not a.no_model and "token_id" in src.meta_fields():
+        if not a.no_model and image_kind(src) is None and "token_id" in src.meta_fields():
             lm = _load_lm(a, sae, src.manifest, device, loaded)
         return src, lm
     if not a.source.corpus:

@@ -90,6 +90,11 @@ class FactorSweepConfig:
     """Denoising-step windows an in-loop edit acts on, each a grid axis: `all`, `early` (the first half of
     the steps), `late` (the second half) or `A:B` (steps A to B-1). The pooled vector is read on every
     step, so with `--conditioning pooled` only `all` applies."""
+    clip_judge: str | None = None
+    """A CLIP folder or hub id: also judge every train configuration with CLIP (`saekit.sweep.clip_judge`:
+    concept = margin of the caption asking for the target over the caption as asked; preservation = CLIP
+    image similarity and SSIM to the unsteered image) and report how the two judges' rankings of the
+    configurations agree (Spearman). The testbed's own CLIP: `saekit.testbed.fluxbed.clip`."""
     num_inference_steps: int = 12
     batch: int = 24
     """Prompts per pipeline call."""
@@ -224,6 +229,20 @@ class _Runner:
         raw = {k: v for k, v in json.loads(bc.read_text()).items() if k in fields}
         self.build = FluxbedConfig(**raw)
         self.judges = fit_judges(self.build)
+        self.clip = None
+        if cfg.clip_judge:
+            from saekit.sweep.clip_judge import ClipJudge
+
+            self.clip = ClipJudge(cfg.clip_judge)
+
+    def clip_scores(self, img: Tensor, base_img: Tensor, wanted: list[str], asked: list[str]) -> dict:
+        """Mean CLIP figures of steered images against their unsteered twins (see `clip_judge`)."""
+        from saekit.sweep.clip_judge import ssim
+
+        margin = self.clip.concept_margin(img, wanted, asked)
+        return {"clip_concept": float((margin > 0).mean()), "clip_margin": float(margin.mean()),
+                "clip_similarity": float(self.clip.similarity(img, base_img).mean()),
+                "ssim": float(ssim(img, base_img).mean())}  # fmt: skip
 
     def _embeds(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         """(prompt_embeds, pooled_prompt_embeds) exactly as the pipeline computes them itself."""
@@ -361,11 +380,13 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
 
     scores: dict[str, dict] = {}
     chosen: dict[str, tuple] = {}
+    clip_rows: list[dict] = []
     for split, rows in (("train", train), ("test", test)):
         prompts = _captions(rows)
         base_img = r.generate(prompts)
         ref_img = r.generate(_captions(_with(rows, fi, tv)))
         base, ref = r.judge(base_img), r.judge(ref_img)
+        wanted = _captions(_with(rows, fi, tv))
         if split == "test":
             sheet += [("unsteered", tname, base_img[:8]), ("prompting", tname, ref_img[:8])]
         scores[split] = {"prompting": faithful(ref, base, fi, tv, keep), "unsteered": base[:, fi] == tv}
@@ -378,6 +399,12 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
                 sheet.append((arm, tname, img[:8]))
             scores[split][(arm, method, s, w)] = faithful(pred, base, fi, tv, keep)
             scores[split][(arm, method, s, w, "success")] = pred[:, fi] == tv
+            if r.clip is not None and split == "train":
+                kept = faithful(np.where(np.arange(pred.shape[1]) == fi, tv, pred), base, fi, tv, keep)
+                clip_rows.append({
+                    "config": f"{arm}:{method}:{s:g}:{w}", "success": float((pred[:, fi] == tv).mean()),
+                    "kept": float(kept.mean()), "faithful": float(scores[split][(arm, method, s, w)].mean()),
+                    **r.clip_scores(img, base_img, wanted, prompts)})  # fmt: skip
         if split == "train":  # most faithful successes; ties go to the weaker push
             for arm in ("sae", "diffmean"):
                 cands = [c for c in configs if c[0] == arm]
@@ -387,6 +414,7 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
         "chosen": {a: {"method": c[1], "strength": c[2], "window": c[3],
                        "train": float(scores["train"][c].mean())} for a, c in chosen.items()},
         "train_grid": {f"{c[0]}:{c[1]}:{c[2]:g}:{c[3]}": float(scores["train"][c].mean()) for c in configs},
+        **({"clip_grid": clip_rows} if clip_rows else {}),
     }  # fmt: skip
     test_rows = {
         "sae": scores["test"][chosen["sae"]],
@@ -411,6 +439,19 @@ def _summarise(cfg: FactorSweepConfig, per_target: list[dict], rows_test: dict) 
         table[key]["success"] = float(pooled(f"{key}_success").mean())
     diff = pooled("sae") - pooled("diffmean")
     table["sae_minus_diffmean"] = {"difference": float(diff.mean()), "ci": bootstrap_mean(diff)}
+    grid = [row for pt in per_target for row in pt.get("clip_grid", [])]
+    if grid:  # do the CLIP judge and the factor judges rank the configurations alike?
+        from saekit.sweep.clip_judge import rank_agreement
+
+        def agree(a: str, b: str) -> dict:
+            return rank_agreement([g[a] for g in grid], [g[b] for g in grid])
+
+        table["judge_agreement"] = {
+            "concept (factor success vs CLIP margin > 0)": agree("success", "clip_concept"),
+            "concept (factor success vs mean CLIP margin)": agree("success", "clip_margin"),
+            "preservation (other factors kept vs CLIP image similarity)": agree("kept", "clip_similarity"),
+            "preservation (other factors kept vs SSIM)": agree("kept", "ssim"),
+        }
     return {
         "config": asdict(cfg),
         "per_target": per_target,
@@ -475,6 +516,11 @@ def table_markdown(result: dict) -> str:
         lo, hi = row["ci"]
         lines.append(f"| {name} | {row['faithful_success']:.2f} [{lo:.2f}, {hi:.2f}] | {succ} |")
     d = t["sae_minus_diffmean"]
+    if "judge_agreement" in t:
+        lines += ["", "CLIP judge vs factor judges over the train configurations (Spearman, 95% CI):", ""]
+        for name, a in t["judge_agreement"].items():
+            lo, hi = a["ci"]
+            lines.append(f"- {name}: {a['spearman']:+.2f} [{lo:+.2f}, {hi:+.2f}] (n={a['n']})")
     lines += [
         "",
         f"SAE minus DiffMean (paired): {d['difference']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]",

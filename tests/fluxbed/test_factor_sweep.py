@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from saekit.cli import main as cli
@@ -108,3 +109,24 @@ def test_pooled_site_harvest_reads_what_flux_receives_and_the_sweep_steers_it(tm
     zs = tmp_path / "sweep_zs"
     assert cli([*argv[: argv.index("--out")], "--out", str(zs), "--select", "zero-shot", "--quiet"]) == 0
     assert json.loads((zs / "results.json").read_text())["per_target"][0]["features"] == [expect]
+    # the CLIP judge beside the factor judges: at strength 0 the steered image is the unsteered one, so
+    # SSIM and CLIP image similarity are exactly 1; the agreement covers every train configuration
+    from saekit.testbed.fluxbed.clip import ClipTrainConfig, train_clip
+
+    train_clip(cfg, tmp_path / "clip", ClipTrainConfig(n_pairs=128, steps=3, batch=32, width=32, layers=1),
+               quiet=True)  # fmt: skip
+    cj = tmp_path / "sweep_clip"
+    base = argv[: argv.index("--strengths")]
+    rest = argv[argv.index("--methods") :]
+    rest = rest[: rest.index("--out")]
+    assert cli([*base, "--strengths", "0", "1", *rest, "--out", str(cj),
+                "--clip-judge", str(tmp_path / "clip"), "--quiet"]) == 0  # fmt: skip
+    res = json.loads((cj / "results.json").read_text())
+    grid = res["per_target"][0]["clip_grid"]
+    assert sorted(g["config"] for g in grid) == ["diffmean:additive:0:all", "diffmean:additive:1:all",
+                                                 "sae:additive:0:all", "sae:additive:1:all"]  # fmt: skip
+    for g in grid:
+        if g["config"].endswith(":0:all"):
+            assert g["ssim"] == pytest.approx(1.0) and g["clip_similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert all(a["n"] == 4 for a in res["test"]["judge_agreement"].values())
+    assert "CLIP judge vs factor judges" in (cj / "table.md").read_text()

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -98,3 +99,32 @@ def train_clip(build: FluxbedConfig, out: str | Path, cfg: ClipTrainConfig = Cli
                "first_loss": losses[0], "config": cfg.__dict__}  # fmt: skip
     write_json_atomic(out / "testbed_clip.json", figures)
     return figures
+
+
+def zero_shot_accuracy(clip_folder: str | Path, build: FluxbedConfig, n: int = 600, seed: int = 1) -> dict:
+    """Per factor, how often the CLIP judge reads a held-out render's factor value zero-shot: the render's
+    caption with that factor set to each value in turn, the value of the best-matching caption wins. The
+    factor judges' own accuracy (`fit_judges`) is the figure to compare with."""
+    from saekit.sweep.clip_judge import ClipJudge
+    from saekit.testbed.fluxbed.build import render_caption
+    from saekit.testbed.fluxbed.render import FACTORS, digit_split, factor_values, render, sample_factors
+
+    judge = ClipJudge(str(clip_folder))
+    rng = np.random.default_rng(seed)
+    _, test_idx = digit_split(build.seed, build.test_fraction)
+    data = render(*sample_factors(test_idx, n, rng, heldout=None), rng)
+    img = judge.image_embeds(data.images)
+    truth = data.factors.numpy()
+    acc = {}
+    for fi, name in enumerate(FACTORS):
+        k = len(factor_values(name))
+        variants = []
+        for row in truth:
+            for v in range(k):
+                r = row.copy()
+                r[fi] = v
+                variants.append(render_caption(r))
+        txt = judge.text_embeds(variants).reshape(len(truth), k, -1)
+        pred = (txt @ img[:, :, None])[..., 0].argmax(1).numpy()
+        acc[name] = float((pred == truth[:, fi]).mean())
+    return acc

@@ -124,7 +124,11 @@ def test_scale_zero_and_unloading_give_the_base_pipeline_exactly(trained):
     _, path, res = trained
     pipe = load_pipeline(path)
     base = _images(pipe)
+    from diffusers.utils import logging as diffusers_logging
+
+    before = diffusers_logging.get_verbosity()
     load_factor_lora(pipe, res.folder)
+    assert diffusers_logging.get_verbosity() == before  # the quieted load gives the level back
     assert torch.equal(_images(pipe, joint_attention_kwargs={"scale": 0.0}), base)
     assert not torch.equal(_images(pipe), base)  # the adapter does something at scale 1
     pipe.unload_lora_weights()

@@ -252,5 +252,14 @@ def load_factor_lora(pipe, folder: str | Path, adapter_name: str = "factor") -> 
             f"the LoRA in {folder} was trained on a transformer with {info['transformer']}, but this "
             f"pipeline's is {mine}; train one on this pipeline (saekit testbed lora --model <pipeline>)"
         )
-    pipe.load_lora_weights(str(folder), weight_name=LORA_FILE, adapter_name=adapter_name)
+    from diffusers.utils import logging as diffusers_logging
+
+    # the LoRA holds transformer keys only, and diffusers warns on every load that the CLIP text encoder
+    # got none; errors still show
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        pipe.load_lora_weights(str(folder), weight_name=LORA_FILE, adapter_name=adapter_name)
+    finally:
+        diffusers_logging.set_verbosity(level)
     return info

@@ -3,6 +3,7 @@
     saekit browse runs/demo/analysis                 # writes runs/demo/analysis/browser/index.html
     saekit browse runs/demo/analysis --sae runs/demo/sae   # + nearest features by decoder cosine
     saekit browse runs/demo/analysis --serve --port 8000   # and serve it on http://127.0.0.1:8000/
+    saekit browse runs/fluxbed/sweep_colour             # an image sweep: tables + labelled contact sheet
 
 The site opens from disk (file://) and makes no network requests; `--serve` is for large sites.
 """
@@ -39,7 +40,12 @@ def build_and_report(analysis: str, sae: str | None = None, quiet: bool = False)
 
 def main(argv: list[str]) -> int:
     args = tyro.cli(BrowseArgs, args=argv, prog="saekit browse", description=__doc__)
-    index = build_site(args.analysis, args.site)
+    from saekit.viz.browser.sweep_page import build_sweep_page, is_sweep_folder
+
+    if is_sweep_folder(args.analysis):  # an image sweep: its tables and labelled contact sheet
+        index = build_sweep_page(args.analysis)
+    else:
+        index = build_site(args.analysis, args.site)
     print(f"browser: open file://{index.resolve()}")
     if args.serve:
         from saekit.viz.browser.serve import make_server

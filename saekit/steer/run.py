@@ -67,8 +67,14 @@ class SteerConfig:
     """What --learn-recipe fits: `sparse` (SAE features) or `free` (an unconstrained vector, the baseline)."""
     verify: bool = True
     """With --concept: judge the steered text offline and, while the judges do not see the concept,
-    escalate the strength (2x, 4x) and then the arm (DiffMean), printing which arm carried it, or
-    saying that none did. --no-verify: one generation at the recipe's strength, no judge (faster)."""
+    escalate the strength (2x), then the arm (DiffMean written in 4, then 16 SAE features, then DiffMean
+    itself), printing which arm carried it and its features, or saying that no SAE arm did.
+    --no-verify: one generation at the recipe's strength, no judge (faster)."""
+    concept_texts: Literal["templates", "generated", "both"] = "both"
+    """With --concept and words no bundled concept matches: the texts that stand for the concept
+    (features, DiffMean, the judge's anchor): the words in fixed `templates`, the model's own
+    `generated` texts about them (8 sampled answers, a few seconds), or `both` (the default: it
+    carried more protocol concepts than templates alone; saekit.steer.concept.steering.concept_texts)."""
     explain_prompt: str | None = None
     """Instead of steering: list the features most active on this prompt with their top tokens."""
     top_n: int = 10
@@ -137,7 +143,8 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
         from saekit.steer.concept.judges import MiniLMJudge
 
         judge = MiniLMJudge()
-    res = steer_concept(s, cfg.concept, cfg.prompt, _gen(cfg), recipe=recipe, judge=judge)
+    res = steer_concept(s, cfg.concept, cfg.prompt, _gen(cfg), recipe=recipe, judge=judge,
+                        source=cfg.concept_texts)  # fmt: skip
     desc = ", ".join(f"f{j}" for j in res.arm.features) or "a vector"
     head = (
         f"prompt: {cfg.prompt!r}\nconcept {res.concept.name!r}: {res.recipe.arm} {res.recipe.strength} "
@@ -147,7 +154,7 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
     if res.tries:
         steps = [f"{t.scores['arm']} {t.factor:g}x: concept {t.scores['concept_score']:.2f} "
                  f"fluency {t.scores['fluency']:.2f}" for t in res.tries]  # fmt: skip
-        head += "strength tries on this prompt (kept: the first the judges see, else the best): "
+        head += "tries on this prompt (kept: the first the judges see, else the best): "
         head += " | ".join(steps) + "\n"
     text = head + side_by_side(
         "unsteered",
@@ -161,14 +168,31 @@ def _steer_concept(cfg: SteerConfig, s) -> str:
 
         plain, steered = res.scores or judge_pair(s.lm.model, judge, res.concept, cfg.prompt, res.pair)
         text += "\n\n" + format_scores(plain, steered) + "\n" + _verdict(res, steered, cfg.concept)
+    if res.arm.features:
+        text += "\n" + _feature_lines(s, res.arm)
     return text
 
 
-def _verdict(res, steered_scores: dict, concept: str) -> str:
-    """One plain line: did an SAE arm carry the concept, only DiffMean, or nothing the judges saw."""
-    from saekit.steer.concept.arms import is_sae_arm
+def _feature_lines(s, arm, n_tokens: int = 6) -> str:
+    """The kept arm's SAE features: relative weight and the tokens each decoder direction promotes."""
+    from saekit.steer.concept.explain import logit_effect_tokens
 
-    seen = float(steered_scores.get("concept_score", 0.0)) > 0
+    feats = list(arm.features)
+    toks = logit_effect_tokens(s.lm.model, s.lm.tokenizer, s.sae.decoder_directions()[feats], n_tokens)
+    weights = list(arm.weights) or [1.0] * len(feats)
+    lines = [f"features of {arm.name} (weight in the push, tokens its decoder direction promotes):"]
+    for j, w, ts in zip(feats, weights, toks):
+        lines.append(f"  f{j:<6} {w:6.3f}  " + " ".join(repr(t) for t in ts))
+    return "\n".join(lines)
+
+
+def _verdict(res, steered_scores: dict, concept: str) -> str:
+    """One plain line: did an SAE arm carry the concept (the ladder's rule, `ladder.visible`), only
+    DiffMean, or nothing the judges saw."""
+    from saekit.steer.concept.arms import is_sae_arm
+    from saekit.steer.concept.ladder import MIN_CONCEPT, visible
+
+    seen = visible(steered_scores)
     desc = ", ".join(f"f{j}" for j in res.arm.features)
     if is_sae_arm(res.arm.name) and seen:
         return f"verdict: the SAE arm {res.arm.name} carried {concept!r} (features {desc})"
@@ -176,7 +200,8 @@ def _verdict(res, steered_scores: dict, concept: str) -> str:
         base = "DiffMean" if res.arm.name == "diffmean" else res.arm.name
         return (f"verdict: no SAE arm carried {concept!r} at the strengths tried; {base} (a non-SAE "
                 "baseline) did")  # fmt: skip
-    return f"verdict: the judges did not see {concept!r} in any try (SAE arms, then DiffMean)"
+    return (f"verdict: the judges did not see {concept!r} (concept score >= {MIN_CONCEPT:g} and fluent) "
+            "in any try (SAE arms, then DiffMean)")  # fmt: skip
 
 
 def _learn_recipe(cfg: SteerConfig, s):

@@ -108,8 +108,9 @@ def test_steer_calibrates_an_sae_without_scales_and_says_which_arm_carried_the_c
     # the verdict line, from the kept arm and the judges' concept score
     arm = type("Arm", (), {"name": "output:additive", "features": (3, 9)})()
     res = type("Res", (), {"arm": arm})()
-    verdict = _verdict(res, {"concept_score": 0.7}, "x")
+    verdict = _verdict(res, {"concept_score": 0.7, "fluency": 0.9}, "x")
     assert "SAE arm output:additive carried 'x' (features f3, f9)" in verdict
     res.arm = type("Arm", (), {"name": "diffmean", "features": ()})()
-    assert "no SAE arm carried 'x'" in _verdict(res, {"concept_score": 1.0}, "x")
-    assert "did not see 'x'" in _verdict(res, {"concept_score": 0.0}, "x")
+    assert "no SAE arm carried 'x'" in _verdict(res, {"concept_score": 1.0, "fluency": 0.9}, "x")
+    assert "did not see 'x'" in _verdict(res, {"concept_score": 0.0, "fluency": 0.9}, "x")
+    assert "did not see 'x'" in _verdict(res, {"concept_score": 1.0, "fluency": 0.0}, "x")  # unreadable

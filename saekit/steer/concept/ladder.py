@@ -1,19 +1,21 @@
-"""Strength escalation for `saekit steer --concept`: the sweep's strength, then 2x and 4x, judged offline.
+"""The verification ladder of `saekit steer --concept`: stronger pushes, then other arms, judged offline.
 
 The sweep chooses a strength per concept on its *train* prompts; a user's prompt can pull harder than
 those (a poem about the sea resists "war": at the chosen 0.5norm every SAE arm's continuation scored
-concept 0). With a judge, `steer_concept` tries the chosen strength first and, while the concept
-score stays under `MIN_CONCEPT` or the text stops being readable, the next factor; it keeps the first
-try that is both visible and fluent, else the one with the best overall score. Every try is reported,
-so the choice made on the user's prompt is visible, not hidden.
+concept 0). With a judge, `steer_concept` walks `Stage`s in order (`steering.escalation_stages`: the
+recipe's arm at 1x and 2x its strength, then the DiffMean vector written in SAE decoder directions,
+then DiffMean itself, the non-SAE fallback); it stops at the first try whose concept score reaches
+`MIN_CONCEPT` while the text stays readable, and keeps that one, else the one with the best overall
+score. Every try is reported, so the choice made on the user's prompt is visible, not hidden.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-FACTORS = (1.0, 2.0, 4.0)
-"""Multiples of the recipe's strength, tried in order."""
+FACTORS = (1.0, 2.0)
+"""Multiples of the recipe's strength, tried in order (4x was dropped: on the protocol concepts it kept
+fluency >= 0.3 on no prompt and carried nothing 1x and 2x had not; docs/results/steer_carry)."""
 MIN_CONCEPT = 0.2
 """Concept score (0 = as the unsteered text, 1 = as the concept's own sentences) that counts as seen."""
 MIN_FLUENCY = 0.3
@@ -31,7 +33,13 @@ class Try:
     """Judge scores of the steered text (concept_score, fluency, relevance, overall, ...)."""
 
     def visible(self) -> bool:
-        return self.scores["concept_score"] >= MIN_CONCEPT and self.scores["fluency"] >= MIN_FLUENCY
+        return visible(self.scores)
+
+
+def visible(scores: dict) -> bool:
+    """Whether judge scores count as the concept carried: concept at least `MIN_CONCEPT` and fluency at
+    least `MIN_FLUENCY` (the ladder's stopping rule and `saekit steer`'s verdict)."""
+    return scores["concept_score"] >= MIN_CONCEPT and scores["fluency"] >= MIN_FLUENCY
 
 
 def pick(tries: list[Try]) -> int:
@@ -56,27 +64,47 @@ def steered_text(session, prompt: str, gen, edit):
         return decode_rows(lm.tokenizer, generate_ids(lm.model, ids, gen, eos, on_reset=tr.reset), eos)[0]
 
 
-def escalate(session, concept, prompt: str, gen, arm, base: list[float], pair, judge, factors=FACTORS,
-             fallback=None):  # fmt: skip
-    """(kept pair, kept arm, kept strengths, every try, (unsteered, kept) judge scores): `pair` is the
-    try at factor 1 (already generated). `fallback` = (arm, strengths): tried last when no factor was
-    seen (DiffMean: a vector, no SAE; reported as such)."""
+@dataclass(frozen=True)
+class Stage:
+    """One arm of the ladder and the multiples of its base strength tried, in order."""
+
+    label: str
+    """Name in reports (the arm's name, e.g. `decompose:additive`)."""
+    arm: object
+    """The bound `saekit.steer.concept.arms.Arm`."""
+    base: list[float]
+    """Absolute strength per feature (one for a direction arm) at factor 1."""
+    factors: tuple[float, ...] = FACTORS
+    concept: object | None = None
+    """The Concept this stage's tries are judged against (its own texts anchor the judge); None: the
+    ladder's concept."""
+
+
+def escalate(session, concept, prompt: str, gen, stages, pair, judge):
+    """(kept pair, kept arm, kept strengths, every try, (unsteered, kept) judge scores).
+
+    `stages` are tried in order (each at its factors) until a try is visible; `pair` is the first
+    stage's try at its first factor (already generated). A non-SAE stage (DiffMean) goes last and is
+    reported as such."""
     import torch
 
     from saekit.steer.concept.arms import arm_edit
     from saekit.steer.concept.judging import PairJudge
     from saekit.steer.generate import SteeredPair
 
-    plan = [(arm, f, [f * x for x in base]) for f in factors]
-    plan += [(fallback[0], 1.0, list(fallback[1]))] if fallback is not None else []
+    plan = [(st, f, [f * x for x in st.base]) for st in stages for f in st.factors]
     tries, pairs, arms = [], [], []
     score = PairJudge(session.lm.model, judge, concept, prompt, pair.unsteered)
-    for a, f, s in plan:
-        if not (a is arm and f == 1.0):
+    judges = {id(concept): score}
+    for n, (st, f, s) in enumerate(plan):
+        label, a, c = st.label, st.arm, st.concept or concept
+        if n > 0:
             edit = arm_edit(a, session.sae, torch.tensor([s], device=session.sae.device))
             pair = SteeredPair(prompt, pair.unsteered, steered_text(session, prompt, gen, edit))
-        scores = score(pair.steered)
-        tries.append(Try(f, s, {**scores, "arm": a.name}))
+        if id(c) not in judges:
+            judges[id(c)] = PairJudge(session.lm.model, judge, c, prompt, pair.unsteered)
+        scores = judges[id(c)](pair.steered)
+        tries.append(Try(f, s, {**scores, "arm": label}))
         pairs.append(pair)
         arms.append(a)
         if tries[-1].visible():

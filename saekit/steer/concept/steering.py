@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from saekit.errors import SteeringError
 from saekit.steer.concept.concepts import Concept, load_concepts, load_prompts
@@ -34,20 +35,60 @@ concept the SAE arm and strength best on its train prompts at layer 15, else the
 feature added at a quarter of the mean activation norm (the best single arm over all concepts)."""
 
 
-def concept_texts(words: str, judge=None) -> tuple[Concept, list[str]]:
-    """(the concept, contrast texts): a bundled concept the words match, else templates."""
+GENERATE_PROMPT = "Write a few sentences about {c}."
+"""What the model is asked when it writes its own texts about words no bundled concept matches."""
+TextSource = Literal["templates", "generated", "both"]
+
+
+def concept_texts(
+    words: str, judge=None, *, lm=None, chat: bool | None = None, source: TextSource = "templates",
+    bundled_match: bool = True,
+) -> tuple[Concept, list[str]]:  # fmt: skip
+    """(the concept, contrast texts): a bundled concept the words match, else texts about the words.
+
+    For unmatched words, `source` says which texts: the `templates` (the words in six fixed frames:
+    their DiffMean is partly the frames'), the model's own `generated` answers to `GENERATE_PROMPT`
+    (needs `lm`; `model_texts`), or `both`. `bundled_match=False` never uses a bundled concept's texts
+    (a bundled concept of the same name is only left out of the contrast): how words the bundle does
+    not know are handled, measured on concepts it does know."""
     bundled = load_concepts("protocol")
     key = words.strip().lower()
-    for c in bundled:
+    if not bundled_match:
+        bundled = [c for c in bundled if key not in (c.name, c.description.lower())]
+    for c in bundled if bundled_match else ():
         if key in (c.name, c.description.lower()):
             return c, [t for o in bundled if o is not c for t in o.texts]
-    if judge is not None:
+    if judge is not None and bundled_match:
         cos = judge.embed([words]) @ judge.embed([c.description for c in bundled]).T
         i = int(cos.argmax())
         if float(cos[0, i]) >= MATCH_COS:
             return bundled[i], [t for o in bundled if o is not bundled[i] for t in o.texts]
-    texts = tuple(t.format(c=words, C=words[:1].upper() + words[1:]) for t in TEMPLATES)
+    texts: tuple[str, ...] = ()
+    if source in ("templates", "both"):
+        texts += tuple(t.format(c=words, C=words[:1].upper() + words[1:]) for t in TEMPLATES)
+    if source in ("generated", "both"):
+        if lm is None:
+            raise SteeringError(f"concept texts source {source!r} needs the model (lm=)")
+        texts += model_texts(lm, words, chat=chat)
     return Concept(key.replace(" ", "_"), words, texts), [t for o in bundled for t in o.texts]
+
+
+def model_texts(lm, words: str, *, n: int = 8, chat: bool | None = None, max_new_tokens: int = 32,
+                seed: int = 0) -> tuple[str, ...]:  # fmt: skip
+    """`n` sampled answers of the model to `GENERATE_PROMPT` (one batched generation): texts about the
+    words in the model's own language, so the contrast with other concepts' texts is the topic and not
+    a template's wording. Empty answers are dropped."""
+    from saekit.steer.generate import GenerationConfig, decode_rows, encode_prompt, generate_ids
+
+    gen = GenerationConfig(max_new_tokens=max_new_tokens, greedy=False, seed=seed, chat=chat)
+    ids = encode_prompt(lm.tokenizer, GENERATE_PROMPT.format(c=words), chat).repeat(n, 1)
+    eos = getattr(lm.tokenizer, "eos_token_id", None)
+    rows = decode_rows(lm.tokenizer, generate_ids(lm.model, ids, gen, eos), eos)
+    out = tuple(r.text.strip() for r in rows if r.text.strip())
+    if len(out) < 2:
+        raise SteeringError(f"the model wrote fewer than 2 texts about {words!r}; use --concept with "
+                            "words it can write about, or a concepts file")  # fmt: skip
+    return out
 
 
 def score_prompt_ids(tokenizer, chat: bool | None, n: int = 2):
@@ -114,13 +155,17 @@ def steer_concept(
     judge=None,
     texts=None,
     escalate: bool | None = None,
+    source: TextSource = "both",
 ):
     """Pick features for `words` with `recipe.arm`, steer `prompt` at `recipe.strength`.
 
     `escalate` (default: when a `judge` is given): while the judges do not see the concept in the
-    steered text, retry at 2x and 4x the strength, then DiffMean at the recipe's strength
-    (`saekit.steer.concept.ladder`); every try is kept in the result's `tries`, and `arm` is the one
-    kept (check `arm.name`: `diffmean` means no SAE feature was seen)."""
+    steered text, go up the ladder of `escalation_stages` (the recipe's arm at 2x, DiffMean
+    written in SAE features, DiffMean itself; `saekit.steer.concept.ladder`); every try is kept in the
+    result's `tries`, and `arm` is the one kept (check `arm.name`: `diffmean` means no SAE arm was
+    seen). `source`: which texts stand for words no bundled concept matches (`concept_texts`); with
+    `both` (and no `texts` given) the ladder's SAE stages run again on features from the templates
+    alone (`template_stages`) before DiffMean."""
     import torch
 
     from saekit.steer.apply import steering
@@ -129,7 +174,8 @@ def steer_concept(
     from saekit.steer.session import layer_of
     from saekit.steer.strength import parse_strength
 
-    texts = texts or concept_texts(words, judge)
+    given = texts is not None
+    texts = texts or concept_texts(words, judge, lm=session.lm, chat=gen.chat, source=source)
     recipe = recipe.for_concept(texts[0].name, layer_of(session.sae, session.hook_point))
     sel, _ = parse_arm(recipe.arm)
     concept, ev = concept_evidence(session, words, judge=judge, chat=gen.chat, methods=needed_selections(sel),
@@ -149,15 +195,84 @@ def steer_concept(
         from saekit.steer.concept.judges import MiniLMJudge
         from saekit.steer.concept.ladder import escalate as run_ladder
 
-        fallback = None
-        if sel != "diffmean":
-            dm = make_arm("diffmean", None, ev.diffmean)
-            dm_s = arm_strengths(dm, parse_strength(recipe.strength), session.sae, session.calibration,
-                                 session.sae_folder)  # fmt: skip
-            fallback = (dm, dm_s)
-        pair, arm, abs_s, tries, scores = run_ladder(session, concept, prompt, gen, arm, list(abs_s), pair,
-                                                     judge or MiniLMJudge(), fallback=fallback)  # fmt: skip
+        stages = escalation_stages(session, recipe, arm, list(abs_s), ev)
+        if source == "both" and not given and not is_bundled(concept):
+            stages = stages[:-1] + template_stages(session, words, recipe, judge, gen) + stages[-1:]
+        pair, arm, abs_s, tries, scores = run_ladder(session, concept, prompt, gen, stages, pair,
+                                                     judge or MiniLMJudge())  # fmt: skip
     return ConceptSteer(concept, recipe, arm, abs_s, ev, pair, tries, scores)
+
+
+ESCALATION_DECOMPOSE_K = (4, 16)
+"""Support sizes of the DiffMean decompositions the ladder tries after the recipe's arm, in order (SAE
+arms that approach DiffMean's direction in a few named features; chosen on the protocol concepts,
+docs/results/steer_carry)."""
+DECOMPOSE_FACTORS = (1.0, 2.0)
+"""Multiples of the recipe's strength tried for each decomposition."""
+DIFFMEAN_FACTORS = (1.0,)
+"""Multiples tried for DiffMean, the non-SAE fallback (last)."""
+
+
+def escalation_stages(
+    session, recipe: Recipe, arm, base: list[float], ev, *, recipe_factors=None,
+    decompose_k=ESCALATION_DECOMPOSE_K, decompose_factors=DECOMPOSE_FACTORS,
+    diffmean_factors=DIFFMEAN_FACTORS,
+) -> list:  # fmt: skip
+    """The verification ladder: the recipe's arm (1x, 2x), then the DiffMean vector decomposed into
+    `decompose_k` SAE decoder directions (`decompose:additive`, each k at `decompose_factors`), then
+    DiffMean itself (not an SAE arm: tried last so that a failure of every SAE arm is visible)."""
+    from saekit.steer.concept.arms import arm_strengths, make_arm
+    from saekit.steer.concept.ladder import FACTORS, Stage
+    from saekit.steer.concept.select import decompose_direction
+    from saekit.steer.strength import parse_strength
+
+    strength = parse_strength(recipe.strength)
+
+    def base_of(a) -> list[float]:
+        return arm_strengths(a, strength, session.sae, session.calibration, session.sae_folder)
+
+    stages = [Stage(arm.name, arm, list(base), tuple(recipe_factors or FACTORS))]
+    if arm.name != "diffmean":
+        for k in decompose_k:
+            try:
+                sel = decompose_direction(session.sae, ev.diffmean, k=k, flagged=ev.flagged)
+            except SteeringError:
+                continue
+            if sel.features == arm.features:
+                continue
+            a = make_arm("decompose:additive", sel)
+            stages.append(Stage(f"decompose{k}:additive", a, base_of(a), tuple(decompose_factors)))
+        dm = make_arm("diffmean", None, ev.diffmean)
+        stages.append(Stage("diffmean", dm, base_of(dm), tuple(diffmean_factors)))
+    return stages
+
+
+def is_bundled(concept: Concept) -> bool:
+    """Whether `concept` is one of the bundled protocol concepts (its own hand-written texts)."""
+    return any(concept.texts == c.texts for c in load_concepts("protocol"))
+
+
+def template_stages(session, words: str, recipe: Recipe, judge, gen) -> list:
+    """The SAE stages of the ladder again, with features chosen from the template sentences alone
+    (labels end in `(templates)`, judged against those sentences): the second chance after the
+    generated-and-template texts' stages. On the protocol concepts neither text source carried every
+    concept the other did (docs/results/steer_carry), so the ladder tries both, generated first."""
+    from dataclasses import replace
+
+    from saekit.steer.concept.arms import arm_strengths, make_arm, parse_arm
+    from saekit.steer.strength import parse_strength
+
+    texts = concept_texts(words, judge, source="templates")
+    sel, _ = parse_arm(recipe.arm)
+    concept, ev = concept_evidence(session, words, judge=judge, chat=gen.chat, methods=needed_selections(sel),
+                                   texts=texts)  # fmt: skip
+    if sel != "diffmean" and sel not in ev.selections:
+        return []
+    arm = make_arm(recipe.arm, ev.selections.get(sel), ev.diffmean)
+    base = arm_strengths(arm, parse_strength(recipe.strength), session.sae, session.calibration,
+                         session.sae_folder)  # fmt: skip
+    stages = escalation_stages(session, recipe, arm, base, ev)[:-1]
+    return [replace(st, label=f"{st.label} (templates)", concept=concept) for st in stages]
 
 
 def explain_concept(session, words: str, *, judge=None, chat: bool | None = None, top_n: int = 10) -> str:

@@ -53,3 +53,10 @@ for f in thickness size; do
       --loras $W/lora_${f}_* --out $R/$f --quiet
   stamp "$f sweep done"
 done
+
+# 5. the SAE's best site so far: the pooled CLIP prompt vector (the SAE of docs/results/fluxbed_steering's
+#    pooled_run.sh, runs/fluxbed_pooled/sae), against the same colour LoRAs on the same prompts
+python -m saekit sweep --model $P --sae runs/fluxbed_pooled/sae --conditioning pooled --factor colour \
+    --strengths 0.5 1 2 4 8 16 --methods additive clamp --build-config $BC \
+    --loras $W/lora_colour_{red,green,blue,yellow,magenta,cyan} --out $R/colour_pooled --quiet
+stamp "pooled colour sweep done"

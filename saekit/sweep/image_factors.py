@@ -314,13 +314,11 @@ class _Runner:
 
 def _factor_values(cfg: FactorSweepConfig) -> tuple[list[str], list[str]]:
     """(every value of the factor, the targets asked for), with a clear error for an unknown name."""
-    from saekit.testbed.fluxbed.render import COLOURS, POSITIONS, SIZES, THICKNESSES
+    from saekit.testbed.fluxbed.render import FACTORS, factor_values
 
-    names = {"colour": list(COLOURS), "thickness": list(THICKNESSES), "position": list(POSITIONS),
-             "size": list(SIZES), "digit": [str(d) for d in range(10)]}  # fmt: skip
-    if cfg.factor not in names:
-        raise SteeringError(f"factor {cfg.factor!r}: choose one of {', '.join(names)}")
-    values = names[cfg.factor]
+    if cfg.factor not in FACTORS:
+        raise SteeringError(f"factor {cfg.factor!r}: choose one of {', '.join(FACTORS)}")
+    values = factor_values(cfg.factor)
     targets = list(cfg.targets) or values
     unknown = [t for t in targets if t not in values]
     if unknown:

@@ -461,19 +461,11 @@ def _summarise(cfg: FactorSweepConfig, per_target: list[dict], rows_test: dict) 
 def _write(cfg: FactorSweepConfig, result: dict, sheet: list[tuple[str, str, Tensor]]) -> None:
     """results.json, table.md, and contact.png: per target, rows of the first 8 test prompts unsteered,
     with prompting, with the chosen SAE arm and with the chosen DiffMean (rows listed in contact.json)."""
-    from saekit.atomic import write_bytes_atomic, write_text_atomic
-    from saekit.testbed.fluxbed.report import image_grid_png
+    from saekit.atomic import write_text_atomic
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    order = {"unsteered": 0, "prompting": 1, "sae": 2, "diffmean": 3}
-    sheet = sorted(sheet, key=lambda row: (row[1], order[row[0]]))
-    if sheet:
-        cols = max(len(imgs) for _, _, imgs in sheet)
-        padded = [torch.cat([im, im.new_zeros(cols - len(im), *im.shape[1:])]) for _, _, im in sheet]
-        write_bytes_atomic(out / "contact.png", image_grid_png(torch.cat(padded), cols=cols))
-        rows = [{"row": i, "arm": arm, "target": t} for i, (arm, t, _) in enumerate(sheet)]
-        write_text_atomic(out / "contact.json", json.dumps(rows, indent=1) + "\n")
+    write_contact_sheet(out, sheet, ("unsteered", "prompting", "sae", "diffmean"))
     write_text_atomic(out / "results.json", json.dumps(result, indent=2, default=float) + "\n")
     write_text_atomic(out / "table.md", table_markdown(result))
 
@@ -488,6 +480,23 @@ def _site_words(cfg: dict) -> str:
 def _window_words(choice: dict) -> str:
     w = choice.get("window", "all")
     return "" if w == "all" else f" steps {w}"
+
+
+def write_contact_sheet(out: Path, sheet: list[tuple[str, str, Tensor]], arm_order: Sequence[str]) -> None:
+    """contact.png (one row per (target, arm), arms in `arm_order`, short rows padded black) and
+    contact.json naming each row's arm and target."""
+    from saekit.atomic import write_bytes_atomic, write_text_atomic
+    from saekit.testbed.fluxbed.report import image_grid_png
+
+    rank = {arm: i for i, arm in enumerate(arm_order)}
+    sheet = sorted(sheet, key=lambda row: (row[1], rank.get(row[0], len(rank)), row[0]))
+    if not sheet:
+        return
+    cols = max(len(imgs) for _, _, imgs in sheet)
+    padded = [torch.cat([im, im.new_zeros(cols - len(im), *im.shape[1:])]) for _, _, im in sheet]
+    write_bytes_atomic(out / "contact.png", image_grid_png(torch.cat(padded), cols=cols))
+    rows = [{"row": i, "arm": arm, "target": t} for i, (arm, t, _) in enumerate(sheet)]
+    write_text_atomic(out / "contact.json", json.dumps(rows, indent=1) + "\n")
 
 
 def table_markdown(result: dict) -> str:

@@ -239,18 +239,11 @@ def run_lora_sweep(cfg: LoraSweepConfig) -> dict:
 def write_lora_sweep(out: Path, result: dict, sheet: list[tuple[str, str, Tensor]]) -> None:
     """results.json, table.md, and contact.png: per target, rows of the first 8 test prompts in ARM_ORDER
     (contact.json lists the rows)."""
-    from saekit.atomic import write_bytes_atomic, write_text_atomic
-    from saekit.testbed.fluxbed.report import image_grid_png
+    from saekit.atomic import write_text_atomic
+    from saekit.sweep.image_factors import write_contact_sheet
 
     out.mkdir(parents=True, exist_ok=True)
-    rank = {arm: i for i, arm in enumerate(ARM_ORDER)}
-    sheet = sorted(sheet, key=lambda row: (row[1], rank.get(row[0], len(rank)), row[0]))
-    if sheet:
-        cols = max(len(imgs) for _, _, imgs in sheet)
-        padded = [torch.cat([im, im.new_zeros(cols - len(im), *im.shape[1:])]) for _, _, im in sheet]
-        write_bytes_atomic(out / "contact.png", image_grid_png(torch.cat(padded), cols=cols))
-        rows = [{"row": i, "arm": arm, "target": t} for i, (arm, t, _) in enumerate(sheet)]
-        write_text_atomic(out / "contact.json", json.dumps(rows, indent=1) + "\n")
+    write_contact_sheet(out, sheet, ARM_ORDER)
     write_text_atomic(out / "results.json", json.dumps(result, indent=2, default=_jsonable) + "\n")
     write_text_atomic(out / "table.md", lora_table_markdown(result))
 

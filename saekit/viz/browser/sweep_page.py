@@ -58,7 +58,8 @@ def sweep_page_html(doc: dict, rows: list[dict], image: str | None) -> str:
     )
     out = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>saekit sweep: {_e(cfg.get('factor', '?'))}</title><style>{_STYLE}</style></head><body data-ready='1'>",
+        f"<title>saekit sweep: {_e(cfg.get('factor', '?'))}</title><style>{_STYLE}</style></head>",
+        "<body data-ready='1'>",
         f"<h1>Steering <code>{_e(cfg.get('factor', '?'))}</code> at {_e(site)}</h1>",
         f"<p>Model <code>{_e(cfg.get('model', '?'))}</code>, SAE <code>{_e(cfg.get('sae', '?'))}</code>. "
         "Faithful success on the test prompts (95% bootstrap interval); each arm's method and strength "

@@ -15,3 +15,8 @@ python $B run --sae /tmp/h23/demo/sae --concepts heldout --prompts heldout --spl
 python $B check --sae /tmp/h23/demo/sae --source both --n-prompts 1 --out $R/check_heldout.json
 python $B table $R/dev_protocol.json --min-concept 0.2 0.5 > $R/table_dev.md
 python $B table $R/heldout_test.json --min-concept 0.2 --paired > $R/table_heldout.md
+# the protocol with the ladder's widest SAE arm (DiffMean in 16 SAE directions) vs DiffMean, held-out set
+python -m saekit.cli sweep --sae /tmp/h23/demo/sae --concepts saekit/steer/concept/data/heldout_concepts.json \
+  --n-concepts 10 --prompts saekit/steer/concept/data/heldout_prompts.json --n-train 5 --n-test 5 \
+  --arms decompose:additive diffmean --selection.decompose-k 16 --strengths 0.25norm,0.5norm \
+  --max-new-tokens 16 --no-prompting --threads 1 --quiet --out /tmp/h23/sweep16

@@ -90,3 +90,23 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 def identity(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: fields[k] for k in IDENTITY_KEYS if k in fields}
+
+
+OFF_VALUES = ("False", "None", "")
+"""How a recorded harvest flag reads when it is off (recorded_config writes every value as a string)."""
+
+
+def identity_diff(want: dict[str, Any], have: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """`{field: (in the folder, requested)}` for the identity fields that differ.
+
+    A harvest-config flag that only one side records counts as equal while it is off: a later saekit
+    added it with that default (`paired`, for instance), and the store made before it is the same store,
+    so it must still resume rather than be refused."""
+    w, h = identity(want), identity(have)
+    wc, hc = w.get("harvest_config"), h.get("harvest_config")
+    if isinstance(wc, dict) and isinstance(hc, dict):
+        only = set(wc) ^ set(hc)
+        if all(str({**hc, **wc}[k]) in OFF_VALUES for k in only):
+            w = {**w, "harvest_config": {k: v for k, v in wc.items() if k not in only}}
+            h = {**h, "harvest_config": {k: v for k, v in hc.items() if k not in only}}
+    return {k: (h.get(k), w.get(k)) for k in set(w) | set(h) if w.get(k) != h.get(k)}

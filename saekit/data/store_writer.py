@@ -19,7 +19,7 @@ from saekit.data.manifest import (
     SCHEMA_VERSION,
     STORE_DTYPES,
     TARGET,
-    identity,
+    identity_diff,
     is_paired,
     read_manifest,
     shard_name,
@@ -101,14 +101,9 @@ class StoreWriter:
             if old is not None and repair and not overwrite:
                 old = rewind_to_first_bad(self.folder, old)
             if old is not None:
-                want, have = identity(self.fields), identity(old)
-                if want != have:
+                diff = identity_diff(self.fields, old)
+                if diff:
                     if not overwrite:
-                        diff = {
-                            k: (have.get(k), want.get(k))
-                            for k in set(want) | set(have)
-                            if want.get(k) != have.get(k)
-                        }
                         raise StoreError(
                             f"{self.folder} already holds a different activation store; differing fields "
                             f"(found in folder, requested): {diff}. Use another --out folder or --overwrite"
@@ -201,8 +196,7 @@ class StoreWriter:
         before = set(self._buffer[0][1]) - {TARGET} if self._buffer else set(meta)
         if before != set(meta):
             raise StoreError(
-                f"store {self.folder}: meta fields changed from {sorted(before)} to "
-                f"{sorted(meta)}"
+                f"store {self.folder}: meta fields changed from {sorted(before)} to {sorted(meta)}"
             )
         stored = acts.detach().to(self.storage_dtype)
         self._refuse_non_finite(stored, meta)

@@ -137,3 +137,20 @@ def test_several_modules_paired_in_one_pass_and_cached_training_agrees(tmp_path,
     files = train(TrainConfig.flat(cache_mb=0, prefetch=0, **base), alone, out=tmp_path / "files").sae
     for name, t in files.state_dict().items():
         assert torch.equal(t, cached.state_dict()[name]), name
+
+
+def test_a_store_recorded_before_a_new_flag_still_resumes(tmp_path, corpus, tiny_lm, capsys):
+    """A store whose manifest predates an off-by-default harvest flag (`paired`) is the same store: a rerun
+    with today's flags reuses it; a flag that is recorded on one side and on is still refused."""
+    folder = tmp_path / "old"
+    harvest(_cfg(folder, corpus, hook_point="model.layers.0", paired=False), loaded=tiny_lm)
+    path = folder / "manifest.json"
+    m = json.loads(path.read_text())
+    assert m["harvest_config"].pop("paired") == "False"  # as a saekit before --paired wrote it
+    path.write_text(json.dumps(m))
+    st = harvest(_cfg(folder, corpus, hook_point="model.layers.0", paired=False, quiet=False), loaded=tiny_lm)
+    assert len(st) == 200 and "already holds this complete store" in capsys.readouterr().out
+    m["harvest_config"]["newflag"] = "True"  # a flag the folder has on: a different store
+    path.write_text(json.dumps(m))
+    with pytest.raises(StoreError, match="newflag"):
+        harvest(_cfg(folder, corpus, hook_point="model.layers.0", paired=False), loaded=tiny_lm)

@@ -40,7 +40,9 @@ def root_is_complete(folder: Path, fields: dict[str, Any], world: int) -> bool:
     if not (folder / MANIFEST).is_file():
         return False
     m = read_manifest(folder)
-    same = m.get("harvest_config") == fields.get("harvest_config") and m.get("world_size") == world
+    from saekit.data.manifest import identity_diff
+
+    same = "harvest_config" not in identity_diff(fields, m) and m.get("world_size") == world
     if not same:
         raise StoreError(
             f"{folder} already holds a different activation store (other flags or world size "

@@ -137,7 +137,7 @@ def _source(a: RealArgs, sae, device: torch.device, loaded=None):
 
         src = StoreRows(a.store)
         lm = None
-        if not a.no_model and image_kind(src) is None and "token_id" in src.meta_fields():
+        if not a.no_model and image_kind(src) is None:  # a text store (token ids, no image source)
             lm = _load_lm(a, sae, src.manifest, device, loaded)
         return src, lm
     if not a.source.corpus:

@@ -117,15 +117,16 @@ def harvest_rate(lm, hook_point: str, device, batch: int = 8, context: int = 128
     `hook_point`) in `lm`'s dtype on `device`: the median of three timed passes after a warm-up."""
     import torch
 
-    from saekit.hooks import HookPoint, capture
+    from saekit.hooks import HookPoint
+    from saekit.models.activations import lm_activations
 
     vocab = lm.model.get_input_embeddings().weight.shape[0]
     ids = torch.randint(0, vocab, (batch, context), generator=torch.Generator().manual_seed(0)).to(device)
+    hp, mask = [HookPoint.parse(hook_point)], torch.ones_like(ids, dtype=torch.bool)
     times = []
     for i in range(4):
         t0 = time.perf_counter()
-        with torch.no_grad(), capture(lm.model, [HookPoint.parse(hook_point)], stop_after_last=True):
-            lm.model(input_ids=ids)
+        lm_activations(lm, hp, ids, mask)  # the harvest's own forward
         if i:
             times.append(time.perf_counter() - t0)
     return batch * context / sorted(times)[1]

@@ -135,11 +135,12 @@ class ArmResult:
 
 
 def latent_shift(lat_on: Tensor, lat_off: Tensor, n: int) -> tuple[list[int], Tensor, Tensor]:
-    """The `n` latents whose mean rises most from `lat_off [P, F]` to `lat_on [P, F]` (paired prompts),
-    their mean shifts and their mean values on `lat_on`."""
-    shift = lat_on.mean(0) - lat_off.mean(0)
-    top = torch.topk(shift, n).indices
-    return top.tolist(), shift[top], lat_on.mean(0)[top]
+    """The `n` latents whose mean rises most from `lat_off [P, F]` to `lat_on [P, F]` (paired prompts,
+    `saekit.steer.image.concept.contrast_features`), their mean shifts and their mean values on `lat_on`."""
+    from saekit.steer.image.concept import contrast_features
+
+    feats, rises = contrast_features(lat_on, lat_off, n)
+    return feats, torch.tensor(rises, dtype=lat_on.dtype), lat_on.mean(0)[feats]
 
 
 def step_window(spec: str, n_steps: int) -> range | None:
@@ -219,6 +220,10 @@ class _Runner:
         self.sae = saekit.load(cfg.sae, device="cpu").eval()
         self.pooled = cfg.conditioning == "pooled"
         self.hp = None if self.pooled else hook_point_of(self.sae, cfg.hook_point)
+        if self.pooled:  # a wrong-width SAE is refused before any image is made
+            from saekit.steer.image.conditioning import check_embedding_size
+
+            check_embedding_size(self._embeds([""])[1], self.sae, "pooled CLIP prompt vector")
         bc = Path(cfg.build_config) if cfg.build_config else Path(cfg.model).parent / "build_config.json"
         if not bc.is_file():
             raise SteeringError(
@@ -248,11 +253,6 @@ class _Runner:
         """(prompt_embeds, pooled_prompt_embeds) exactly as the pipeline computes them itself."""
         with torch.no_grad():
             pe, pooled, _ = self.pipe.encode_prompt(prompt=prompts, prompt_2=None)
-        if self.pooled and not getattr(self, "_checked", False):
-            from saekit.steer.image.conditioning import check_embedding_size
-
-            check_embedding_size(pooled, self.sae, "pooled CLIP prompt vector")
-            self._checked = True
         return pe, pooled
 
     def generate(

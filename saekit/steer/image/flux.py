@@ -99,17 +99,24 @@ def _load(cfg: ImageSteerConfig, dev: torch.device):
     return load_diffusers(cfg.model, cfg.dtype, dev, cfg.offload)
 
 
+def _loop_hook_point(cfg: ImageSteerConfig, sae) -> str:
+    """The in-loop hook point: --hook-point (with --stream), else the SAE's own (with --stream)."""
+    from saekit.steer.session import hook_point_of
+
+    hp = hook_point_of(sae, hook_with_stream(cfg.hook_point, cfg.stream) if cfg.hook_point else None)
+    if cfg.hook_point is None and cfg.stream is not None:
+        hp = hook_with_stream(hp, cfg.stream)
+    return hp
+
+
 def _in_loop(cfg: ImageSteerConfig, sae, pipe, kwargs: dict, generate, true_cfg: bool):
     from saekit.steer.image.common import absolute_strengths
     from saekit.steer.image.diffusion import sae_edit, steer_in_loop
     from saekit.steer.registry import get_method
-    from saekit.steer.session import hook_point_of
     from saekit.steps import parse_steps
 
     n_steps = cfg.num_inference_steps or 4
-    hp = hook_point_of(sae, hook_with_stream(cfg.hook_point, cfg.stream) if cfg.hook_point else None)
-    if cfg.hook_point is None and cfg.stream is not None:
-        hp = hook_with_stream(hp, cfg.stream)
+    hp = _loop_hook_point(cfg, sae)
     steps = parse_steps(cfg.steps, n_steps)
     features = list(cfg.feature)
     strengths = absolute_strengths(cfg.strength, cfg.method, features, sae, cfg.sae)
@@ -227,11 +234,8 @@ def _concept_features(
 def _contrast(cfg: ImageSteerConfig, sae, pipe, kwargs: dict, generate, n: int):
     from saekit.steer.image import concept as C
     from saekit.steer.image.diffusion import steer_in_loop
-    from saekit.steer.session import hook_point_of
 
-    hp = hook_point_of(sae, hook_with_stream(cfg.hook_point, cfg.stream) if cfg.hook_point else None)
-    if cfg.hook_point is None and cfg.stream is not None:
-        hp = hook_with_stream(hp, cfg.stream)
+    hp = _loop_hook_point(cfg, sae)
     means = []
     for prompt in (C.with_concept(cfg.prompt, cfg.concept), cfg.prompt):
         acc: list[torch.Tensor] = []

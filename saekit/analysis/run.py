@@ -220,15 +220,21 @@ def _starts_fn(a: SyntheticArgs, doc: dict, source, lm, hp: str):
     return starts
 
 
-def _search_model(lm, dtype: str, device):
-    """The model in the synthetic search's dtype, or None when that is the model's own (float32)."""
+def _search_model(lm, dtype: str, device, have=None):
+    """The model in the synthetic search's dtype, or None when that is the model's own (float32);
+    `have` (a LoadedModel the caller already holds, e.g. the demo's bf16 copy) is used when it is in
+    that dtype, instead of casting another copy."""
     from saekit.models import resolve_dtype, with_dtype
 
     name = resolve_dtype(dtype, device)
-    return None if name == lm.dtype else with_dtype(lm, name).model
+    if name == lm.dtype:
+        return None
+    return have.model if have is not None and have.dtype == name else with_dtype(lm, name).model
 
 
-def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None, *, loaded=None) -> dict:
+def run_synthetic(
+    a: SyntheticArgs, doc: dict | None = None, source=None, *, loaded=None, search_loaded=None
+) -> dict:
     """`analyze synthetic`: maximise each selected feature, starting from its real contexts
     (tokens from `source`, the store given or named by the document, or the document itself).
     `loaded` (a LoadedModel; float32 for exact gradients) replaces loading the model."""
@@ -248,7 +254,7 @@ def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None, *, loa
     fp32 = replace(a, dtype="float32") if a.dtype == "auto" else a  # gradients: not bf16
     lm = _load_lm(fp32, sae, manifest, device, loaded)
     hp = _hook_point(a, sae, manifest)
-    search = _search_model(lm, a.synthetic.search_dtype, device)
+    search = _search_model(lm, a.synthetic.search_dtype, device, search_loaded)
     counts, n_rows = None, None
     if doc and doc.get("all_features"):
         n_rows = int(doc["summary"]["n_rows"])
@@ -282,7 +288,7 @@ def run_synthetic(a: SyntheticArgs, doc: dict | None = None, source=None, *, loa
     return doc
 
 
-def run_compare(a: CompareArgs, *, loaded=None) -> dict:
+def run_compare(a: CompareArgs, *, loaded=None, search_loaded=None) -> dict:
     """`analyze compare`: real (unless --out has it), synthetic for the same features, comparison; the
     model is loaded once (or `loaded` used) for both parts when they want the same dtype."""
     from saekit.analysis import report
@@ -301,7 +307,9 @@ def run_compare(a: CompareArgs, *, loaded=None) -> dict:
             loaded = lm  # what synthetic would load: reuse it
     feats = [k for k, f in doc["features"].items() if "top_examples" in f]
     if a.rerun or not all("synthetic" in doc["features"][k] for k in feats):
-        doc = run_synthetic(replace(a, features=",".join(feats)), doc, source, loaded=loaded)
+        doc = run_synthetic(
+            replace(a, features=",".join(feats)), doc, source, loaded=loaded, search_loaded=search_loaded
+        )
     compare_document(doc)
     report.save(doc, out)
     if not a.no_plots:

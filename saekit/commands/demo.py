@@ -237,7 +237,9 @@ def _eval(cfg: DemoConfig, sz: Sizes, acts: Path, sae: Path, lm, device: str) ->
     print(describe_report(evaluate(ec, loaded=lm)))
 
 
-def _analyze(cfg: DemoConfig, sz: Sizes, acts: Path, sae: Path, analysis: Path, lm, device: str) -> None:
+def _analyze(
+    cfg: DemoConfig, sz: Sizes, acts: Path, sae: Path, analysis: Path, lm, device: str, fast=None
+) -> None:
     from saekit.analysis.run import CompareArgs, run_compare
     from saekit.analysis.synthetic import SyntheticConfig
     from saekit.commands.analyze import compare_lines
@@ -246,7 +248,7 @@ def _analyze(cfg: DemoConfig, sz: Sizes, acts: Path, sae: Path, analysis: Path, 
         sae=str(sae), store=str(acts), features=sz.features, out=str(analysis), device=device,
         quiet=cfg.quiet, synthetic=SyntheticConfig(n_steps=sz.synthetic_steps, restarts=1),
     )  # fmt: skip
-    lines = compare_lines(run_compare(ca, loaded=lm))
+    lines = compare_lines(run_compare(ca, loaded=lm, search_loaded=fast))
     if not cfg.quiet and lines:
         print("\n".join(lines))
 
@@ -298,7 +300,7 @@ def run(cfg: DemoConfig) -> dict[str, float]:
         _eval(cfg, sz, acts, sae, lm32, device)
     with timer.phase("analysis", f"4/6 analyse features {sz.features}{_spec_words(sz.features)}: real top "
                      "contexts, logit effects, synthetic maximisers"):  # fmt: skip
-        _analyze(cfg, sz, acts, sae, analysis, lm32, device)
+        _analyze(cfg, sz, acts, sae, analysis, lm32, device, fast)
     with timer.phase("browser", "5/6 build the HTML feature browser"):
         build_and_report(str(analysis), sae=str(sae), quiet=cfg.quiet)
     with timer.phase("steer", "6/6 calibrate strengths and steer generation"):

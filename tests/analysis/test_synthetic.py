@@ -219,3 +219,16 @@ def test_bf16_search_reports_fp32_scores_and_still_improves(tiny_lm):
     assert abs(best.activation - _full_act(model, sae, best.token_ids)) < 1e-4
     assert best.activation > best.start_activation
     assert [p.requires_grad for p in fast.parameters()] == flags  # the search copy is given back too
+
+
+def test_search_model_reuses_a_held_copy_in_the_search_dtype(tiny_lm):
+    """The demo already holds a bf16 copy: the synthetic search takes it instead of casting another; a
+    float32 search needs no second model; without a held copy one is cast."""
+    from saekit.analysis.run import _search_model
+    from saekit.models import with_dtype
+
+    fast = with_dtype(tiny_lm, "bfloat16")
+    assert _search_model(tiny_lm, "bfloat16", "cpu", fast) is fast.model
+    assert _search_model(tiny_lm, "float32", "cpu", fast) is None
+    made = _search_model(tiny_lm, "bfloat16", "cpu")
+    assert made is not tiny_lm.model and next(made.parameters()).dtype == torch.bfloat16

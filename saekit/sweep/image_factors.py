@@ -14,7 +14,10 @@ back from pixels, so the answer is a number:
 3. arms, each a method x strength grid, applied in the denoising loop (`steer_in_loop`) on every step:
    SAE `additive` (add s x the feature's own mean shift along its decoder row), SAE `clamp` (set the
    feature to s x its mean value on v-images), DiffMean (add s x the raw mean shift); and prompting
-   (the caption asks for v), the reference that needs no steering at all;
+   (the caption asks for v), the reference that needs no steering at all; `--methods spatial
+   spatial_clamp` add token-dependent edits (per-step, per-token maps: `saekit.steer.image.spatial`),
+   and DiffMean's spatial twin beside its uniform push, for composition, which one vector added to
+   every image token cannot move;
 4. judging: success = the factor judge reads v; faithful = success and every other judged factor in
    `preserve` reads what it read on the unsteered image of the same seed;
    the site is either the SAE's hook point inside the loop, optionally on a window of steps
@@ -61,11 +64,17 @@ class FactorSweepConfig:
     targets: tuple[str, ...] = ()
     """Values to steer toward (default: every value of the factor)."""
     methods: tuple[str, ...] = ("additive", "clamp")
-    """SAE steering methods (DiffMean is always additive)."""
+    """SAE steering methods: `additive`, `clamp` (the same push on every image token), and the
+    token-dependent `spatial` (add the features' per-step, per-token mean shift map, decoded through their
+    decoder rows) and `spatial_clamp` (set the features to their per-token mean map on target images);
+    `saekit.steer.image.spatial`. DiffMean is additive, and with a spatial method also gets its spatial
+    twin (the per-step, per-token mean difference of the activations), chosen on train like a method."""
     strengths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
-    """Multiples of the measured shift (additive) or of the feature's mean value on target images (clamp)."""
+    """Multiples of the measured shift (additive, spatial) or of the feature's mean value on target
+    images (clamp, spatial_clamp)."""
     n_features: int = 1
-    """SAE features per target, the top by mean shift."""
+    """SAE features per target: the top by mean shift (additive, clamp), or by how much their per-token
+    map moves (spatial methods: root mean square of the map shift over steps and tokens)."""
     n_select: int = 16
     """Prompts per target for choosing features and the DiffMean direction."""
     n_train: int = 12
@@ -107,6 +116,25 @@ class FactorSweepConfig:
     def __post_init__(self) -> None:
         for w in self.windows:
             step_window(w, self.num_inference_steps)
+        from saekit.steer.image.spatial import SPATIAL_METHODS
+        from saekit.steer.registry import get_method
+
+        if not self.methods:
+            raise SteeringError("--methods is empty: give at least one SAE method (e.g. additive spatial)")
+        for m in self.methods:
+            if m not in SPATIAL_METHODS:
+                try:
+                    get_method(m)
+                except Exception as exc:
+                    raise SteeringError(
+                        f"--methods {m!r}: use additive, clamp, {', '.join(SPATIAL_METHODS)} or another "
+                        f"registered steering method ({exc})"
+                    ) from exc
+        if self.conditioning == "pooled" and any(m in SPATIAL_METHODS for m in self.methods):
+            raise SteeringError(
+                "--methods spatial/spatial_clamp are per-token edits of the image stream in the loop; the "
+                "pooled vector has no tokens: drop --conditioning pooled or the spatial methods"
+            )
         if self.select == "zero-shot" and self.conditioning != "pooled":
             raise SteeringError(
                 "--select zero-shot reads the concept's embedding in the SAE's own space: it needs an SAE on "
@@ -206,6 +234,16 @@ def _with(rows: np.ndarray, factor: int, value: int) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class StepEdit:
+    """An in-loop edit that reads the denoising step: `fn(x, step) -> x'` (the spatial methods)."""
+
+    fn: Callable[[Tensor, int], Tensor]
+
+    def __call__(self, x: Tensor, step: int) -> Tensor:
+        return self.fn(x, step)
+
+
 class _Runner:
     """The pipeline, the SAE and the judges, and generation with an optional in-loop edit."""
 
@@ -273,40 +311,52 @@ class _Runner:
         if edit is None:
             return generate(self.pipe, prompts, c.seed, c.num_inference_steps, c.batch)
         steps = step_window(window, c.num_inference_steps)
-        with steer_in_loop(self.pipe.transformer, self.hp, edit, steps=steps, text_len=512):
+        clock: dict = {}
+        if isinstance(edit, StepEdit):  # a spatial edit reads the step (modulo: batches run the loop again)
+            fn = lambda x, e=edit: e(x, clock["state"].step % c.num_inference_steps)  # noqa: E731
+        else:
+            fn = edit
+        with steer_in_loop(self.pipe.transformer, self.hp, fn, steps=steps, text_len=512) as state:
+            clock["state"] = state
             return generate(self.pipe, prompts, c.seed, c.num_inference_steps, c.batch)
 
     @torch.no_grad()
-    def capture(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
+    def capture(self, prompts: list[str], spatial: bool = False) -> tuple[Tensor, ...]:
         """Per prompt: the mean activation `[P, d]` and mean SAE latents `[P, F]` over image tokens and
-        every denoising step (prompts one batch at a time, so rows map to prompts); with
+        every denoising step (prompts one batch at a time, so rows map to prompts); with `spatial`, also
+        the per-step, per-token maps `[P, S, T, d]` and `[P, S, T, F]` the spatial methods need. With
         `--conditioning pooled`, the pooled vector itself and its latents (no denoising needed)."""
         if self.pooled:
             pooled = self._embeds(prompts)[1].float()
             return pooled, self.sae.encode(pooled)
-        sums_x, sums_f, counts = [], [], []
+        from saekit.steer.image.diffusion import steer_in_loop
+        from saekit.testbed.fluxbed.build import generate
+
+        n_steps = self.cfg.num_inference_steps
+        xs, fs, maps_x, maps_f = [], [], [], []
         for s in range(0, len(prompts), self.cfg.batch):
             chunk = prompts[s : s + self.cfg.batch]
-            acc: dict[str, Tensor] = {}
+            per_step: dict[int, tuple[Tensor, Tensor]] = {}
+            clock: dict = {}
 
-            def record(x: Tensor, acc=acc) -> Tensor:
+            def record(x: Tensor, per_step=per_step, clock=clock) -> Tensor:
                 xf = x.float()
                 f = self.sae.encode(xf.reshape(-1, xf.shape[-1])).reshape(*xf.shape[:-1], -1)
-                for key, t in (("x", xf.sum(1)), ("f", f.sum(1))):
-                    acc[key] = acc[key] + t if key in acc else t
-                acc["n"] = acc.get("n", 0) + xf.shape[1]
+                per_step[clock["state"].step % n_steps] = (xf, f)
                 return x
 
-            from saekit.steer.image.diffusion import steer_in_loop
-            from saekit.testbed.fluxbed.build import generate
-
-            with steer_in_loop(self.pipe.transformer, self.hp, record, text_len=512):
-                generate(self.pipe, chunk, self.cfg.seed, self.cfg.num_inference_steps, len(chunk))
-            sums_x.append(acc["x"])
-            sums_f.append(acc["f"])
-            counts.append(acc["n"])
-        return (torch.cat([x / n for x, n in zip(sums_x, counts, strict=True)]),
-                torch.cat([f / n for f, n in zip(sums_f, counts, strict=True)]))  # fmt: skip
+            with steer_in_loop(self.pipe.transformer, self.hp, record, text_len=512) as state:
+                clock["state"] = state
+                generate(self.pipe, chunk, self.cfg.seed, n_steps, len(chunk))
+            mx = torch.stack([per_step[k][0] for k in sorted(per_step)], 1)  # [B, S, T, d]
+            mf = torch.stack([per_step[k][1] for k in sorted(per_step)], 1)  # [B, S, T, F]
+            xs.append(mx.mean((1, 2)))
+            fs.append(mf.mean((1, 2)))
+            if spatial:
+                maps_x.append(mx)
+                maps_f.append(mf)
+        out = (torch.cat(xs), torch.cat(fs))
+        return (*out, torch.cat(maps_x), torch.cat(maps_f)) if spatial else out
 
     def judge(self, images: Tensor) -> np.ndarray:
         return self.judges.predict(images)[0]
@@ -339,8 +389,7 @@ def run_factor_sweep(cfg: FactorSweepConfig) -> dict:
     r = _Runner(cfg)
     per_target, rows_test = [], {}
     sheet: list[tuple[str, str, Tensor]] = []  # (arm, target, test images): the contact sheet
-    configs = [("sae", m, s, w) for m in cfg.methods for s in cfg.strengths for w in cfg.windows]
-    configs += [("diffmean", "additive", s, w) for s in cfg.strengths for w in cfg.windows]
+    configs = factor_sweep_configs(cfg)
     for ti, tname in enumerate(tqdm(targets, desc=f"{cfg.factor} targets", disable=cfg.quiet)):
         entry, test_rows = _one_target(r, configs, fi, values.index(tname), tname, keep, ti, sheet)
         per_target.append(entry)
@@ -350,16 +399,29 @@ def run_factor_sweep(cfg: FactorSweepConfig) -> dict:
     return result
 
 
-def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, keep: list[int], ti: int,
-                sheet: list) -> tuple[dict, dict]:  # fmt: skip
-    """Select features and the DiffMean direction for target value `tv`, run every configuration on the
-    train prompts, the chosen one per arm on the test prompts; (per-target record, test outcomes)."""
+def factor_sweep_configs(cfg: FactorSweepConfig) -> list[tuple]:
+    """The SAE and DiffMean grid (arm, method, strength, window): DiffMean is additive, and spatial too
+    when a spatial SAE method is asked for (its token-dependent twin)."""
+    configs = [("sae", m, s, w) for m in cfg.methods for s in cfg.strengths for w in cfg.windows]
+    dm_methods = ["additive"] + (["spatial"] if _spatial(cfg) else [])
+    return configs + [("diffmean", m, s, w) for m in dm_methods for s in cfg.strengths for w in cfg.windows]
+
+
+def _spatial(cfg: FactorSweepConfig) -> bool:
+    from saekit.steer.image.spatial import SPATIAL_METHODS
+
+    return any(m in SPATIAL_METHODS for m in cfg.methods)
+
+
+def _edits(r: _Runner, off: list[str], on: list[str], tname: str):
+    """From selection prompts without (`off`) and with (`on`) the target: `edit_for(arm, method, s)`,
+    the contrast-chosen features and (with a spatial method) the spatially chosen ones."""
+    from saekit.steer.image import spatial as SP
     from saekit.steer.image.diffusion import sae_edit
 
     cfg = r.cfg
-    sel, train, test = _prompt_sets(cfg, r.build, fi, tv, cfg.seed + 101 * ti)
-    x_off, f_off = r.capture(_captions(sel))
-    x_on, f_on = r.capture(_captions(_with(sel, fi, tv)))
+    x_off, f_off, *maps_off = r.capture(off, spatial=_spatial(cfg))
+    x_on, f_on, *maps_on = r.capture(on, spatial=_spatial(cfg))
     feats, shift, mean_on = latent_shift(f_on, f_off, cfg.n_features)
     if cfg.select == "zero-shot":
         from saekit.steer.image.concept import concept_direction, zero_shot_features
@@ -369,13 +431,40 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
         shift = (f_on.mean(0) - f_off.mean(0))[feats]
         mean_on = f_on.mean(0)[feats]
     direction = (x_on - x_off).mean(0)
+    sp_feats: list[int] = []
+    maps: dict[str, Tensor] = {}
+    if maps_on:  # per-step, per-token maps: [S, T, d] for DiffMean, [S, T, k] for the chosen features
+        fmap_on, fmap_off = maps_on[1].mean(0), maps_off[1].mean(0)
+        sp_feats = SP.spatial_features(fmap_on, fmap_off, cfg.n_features)[0]
+        maps = {
+            "diffmean": SP.map_mean_shift(maps_on[0], maps_off[0]),
+            "spatial": (fmap_on - fmap_off)[..., sp_feats],
+            "spatial_clamp": fmap_on[..., sp_feats],
+        }
 
     def edit_for(arm: str, method: str, s: float):
+        if arm == "diffmean" and method == "spatial":
+            return StepEdit(lambda x, step: SP.spatial_add(x, maps["diffmean"], s, step))
         if arm == "diffmean":
             return lambda x, d=direction * s: x + d.to(x.dtype)
+        if method in SP.SPATIAL_METHODS:
+            mode = "add" if method == "spatial" else "set"
+            return StepEdit(
+                lambda x, step: SP.spatial_sae_edit(x, r.sae, sp_feats, maps[method], s, mode=mode, step=step)
+            )
         amounts = (shift if method == "additive" else mean_on) * s
         return sae_edit(method, r.sae, feats, [float(a) for a in amounts])
 
+    return edit_for, feats, sp_feats
+
+
+def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, keep: list[int], ti: int,
+                sheet: list) -> tuple[dict, dict]:  # fmt: skip
+    """Select features and the DiffMean direction for target value `tv`, run every configuration on the
+    train prompts, the chosen one per arm on the test prompts; (per-target record, test outcomes)."""
+    cfg = r.cfg
+    sel, train, test = _prompt_sets(cfg, r.build, fi, tv, cfg.seed + 101 * ti)
+    edit_for, feats, sp_feats = _edits(r, _captions(sel), _captions(_with(sel, fi, tv)), tname)
     scores: dict[str, dict] = {}
     chosen: dict[str, tuple] = {}
     clip_rows: list[dict] = []
@@ -408,7 +497,7 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
                 cands = [c for c in configs if c[0] == arm]
                 chosen[arm] = max(cands, key=lambda c: (scores["train"][c].mean(), -c[2]))
     entry = {
-        "target": tname, "features": feats,
+        "target": tname, "features": feats, **({"spatial_features": sp_feats} if sp_feats else {}),
         "chosen": {a: {"method": c[1], "strength": c[2], "window": c[3],
                        "train": float(scores["train"][c].mean())} for a, c in chosen.items()},
         "train_grid": {f"{c[0]}:{c[1]}:{c[2]:g}:{c[3]}": float(scores["train"][c].mean()) for c in configs},
@@ -477,6 +566,17 @@ def _site_words(cfg: dict) -> str:
     return (cfg["hook_point"] or "the SAE hook point") + how
 
 
+def _shown_features(pt: dict, choice: dict) -> list[int]:
+    """The features the chosen SAE arm used: the spatially chosen ones for a spatial method."""
+    spatial = choice.get("method", "").startswith("spatial") and "spatial_features" in pt
+    return pt["spatial_features"] if spatial else pt["features"]
+
+
+def _dm_method_words(choice: dict) -> str:
+    m = choice.get("method", "additive")
+    return "" if m == "additive" else f"{m} "
+
+
 def _window_words(choice: dict) -> str:
     w = choice.get("window", "all")
     return "" if w == "all" else f" steps {w}"
@@ -541,8 +641,9 @@ def table_markdown(result: dict) -> str:
         s, dm = pt["chosen"]["sae"], pt["chosen"]["diffmean"]
         te = result["per_target_test"][name]
         lines.append(
-            f"| {name} | {', '.join(f'f{j}' for j in pt['features'])} | {s['method']} x{s['strength']:g}"
-            f"{_window_words(s)} ({s['train']:.2f}) | x{dm['strength']:g}{_window_words(dm)} "
+            f"| {name} | {', '.join(f'f{j}' for j in _shown_features(pt, s))} | {s['method']} "
+            f"x{s['strength']:g}{_window_words(s)} ({s['train']:.2f}) | {_dm_method_words(dm)}"
+            f"x{dm['strength']:g}{_window_words(dm)} "
             f"({dm['train']:.2f}) | {te['sae']:.2f} | "
             f"{te['diffmean']:.2f} | {te['prompting']:.2f} |"
         )

@@ -30,7 +30,7 @@ import tyro
 from torch import Tensor
 
 from saekit.errors import SteeringError
-from saekit.sweep.image_factors import FactorSweepConfig
+from saekit.sweep.image_factors import FactorSweepConfig, factor_sweep_configs
 
 ARM_ORDER = ("unsteered", "prompting", "sae", "diffmean", "lora")
 """Row order of the contact sheet and the tables."""
@@ -113,12 +113,6 @@ def lora_images(pipe, folder: str, prompts: list[str], scale: float, sweep: Fact
                         joint_attention_kwargs={"scale": float(scale)})  # fmt: skip
     finally:
         pipe.unload_lora_weights()
-
-
-def factor_sweep_configs(sweep: FactorSweepConfig) -> list[tuple]:
-    """The SAE and DiffMean grid of `run_factor_sweep` (arm, method, strength, window)."""
-    configs = [("sae", m, s, w) for m in sweep.methods for s in sweep.strengths for w in sweep.windows]
-    return configs + [("diffmean", "additive", s, w) for s in sweep.strengths for w in sweep.windows]
 
 
 def _lora_arm(r, sweep: FactorSweepConfig, folder: str, scales, fi: int, tv: int, tname: str,

@@ -126,3 +126,45 @@ def test_table_names_the_pooled_site_and_a_chosen_window():
     text = table_markdown(result)
     assert "pooled CLIP prompt vector" in text
     assert "| red | f3, f9 | clamp x4 steps late (0.70) | x1 (0.50) |" in text
+
+
+def test_spatial_methods_are_validated_and_give_diffmean_its_spatial_twin():
+    from saekit.errors import SteeringError
+    from saekit.sweep.image_factors import FactorSweepConfig, factor_sweep_configs
+
+    cfg = FactorSweepConfig(model="m", sae="s", methods=("additive", "spatial"), strengths=(1.0, 2.0))
+    grid = factor_sweep_configs(cfg)
+    assert [c for c in grid if c[0] == "diffmean"] == [
+        ("diffmean", "additive", 1.0, "all"), ("diffmean", "additive", 2.0, "all"),
+        ("diffmean", "spatial", 1.0, "all"), ("diffmean", "spatial", 2.0, "all")]  # fmt: skip
+    plain = factor_sweep_configs(FactorSweepConfig(model="m", sae="s", methods=("clamp",), strengths=(1.0,)))
+    assert [c[1] for c in plain if c[0] == "diffmean"] == ["additive"]  # no spatial method, no twin
+    with pytest.raises(SteeringError, match="pooled vector has no tokens"):
+        FactorSweepConfig(model="m", sae="s", conditioning="pooled", methods=("spatial",))
+    with pytest.raises(SteeringError, match="spatial_clamp"):
+        FactorSweepConfig(model="m", sae="s", methods=("spatal",))
+    with pytest.raises(SteeringError, match="empty"):
+        FactorSweepConfig(model="m", sae="s", methods=())
+
+
+def test_table_shows_the_spatial_features_and_diffmeans_spatial_choice():
+    row = {"faithful_success": 0.5, "ci": (0.3, 0.7), "n": 12, "success": 0.6}
+    result = {
+        "config": {"factor": "position", "model": "m", "hook_point": "transformer_blocks.1@image",
+                   "n_test": 12, "preserve": ["colour"]},
+        "test": {"sae": row, "diffmean": row, "prompting": row, "unsteered": row,
+                 "sae_minus_diffmean": {"difference": 0.0, "ci": (0.0, 0.0)}},
+        "per_target": [
+            {"target": "top left", "features": [3], "spatial_features": [8, 5],
+             "chosen": {"sae": {"method": "spatial", "strength": 2.0, "window": "all", "train": 0.4},
+                        "diffmean": {"method": "spatial", "strength": 1.0, "window": "all", "train": 0.6}}},
+            {"target": "top right", "features": [4], "spatial_features": [9, 1],
+             "chosen": {"sae": {"method": "clamp", "strength": 1.0, "window": "all", "train": 0.1},
+                        "diffmean": {"method": "additive", "strength": 4.0, "window": "all", "train": 0.0}}},
+        ],
+        "per_target_test": {t: {"sae": 0.5, "diffmean": 0.5, "prompting": 0.9}
+                            for t in ("top left", "top right")},
+    }  # fmt: skip
+    text = table_markdown(result)
+    assert "| top left | f8, f5 | spatial x2 (0.40) | spatial x1 (0.60) |" in text
+    assert "| top right | f4 | clamp x1 (0.10) | x4 (0.00) |" in text

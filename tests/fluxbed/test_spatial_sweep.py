@@ -1,0 +1,73 @@
+"""`saekit sweep --methods spatial spatial_clamp` end to end on an untrained pipeline folder: the spatial
+maps are measured per step and token, DiffMean gets its spatial twin in the grid, a spatial edit sees the
+denoising step of every call (also when the prompts run in several batches), and strength 0 is no edit."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from saekit.cli import main as cli
+from saekit.testbed.fluxbed import components as C
+from saekit.testbed.fluxbed.build import save_pipeline
+from saekit.testbed.fluxbed.config import ci_config
+
+CAPS = ["a small red 3 at the top left, thin strokes", "a large blue 7 at the bottom right, thick strokes",
+        "a small green 1 at the top right, thick strokes"]  # fmt: skip
+
+
+def _pipeline_and_sae(tmp_path):
+    cfg = ci_config(judge_train_renders=300, judge_test_renders=60)
+    torch.manual_seed(0)
+    path = save_pipeline(C.pipeline_parts(cfg), tmp_path)
+    (tmp_path / "build_config.json").write_text(json.dumps(cfg.to_dict()))
+    store, sae = tmp_path / "acts", tmp_path / "sae"
+    argv = ["harvest", "diffusion", "--model", str(path), "--hook-point", "transformer_blocks.0@image",
+            "--prompt", CAPS[0], "--prompt", CAPS[1], "--num-inference-steps", "2", "--tokens-per-step", "0",
+            "--height", "32", "--width", "32", "--dtype", "float32", "--device", "cpu", "--out", str(store),
+            "--quiet"]  # fmt: skip
+    assert cli(argv) == 0
+    argv = ["train", "--acts", str(store), "--out", str(sae), "--k", "4", "--expansion", "2",
+            "--batch-size", "64", "--quiet", "--init-sample", "128", "--device", "cpu"]  # fmt: skip
+    assert cli(argv) == 0
+    return path, sae
+
+
+def test_spatial_sweep_measures_maps_reads_steps_and_strength_zero_changes_nothing(tmp_path):
+    from saekit.sweep.image_factors import FactorSweepConfig, StepEdit, _Runner
+
+    path, sae = _pipeline_and_sae(tmp_path)
+    r = _Runner(FactorSweepConfig(model=str(path), sae=str(sae), methods=("spatial",), num_inference_steps=2,
+                                  batch=2))  # fmt: skip
+    x, f, mx, mf = r.capture(CAPS, spatial=True)
+    n_tokens = mx.shape[2]
+    assert mx.shape == (3, 2, n_tokens, x.shape[1]) and mf.shape == (3, 2, n_tokens, f.shape[1])
+    assert torch.allclose(mx.mean((1, 2)), x, atol=1e-5)  # the maps average to the per-prompt means
+    assert not torch.allclose(mx[:, 0], mx[:, 1])  # one map per step, not one copied
+    # 3 prompts in batches of 2: two pipeline calls, and the edit sees steps 0, 1 in each
+    seen: list[tuple[int, int]] = []
+
+    def record(x, step):
+        seen.append((step, x.shape[0]))
+        return x
+
+    plain = r.generate(CAPS)
+    assert torch.equal(r.generate(CAPS, StepEdit(record)), plain)
+    assert seen == [(0, 2), (1, 2), (0, 1), (1, 1)]
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--model", str(path), "--sae", str(sae), "--factor", "position", "--targets", "top left",
+            "--strengths", "0", "--methods", "spatial", "spatial_clamp", "--n-features", "2",
+            "--n-select", "2", "--n-train", "2", "--n-test", "3", "--num-inference-steps", "2",
+            "--batch", "4", "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    t, pt = res["test"], res["per_target"][0]
+    assert sorted(pt["train_grid"]) == ["diffmean:additive:0:all", "diffmean:spatial:0:all",
+                                        "sae:spatial:0:all", "sae:spatial_clamp:0:all"]  # fmt: skip
+    assert len(pt["spatial_features"]) == 2
+    # adding strength 0 x the map is no edit; spatial_clamp at 0 sets the features to 0 (an edit), so
+    # only the arms that chose an additive push are compared with the unsteered rate
+    assert t["diffmean"]["faithful_success"] == t["unsteered"]["faithful_success"]
+    if pt["chosen"]["sae"]["method"] == "spatial":
+        assert t["sae"]["faithful_success"] == t["unsteered"]["faithful_success"]

@@ -84,11 +84,15 @@ class FactorSweepConfig:
     preserve: tuple[str, ...] = ("colour", "thickness", "position", "size")
     """Other factors that must not change for a success to count as faithful (the steered one is dropped).
     The digit is left out by default: check its judge's accuracy on generations in the build report."""
-    conditioning: Literal["none", "pooled"] = "none"
+    conditioning: Literal["none", "pooled", "text"] = "none"
     """`pooled`: steer FLUX's pooled CLIP prompt vector before it enters the transformer (the SAE is one
     trained on it: `saekit harvest clip --model <pipeline>/text_encoder --site text:pooled`), instead of
     an activation inside the denoising loop. The digits testbed found its conditioning vector the site
-    that steers (docs/results/testbed_c2c/); this asks the same of a FluxPipeline."""
+    that steers (docs/results/testbed_c2c/); this asks the same of a FluxPipeline. `text`: steer FLUX's
+    T5 token embeddings (`prompt_embeds`, every text token the transformer attends to) before the loop,
+    with an SAE trained on T5 token rows of the pipeline's own `encode_prompt`; `additive`/`clamp` and
+    DiffMean push every text token alike, the spatial methods push each token by its own map (the
+    position words' tokens most)."""
     select: Literal["contrast", "zero-shot"] = "contrast"
     """How the SAE features are chosen. `contrast`: the latents rising most from selection prompts without
     the target to the same prompts with it. `zero-shot` (with --conditioning pooled): the latents whose
@@ -140,10 +144,10 @@ class FactorSweepConfig:
                 "--select zero-shot reads the concept's embedding in the SAE's own space: it needs an SAE on "
                 "the pooled CLIP vector and --conditioning pooled"
             )
-        if self.conditioning == "pooled" and tuple(self.windows) != ("all",):
+        if self.conditioning != "none" and tuple(self.windows) != ("all",):
             raise SteeringError(
-                "--conditioning pooled edits the vector every step reads; step windows apply to in-loop "
-                f"edits only (got --windows {' '.join(self.windows)}): drop --windows"
+                f"--conditioning {self.conditioning} edits what every step reads; step windows apply to "
+                f"in-loop edits only (got --windows {' '.join(self.windows)}): drop --windows"
             )
 
 
@@ -256,12 +260,16 @@ class _Runner:
         self.cfg = cfg
         self.pipe = load_pipeline(cfg.model)
         self.sae = saekit.load(cfg.sae, device="cpu").eval()
-        self.pooled = cfg.conditioning == "pooled"
-        self.hp = None if self.pooled else hook_point_of(self.sae, cfg.hook_point)
-        if self.pooled:  # a wrong-width SAE is refused before any image is made
+        self.cond = cfg.conditioning
+        self.hp = None if self.cond != "none" else hook_point_of(self.sae, cfg.hook_point)
+        if self.cond != "none":  # a wrong-width SAE is refused before any image is made
             from saekit.steer.image.conditioning import check_embedding_size
 
-            check_embedding_size(self._embeds([""])[1], self.sae, "pooled CLIP prompt vector")
+            pe, pooled = self._embeds([""])
+            if self.cond == "pooled":
+                check_embedding_size(pooled, self.sae, "pooled CLIP prompt vector")
+            else:
+                check_embedding_size(pe, self.sae, "T5 prompt token embeddings")
         bc = Path(cfg.build_config) if cfg.build_config else Path(cfg.model).parent / "build_config.json"
         if not bc.is_file():
             raise SteeringError(
@@ -296,16 +304,19 @@ class _Runner:
     def generate(
         self, prompts: list[str], edit: Callable[[Tensor], Tensor] | None = None, window: str = "all"
     ) -> Tensor:
-        """Images for `prompts`; `edit` acts on the pooled vector (`--conditioning pooled`) or at the
+        """Images for `prompts`; `edit` acts on the pooled vector or the T5 token embeddings
+        (`--conditioning pooled|text`; a StepEdit there gets step None: one edit every step reads) or at the
         hook point in the loop on the steps of `window`. Image i's noise is seeded `seed + i` either way."""
         from saekit.steer.image.diffusion import steer_in_loop
         from saekit.testbed.fluxbed.build import generate
 
         c = self.cfg
-        if self.pooled:
+        if self.cond != "none":
             pe, pooled = self._embeds(prompts)
-            if edit is not None:
-                pooled = edit(pooled)
+            if edit is not None and self.cond == "pooled":
+                pooled = edit(pooled)  # (spatial methods are refused at the pooled site)
+            elif edit is not None:
+                pe = edit(pe, None) if isinstance(edit, StepEdit) else edit(pe)
             return generate(self.pipe, None, c.seed, c.num_inference_steps, c.batch,
                             prompt_embeds=pe, pooled_prompt_embeds=pooled)  # fmt: skip
         if edit is None:
@@ -325,10 +336,16 @@ class _Runner:
         """Per prompt: the mean activation `[P, d]` and mean SAE latents `[P, F]` over image tokens and
         every denoising step (prompts one batch at a time, so rows map to prompts); with `spatial`, also
         the per-step, per-token maps `[P, S, T, d]` and `[P, S, T, F]` the spatial methods need. With
-        `--conditioning pooled`, the pooled vector itself and its latents (no denoising needed)."""
-        if self.pooled:
+        `--conditioning pooled`, the pooled vector itself and its latents (no denoising needed); with
+        `text`, the T5 token embeddings' means over tokens and latents, and as maps `[P, L, d]`, `[P, L, F]`
+        (one per text token, no step axis: the embeddings are made once)."""
+        if self.cond == "pooled":
             pooled = self._embeds(prompts)[1].float()
             return pooled, self.sae.encode(pooled)
+        if self.cond == "text":
+            pe = self._embeds(prompts)[0].float()
+            f = self.sae.encode(pe)
+            return (pe.mean(1), f.mean(1), pe, f) if spatial else (pe.mean(1), f.mean(1))
         from saekit.steer.image.diffusion import steer_in_loop
         from saekit.testbed.fluxbed.build import generate
 
@@ -563,6 +580,8 @@ def _site_words(cfg: dict) -> str:
     how = " (features chosen zero-shot)" if cfg.get("select") == "zero-shot" else ""
     if cfg.get("conditioning") == "pooled":
         return "the pooled CLIP prompt vector (conditioning)" + how
+    if cfg.get("conditioning") == "text":
+        return "the T5 prompt token embeddings (conditioning)" + how
     return (cfg["hook_point"] or "the SAE hook point") + how
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from saekit.cli import main as cli
@@ -71,3 +72,63 @@ def test_spatial_sweep_measures_maps_reads_steps_and_strength_zero_changes_nothi
     assert t["diffmean"]["faithful_success"] == t["unsteered"]["faithful_success"]
     if pt["chosen"]["sae"]["method"] == "spatial":
         assert t["sae"]["faithful_success"] == t["unsteered"]["faithful_success"]
+
+
+def test_text_site_rows_are_the_pipelines_prompt_embeds_and_the_sweep_steers_them(tmp_path):
+    """`--conditioning text`: the harvested T5 rows are the pipeline's own `prompt_embeds`; the runner's
+    unedited embeddings give the pipeline's own images; a spatial edit there sees every text token once
+    (step None); strength 0 leaves DiffMean (uniform or spatial) at the unsteered rate."""
+    import numpy as np
+
+    from saekit.data.harvest.flux_text import harvest_t5_rows
+    from saekit.data.store import ActivationStore
+    from saekit.errors import SAEConfigError
+    from saekit.sweep.image_factors import FactorSweepConfig, StepEdit, _Runner
+    from saekit.testbed.fluxbed.build import generate, load_pipeline
+
+    cfg = ci_config(judge_train_renders=300, judge_test_renders=60)
+    torch.manual_seed(0)
+    path = save_pipeline(C.pipeline_parts(cfg), tmp_path)
+    (tmp_path / "build_config.json").write_text(json.dumps(cfg.to_dict()))
+    store, sae = tmp_path / "acts", tmp_path / "sae"
+    harvest_t5_rows(path, CAPS * 10, store, tokens_per_caption=6, batch_size=4)
+    pipe = load_pipeline(path)
+    with torch.no_grad():
+        pe = pipe.encode_prompt(prompt=CAPS, prompt_2=None)[0]
+    rows = ActivationStore.open(store).read_rows(np.arange(12))
+    assert torch.allclose(rows["acts"], pe[:2, :6].reshape(12, -1), atol=1e-6)
+    assert rows["position"].tolist() == list(range(6)) * 2 and rows["doc_id"].tolist() == [0] * 6 + [1] * 6
+    with pytest.raises(SAEConfigError, match="no captions"):
+        harvest_t5_rows(path, [], tmp_path / "empty")
+    argv = ["train", "--acts", str(store), "--out", str(sae), "--k", "2", "--expansion", "2",
+            "--batch-size", "16", "--total-tokens", "640", "--quiet", "--init-sample", "32",
+            "--device", "cpu"]  # fmt: skip
+    assert cli(argv) == 0
+    r = _Runner(FactorSweepConfig(model=str(path), sae=str(sae), conditioning="text", methods=("spatial",),
+                                  num_inference_steps=2, batch=2))  # fmt: skip
+    plain = generate(pipe, CAPS, 0, 2, 2)
+    assert torch.equal(r.generate(CAPS), plain)
+    seen = []
+
+    def record(x, step):
+        seen.append((step, tuple(x.shape)))
+        return x
+
+    assert torch.equal(r.generate(CAPS, StepEdit(record)), plain)
+    assert seen == [(None, tuple(pe.shape))]
+    x, f, mx, mf = r.capture(CAPS, spatial=True)
+    assert torch.allclose(mx, pe) and torch.allclose(x, pe.mean(1)) and mf.shape[:2] == pe.shape[:2]
+    out = tmp_path / "sweep"
+    argv = ["sweep", "--model", str(path), "--sae", str(sae), "--conditioning", "text",
+            "--factor", "position", "--targets", "top left", "--strengths", "0",
+            "--methods", "additive", "spatial", "--n-select", "2", "--n-train", "2", "--n-test", "3",
+            "--num-inference-steps", "2", "--batch", "4", "--out", str(out), "--quiet"]  # fmt: skip
+    assert cli(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    t = res["test"]
+    for arm in ("sae", "diffmean"):  # adding 0 (uniformly or per token) is no edit at all
+        assert t[arm]["faithful_success"] == t["unsteered"]["faithful_success"], arm
+    grid = sorted(res["per_target"][0]["train_grid"])
+    assert grid == ["diffmean:additive:0:all", "diffmean:spatial:0:all", "sae:additive:0:all",
+                    "sae:spatial:0:all"]  # fmt: skip
+    assert "T5 prompt token embeddings" in (out / "table.md").read_text()

@@ -168,3 +168,15 @@ def test_table_shows_the_spatial_features_and_diffmeans_spatial_choice():
     text = table_markdown(result)
     assert "| top left | f8, f5 | spatial x2 (0.40) | spatial x1 (0.60) |" in text
     assert "| top right | f4 | clamp x1 (0.10) | x4 (0.00) |" in text
+
+
+def test_text_conditioning_takes_spatial_methods_but_no_windows_or_zero_shot():
+    from saekit.errors import SteeringError
+    from saekit.sweep.image_factors import FactorSweepConfig, _site_words
+
+    cfg = FactorSweepConfig(model="m", sae="s", conditioning="text", methods=("additive", "spatial"))
+    assert "T5 prompt token embeddings" in _site_words({"conditioning": cfg.conditioning, "hook_point": None})
+    with pytest.raises(SteeringError, match="conditioning text edits what every step reads"):
+        FactorSweepConfig(model="m", sae="s", conditioning="text", windows=("early",))
+    with pytest.raises(SteeringError, match="pooled CLIP vector"):
+        FactorSweepConfig(model="m", sae="s", conditioning="text", select="zero-shot")

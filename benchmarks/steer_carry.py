@@ -263,14 +263,17 @@ def _ladder_visible(sc: dict, min_concept: float) -> bool:
     return sc["concept_score"] >= min_concept and sc["fluency"] >= CARRY_FLUENCY
 
 
-def replay(tries: dict[tuple, dict], ladder: list[tuple[str, str, float]], min_concept: float):
+def replay(tries: dict[tuple, dict], ladder: list[tuple[str, str, float]], min_concept: float,
+           judge: str = "internal"):  # fmt: skip
     """(the kept try, how many were generated) for one (concept, prompt) under `ladder`, as
-    `saekit.steer.concept.ladder.escalate` walks it; `tries` maps (source, rung, factor) to a try."""
+    `saekit.steer.concept.ladder.escalate` walks it; `tries` maps (source, rung, factor) to a try.
+    `judge`: which of a try's score dicts the ladder reads (`internal`: the words judge recorded by `run`;
+    another key added to the tries, e.g. by benchmarks/concept_judge.py)."""
     seq = [tries[k] for k in ladder if k in tries]
     for n, t in enumerate(seq):
-        if _ladder_visible(t["internal"], min_concept):
+        if _ladder_visible(t[judge], min_concept):
             return t, n + 1
-    best = max(seq, key=lambda t: (t["internal"]["overall"], t["internal"]["concept_score"]))
+    best = max(seq, key=lambda t: (t[judge]["overall"], t[judge]["concept_score"]))
     return best, len(seq)
 
 
@@ -296,17 +299,17 @@ def cluster_boot(per_concept: dict[str, list[bool]], reps: int = 2000, seed: int
     return vals[int(0.025 * reps)], vals[int(0.975 * reps) - 1]
 
 
-def summarise(doc: dict, ladder_spec: str, source: str, min_concept: float) -> dict:
-    """Carry rates of one ladder and source over a run's (concept, prompt) pairs."""
+def summarise(doc: dict, ladder_spec: str, source: str, min_concept: float, judge: str = "internal") -> dict:
+    """Carry rates of one ladder and source over a run's (concept, prompt) pairs (`judge`: see `replay`)."""
     ladder = parse_ladder(ladder_spec, source)
     groups: dict[tuple, dict] = {}
     for t in doc["tries"]:
         groups.setdefault((t["concept"], t["prompt_idx"]), {})[(t["source"], t["rung"], t["factor"])] = t
     verified, claimed, agree, n_tries = {}, {}, [], []
     for (c, _), ts in groups.items():
-        kept, n = replay(ts, ladder, min_concept)
+        kept, n = replay(ts, ladder, min_concept, judge)
         v = kept["sae_arm"] and _visible(kept["independent"])
-        cl = kept["sae_arm"] and _ladder_visible(kept["internal"], min_concept)
+        cl = kept["sae_arm"] and _ladder_visible(kept[judge], min_concept)
         verified.setdefault(c, []).append(v)
         claimed.setdefault(c, []).append(cl)
         if cl:

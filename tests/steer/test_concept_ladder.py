@@ -124,3 +124,38 @@ def test_concept_texts_sources_for_unknown_words(tiny_lm, tiny_tokenizer):
     c, others = concept_texts("war", source="templates", bundled_match=False)
     assert c.texts != war.texts and not set(war.texts) & set(others)
     assert len(others) == sum(len(x.texts) for x in load_concepts("protocol") if x.name != "war")
+
+
+def test_the_ladder_judges_against_texts_no_feature_was_chosen_from(tiny_lm, tiny_tokenizer, monkeypatch):
+    """Every try is judged against the model's answers to JUDGE_PROMPT (its own seed), not against the
+    texts the features were chosen from: a judge anchored on a method's training texts measures nothing."""
+    from saekit.models import LoadedModel
+    from saekit.steer.concept import judging
+    from saekit.steer.concept.concepts import Concept
+    from saekit.steer.concept.recipes import Recipe
+    from saekit.steer.concept.steering import JUDGE_PROMPT, JUDGE_SEED, model_texts, steer_concept
+    from saekit.steer.generate import GenerationConfig
+
+    seen = []
+
+    class RecordingJudge:
+        def __init__(self, model, judge, concept, prompt, unsteered):
+            seen.append(concept)
+            self.plain = {"concept_score": 0.0, "fluency": 1.0, "relevance": 1.0, "overall": 0.0}
+
+        def __call__(self, continuation):
+            return {"concept_score": 0.0, "fluency": 0.9, "relevance": 0.9, "overall": 0.0}
+
+    monkeypatch.setattr(judging, "PairJudge", RecordingJudge)
+    session = _session(tiny_lm, tiny_tokenizer)
+    concept = Concept("seventeen", "w17", ("w17 w3 w17 w17 w5", "w17 w17 w9 w17", "w2 w17 w17"))
+    gen = GenerationConfig(max_new_tokens=4, chat=False)
+    res = steer_concept(session, "seventeen", "w1 w2 w3", gen, recipe=Recipe("input:additive", "1norm", "t"),
+                        texts=(concept, ["w1 w2 w3 w1 w2", "w5 w6 w7 w8"]), escalate=True,
+                        judge=object())  # fmt: skip
+    lm = LoadedModel(tiny_lm, tiny_tokenizer, "tiny", "causal_lm", "float32", 32, 2)
+    expected = model_texts(lm, "w17", chat=False, seed=JUDGE_SEED, prompt=JUDGE_PROMPT)
+    assert len(seen) == 1 and seen[0] is res.judged  # one judge for every try of the ladder
+    assert res.judged.texts == expected and res.judged.description == concept.description
+    assert not set(res.judged.texts) & set(concept.texts)
+    assert len(res.tries) > 3  # nothing was seen, so the whole ladder ran against that one judge

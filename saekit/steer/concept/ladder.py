@@ -16,8 +16,11 @@ from dataclasses import dataclass
 FACTORS = (1.0, 2.0)
 """Multiples of the recipe's strength, tried in order (4x was dropped: on the protocol concepts it kept
 fluency >= 0.3 on no prompt and carried nothing 1x and 2x had not; docs/results/steer_carry)."""
-MIN_CONCEPT = 0.2
-"""Concept score (0 = as the unsteered text, 1 = as the concept's own sentences) that counts as seen."""
+MIN_CONCEPT = 0.5
+"""Concept score (0 = as the unsteered text, 1 = as the judge's own texts about the concept) that counts
+as seen. 0.5 was chosen on the protocol concepts for a verdict the independent judge confirms (per try:
+precision 0.93 there; 0.2, the earlier value, gave 0.47) and confirmed on the held-out concepts
+(docs/results/concept_judge)."""
 MIN_FLUENCY = 0.3
 """Fluency under which a continuation is not kept even when the concept shows."""
 
@@ -75,17 +78,15 @@ class Stage:
     base: list[float]
     """Absolute strength per feature (one for a direction arm) at factor 1."""
     factors: tuple[float, ...] = FACTORS
-    concept: object | None = None
-    """The Concept this stage's tries are judged against (its own texts anchor the judge); None: the
-    ladder's concept."""
 
 
 def escalate(session, concept, prompt: str, gen, stages, pair, judge):
     """(kept pair, kept arm, kept strengths, every try, (unsteered, kept) judge scores).
 
     `stages` are tried in order (each at its factors) until a try is visible; `pair` is the first
-    stage's try at its first factor (already generated). A non-SAE stage (DiffMean) goes last and is
-    reported as such."""
+    stage's try at its first factor (already generated). Every try is judged against `concept` (the
+    caller passes one whose texts no feature was chosen from: `steering.judged_concept`). A non-SAE
+    stage (DiffMean) goes last and is reported as such."""
     import torch
 
     from saekit.steer.concept.arms import arm_edit
@@ -95,15 +96,12 @@ def escalate(session, concept, prompt: str, gen, stages, pair, judge):
     plan = [(st, f, [f * x for x in st.base]) for st in stages for f in st.factors]
     tries, pairs, arms = [], [], []
     score = PairJudge(session.lm.model, judge, concept, prompt, pair.unsteered)
-    judges = {id(concept): score}
     for n, (st, f, s) in enumerate(plan):
-        label, a, c = st.label, st.arm, st.concept or concept
+        label, a = st.label, st.arm
         if n > 0:
             edit = arm_edit(a, session.sae, torch.tensor([s], device=session.sae.device))
             pair = SteeredPair(prompt, pair.unsteered, steered_text(session, prompt, gen, edit))
-        if id(c) not in judges:
-            judges[id(c)] = PairJudge(session.lm.model, judge, c, prompt, pair.unsteered)
-        scores = judges[id(c)](pair.steered)
+        scores = score(pair.steered)
         tries.append(Try(f, s, {**scores, "arm": label}))
         pairs.append(pair)
         arms.append(a)

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from saekit.errors import SteeringError
@@ -37,6 +37,10 @@ feature added at a quarter of the mean activation norm (the best single arm over
 
 GENERATE_PROMPT = "Write a few sentences about {c}."
 """What the model is asked when it writes its own texts about words no bundled concept matches."""
+JUDGE_PROMPT = "Write a short paragraph about {c}."
+"""What the model is asked for the verification judge's own texts (`judged_concept`), with `JUDGE_SEED`:
+a different question and seed from `GENERATE_PROMPT`'s, so no feature is chosen from the judge's texts."""
+JUDGE_SEED = 1
 TextSource = Literal["templates", "generated", "both"]
 
 
@@ -74,14 +78,14 @@ def concept_texts(
 
 
 def model_texts(lm, words: str, *, n: int = 8, chat: bool | None = None, max_new_tokens: int = 32,
-                seed: int = 0) -> tuple[str, ...]:  # fmt: skip
-    """`n` sampled answers of the model to `GENERATE_PROMPT` (one batched generation): texts about the
-    words in the model's own language, so the contrast with other concepts' texts is the topic and not
-    a template's wording. Empty answers are dropped."""
+                seed: int = 0, prompt: str = GENERATE_PROMPT) -> tuple[str, ...]:  # fmt: skip
+    """`n` sampled answers of the model to `prompt` (one batched generation): texts about the words in
+    the model's own language, so the contrast with other concepts' texts is the topic and not a
+    template's wording. Empty answers are dropped."""
     from saekit.steer.generate import GenerationConfig, decode_rows, encode_prompt, generate_ids
 
     gen = GenerationConfig(max_new_tokens=max_new_tokens, greedy=False, seed=seed, chat=chat)
-    ids = encode_prompt(lm.tokenizer, GENERATE_PROMPT.format(c=words), chat).repeat(n, 1)
+    ids = encode_prompt(lm.tokenizer, prompt.format(c=words), chat).repeat(n, 1)
     eos = getattr(lm.tokenizer, "eos_token_id", None)
     rows = decode_rows(lm.tokenizer, generate_ids(lm.model, ids, gen, eos), eos)
     out = tuple(r.text.strip() for r in rows if r.text.strip())
@@ -117,6 +121,8 @@ class ConceptSteer:
     """With escalation: every `saekit.steer.concept.ladder.Try` (factor, strengths, judge scores)."""
     scores: tuple[dict, dict] | None = None
     """With escalation: judge scores of (the unsteered text, the kept steered text)."""
+    judged: Concept | None = None
+    """With escalation: the concept the judge scored against (`judged_concept`)."""
 
 
 def concept_evidence(session, words: str, *, judge=None, chat: bool | None = None, methods=None, texts=None):
@@ -190,7 +196,7 @@ def steer_concept(
     pair = generate_pair(
         lm.model, lm.tokenizer, prompt, lambda: steering(lm.model, session.hook_point, edit), gen
     )
-    tries, scores = [], None
+    tries, scores, judged = [], None, None
     if escalate or (escalate is None and judge is not None):
         from saekit.steer.concept.judges import MiniLMJudge
         from saekit.steer.concept.ladder import escalate as run_ladder
@@ -198,9 +204,19 @@ def steer_concept(
         stages = escalation_stages(session, recipe, arm, list(abs_s), ev)
         if source == "both" and not given and not is_bundled(concept):
             stages = stages[:-1] + template_stages(session, words, recipe, judge, gen) + stages[-1:]
-        pair, arm, abs_s, tries, scores = run_ladder(session, concept, prompt, gen, stages, pair,
+        judged = judged_concept(session.lm, concept, gen.chat)  # every try is judged against it
+        pair, arm, abs_s, tries, scores = run_ladder(session, judged, prompt, gen, stages, pair,
                                                      judge or MiniLMJudge())  # fmt: skip
-    return ConceptSteer(concept, recipe, arm, abs_s, ev, pair, tries, scores)
+    return ConceptSteer(concept, recipe, arm, abs_s, ev, pair, tries, scores, judged)
+
+
+def judged_concept(lm, concept: Concept, chat: bool | None) -> Concept:
+    """The concept as the verification judge sees it: its description, anchored (concept score 1) on the
+    model's answers to a different question about it (`JUDGE_PROMPT`), not on the texts its
+    features were chosen from: a judge anchored on a method's own training texts measures nothing (an
+    independent judge agreed with 16 of 39 verdicts of the one anchored so; docs/results/concept_judge)."""
+    texts = model_texts(lm, concept.description, chat=chat, seed=JUDGE_SEED, prompt=JUDGE_PROMPT)
+    return Concept(concept.name, concept.description, texts)
 
 
 ESCALATION_DECOMPOSE_K = (4, 16)
@@ -254,11 +270,9 @@ def is_bundled(concept: Concept) -> bool:
 
 def template_stages(session, words: str, recipe: Recipe, judge, gen) -> list:
     """The SAE stages of the ladder again, with features chosen from the template sentences alone
-    (labels end in `(templates)`, judged against those sentences): the second chance after the
+    (labels end in `(templates)`; judged like every try, by `judged_concept`): the second chance after the
     generated-and-template texts' stages. On the protocol concepts neither text source carried every
     concept the other did (docs/results/steer_carry), so the ladder tries both, generated first."""
-    from dataclasses import replace
-
     from saekit.steer.concept.arms import arm_strengths, make_arm, parse_arm
     from saekit.steer.strength import parse_strength
 
@@ -272,7 +286,7 @@ def template_stages(session, words: str, recipe: Recipe, judge, gen) -> list:
     base = arm_strengths(arm, parse_strength(recipe.strength), session.sae, session.calibration,
                          session.sae_folder)  # fmt: skip
     stages = escalation_stages(session, recipe, arm, base, ev)[:-1]
-    return [replace(st, label=f"{st.label} (templates)", concept=concept) for st in stages]
+    return [replace(st, label=f"{st.label} (templates)") for st in stages]
 
 
 def explain_concept(session, words: str, *, judge=None, chat: bool | None = None, top_n: int = 10) -> str:

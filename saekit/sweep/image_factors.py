@@ -503,6 +503,7 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
                 sheet.append((arm, tname, img[:8]))
             scores[split][(arm, method, s, w)] = faithful(pred, base, fi, tv, keep)
             scores[split][(arm, method, s, w, "success")] = pred[:, fi] == tv
+            scores[split][(arm, method, s, w, "pred")] = pred
             if r.clip is not None and split == "train":
                 kept = faithful(np.where(np.arange(pred.shape[1]) == fi, tv, pred), base, fi, tv, keep)
                 clip_rows.append({
@@ -527,8 +528,18 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
         "diffmean_success": scores["test"][(*chosen["diffmean"], "success")],
         "prompting": scores["test"]["prompting"],
         "unsteered": scores["test"]["unsteered"],
+        **_kept_rows(scores["test"], chosen, base, keep),
     }
     return entry, test_rows
+
+
+def _kept_rows(test_scores: dict, chosen: dict, base: np.ndarray, keep: list[int]) -> dict[str, np.ndarray]:
+    """Per chosen arm and preserved factor, per test image: does that factor read as on the unsteered
+    image (`<arm>_kept_<factor>`)? Says which factor a steered image that is not faithful changed."""
+    from saekit.testbed.fluxbed.render import FACTORS
+
+    return {f"{arm}_kept_{FACTORS[j]}": test_scores[(*c, "pred")][:, j] == base[:, j]
+            for arm, c in chosen.items() for j in keep}  # fmt: skip
 
 
 def _summarise(cfg: FactorSweepConfig, per_target: list[dict], rows_test: dict) -> dict:
@@ -539,8 +550,12 @@ def _summarise(cfg: FactorSweepConfig, per_target: list[dict], rows_test: dict) 
     for key in ("sae", "diffmean", "prompting", "unsteered"):
         x = pooled(key)
         table[key] = {"faithful_success": float(x.mean()), "ci": bootstrap_mean(x), "n": int(len(x))}
+    first = next(iter(rows_test.values()), {})
     for key in ("sae", "diffmean"):
         table[key]["success"] = float(pooled(f"{key}_success").mean())
+        kept = [k for k in first if k.startswith(f"{key}_kept_")]
+        if kept:  # which other factor the chosen arm changes, when it is not faithful
+            table[key]["kept"] = {k.split("_kept_", 1)[1]: float(pooled(k).mean()) for k in kept}
     diff = pooled("sae") - pooled("diffmean")
     table["sae_minus_diffmean"] = {"difference": float(diff.mean()), "ci": bootstrap_mean(diff)}
     grid = [row for pt in per_target for row in pt.get("clip_grid", [])]
@@ -647,6 +662,12 @@ def table_markdown(result: dict) -> str:
         for name, a in t["judge_agreement"].items():
             lo, hi = a["ci"]
             lines.append(f"- {name}: {a['spearman']:+.2f} [{lo:+.2f}, {hi:+.2f}] (n={a['n']})")
+    kept = [
+        (name, t[key]["kept"]) for key, name in (("sae", "SAE"), ("diffmean", "DiffMean")) if "kept" in t[key]
+    ]
+    if kept:
+        lines += ["", "Other factors read as on the unsteered image (test, the chosen arm):", ""]
+        lines += [f"- {name}: " + ", ".join(f"{f} {v:.2f}" for f, v in k.items()) for name, k in kept]
     lines += [
         "",
         f"SAE minus DiffMean (paired): {d['difference']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]",

@@ -70,6 +70,8 @@ def test_spatial_sweep_measures_maps_reads_steps_and_strength_zero_changes_nothi
     # adding strength 0 x the map is no edit; spatial_clamp at 0 sets the features to 0 (an edit), so
     # only the arms that chose an additive push are compared with the unsteered rate
     assert t["diffmean"]["faithful_success"] == t["unsteered"]["faithful_success"]
+    # ... and every other factor reads as on the unsteered image (the per-factor breakdown)
+    assert t["diffmean"]["kept"] == {"colour": 1.0, "thickness": 1.0, "size": 1.0}
     if pt["chosen"]["sae"]["method"] == "spatial":
         assert t["sae"]["faithful_success"] == t["unsteered"]["faithful_success"]
 

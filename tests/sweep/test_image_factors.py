@@ -165,8 +165,10 @@ def test_table_shows_the_spatial_features_and_diffmeans_spatial_choice():
         "per_target_test": {t: {"sae": 0.5, "diffmean": 0.5, "prompting": 0.9}
                             for t in ("top left", "top right")},
     }  # fmt: skip
+    result["test"]["sae"] = {**row, "kept": {"colour": 1.0, "size": 0.25}}
     text = table_markdown(result)
     assert "| top left | f8, f5 | spatial x2 (0.40) | spatial x1 (0.60) |" in text
+    assert "- SAE: colour 1.00, size 0.25" in text and "- DiffMean:" not in text
     assert "| top right | f4 | clamp x1 (0.10) | x4 (0.00) |" in text
 
 

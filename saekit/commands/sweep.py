@@ -4,7 +4,8 @@ The flags are `saekit.sweep.config.SweepConfig`; `saekit.sweep.run.sweep_and_sav
 `--model` naming a diffusers pipeline (the `saekit testbed build` FluxPipeline), the sweep is the image
 factor sweep instead: `saekit.sweep.image_factors.FactorSweepConfig` / `run_factor_sweep`; with
 `--loras <folders>` as well, the same sweep with a LoRA arm (`saekit.sweep.image_lora.LoraSweepConfig` /
-`run_lora_sweep`).
+`run_lora_sweep`); with `--concept WORDS` (any FluxPipeline, FLUX.1 included: prompts from a file, a CLIP
+judge) the concept sweep (`saekit.sweep.image_concept.ConceptImageSweepConfig` / `run_concept_sweep`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ def describe_sweep(result, paths: dict) -> str:
         f"{format_table(result)}\n\n{len(result.records)} continuations in {result.seconds:.0f} s; wrote "
         + ", ".join(str(p) for p in paths.values())
     )
+
+
+def _has_flag(argv: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
 
 
 def _model_arg(argv: list[str]) -> str | None:
@@ -34,7 +39,17 @@ def main(argv: list[str]) -> int:
 
     from saekit.steer.image.run import is_image_model
 
-    if is_image_model(_model_arg(argv)) and any(a == "--loras" or a.startswith("--loras=") for a in argv):
+    if is_image_model(_model_arg(argv)) and _has_flag(argv, "--concept"):
+        from saekit.sweep.image_concept import (
+            ConceptImageSweepConfig,
+            concept_table_markdown,
+            run_concept_sweep,
+        )
+
+        ccfg = tyro.cli(ConceptImageSweepConfig, args=argv, prog="saekit sweep (image concept, CLIP judge)")
+        print(concept_table_markdown(run_concept_sweep(ccfg)) + f"\nwrote {ccfg.out}/results.json, table.md")
+        return 0
+    if is_image_model(_model_arg(argv)) and _has_flag(argv, "--loras"):
         from saekit.sweep.image_lora import LoraSweepConfig, lora_table_markdown, run_lora_sweep
 
         lcfg = tyro.cli(LoraSweepConfig, args=argv, prog="saekit sweep (image factors, with LoRA arm)")

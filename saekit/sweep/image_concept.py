@@ -13,7 +13,8 @@ of that user's model, with the same protocol:
    prompt asks for the concept: the reference that needs no steering);
 4. judge (`clip_judge.ClipJudge`, any local CLIP folder or hub id): success = the CLIP margin of the
    prompt asking for the concept over the prompt as asked is > 0 on the image; preserved = CLIP image
-   similarity to the unsteered image of the same seed >= `keep_similarity`; faithful = both. SSIM is
+   similarity to the unsteered image of the same seed at least that of the prompting image of the same
+   seed (the change that asking for the concept makes; or a fixed `keep_similarity`); faithful = both. SSIM is
    reported beside it;
 5. each arm's configuration is chosen on the train prompts (faithful success; ties to the weaker push)
    and reported on the test prompts with bootstrap intervals, with the paired SAE - DiffMean difference.
@@ -53,7 +54,8 @@ class ConceptImageSweepConfig:
     """The CLIP judge: a local CLIP folder (config.json, weights, tokenizer, preprocessor) or a hub id."""
     out: str = "runs/image_concept_sweep"
     concept_template: str = "{prompt}, {concept}"
-    """How a prompt asks for the concept (the prompting arm, the contrast, and the judge's caption)."""
+    """How a prompt asks for the concept (the prompting arm, the contrast, and the judge's caption), unless
+    its line in the prompts file gives that version after a tab."""
     hook_point: str | None = None
     """In-loop site (default: the SAE's own, e.g. `transformer_blocks.3@image`)."""
     conditioning: Literal["none", "pooled", "text"] = "none"
@@ -72,8 +74,11 @@ class ConceptImageSweepConfig:
     n_select: int = 8
     n_train: int = 8
     n_test: int = 8
-    keep_similarity: float = 0.8
-    """CLIP image similarity to the unsteered image at which the rest of the image counts as kept."""
+    keep_similarity: float | None = None
+    """CLIP image similarity to the unsteered image at which the rest of the image counts as kept; None
+    (default): per seed, the similarity of the prompting image, i.e. a steered image may change the
+    unsteered one as much as asking for the concept does, not more. A fixed bar depends on the CLIP and
+    the concept (colour alone moves the testbed CLIP's similarity to ~0.4), the prompting one does not."""
     num_inference_steps: int = 4
     height: int = 512
     width: int = 512
@@ -114,13 +119,27 @@ class ConceptImageSweepConfig:
             raise SteeringError("--n-select, --n-train and --n-test must each be >= 1")
 
 
-def read_prompts(path: str) -> list[str]:
-    """Prompts from a text file, one per line; blank lines and `#` comments skipped."""
+def read_prompts(path: str) -> dict[str, str | None]:
+    """Prompts from a text file, one per line; blank lines and `#` comments skipped. A line may hold two
+    prompts separated by a tab: the prompt as asked, and the same prompt asking for the concept (when
+    the concept replaces a word rather than being appended: "a yellow 5<TAB>a red 5"); else None, and
+    `concept_template` makes the second one. Returns {prompt: its concept version or None}."""
     p = Path(path)
     if not p.is_file():
         raise SteeringError(f"prompts file {path!r} not found: give a text file with one prompt per line")
-    lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines()]
-    return [ln for ln in lines if ln and not ln.startswith("#")]
+    out: dict[str, str | None] = {}
+    for n, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip(" \r\n")  # not the tab: "prompt<TAB>" is an error, not a plain prompt
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        plain, tab, asking = line.partition("\t")
+        plain, asking = plain.strip(), asking.strip()
+        if tab and (not plain or not asking):
+            raise SteeringError(
+                f"{path}:{n}: a tab must separate two prompts (as asked, asking for the concept)"
+            )
+        out.setdefault(plain, asking or None)
+    return out
 
 
 def split_prompts(prompts: list[str], n_select: int, n_train: int, n_test: int, seed: int):
@@ -136,8 +155,11 @@ def split_prompts(prompts: list[str], n_select: int, n_train: int, n_test: int, 
     return uniq[:n_select], uniq[n_select : n_select + n_train], uniq[n_select + n_train : need]
 
 
-def clip_outcomes(margin: np.ndarray, similarity: np.ndarray, keep: float) -> dict[str, np.ndarray]:
-    """Per image: success (margin > 0), kept (similarity >= keep) and faithful (both)."""
+def clip_outcomes(
+    margin: np.ndarray, similarity: np.ndarray, keep: float | np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per image: success (margin > 0), kept (similarity >= keep, a number or one bar per image) and
+    faithful (both)."""
     success, kept = margin > 0, similarity >= keep
     return {"success": success, "kept": kept, "faithful": success & kept}
 
@@ -168,9 +190,8 @@ def run_concept_sweep(cfg: ConceptImageSweepConfig, *, pipe=None, judge=None) ->
     from saekit.sweep.image_factors import bootstrap_mean
     from saekit.sweep.image_runner import Generation, PipelineRunner
 
-    sel, train, test_p = split_prompts(
-        read_prompts(cfg.prompts), cfg.n_select, cfg.n_train, cfg.n_test, cfg.seed
-    )
+    pairs = read_prompts(cfg.prompts)
+    sel, train, test_p = split_prompts(list(pairs), cfg.n_select, cfg.n_train, cfg.n_test, cfg.seed)
     dev = resolve_device(cfg.device)
     if pipe is None:
         from saekit.models.load import load_diffusers
@@ -189,7 +210,7 @@ def run_concept_sweep(cfg: ConceptImageSweepConfig, *, pipe=None, judge=None) ->
     )
     r = PipelineRunner(pipe, sae, gen, conditioning=cfg.conditioning, hook_point=cfg.hook_point)
     judge = judge or ClipJudge(cfg.clip_judge, device=str(dev))
-    ask = lambda ps: [cfg.concept_template.format(prompt=p, concept=cfg.concept) for p in ps]  # noqa: E731
+    ask = lambda ps: [pairs[p] or cfg.concept_template.format(prompt=p, concept=cfg.concept) for p in ps]  # noqa: E731
     spatial = any(m in SPATIAL_METHODS for m in cfg.methods)
     r.cfg = cfg  # the contrast reads methods, n_features and select from the runner's config
     edit_for, feats, sp_feats = contrast_edits(r, sel, ask(sel), cfg.concept)
@@ -199,10 +220,13 @@ def run_concept_sweep(cfg: ConceptImageSweepConfig, *, pipe=None, judge=None) ->
     sheet: list[tuple[str, str, Tensor]] = []
     grid_rows = []
 
-    def judged(img: Tensor, base: Tensor, prompts: list[str]) -> dict[str, np.ndarray]:
+    bar: dict[str, np.ndarray] = {}
+
+    def judged(img: Tensor, base: Tensor, prompts: list[str], split: str) -> dict[str, np.ndarray]:
         margin = judge.concept_margin(img, ask(prompts), prompts)
         sim = judge.similarity(img, base)
-        out = clip_outcomes(margin, sim, cfg.keep_similarity)
+        keep = cfg.keep_similarity if cfg.keep_similarity is not None else bar[split]
+        out = clip_outcomes(margin, sim, keep)
         return {**out, "margin": margin, "similarity": sim, "ssim": ssim(img, base)}
 
     from tqdm import tqdm
@@ -210,15 +234,16 @@ def run_concept_sweep(cfg: ConceptImageSweepConfig, *, pipe=None, judge=None) ->
     for split, prompts in (("train", train), ("test", test_p)):
         base = r.generate(prompts)
         ref = r.generate(ask(prompts))
-        scores[split]["prompting"] = judged(ref, base, prompts)
-        scores[split]["unsteered"] = judged(base, base, prompts)
+        bar[split] = judge.similarity(ref, base) - 1e-6  # the prompting image's own similarity keeps
+        scores[split]["prompting"] = judged(ref, base, prompts, split)
+        scores[split]["unsteered"] = judged(base, base, prompts, split)
         if split == "test":
             sheet += [("unsteered", cfg.concept, base[:8]), ("prompting", cfg.concept, ref[:8])]
         todo = configs if split == "train" else list(dict.fromkeys(chosen.values()))
         for c in tqdm(todo, desc=f"{split} configurations", disable=cfg.quiet, leave=False):
             arm, method, s, w, b = c
             img = r.generate(prompts, edit_for(arm, method, s), window=w, branch=b)
-            scores[split][c] = judged(img, base, prompts)
+            scores[split][c] = judged(img, base, prompts, split)
             if split == "test":
                 sheet += [(a, cfg.concept, img[:8]) for a, ch in chosen.items() if ch == c]
             else:
@@ -290,7 +315,7 @@ def concept_table_markdown(result: dict) -> str:
         f"{t['sae']['n']} test prompts; each arm's configuration chosen on {cfg['n_train']} train prompts. "
         f'Judge: CLIP ({cfg["clip_judge"]}). Success: the image matches "{cfg["concept_template"]}" '
         f"better than the prompt as asked; kept: CLIP image similarity to the unsteered image >= "
-        f"{cfg['keep_similarity']:g}; faithful: both.",
+        f"{_bar_words(cfg)}; faithful: both.",
         "",
         "| arm | faithful success [95%] | success | kept | CLIP similarity | SSIM | chosen on train |",
         "|---|---|---|---|---|---|---|",
@@ -313,3 +338,8 @@ def concept_table_markdown(result: dict) -> str:
         f"SAE features (contrast): {feats}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _bar_words(cfg: dict) -> str:
+    k = cfg["keep_similarity"]
+    return "that of the prompting image of the same seed" if k is None else f"{k:g}"

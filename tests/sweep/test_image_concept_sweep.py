@@ -42,6 +42,8 @@ def test_outcomes_need_the_concept_and_the_rest_of_the_image():
     assert out["success"].tolist() == [True, True, False, False]
     assert out["kept"].tolist() == [True, False, True, True]
     assert out["faithful"].tolist() == [True, False, False, False]
+    per_image = clip_outcomes(np.array([0.2, 0.2]), np.array([0.5, 0.5]), keep=np.array([0.4, 0.6]))
+    assert per_image["faithful"].tolist() == [True, False]  # a bar per image (the prompting image's)
 
 
 def test_config_refuses_what_cannot_run(tmp_path):
@@ -133,3 +135,16 @@ def test_cfg_branch_is_a_grid_axis_and_a_real_push_changes_the_images(flux_parts
     cond, unc = grid["diffmean:additive:8:all:cond"], grid["diffmean:additive:8:all:uncond"]
     assert cond["ssim"] != unc["ssim"]
     assert res["test"]["unsteered"]["clip_similarity"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_prompt_file_lines_may_give_the_concept_version_after_a_tab(tmp_path):
+    from saekit.sweep.image_concept import read_prompts
+
+    f = tmp_path / "p.txt"
+    f.write_text("# comment\na yellow 5\ta red 5\n\na photo of a cat\na yellow 5\ta blue 5\n")
+    assert read_prompts(str(f)) == {"a yellow 5": "a red 5", "a photo of a cat": None}  # first line wins
+    f.write_text("a yellow 5\t\n")
+    with pytest.raises(SteeringError, match="p.txt:1: a tab must separate two prompts"):
+        read_prompts(str(f))
+    with pytest.raises(SteeringError, match="not found"):
+        read_prompts(str(tmp_path / "missing.txt"))

@@ -313,8 +313,9 @@ def concept_table_markdown(result: dict) -> str:
         f"# Steering {cfg['model']} toward {cfg['concept']!r} at {site}",
         "",
         f"{t['sae']['n']} test prompts; each arm's configuration chosen on {cfg['n_train']} train prompts. "
-        f'Judge: CLIP ({cfg["clip_judge"]}). Success: the image matches "{cfg["concept_template"]}" '
-        f"better than the prompt as asked; kept: CLIP image similarity to the unsteered image >= "
+        f"Judge: CLIP ({cfg['clip_judge']}). Success: the image matches the prompt asking for the concept "
+        f"(the prompts file's second column, else '{cfg['concept_template']}') better than the prompt as "
+        f"asked; kept: CLIP image similarity to the unsteered image >= "
         f"{_bar_words(cfg)}; faithful: both.",
         "",
         "| arm | faithful success [95%] | success | kept | CLIP similarity | SSIM | chosen on train |",

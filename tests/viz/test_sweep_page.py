@@ -89,3 +89,29 @@ def test_an_analysis_folder_still_gets_the_feature_browser(tmp_path):
     _sweep(folder)
     (folder / "analysis.json").write_text("{}")  # an analysis folder wins: not a sweep page
     assert not is_sweep_folder(folder)
+
+
+def test_browse_shows_a_concept_sweep_with_its_choices_and_escapes_the_concept(tmp_path):
+    """A `--concept` sweep (CLIP judge; no per-target records, one `chosen` per arm) is a sweep folder too;
+    its hostile concept name stays text."""
+    folder = tmp_path / "concept"
+    folder.mkdir()
+    doc = {
+        "config": {"concept": EVIL, "model": "m", "sae": "s", "conditioning": "text"},
+        "test": {"sae": _row(0.79), "diffmean": _row(0.67), "prompting": _row(1.0), "unsteered": _row(0.0),
+                 "sae_minus_diffmean": {"difference": 0.12, "ci": [-0.12, 0.33]}},
+        "chosen": {"sae": {"config": "sae:additive:4:all:cond", "train": 0.67},
+                   "diffmean": {"config": "diffmean:additive:1:all:cond", "train": 0.33}},
+        "features": [161],
+    }  # fmt: skip
+    (folder / "results.json").write_text(json.dumps(doc))
+    assert is_sweep_folder(folder)
+    assert cli(["browse", str(folder)]) == 0
+    p = _Collect()
+    p.feed((folder / "browser" / "index.html").read_text())
+    text = "".join(p.text)
+    assert "script" not in p.tags and EVIL in text
+    for needle in ("0.79 [0.69, 0.89]", "+0.12 [-0.12, +0.33]", "sae:additive:4:all:cond (0.67)", "f161",
+                   "T5 token embeddings"):  # fmt: skip
+        assert needle in text, needle
+    assert "Per target" not in text

@@ -1,7 +1,8 @@
 """`saekit browse <image sweep folder>`: one static page with a sweep's tables and contact sheet.
 
-An image factor sweep (`saekit sweep --model <pipeline>`) writes results.json, contact.png and
-contact.json (which arm and target each row of the sheet shows). This page puts them together so a
+An image sweep (`saekit sweep --model <pipeline>`: by factor on the testbed, or by `--concept` with a
+CLIP judge) writes results.json, contact.png and contact.json (which arm and target each row of the
+sheet shows). This page puts them together so a
 person can look at the images beside the numbers: the test table with intervals, the per-target
 choices, the judges' agreement when the CLIP judge ran, and the contact sheet with each row labelled.
 Every string from the sweep (captions, targets, paths) is HTML-escaped; the page loads nothing from the
@@ -36,7 +37,7 @@ def is_sweep_folder(folder: str | Path) -> bool:
         doc = json.loads((folder / "results.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return isinstance(doc, dict) and "per_target" in doc and "test" in doc
+    return isinstance(doc, dict) and ("per_target" in doc or "chosen" in doc) and "test" in doc
 
 
 def _e(x) -> str:
@@ -51,16 +52,14 @@ def _ci(row: dict) -> str:
 def sweep_page_html(doc: dict, rows: list[dict], image: str | None) -> str:
     """The page for a sweep's `results.json` document, the contact sheet's row labels and image path."""
     cfg, t = doc.get("config", {}), doc["test"]
-    site = (
-        "the pooled CLIP vector"
-        if cfg.get("conditioning") == "pooled"
-        else cfg.get("hook_point") or "the SAE's hook point"
-    )
+    sites = {"pooled": "the pooled CLIP vector", "text": "the T5 token embeddings"}
+    site = sites.get(cfg.get("conditioning"), cfg.get("hook_point") or "the SAE's hook point")
+    what = cfg.get("factor") or cfg.get("concept", "?")
     out = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>saekit sweep: {_e(cfg.get('factor', '?'))}</title><style>{_STYLE}</style></head>",
+        f"<title>saekit sweep: {_e(what)}</title><style>{_STYLE}</style></head>",
         "<body data-ready='1'>",
-        f"<h1>Steering <code>{_e(cfg.get('factor', '?'))}</code> at {_e(site)}</h1>",
+        f"<h1>Steering <code>{_e(what)}</code> at {_e(site)}</h1>",
         f"<p>Model <code>{_e(cfg.get('model', '?'))}</code>, SAE <code>{_e(cfg.get('sae', '?'))}</code>. "
         "Faithful success on the test prompts (95% bootstrap interval); each arm's method and strength "
         "were chosen on the train prompts.</p>",
@@ -76,8 +75,9 @@ def sweep_page_html(doc: dict, rows: list[dict], image: str | None) -> str:
     if d:
         lo, hi = d["ci"]
         out.append(f"<p>SAE minus DiffMean (paired): {d['difference']:+.2f} [{lo:+.2f}, {hi:+.2f}]</p>")
-    out.append("<h2>Per target</h2><table><tr><th>target</th><th>features</th><th>SAE choice</th>"
-               "<th>DiffMean choice</th></tr>")  # fmt: skip
+    if doc.get("per_target"):
+        out.append("<h2>Per target</h2><table><tr><th>target</th><th>features</th><th>SAE choice</th>"
+                   "<th>DiffMean choice</th></tr>")  # fmt: skip
     for pt in doc.get("per_target", []):
         ch = pt.get("chosen", {})
         cells = [pt.get("target"), ", ".join(f"f{j}" for j in pt.get("features", []))]
@@ -86,7 +86,13 @@ def sweep_page_html(doc: dict, rows: list[dict], image: str | None) -> str:
             cells.append(f"{c.get('method', '')} x{c.get('strength', '')} {c.get('window', '')} "
                          f"(train {c.get('train', float('nan')):.2f})")  # fmt: skip
         out.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
+    if doc.get("per_target"):
+        out.append("</table>")
+    if "chosen" in doc:  # a concept sweep: one target, its choices by configuration label
+        feats = ", ".join(f"f{j}" for j in doc.get("features", []))
+        out.append(f"<p>SAE features: {_e(feats)}. Chosen on train: "
+                   + "; ".join(f"{_e(a)} {_e(c.get('config', ''))} ({float(c.get('train', 'nan')):.2f})"
+                               for a, c in doc["chosen"].items()) + "</p>")  # fmt: skip
     if "judge_agreement" in t:
         out.append("<h2>CLIP judge vs factor judges (Spearman over train configurations)</h2><ul>")
         for name, a in t["judge_agreement"].items():

@@ -186,8 +186,7 @@ def run_concept_sweep(cfg: ConceptImageSweepConfig, *, pipe=None, judge=None) ->
     from saekit.device import resolve_device
     from saekit.steer.image.spatial import SPATIAL_METHODS
     from saekit.sweep.clip_judge import ClipJudge, ssim
-    from saekit.sweep.image_factors import _edits as contrast_edits
-    from saekit.sweep.image_factors import bootstrap_mean
+    from saekit.sweep.image_factors import bootstrap_mean, contrast_edits
     from saekit.sweep.image_runner import Generation, PipelineRunner
 
     pairs = read_prompts(cfg.prompts)

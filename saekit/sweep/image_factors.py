@@ -35,7 +35,7 @@ testbed's (`saekit.testbed.fluxbed`). On FLUX.1 the same loop needs a judge that
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from saekit.errors import SteeringError
+from saekit.sweep.image_runner import Generation, PipelineRunner, StepEdit, step_window
 
 
 @dataclass(frozen=True)
@@ -175,20 +176,6 @@ def latent_shift(lat_on: Tensor, lat_off: Tensor, n: int) -> tuple[list[int], Te
     return feats, torch.tensor(rises, dtype=lat_on.dtype), lat_on.mean(0)[feats]
 
 
-def step_window(spec: str, n_steps: int) -> range | None:
-    """The denoising steps a window names (None = every step); a clear error for a bad spec."""
-    half = n_steps // 2
-    named = {"all": None, "early": range(0, half), "late": range(half, n_steps)}
-    if spec in named:
-        return named[spec]
-    a, sep, b = spec.partition(":")
-    if sep and a.isdigit() and b.isdigit() and 0 <= int(a) < int(b) <= n_steps:
-        return range(int(a), int(b))
-    raise SteeringError(
-        f"step window {spec!r}: use all, early, late or A:B with 0 <= A < B <= {n_steps} (the steps run)"
-    )
-
-
 def faithful(pred: np.ndarray, base: np.ndarray, factor: int, target: int, keep: Sequence[int]) -> np.ndarray:
     """Per image: the factor reads `target` and every factor in `keep` reads as on the unsteered image."""
     ok = pred[:, factor] == target
@@ -238,38 +225,22 @@ def _with(rows: np.ndarray, factor: int, value: int) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
-class StepEdit:
-    """An in-loop edit that reads the denoising step: `fn(x, step) -> x'` (the spatial methods)."""
-
-    fn: Callable[[Tensor, int], Tensor]
-
-    def __call__(self, x: Tensor, step: int) -> Tensor:
-        return self.fn(x, step)
-
-
-class _Runner:
-    """The pipeline, the SAE and the judges, and generation with an optional in-loop edit."""
+class _Runner(PipelineRunner):
+    """The testbed pipeline and the SAE (`PipelineRunner`: generation, edits, capture) with the factor
+    judges, and the CLIP judge when asked for."""
 
     def __init__(self, cfg: FactorSweepConfig):
         import saekit
-        from saekit.steer.session import hook_point_of
         from saekit.testbed.fluxbed.build import fit_judges, load_pipeline
         from saekit.testbed.fluxbed.config import FluxbedConfig
+        from saekit.testbed.fluxbed.render import CANVAS
 
         self.cfg = cfg
-        self.pipe = load_pipeline(cfg.model)
-        self.sae = saekit.load(cfg.sae, device="cpu").eval()
-        self.cond = cfg.conditioning
-        self.hp = None if self.cond != "none" else hook_point_of(self.sae, cfg.hook_point)
-        if self.cond != "none":  # a wrong-width SAE is refused before any image is made
-            from saekit.steer.image.conditioning import check_embedding_size
-
-            pe, pooled = self._embeds([""])
-            if self.cond == "pooled":
-                check_embedding_size(pooled, self.sae, "pooled CLIP prompt vector")
-            else:
-                check_embedding_size(pe, self.sae, "T5 prompt token embeddings")
+        gen = Generation(cfg.num_inference_steps, CANVAS, CANVAS, guidance_scale=0.0, max_sequence_length=512,
+                         batch=cfg.batch, seed=cfg.seed)  # fmt: skip
+        sae = saekit.load(cfg.sae, device="cpu").eval()
+        super().__init__(load_pipeline(cfg.model), sae, gen, conditioning=cfg.conditioning,
+                         hook_point=cfg.hook_point)  # fmt: skip
         bc = Path(cfg.build_config) if cfg.build_config else Path(cfg.model).parent / "build_config.json"
         if not bc.is_file():
             raise SteeringError(
@@ -294,86 +265,6 @@ class _Runner:
         return {"clip_concept": float((margin > 0).mean()), "clip_margin": float(margin.mean()),
                 "clip_similarity": float(self.clip.similarity(img, base_img).mean()),
                 "ssim": float(ssim(img, base_img).mean())}  # fmt: skip
-
-    def _embeds(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
-        """(prompt_embeds, pooled_prompt_embeds) exactly as the pipeline computes them itself."""
-        with torch.no_grad():
-            pe, pooled, _ = self.pipe.encode_prompt(prompt=prompts, prompt_2=None)
-        return pe, pooled
-
-    def generate(
-        self, prompts: list[str], edit: Callable[[Tensor], Tensor] | None = None, window: str = "all"
-    ) -> Tensor:
-        """Images for `prompts`; `edit` acts on the pooled vector or the T5 token embeddings
-        (`--conditioning pooled|text`; a StepEdit there gets step None: one edit every step reads) or at the
-        hook point in the loop on the steps of `window`. Image i's noise is seeded `seed + i` either way."""
-        from saekit.steer.image.diffusion import steer_in_loop
-        from saekit.testbed.fluxbed.build import generate
-
-        c = self.cfg
-        if self.cond != "none":
-            pe, pooled = self._embeds(prompts)
-            if edit is not None and self.cond == "pooled":
-                pooled = edit(pooled)  # (spatial methods are refused at the pooled site)
-            elif edit is not None:
-                pe = edit(pe, None) if isinstance(edit, StepEdit) else edit(pe)
-            return generate(self.pipe, None, c.seed, c.num_inference_steps, c.batch,
-                            prompt_embeds=pe, pooled_prompt_embeds=pooled)  # fmt: skip
-        if edit is None:
-            return generate(self.pipe, prompts, c.seed, c.num_inference_steps, c.batch)
-        steps = step_window(window, c.num_inference_steps)
-        clock: dict = {}
-        if isinstance(edit, StepEdit):  # a spatial edit reads the step (modulo: batches run the loop again)
-            fn = lambda x, e=edit: e(x, clock["state"].step % c.num_inference_steps)  # noqa: E731
-        else:
-            fn = edit
-        with steer_in_loop(self.pipe.transformer, self.hp, fn, steps=steps, text_len=512) as state:
-            clock["state"] = state
-            return generate(self.pipe, prompts, c.seed, c.num_inference_steps, c.batch)
-
-    @torch.no_grad()
-    def capture(self, prompts: list[str], spatial: bool = False) -> tuple[Tensor, ...]:
-        """Per prompt: the mean activation `[P, d]` and mean SAE latents `[P, F]` over image tokens and
-        every denoising step (prompts one batch at a time, so rows map to prompts); with `spatial`, also
-        the per-step, per-token maps `[P, S, T, d]` and `[P, S, T, F]` the spatial methods need. With
-        `--conditioning pooled`, the pooled vector itself and its latents (no denoising needed); with
-        `text`, the T5 token embeddings' means over tokens and latents, and as maps `[P, L, d]`, `[P, L, F]`
-        (one per text token, no step axis: the embeddings are made once)."""
-        if self.cond == "pooled":
-            pooled = self._embeds(prompts)[1].float()
-            return pooled, self.sae.encode(pooled)
-        if self.cond == "text":
-            pe = self._embeds(prompts)[0].float()
-            f = self.sae.encode(pe)
-            return (pe.mean(1), f.mean(1), pe, f) if spatial else (pe.mean(1), f.mean(1))
-        from saekit.steer.image.diffusion import steer_in_loop
-        from saekit.testbed.fluxbed.build import generate
-
-        n_steps = self.cfg.num_inference_steps
-        xs, fs, maps_x, maps_f = [], [], [], []
-        for s in range(0, len(prompts), self.cfg.batch):
-            chunk = prompts[s : s + self.cfg.batch]
-            per_step: dict[int, tuple[Tensor, Tensor]] = {}
-            clock: dict = {}
-
-            def record(x: Tensor, per_step=per_step, clock=clock) -> Tensor:
-                xf = x.float()
-                f = self.sae.encode(xf.reshape(-1, xf.shape[-1])).reshape(*xf.shape[:-1], -1)
-                per_step[clock["state"].step % n_steps] = (xf, f)
-                return x
-
-            with steer_in_loop(self.pipe.transformer, self.hp, record, text_len=512) as state:
-                clock["state"] = state
-                generate(self.pipe, chunk, self.cfg.seed, n_steps, len(chunk))
-            mx = torch.stack([per_step[k][0] for k in sorted(per_step)], 1)  # [B, S, T, d]
-            mf = torch.stack([per_step[k][1] for k in sorted(per_step)], 1)  # [B, S, T, F]
-            xs.append(mx.mean((1, 2)))
-            fs.append(mf.mean((1, 2)))
-            if spatial:
-                maps_x.append(mx)
-                maps_f.append(mf)
-        out = (torch.cat(xs), torch.cat(fs))
-        return (*out, torch.cat(maps_x), torch.cat(maps_f)) if spatial else out
 
     def judge(self, images: Tensor) -> np.ndarray:
         return self.judges.predict(images)[0]
@@ -430,7 +321,7 @@ def _spatial(cfg: FactorSweepConfig) -> bool:
     return any(m in SPATIAL_METHODS for m in cfg.methods)
 
 
-def _edits(r: _Runner, off: list[str], on: list[str], tname: str):
+def contrast_edits(r: PipelineRunner, off: list[str], on: list[str], tname: str):
     """From selection prompts without (`off`) and with (`on`) the target: `edit_for(arm, method, s)`,
     the contrast-chosen features and (with a spatial method) the spatially chosen ones."""
     from saekit.steer.image import spatial as SP
@@ -443,7 +334,7 @@ def _edits(r: _Runner, off: list[str], on: list[str], tname: str):
     if cfg.select == "zero-shot":
         from saekit.steer.image.concept import concept_direction, zero_shot_features
 
-        e_c, e_0 = r._embeds([tname])[1], r._embeds([""])[1]
+        e_c, e_0 = r.embeds([tname])[1], r.embeds([""])[1]
         feats = zero_shot_features(r.sae, concept_direction(e_c, e_0), cfg.n_features)[0]
         shift = (f_on.mean(0) - f_off.mean(0))[feats]
         mean_on = f_on.mean(0)[feats]
@@ -481,7 +372,7 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
     train prompts, the chosen one per arm on the test prompts; (per-target record, test outcomes)."""
     cfg = r.cfg
     sel, train, test = _prompt_sets(cfg, r.build, fi, tv, cfg.seed + 101 * ti)
-    edit_for, feats, sp_feats = _edits(r, _captions(sel), _captions(_with(sel, fi, tv)), tname)
+    edit_for, feats, sp_feats = contrast_edits(r, _captions(sel), _captions(_with(sel, fi, tv)), tname)
     scores: dict[str, dict] = {}
     chosen: dict[str, tuple] = {}
     clip_rows: list[dict] = []

@@ -24,23 +24,18 @@ Branch = Literal["cond", "uncond", "both"]
 
 
 def step_window(spec: str, n_steps: int) -> range | None:
-    """The denoising steps a window names: `all` (None: every step), `early` / `late` (first / second
-    half), or `A:B` (steps A to B-1)."""
-    if spec == "all":
-        return None
+    """The denoising steps a window names (None = every step): `all`, `early` / `late` (first / second
+    half), or `A:B` (steps A to B-1); a clear error for a bad spec."""
     half = n_steps // 2
-    if spec == "early":
-        return range(0, half)
-    if spec == "late":
-        return range(half, n_steps)
+    named = {"all": None, "early": range(0, half), "late": range(half, n_steps)}
+    if spec in named:
+        return named[spec]
     a, sep, b = spec.partition(":")
-    try:
-        lo, hi = int(a), int(b)
-    except ValueError:
-        lo, hi = -1, -1
-    if not sep or not 0 <= lo < hi <= n_steps:
-        raise SteeringError(f"window {spec!r}: use all, early, late or A:B with 0 <= A < B <= {n_steps}")
-    return range(lo, hi)
+    if sep and a.isdigit() and b.isdigit() and 0 <= int(a) < int(b) <= n_steps:
+        return range(int(a), int(b))
+    raise SteeringError(
+        f"step window {spec!r}: use all, early, late or A:B with 0 <= A < B <= {n_steps} (the steps run)"
+    )
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,8 @@ class ConceptImageSweepConfig:
     conditioning: Literal["none", "pooled", "text"] = "none"
     """`pooled`: steer the pooled CLIP vector; `text`: the T5 token embeddings (SAE trained there)."""
     methods: tuple[str, ...] = ("additive", "clamp")
-    """SAE methods: additive, clamp; spatial, spatial_clamp (token-dependent maps)."""
+    """SAE methods: additive, clamp, swap (the target's features set, the falling ones zeroed); spatial,
+    spatial_clamp (token-dependent maps)."""
     strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
     """Multiples of the measured shift (additive, DiffMean), or of the feature's mean with the concept
     (clamp)."""
@@ -70,6 +71,8 @@ class ConceptImageSweepConfig:
     branches: tuple[Literal["cond", "uncond", "both"], ...] = ("cond",)
     """True-CFG branches to edit (in-loop, with --true-cfg-scale > 1): cond, uncond, both."""
     n_features: int = 1
+    n_falling: int = 4
+    """`swap`: how many falling features (those of the prompts without the concept) it zeroes."""
     select: Literal["contrast", "zero-shot"] = "contrast"
     n_select: int = 8
     n_train: int = 8

@@ -47,6 +47,9 @@ from torch import Tensor
 from saekit.errors import SteeringError
 from saekit.sweep.image_runner import Generation, PipelineRunner, StepEdit, step_window
 
+SWEEP_METHODS = ("swap",)
+"""Methods the sweep builds from registered ones (`swap` = `clamp` on the rising and falling features)."""
+
 
 @dataclass(frozen=True)
 class FactorSweepConfig:
@@ -68,14 +71,19 @@ class FactorSweepConfig:
     """SAE steering methods: `additive`, `clamp` (the same push on every image token), and the
     token-dependent `spatial` (add the features' per-step, per-token mean shift map, decoded through their
     decoder rows) and `spatial_clamp` (set the features to their per-token mean map on target images);
-    `saekit.steer.image.spatial`. DiffMean is additive, and with a spatial method also gets its spatial
-    twin (the per-step, per-token mean difference of the activations), chosen on train like a method."""
+    `saekit.steer.image.spatial`; and `swap`, the surgery of the seeds: set the chosen features to s x
+    their mean on target prompts and zero the `n_falling` features that fall most from the prompts without
+    the target to those with it (the source value's features), the SAE error kept. DiffMean is additive,
+    and with a spatial method also gets its spatial twin (the per-step, per-token mean difference of the
+    activations), chosen on train like a method."""
     strengths: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
     """Multiples of the measured shift (additive, spatial) or of the feature's mean value on target
     images (clamp, spatial_clamp)."""
     n_features: int = 1
     """SAE features per target: the top by mean shift (additive, clamp), or by how much their per-token
     map moves (spatial methods: root mean square of the map shift over steps and tokens)."""
+    n_falling: int = 4
+    """`swap`: how many falling features (those of the value asked for instead) it zeroes."""
     n_select: int = 16
     """Prompts per target for choosing features and the DiffMean direction."""
     n_train: int = 12
@@ -127,12 +135,13 @@ class FactorSweepConfig:
         if not self.methods:
             raise SteeringError("--methods is empty: give at least one SAE method (e.g. additive spatial)")
         for m in self.methods:
-            if m not in SPATIAL_METHODS:
+            if m not in SPATIAL_METHODS + SWEEP_METHODS:
                 try:
                     get_method(m)
                 except Exception as exc:
                     raise SteeringError(
-                        f"--methods {m!r}: use additive, clamp, {', '.join(SPATIAL_METHODS)} or another "
+                        f"--methods {m!r}: use additive, clamp, swap, {', '.join(SPATIAL_METHODS)} or "
+                        "another "
                         f"registered steering method ({exc})"
                     ) from exc
         if self.conditioning == "pooled" and any(m in SPATIAL_METHODS for m in self.methods):
@@ -331,6 +340,7 @@ def contrast_edits(r: PipelineRunner, off: list[str], on: list[str], tname: str)
     x_off, f_off, *maps_off = r.capture(off, spatial=_spatial(cfg))
     x_on, f_on, *maps_on = r.capture(on, spatial=_spatial(cfg))
     feats, shift, mean_on = latent_shift(f_on, f_off, cfg.n_features)
+    falling = latent_shift(f_off, f_on, cfg.n_falling)[0] if "swap" in cfg.methods else []
     if cfg.select == "zero-shot":
         from saekit.steer.image.concept import concept_direction, zero_shot_features
 
@@ -359,6 +369,10 @@ def contrast_edits(r: PipelineRunner, off: list[str], on: list[str], tname: str)
             mode = "add" if method == "spatial" else "set"
             return StepEdit(
                 lambda x, step: SP.spatial_sae_edit(x, r.sae, sp_feats, maps[method], s, mode=mode, step=step)
+            )
+        if method == "swap":  # clamp: the target's features to s x their mean, the falling ones to 0
+            return sae_edit(
+                "clamp", r.sae, feats + falling, [float(a) for a in mean_on * s] + [0.0] * len(falling)
             )
         amounts = (shift if method == "additive" else mean_on) * s
         return sae_edit(method, r.sae, feats, [float(a) for a in amounts])

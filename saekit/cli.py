@@ -30,7 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "sweep": ("saekit.commands.sweep", "methods x layers x strengths x features, scored offline"),
     "testbed": (
         "saekit.commands.testbed",
-        "flow-matching digits testbed; `testbed build`: train a small FluxPipeline with known factors",
+        "`testbed build`: train a small FluxPipeline with known factors; `testbed lora`: a factor LoRA on it",
     ),
     "info": ("saekit.commands.info", "describe an SAE folder or activation store"),
     "export": ("saekit.commands.export", "write an SAE for SAELens, sparsify or dictionary_learning"),

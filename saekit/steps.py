@@ -1,4 +1,4 @@
-"""The one parser for denoising-step windows, shared by harvest, image steering and the testbed.
+"""The one parser for denoising-step windows, shared by harvest and image steering.
 
 Grammar: `all` (or empty / None: every step), `first_half`, `second_half`, `3`, `0-3` (inclusive),
 `5-` (to the last step; needs the step count), and comma-separated combinations (`0,2,5-7`).
@@ -28,12 +28,6 @@ def parse_steps(spec: str | None, n_steps: int | None = None) -> set[int] | None
             f"steps {spec!r} name step {max(out)} but the run has {n_steps} (0..{n_steps - 1})"
         )
     return out
-
-
-def steps_or_all(spec: str | None, n_steps: int) -> set[int]:
-    """Like parse_steps, but `all` is spelled out as {0..n_steps-1}."""
-    steps = parse_steps(spec, n_steps)
-    return set(range(n_steps)) if steps is None else steps
 
 
 def _parse_part(part: str, spec: str, n_steps: int | None) -> set[int]:

@@ -126,14 +126,25 @@ def test_steer_configs_name_the_hook_point_and_dtype_alike():
     assert "dtype" in {f.name for f in dataclasses.fields(SweepConfig)}
 
 
-def test_testbed_ci_keeps_the_config_flags_it_is_given():
-    from saekit.commands.testbed import parse
-    from saekit.testbed.config import TestbedConfig, ci_config
+def test_testbed_help_names_build_and_lora_only(capsys):
+    for argv in (["testbed"], ["testbed", "--help"], ["testbed", "-h"]):
+        assert cli.main(argv) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("usage: saekit testbed {build,lora}")
+        assert "  build  " in out and "  lora   " in out and "--ci" in out
 
-    args = parse(["--ci", "--config.sae-steps", "50", "--config.seed", "3", "--config.units", "abs", "max"])
-    ci = ci_config()
-    assert args.ci and (args.config.sae_steps, args.config.seed, args.config.units) == (50, 3, ("abs", "max"))
-    assert (args.config.d_model, args.config.train_steps) == (ci.d_model, ci.train_steps)  # the rest: CI's
-    assert parse(["--ci"]).config == ci_config(seed=TestbedConfig().seed, quiet=TestbedConfig().quiet)
-    full = parse(["--config.sae-steps", "50"])
-    assert not full.ci and full.config == TestbedConfig().replace(sae_steps=50)
+
+@pytest.mark.parametrize("argv", [["--out", "X"], ["--ci"], ["--config.sae-steps", "50"]])
+def test_old_digits_testbed_invocation_is_refused_with_the_replacement(capsys, argv):
+    assert cli.main(["testbed", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("saekit testbed: error:")
+    assert "digits testbed" in err and "removed" in err and "saekit testbed build" in err
+
+
+def test_testbed_dispatches_build_and_lora(capsys):
+    for sub in ("build", "lora"):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["testbed", sub, "--help"])
+        assert exc.value.code == 0
+        assert f"saekit testbed {sub}" in capsys.readouterr().out

@@ -1,5 +1,6 @@
 """The picture behind an image-store document: the CLIP input image, or the diffusion output
-regenerated from the stored prompt and seed (diffusers FLUX pipelines and the testbed's digits model).
+regenerated from the stored prompt and seed with the manifest's diffusers pipeline (FLUX.1, or the
+`saekit testbed build` FluxPipeline).
 
 A renderer is `render(doc_id, documents_json_entry) -> Render`. Regeneration repeats the harvest's
 sampling exactly when the harvest seeded each image with `torch.Generator().manual_seed(seed)` and
@@ -17,9 +18,6 @@ import numpy as np
 import torch
 
 from saekit.errors import StoreError
-
-TESTBED_PREFIX = "testbed:"
-"""Manifest `model` of testbed stores: `testbed:<path of the cached testbed_*.safetensors>`."""
 
 
 class Render(NamedTuple):
@@ -66,48 +64,6 @@ def clip_renderer(doc_id: int, meta: dict) -> Render:
         raise StoreError(f"documents.json entry {doc_id}: cannot open image {ref!r} ({exc})") from exc
 
 
-def digits_to_rgb(img_HW: torch.Tensor, scale: int = 16) -> np.ndarray:
-    """A testbed digit in [-1, 1] -> an upscaled uint8 RGB picture (ink dark on white)."""
-    g = ((1 - img_HW.clamp(-1, 1)) / 2 * 255).round().to(torch.uint8).numpy()
-    g = np.kron(g, np.ones((scale, scale), dtype=np.uint8))
-    return np.repeat(g[..., None], 3, axis=-1)
-
-
-def digits_renderer(model, cfg, steps: int, guidance: float) -> Callable[[int, dict], Render]:
-    """Regenerate testbed digits: noise from `seed`, conditioned on `class`, same sampler."""
-    from saekit.testbed.data import unpatchify
-    from saekit.testbed.flow import sample
-
-    def render(doc_id: int, meta: dict) -> Render:
-        n_tok, patch = cfg.n_image_tokens, cfg.patch
-        g = torch.Generator().manual_seed(int(meta["seed"]))
-        noise = torch.randn(1, n_tok, patch * patch, generator=g)
-        x, _ = sample(model, noise, torch.tensor([int(meta["class"])]), steps=steps, guidance=guidance)
-        side = int(round(n_tok**0.5))
-        return Render(digits_to_rgb(unpatchify(x, patch)[0]), (side, side))
-
-    return render
-
-
-def load_testbed_model(path: str):
-    """The flow model cached by `saekit testbed` (`testbed_<key>.safetensors` + its .json)."""
-    import json
-
-    from safetensors.torch import load_file
-
-    from saekit.testbed.config import TestbedConfig
-    from saekit.testbed.model import FlowTransformer
-
-    p = Path(path)
-    if not p.is_file():
-        raise StoreError(f"testbed model {p} not found; the store's manifest `model` must name it")
-    key = json.loads(p.with_suffix(".json").read_text())["config"]
-    cfg = TestbedConfig(**{k: v for k, v in key.items() if k in TestbedConfig.__dataclass_fields__})
-    model = FlowTransformer(cfg)
-    model.load_state_dict({k[5:]: v for k, v in load_file(str(p)).items() if k.startswith("flow.")})
-    return model.eval(), cfg
-
-
 def diffusers_renderer(pipe, manifest: dict, prompt_kwargs=None) -> Callable[[int, dict], Render]:
     """Regenerate with a diffusers pipeline; `prompt_kwargs(meta)` -> the prompt arguments
     (default `{"prompt": meta["prompt"]}`; tests pass prompt embeddings instead)."""
@@ -139,10 +95,6 @@ def renderer_for(kind: str, source, docs: list[dict], *, device=None, regenerate
     model = str(man.get("model") or "")
     if not regenerate:
         return lambda d, meta: placeholder(int(man.get("height", 64)), int(man.get("width", 64)))
-    if model.startswith(TESTBED_PREFIX):
-        net, cfg = load_testbed_model(model[len(TESTBED_PREFIX) :])
-        steps = int(man.get("num_inference_steps", cfg.sample_steps))
-        return digits_renderer(net, cfg, steps, float(man.get("guidance_scale", cfg.guidance)))
     from saekit.models import load_model
 
     pipe = load_model(model, dtype="float32", device=None if device is None else str(device))

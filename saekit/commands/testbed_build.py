@@ -1,6 +1,6 @@
 """`saekit testbed build`: train the small FluxPipeline testbed (a diffusers folder) and report its figures.
 
-Reached through `saekit testbed build ...`; plain `saekit testbed` still runs the older digits experiment.
+Reached through `saekit testbed build ...` (`saekit.commands.testbed` dispatches).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
 #!/bin/bash
+# Historical record: the digits testbed code this ran was removed (last in commit 727e68a); the testbed now is `saekit testbed build`.
 # Class-to-class study (saekit.testbed.c2c): the testbed_c2c generator/classifier/SAE cache (same config
 # keys: default generator, 200 harvest images, 300 SAE steps; the text-stream SAEs are trained on first use),
 # source-aware edits at cond / text / image / cond+text / cond+text+image, strength chosen on the choose split

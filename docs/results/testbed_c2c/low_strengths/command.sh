@@ -1,4 +1,5 @@
 #!/bin/bash
+# Historical record: the digits testbed code this ran was removed (last in commit 727e68a); the testbed now is `saekit testbed build`.
 # generator + classifier: a read-only copy of an already trained default-config cache (same model key)
 cd /tmp/steering_runs/code
 export PYTHONPATH=/tmp/steering_runs/code OMP_NUM_THREADS=1

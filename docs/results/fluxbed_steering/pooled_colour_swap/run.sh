@@ -1,0 +1,8 @@
+#!/bin/bash
+# issue 22: surgery (--methods swap) beside additive and clamp at the pooled CLIP site, colour; the SAE and
+# prompts of pooled_run.sh. 2-core AMD EPYC, 1 thread, load 3.3-5.3 (three other sessions): 12 min 18 s.
+cd /work/main
+OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 /usr/bin/time -v python -m saekit sweep --model runs/fluxbed/pipeline \
+  --sae runs/fluxbed_pooled/sae --conditioning pooled --factor colour --strengths 0.5 1 2 4 8 16 \
+  --methods additive clamp swap --build-config runs/fluxbed/build_config.json \
+  --out runs/fluxbed_pooled/colour_swap --quiet

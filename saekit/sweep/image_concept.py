@@ -73,7 +73,9 @@ class ConceptImageSweepConfig:
     n_features: int = 1
     n_falling: int = 4
     """`swap`: how many falling features (those of the prompts without the concept) it zeroes."""
-    select: Literal["contrast", "zero-shot"] = "contrast"
+    select: Literal["contrast", "zero-shot", "judged"] = "contrast"
+    """contrast (latents rising with the concept), zero-shot (pooled site: decoder cosine to the concept's
+    embedding) or judged (latents whose most active selection images CLIP reads as the concept)."""
     n_select: int = 8
     n_train: int = 8
     n_test: int = 8
@@ -215,7 +217,8 @@ def run_concept_sweep(cfg: ConceptImageSweepConfig, *, pipe=None, judge=None) ->
     ask = lambda ps: [pairs[p] or cfg.concept_template.format(prompt=p, concept=cfg.concept) for p in ps]  # noqa: E731
     spatial = any(m in SPATIAL_METHODS for m in cfg.methods)
     r.cfg = cfg  # the contrast reads methods, n_features and select from the runner's config
-    edit_for, feats, sp_feats = contrast_edits(r, sel, ask(sel), cfg.concept)
+    judge_fn = lambda imgs, plain: judge.concept_margin(imgs, ask(plain), plain) > 0  # noqa: E731
+    edit_for, feats, sp_feats = contrast_edits(r, sel, ask(sel), cfg.concept, judge_fn)
     configs = _configs(cfg, spatial)
     scores: dict[str, dict] = {"train": {}, "test": {}}
     chosen: dict[str, tuple] = {}

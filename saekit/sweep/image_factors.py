@@ -102,12 +102,14 @@ class FactorSweepConfig:
     with an SAE trained on T5 token rows of the pipeline's own `encode_prompt`; `additive`/`clamp` and
     DiffMean push every text token alike, the spatial methods push each token by its own map (the
     position words' tokens most)."""
-    select: Literal["contrast", "zero-shot"] = "contrast"
+    select: Literal["contrast", "zero-shot", "judged"] = "contrast"
     """How the SAE features are chosen. `contrast`: the latents rising most from selection prompts without
     the target to the same prompts with it. `zero-shot` (with --conditioning pooled): the latents whose
     decoder direction is closest to the target's words' own pooled embedding minus the empty prompt's
-    (`saekit.steer.image.concept`, what `saekit steer --concept` does); the strength units still come
-    from the selection prompts, so only the choice of features differs."""
+    (`saekit.steer.image.concept`, what `saekit steer --concept` does). `judged`: the latents whose most
+    active selection images the judge most often reads as the target (`concept.judged_features`), what the
+    images show rather than what the prompts asked. The strength units still come from the selection
+    prompts, so only the choice of features differs."""
     windows: tuple[str, ...] = ("all",)
     """Denoising-step windows an in-loop edit acts on, each a grid axis: `all`, `early` (the first half of
     the steps), `late` (the second half) or `A:B` (steps A to B-1). The pooled vector is read on every
@@ -330,9 +332,11 @@ def _spatial(cfg: FactorSweepConfig) -> bool:
     return any(m in SPATIAL_METHODS for m in cfg.methods)
 
 
-def contrast_edits(r: PipelineRunner, off: list[str], on: list[str], tname: str):
+def contrast_edits(r: PipelineRunner, off: list[str], on: list[str], tname: str, judge_fn=None):
     """From selection prompts without (`off`) and with (`on`) the target: `edit_for(arm, method, s)`,
-    the contrast-chosen features and (with a spatial method) the spatially chosen ones."""
+    the contrast-chosen features and (with a spatial method) the spatially chosen ones. `judge_fn(images,
+    plain_prompts) -> [N]` scores images for the target (needed by `select == "judged"`; `plain_prompts`
+    are the prompts as asked, without the target)."""
     from saekit.steer.image import spatial as SP
     from saekit.steer.image.diffusion import sae_edit
 
@@ -346,6 +350,15 @@ def contrast_edits(r: PipelineRunner, off: list[str], on: list[str], tname: str)
 
         e_c, e_0 = r.embeds([tname])[1], r.embeds([""])[1]
         feats = zero_shot_features(r.sae, concept_direction(e_c, e_0), cfg.n_features)[0]
+        shift = (f_on.mean(0) - f_off.mean(0))[feats]
+        mean_on = f_on.mean(0)[feats]
+    if cfg.select == "judged":
+        from saekit.steer.image.concept import judged_features
+
+        if judge_fn is None:
+            raise SteeringError("--select judged needs a judge of the images (the factor or the CLIP judge)")
+        scores = torch.as_tensor(judge_fn(r.generate(off + on), off + off), dtype=torch.float32)
+        feats = judged_features(torch.cat([f_off, f_on]), scores, cfg.n_features)[0]
         shift = (f_on.mean(0) - f_off.mean(0))[feats]
         mean_on = f_on.mean(0)[feats]
     direction = (x_on - x_off).mean(0)
@@ -386,7 +399,9 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
     train prompts, the chosen one per arm on the test prompts; (per-target record, test outcomes)."""
     cfg = r.cfg
     sel, train, test = _prompt_sets(cfg, r.build, fi, tv, cfg.seed + 101 * ti)
-    edit_for, feats, sp_feats = contrast_edits(r, _captions(sel), _captions(_with(sel, fi, tv)), tname)
+    judge_fn = lambda imgs, _: r.judge(imgs)[:, fi] == tv  # noqa: E731
+    edit_for, feats, sp_feats = contrast_edits(r, _captions(sel), _captions(_with(sel, fi, tv)), tname,
+                                               judge_fn)  # fmt: skip
     scores: dict[str, dict] = {}
     chosen: dict[str, tuple] = {}
     clip_rows: list[dict] = []

@@ -116,3 +116,24 @@ def test_concept_refusals(tmp_path):
         steer_image(ImageSteerConfig(sae=str(sae_dir), model="x", feature=(1,), concept="red", prompt="p"))
     with pytest.raises(SteeringError, match="--concept WORDS"):
         steer_image(ImageSteerConfig(sae=str(sae_dir), model="x", prompt="p"))
+
+
+def test_judged_features_rank_latents_by_what_their_top_images_show():
+    """Feature 5 is most active on the images the judge reads as the concept, feature 2 on others, 9 is
+    silent everywhere (lift 0, never ahead of a real one); the lift is the top images' mean score minus
+    the mean score of all images."""
+    g = torch.Generator().manual_seed(0)
+    scores = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    lat = torch.rand(8, 12, generator=g) * 0.1
+    lat[:, 5] = scores * 3.0 + 0.05
+    lat[:, 2] = (1 - scores) * 2.0
+    lat[:, 9] = 0.0
+    feats, lift = C.judged_features(lat, scores, n=2, top_k=2)
+    assert feats[0] == 5 and abs(lift[0] - (1.0 - 3 / 8)) < 1e-6
+    assert 2 not in feats  # its top images show no concept: lift -3/8
+    feats_all, lifts_all = C.judged_features(lat, scores, n=12, top_k=2)
+    assert lifts_all[feats_all.index(9)] == 0.0 and lifts_all[feats_all.index(2)] < 0
+    with pytest.raises(SteeringError, match="scores"):
+        C.judged_features(lat, scores[:4])
+    with pytest.raises(SteeringError, match="top_k"):
+        C.judged_features(lat, scores, top_k=9)

@@ -148,3 +148,24 @@ def test_prompt_file_lines_may_give_the_concept_version_after_a_tab(tmp_path):
         read_prompts(str(f))
     with pytest.raises(SteeringError, match="not found"):
         read_prompts(str(tmp_path / "missing.txt"))
+
+
+def test_judged_selection_picks_the_latent_whose_top_images_clip_reads_as_the_concept(flux_parts, tmp_path):
+    """`--select judged`: the feature equals `judged_features` of the selection prompts' latents and the
+    CLIP judge's reading of their images, recomputed here."""
+    import saekit
+    from saekit.steer.image.concept import judged_features
+    from saekit.sweep.clip_judge import ClipJudge
+    from saekit.sweep.image_runner import Generation, PipelineRunner
+    from saekit.testbed.fluxbed.build import load_pipeline
+
+    path, clip_dir, sae, _ = flux_parts
+    res = _sweep(flux_parts, tmp_path / "judged", "--strengths", "0", "--select", "judged")
+    sel = res["splits"]["selection"]
+    on = [f"{p}, red" for p in sel]
+    r = PipelineRunner(load_pipeline(path), saekit.load(str(sae), device="cpu"),
+                       Generation(2, 32, 32, max_sequence_length=512, batch=4, seed=0))  # fmt: skip
+    f_off, f_on = r.capture(sel)[1], r.capture(on)[1]
+    margin = ClipJudge(str(clip_dir)).concept_margin(r.generate(sel + on), on + on, sel + sel)
+    want = judged_features(torch.cat([f_off, f_on]), torch.tensor(margin > 0, dtype=torch.float32), 1)[0]
+    assert res["features"] == want and res["config"]["select"] == "judged"

@@ -1,6 +1,6 @@
 """Which SAE features carry a concept in an image generator: `saekit steer --model <FLUX> --concept red`.
 
-Two ways, by where the SAE reads:
+Three ways, by where the SAE reads and what judges the images:
 - **Zero-shot, on a conditioning embedding** (an SAE on FLUX's pooled CLIP prompt vector, on its text
   embeddings, or on any CLIP embedding): the concept is a direction of that very space, the embedding of
   the concept's words minus the embedding of the empty prompt (what the concept adds to "nothing"). The
@@ -9,6 +9,10 @@ Two ways, by where the SAE reads:
   activation over image tokens and denoising steps rises most from the prompt to the same prompt with the
   concept added, measured on the same seed (`saekit.sweep.image_factors` selects the same way, on many
   prompts, and measures how well it steers).
+- **Judged, from the images a feature is most active on**: generate images, have a judge score each for
+  the concept (a factor judge, a CLIP margin), and rank each latent by how much more its top-activating
+  images show the concept than all images do (`judged_features`). It needs no paired prompts, and it picks
+  what the images show rather than what the prompts asked for.
 
 The functions here are tensor math; generation and hooks stay with the callers.
 """
@@ -73,3 +77,32 @@ def contrast_features(
 def with_concept(prompt: str, concept: str) -> str:
     """The contrast prompt: the prompt with the concept's words added."""
     return f"{prompt.rstrip().rstrip('.')}, {concept}"
+
+
+def judged_features(
+    latents: Tensor, scores: Tensor, n: int = 1, top_k: int | None = None
+) -> tuple[list[int], list[float]]:
+    """The `n` latents whose `top_k` most active images (rows of `latents [N, F]`, one per image) have the
+    highest mean judge score `scores [N]` (1 = the image shows the concept), minus the mean score of all
+    images; and those lifts (best first). A latent silent on an image does not count that image as one of
+    its top ones (its lift is taken over the images it is active on, at most `top_k`; a latent active on
+    none scores 0). `top_k` defaults to a quarter of the images, at least 1."""
+    if latents.ndim != 2 or scores.shape != (latents.shape[0],):
+        raise SteeringError(
+            f"judged features: latents must be [images, F] and scores [images], got {tuple(latents.shape)} "
+            f"and {tuple(scores.shape)}"
+        )
+    N, F = latents.shape
+    if not 1 <= n <= F:
+        raise SteeringError(f"--concept-features must be 1..{F}, got {n}")
+    k = max(1, N // 4) if top_k is None else top_k
+    if not 1 <= k <= N:
+        raise SteeringError(f"judged features: top_k must be 1..{N} images, got {k}")
+    lat, sc = latents.float(), scores.float()
+    vals, idx = torch.topk(lat, k, dim=0)  # [k, F]: each latent's k most active images
+    active = (vals > 0).float()
+    hits = (sc[idx] * active).sum(0)
+    count = active.sum(0)
+    lift = torch.where(count > 0, hits / count.clamp_min(1) - sc.mean(), torch.zeros_like(hits))
+    top = torch.topk(lift, n)
+    return top.indices.tolist(), [float(v) for v in top.values]

@@ -73,3 +73,43 @@ def test_config_refuses_bad_values():
         FluxbedConfig(head_dim=10)
     with pytest.raises(SAEConfigError, match="t5_lengths"):
         FluxbedConfig(t5_lengths=(8,))
+    with pytest.raises(SAEConfigError, match="flow_ema"):
+        FluxbedConfig(flow_ema=1.0)
+
+
+def test_flow_ema_leaves_the_moving_average_of_the_steps_in_the_modules():
+    """With `flow_ema`, the trained modules end up holding the warmed-up exponential moving average of
+    the initial weights and the weights after every optimiser step (recorded by an optimiser hook), not
+    the last step's."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from saekit.testbed.fluxbed.train import train_flow
+
+    cfg = ci_config(flow_steps=4, flow_batch=4, flow_ema=0.6, t5_lengths=(16,), quiet=True)
+    torch.manual_seed(0)
+    clip, t5 = C.make_text_encoders(cfg)
+    transformer = C.make_transformer(cfg)
+    modules = (transformer, clip, t5)
+
+    def weights():
+        return [p.detach().clone() for m in modules for p in m.parameters()]
+
+    init = weights()
+    after_steps = []
+    handle = register_optimizer_step_post_hook(lambda opt, args, kw: after_steps.append(weights()))
+    try:
+        latents = torch.randn(6, cfg.latent_channels, 16, 16)
+        captions = ["a small red 3 at the top left, thin strokes"] * 6
+        train_flow(transformer, clip, t5, C.make_tokenizers(cfg), latents, captions, C.make_scheduler(), cfg,
+                   torch.Generator().manual_seed(0))  # fmt: skip
+    finally:
+        handle.remove()
+    assert len(after_steps) == cfg.flow_steps
+    expected = init
+    for step, now in enumerate(after_steps):
+        decay = min(cfg.flow_ema, (1 + step) / (10 + step))
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, now)]
+    final = weights()
+    for f, e in zip(final, expected):
+        torch.testing.assert_close(f, e)
+    assert any(not torch.allclose(f, w) for f, w in zip(final, after_steps[-1])), "kept the last step's"

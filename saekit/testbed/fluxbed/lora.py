@@ -190,7 +190,7 @@ def train_factor_lora(cfg: FactorLoraConfig) -> LoraTrainResult:
     transformer.add_adapter(lora)
     n_trainable = trainable_count(transformer)
     flow_cfg = dataclasses.replace(build, flow_steps=cfg.steps, flow_batch=cfg.batch, flow_lr=cfg.lr,
-                                   caption_dropout=0.0, quiet=cfg.quiet)  # fmt: skip
+                                   caption_dropout=0.0, flow_ema=0.0, quiet=cfg.quiet)  # fmt: skip
     t1 = time.perf_counter()
     tokenizers = (pipe.tokenizer, pipe.tokenizer_2)
     texts = (pipe.text_encoder, pipe.text_encoder_2)

@@ -143,6 +143,8 @@ def train_flow(
     # only what requires a gradient: everything in the build, the adapters alone for a LoRA (lora.py)
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.flow_lr, weight_decay=0.0)
+    # an exponential moving average of the weights, copied into the modules at the end (flow_ema > 0)
+    ema = [p.detach().clone() for p in params] if cfg.flow_ema > 0 else None
     losses: list[float] = []
     bar = tqdm(range(cfg.flow_steps), desc="flow matching", disable=cfg.quiet, leave=False)
     for step in bar:
@@ -172,9 +174,18 @@ def train_flow(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if ema is not None:
+            # warm-up: early on the average forgets faster than `flow_ema`, so the random init fades out
+            decay = min(cfg.flow_ema, (1 + step) / (10 + step))
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
         losses.append(float(loss.detach()))
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    if ema is not None:
+        with torch.no_grad():
+            for p, e in zip(params, ema):
+                p.copy_(e)
     for m in modules:
         m.eval()
     return losses

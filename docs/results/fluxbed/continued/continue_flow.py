@@ -21,13 +21,15 @@ from saekit.testbed.fluxbed.build import (
     score_generations,
     train_renders,
 )
-from saekit.testbed.fluxbed.config import FluxbedConfig
+from saekit.testbed.fluxbed.lora import read_build_config
 from saekit.testbed.fluxbed.report import image_grid_png
 from saekit.testbed.fluxbed.train import encode_latents, train_flow
 
 torch.set_num_threads(1)
 steps = int(sys.argv[1])
-cfg = dataclasses.replace(FluxbedConfig(), flow_steps=steps, flow_lr=1e-3, seed=0)
+# the first build's own config (the defaults have changed since); no weight average, as when this was run
+build = read_build_config("runs/fluxbed/pipeline", None)
+cfg = dataclasses.replace(build, flow_steps=steps, flow_lr=1e-3, flow_ema=0.0, seed=0)
 t = time.time()
 pipe = load_pipeline("runs/fluxbed/pipeline")
 data = train_renders(cfg)

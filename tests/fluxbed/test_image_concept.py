@@ -133,6 +133,12 @@ def test_judged_features_rank_latents_by_what_their_top_images_show():
     assert 2 not in feats  # its top images show no concept: lift -3/8
     feats_all, lifts_all = C.judged_features(lat, scores, n=12, top_k=2)
     assert lifts_all[feats_all.index(9)] == 0.0 and lifts_all[feats_all.index(2)] < 0
+    # a tie on lift (both latents' top 2 images show the concept) goes to the one that separates more
+    tied = torch.zeros(8, 3)
+    tied[:, 0] = scores * 1.0 + 0.5  # high on every concept image, well apart from the rest
+    tied[:, 1] = torch.tensor([0.9, 0.8, 0.7, 0.7, 0.7, 0.7, 0.1, 0.7])  # top 2 are concept images too
+    f2, l2 = C.judged_features(tied, scores, n=2, top_k=2)
+    assert f2 == [0, 1] and l2[0] == l2[1]
     with pytest.raises(SteeringError, match="scores"):
         C.judged_features(lat, scores[:4])
     with pytest.raises(SteeringError, match="top_k"):

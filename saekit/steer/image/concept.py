@@ -86,7 +86,10 @@ def judged_features(
     highest mean judge score `scores [N]` (1 = the image shows the concept), minus the mean score of all
     images; and those lifts (best first). A latent silent on an image does not count that image as one of
     its top ones (its lift is taken over the images it is active on, at most `top_k`; a latent active on
-    none scores 0). `top_k` defaults to a quarter of the images, at least 1."""
+    none scores 0). `top_k` defaults to a quarter of the images, at least 1. Lifts move in steps of
+    1/top_k, so many latents tie on few images (any latent slightly higher on every concept image); ties
+    go to the latent whose activation separates the judged images most (mean on images scored >= 0.5
+    minus mean on the rest, over its standard deviation)."""
     if latents.ndim != 2 or scores.shape != (latents.shape[0],):
         raise SteeringError(
             f"judged features: latents must be [images, F] and scores [images], got {tuple(latents.shape)} "
@@ -104,5 +107,11 @@ def judged_features(
     hits = (sc[idx] * active).sum(0)
     count = active.sum(0)
     lift = torch.where(count > 0, hits / count.clamp_min(1) - sc.mean(), torch.zeros_like(hits))
-    top = torch.topk(lift, n)
-    return top.indices.tolist(), [float(v) for v in top.values]
+    pos = sc >= 0.5
+    if pos.any() and (~pos).any():
+        sep = (lat[pos].mean(0) - lat[~pos].mean(0)) / (lat.std(0) + 1e-6)
+    else:
+        sep = torch.zeros(F)
+    tie = 0.5 / k * sep / (sep.abs().max() + 1e-12)  # less than half a lift step: orders ties only
+    order = torch.topk(lift + tie, n).indices
+    return order.tolist(), [float(lift[j]) for j in order]

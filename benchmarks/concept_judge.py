@@ -54,16 +54,10 @@ def texts(args) -> None:
     print(f"wrote judge texts for {len(out)} concepts to {args.out}")
 
 
-def kappa(a: list[bool], b: list[bool]) -> float:
-    n = len(a)
-    po = sum(x == y for x, y in zip(a, b, strict=True)) / n
-    pa, pb = sum(a) / n, sum(b) / n
-    pe = pa * pb + (1 - pa) * (1 - pb)
-    return (po - pe) / (1 - pe) if pe < 1 else 1.0
-
-
 def agreement(truth: list[bool], pred: list[bool], reps: int = 2000, seed: int = 0) -> dict:
     """Accuracy, kappa, precision and recall of `pred` against `truth`, with 95% bootstrap intervals."""
+    from judge_agreement import kappa
+
     rng = random.Random(seed)
 
     def stats(t, p):

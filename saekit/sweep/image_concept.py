@@ -26,7 +26,6 @@ contact.png (rows: unsteered, prompting, the chosen SAE arm, the chosen DiffMean
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -191,7 +190,7 @@ def run_concept_sweep(cfg: ConceptImageSweepConfig, *, pipe=None, judge=None) ->
     from saekit.device import resolve_device
     from saekit.steer.image.spatial import SPATIAL_METHODS
     from saekit.sweep.clip_judge import ClipJudge, ssim
-    from saekit.sweep.image_factors import bootstrap_mean, contrast_edits
+    from saekit.sweep.image_factors import bootstrap_mean, contrast_edits, write_outputs
     from saekit.sweep.image_runner import Generation, PipelineRunner
 
     pairs = read_prompts(cfg.prompts)
@@ -293,19 +292,8 @@ def run_concept_sweep(cfg: ConceptImageSweepConfig, *, pipe=None, judge=None) ->
         "train_grid": grid_rows,
         "test": test,
     }
-    _write(cfg, result, sheet)
+    write_outputs(cfg.out, result, sheet, concept_table_markdown(result))
     return result
-
-
-def _write(cfg: ConceptImageSweepConfig, result: dict, sheet: list[tuple[str, str, Tensor]]) -> None:
-    from saekit.atomic import write_text_atomic
-    from saekit.sweep.image_factors import write_contact_sheet
-
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_contact_sheet(out, sheet, ("unsteered", "prompting", "sae", "diffmean"))
-    write_text_atomic(out / "results.json", json.dumps(result, indent=2, default=float) + "\n")
-    write_text_atomic(out / "table.md", concept_table_markdown(result))
 
 
 def concept_table_markdown(result: dict) -> str:

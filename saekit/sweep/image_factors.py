@@ -314,7 +314,7 @@ def run_factor_sweep(cfg: FactorSweepConfig) -> dict:
         per_target.append(entry)
         rows_test[tname] = test_rows
     result = _summarise(cfg, per_target, rows_test)
-    _write(cfg, result, sheet)
+    write_outputs(cfg.out, result, sheet, table_markdown(result))
     return result
 
 
@@ -499,16 +499,17 @@ def _summarise(cfg: FactorSweepConfig, per_target: list[dict], rows_test: dict) 
     }
 
 
-def _write(cfg: FactorSweepConfig, result: dict, sheet: list[tuple[str, str, Tensor]]) -> None:
-    """results.json, table.md, and contact.png: per target, rows of the first 8 test prompts unsteered,
-    with prompting, with the chosen SAE arm and with the chosen DiffMean (rows listed in contact.json)."""
+def write_outputs(out: str | Path, result: dict, sheet: list[tuple[str, str, Tensor]], table: str) -> None:
+    """results.json, table.md (`table`), and contact.png: per target, rows of the first 8 test prompts
+    unsteered, with prompting, with the chosen SAE arm and with the chosen DiffMean (rows listed in
+    contact.json). Every image sweep writes its folder this way."""
     from saekit.atomic import write_text_atomic
 
-    out = Path(cfg.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_contact_sheet(out, sheet, ("unsteered", "prompting", "sae", "diffmean"))
     write_text_atomic(out / "results.json", json.dumps(result, indent=2, default=float) + "\n")
-    write_text_atomic(out / "table.md", table_markdown(result))
+    write_text_atomic(out / "table.md", table)
 
 
 def _site_words(cfg: dict) -> str:

@@ -215,9 +215,8 @@ def run_concept_sweep(cfg: ConceptImageSweepConfig, *, pipe=None, judge=None) ->
     judge = judge or ClipJudge(cfg.clip_judge, device=str(dev))
     ask = lambda ps: [pairs[p] or cfg.concept_template.format(prompt=p, concept=cfg.concept) for p in ps]  # noqa: E731
     spatial = any(m in SPATIAL_METHODS for m in cfg.methods)
-    r.cfg = cfg  # the contrast reads methods, n_features and select from the runner's config
     judge_fn = lambda imgs, plain: judge.concept_margin(imgs, ask(plain), plain) > 0  # noqa: E731
-    edit_for, feats, sp_feats = contrast_edits(r, sel, ask(sel), cfg.concept, judge_fn)
+    edit_for, feats, sp_feats = contrast_edits(r, cfg, sel, ask(sel), cfg.concept, judge_fn)
     configs = _configs(cfg, spatial)
     scores: dict[str, dict] = {"train": {}, "test": {}}
     chosen: dict[str, tuple] = {}

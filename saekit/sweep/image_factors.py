@@ -332,15 +332,15 @@ def _spatial(cfg: FactorSweepConfig) -> bool:
     return any(m in SPATIAL_METHODS for m in cfg.methods)
 
 
-def contrast_edits(r: PipelineRunner, off: list[str], on: list[str], tname: str, judge_fn=None):
+def contrast_edits(r: PipelineRunner, cfg, off: list[str], on: list[str], tname: str, judge_fn=None):
     """From selection prompts without (`off`) and with (`on`) the target: `edit_for(arm, method, s)`,
     the contrast-chosen features and (with a spatial method) the spatially chosen ones. `judge_fn(images,
     plain_prompts) -> [N]` scores images for the target (needed by `select == "judged"`; `plain_prompts`
-    are the prompts as asked, without the target)."""
+    are the prompts as asked, without the target). `cfg` (a factor or concept sweep config) says how:
+    its methods, n_features, n_falling and select."""
     from saekit.steer.image import spatial as SP
     from saekit.steer.image.diffusion import sae_edit
 
-    cfg = r.cfg
     x_off, f_off, *maps_off = r.capture(off, spatial=_spatial(cfg))
     x_on, f_on, *maps_on = r.capture(on, spatial=_spatial(cfg))
     feats, shift, mean_on = latent_shift(f_on, f_off, cfg.n_features)
@@ -400,7 +400,7 @@ def _one_target(r: _Runner, configs: list[tuple], fi: int, tv: int, tname: str, 
     cfg = r.cfg
     sel, train, test = _prompt_sets(cfg, r.build, fi, tv, cfg.seed + 101 * ti)
     judge_fn = lambda imgs, _: r.judge(imgs)[:, fi] == tv  # noqa: E731
-    edit_for, feats, sp_feats = contrast_edits(r, _captions(sel), _captions(_with(sel, fi, tv)), tname,
+    edit_for, feats, sp_feats = contrast_edits(r, cfg, _captions(sel), _captions(_with(sel, fi, tv)), tname,
                                                judge_fn)  # fmt: skip
     scores: dict[str, dict] = {}
     chosen: dict[str, tuple] = {}

@@ -35,7 +35,8 @@ def test_swap_sets_the_rising_feature_and_zeroes_the_falling_ones():
     f_off[:, 3], f_off[:, 5], f_off[:, 9] = 2.0, 1.5, 0.2  # the source value's features (9: barely)
     f_on = torch.zeros(4, 16)
     f_on[:, 7] = torch.tensor([1.0, 2.0, 3.0, 2.0])  # the target's feature, mean 2.0
-    edit_for, feats, _ = contrast_edits(_Runner(sae, f_off, f_on), ["off"] * 4, ["on"] * 4, "target")
+    cfg = SimpleNamespace(n_features=1, n_falling=2, methods=("swap",), select="contrast")
+    edit_for, feats, _ = contrast_edits(_Runner(sae, f_off, f_on), cfg, ["off"] * 4, ["on"] * 4, "target")
     assert feats == [7]
     x = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(1))
     y = edit_for("sae", "swap", 1.5)(x)

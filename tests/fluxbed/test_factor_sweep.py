@@ -15,22 +15,11 @@ from saekit.testbed.fluxbed import components as C
 from saekit.testbed.fluxbed.build import save_pipeline
 from saekit.testbed.fluxbed.config import ci_config
 
+from .pipeline_sae import pipeline_and_sae
+
 
 def test_factor_sweep_runs_and_strength_zero_changes_nothing(tmp_path):
-    cfg = ci_config(judge_train_renders=300, judge_test_renders=60)
-    torch.manual_seed(0)
-    path = save_pipeline(C.pipeline_parts(cfg), tmp_path)
-    (tmp_path / "build_config.json").write_text(json.dumps(cfg.to_dict()))
-    store, sae = tmp_path / "acts", tmp_path / "sae"
-    argv = ["harvest", "diffusion", "--model", str(path), "--hook-point", "transformer_blocks.0@image",
-            "--prompt", "a small red 3 at the top left, thin strokes",
-            "--prompt", "a large blue 7 at the bottom right, thick strokes",
-            "--num-inference-steps", "2", "--tokens-per-step", "0", "--height", "32", "--width", "32",
-            "--dtype", "float32", "--device", "cpu", "--out", str(store), "--quiet"]  # fmt: skip
-    assert cli(argv) == 0
-    argv = ["train", "--acts", str(store), "--out", str(sae), "--k", "4", "--expansion", "2",
-            "--batch-size", "64", "--quiet", "--init-sample", "128", "--device", "cpu"]  # fmt: skip
-    assert cli(argv) == 0
+    path, sae = pipeline_and_sae(tmp_path)
     out = tmp_path / "sweep"
     argv = ["sweep", "--model", str(path), "--sae", str(sae), "--factor", "size", "--targets", "large",
             "--strengths", "0", "--methods", "additive", "--n-select", "2", "--n-train", "2",

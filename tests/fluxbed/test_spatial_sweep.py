@@ -14,31 +14,13 @@ from saekit.testbed.fluxbed import components as C
 from saekit.testbed.fluxbed.build import save_pipeline
 from saekit.testbed.fluxbed.config import ci_config
 
-CAPS = ["a small red 3 at the top left, thin strokes", "a large blue 7 at the bottom right, thick strokes",
-        "a small green 1 at the top right, thick strokes"]  # fmt: skip
-
-
-def _pipeline_and_sae(tmp_path):
-    cfg = ci_config(judge_train_renders=300, judge_test_renders=60)
-    torch.manual_seed(0)
-    path = save_pipeline(C.pipeline_parts(cfg), tmp_path)
-    (tmp_path / "build_config.json").write_text(json.dumps(cfg.to_dict()))
-    store, sae = tmp_path / "acts", tmp_path / "sae"
-    argv = ["harvest", "diffusion", "--model", str(path), "--hook-point", "transformer_blocks.0@image",
-            "--prompt", CAPS[0], "--prompt", CAPS[1], "--num-inference-steps", "2", "--tokens-per-step", "0",
-            "--height", "32", "--width", "32", "--dtype", "float32", "--device", "cpu", "--out", str(store),
-            "--quiet"]  # fmt: skip
-    assert cli(argv) == 0
-    argv = ["train", "--acts", str(store), "--out", str(sae), "--k", "4", "--expansion", "2",
-            "--batch-size", "64", "--quiet", "--init-sample", "128", "--device", "cpu"]  # fmt: skip
-    assert cli(argv) == 0
-    return path, sae
+from .pipeline_sae import CAPS, pipeline_and_sae
 
 
 def test_spatial_sweep_measures_maps_reads_steps_and_strength_zero_changes_nothing(tmp_path):
     from saekit.sweep.image_factors import FactorSweepConfig, StepEdit, _Runner
 
-    path, sae = _pipeline_and_sae(tmp_path)
+    path, sae = pipeline_and_sae(tmp_path)
     r = _Runner(FactorSweepConfig(model=str(path), sae=str(sae), methods=("spatial",), num_inference_steps=2,
                                   batch=2))  # fmt: skip
     x, f, mx, mf = r.capture(CAPS, spatial=True)

@@ -59,26 +59,16 @@ def test_config_refuses_what_cannot_run(tmp_path):
 @pytest.fixture(scope="module")
 def flux_parts(tmp_path_factory):
     """An untrained testbed FluxPipeline folder, a briefly trained testbed CLIP, an SAE in the loop."""
-    from saekit.testbed.fluxbed import components as C
-    from saekit.testbed.fluxbed.build import save_pipeline
+    from fluxbed.pipeline_sae import pipeline_and_sae  # tests/ is on sys.path (pytest's rootdir conftest)
+
     from saekit.testbed.fluxbed.clip import ClipTrainConfig, train_clip
     from saekit.testbed.fluxbed.config import ci_config
 
     tmp_path = tmp_path_factory.mktemp("concept_sweep")
-    cfg = ci_config()
-    torch.manual_seed(0)
-    path = save_pipeline(C.pipeline_parts(cfg), tmp_path / "pipe")
+    path, sae = pipeline_and_sae(tmp_path)
     clip_dir = tmp_path / "clip"
-    train_clip(
-        cfg, clip_dir, ClipTrainConfig(n_pairs=512, steps=30, batch=64, width=32, layers=1), quiet=True
-    )
-    store, sae = tmp_path / "acts", tmp_path / "sae"
-    assert cli(["harvest", "diffusion", "--model", str(path), "--hook-point", "transformer_blocks.0@image",
-                "--prompt", CAPTIONS[0], "--prompt", CAPTIONS[1], "--num-inference-steps", "2",
-                "--tokens-per-step", "0", "--height", "32", "--width", "32", "--dtype", "float32",
-                "--device", "cpu", "--out", str(store), "--quiet"]) == 0  # fmt: skip
-    assert cli(["train", "--acts", str(store), "--out", str(sae), "--k", "4", "--expansion", "2",
-                "--batch-size", "64", "--quiet", "--init-sample", "128", "--device", "cpu"]) == 0  # fmt: skip
+    clip_cfg = ClipTrainConfig(n_pairs=512, steps=30, batch=64, width=32, layers=1)
+    train_clip(ci_config(), clip_dir, clip_cfg, quiet=True)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("# testbed captions\n" + "\n".join(CAPTIONS) + "\n\n")
     return path, clip_dir, sae, prompts

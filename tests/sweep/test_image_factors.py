@@ -8,6 +8,8 @@ import torch
 
 from saekit.sweep.image_factors import bootstrap_mean, faithful, latent_shift, table_markdown
 
+from .factor_results import factor_result
+
 
 def test_latent_shift_finds_the_planted_latent_and_its_values():
     g = torch.Generator().manual_seed(0)
@@ -39,34 +41,7 @@ def test_bootstrap_mean_covers_the_mean_and_narrows_with_n():
 
 
 def test_table_names_every_arm_and_the_paired_difference():
-    row = {"faithful_success": 0.5, "ci": (0.3, 0.7), "n": 24, "success": 0.6}
-    result = {
-        "config": {
-            "factor": "colour",
-            "model": "m",
-            "hook_point": "transformer_blocks.1@image",
-            "n_test": 12,
-            "preserve": ["colour", "position"],
-        },  # fmt: skip
-        "test": {
-            "sae": row,
-            "diffmean": row,
-            "prompting": {k: v for k, v in row.items() if k != "success"},
-            "unsteered": row,
-            "sae_minus_diffmean": {"difference": 0.1, "ci": (-0.1, 0.3)},
-        },  # fmt: skip
-        "per_target": [
-            {
-                "target": "red",
-                "features": [3],
-                "chosen": {
-                    "sae": {"method": "additive", "strength": 2.0, "train": 0.7},
-                    "diffmean": {"method": "additive", "strength": 1.0, "train": 0.5},
-                },
-            }
-        ],  # fmt: skip
-        "per_target_test": {"red": {"sae": 0.6, "diffmean": 0.4, "prompting": 0.9}},
-    }
+    result = factor_result(config={"hook_point": "transformer_blocks.1@image"})
     text = table_markdown(result)
     needles = ("SAE (best method, strength)", "DiffMean", "prompting", "unsteered", "+0.10 [-0.10, +0.30]",
                "| red | f3 | additive x2 (0.70)")  # fmt: skip
@@ -94,35 +69,13 @@ def test_step_windows_name_the_steps_and_refuse_bad_specs():
 
 
 def test_table_names_the_pooled_site_and_a_chosen_window():
-    row = {"faithful_success": 0.5, "ci": (0.3, 0.7), "n": 24, "success": 0.6}
-    result = {
-        "config": {
-            "factor": "colour",
-            "model": "m",
-            "hook_point": None,
-            "conditioning": "pooled",
-            "n_test": 12,
-            "preserve": ["colour"],
-        },  # fmt: skip
-        "test": {
-            "sae": row,
-            "diffmean": row,
-            "prompting": row,
-            "unsteered": row,
-            "sae_minus_diffmean": {"difference": 0.0, "ci": (0.0, 0.0)},
-        },  # fmt: skip
-        "per_target": [
-            {
-                "target": "red",
-                "features": [3, 9],
-                "chosen": {
-                    "sae": {"method": "clamp", "strength": 4.0, "window": "late", "train": 0.7},
-                    "diffmean": {"method": "additive", "strength": 1.0, "window": "all", "train": 0.5},
-                },
-            }
-        ],  # fmt: skip
-        "per_target_test": {"red": {"sae": 0.6, "diffmean": 0.4, "prompting": 0.9}},
-    }
+    result = factor_result(
+        config={"hook_point": None, "conditioning": "pooled", "preserve": ["colour"]},
+        test={"sae_minus_diffmean": {"difference": 0.0, "ci": (0.0, 0.0)}},
+        chosen={"sae": {"method": "clamp", "strength": 4.0, "window": "late", "train": 0.7},
+                "diffmean": {"method": "additive", "strength": 1.0, "window": "all", "train": 0.5}},
+        features=[3, 9],
+    )  # fmt: skip
     text = table_markdown(result)
     assert "pooled CLIP prompt vector" in text
     assert "| red | f3, f9 | clamp x4 steps late (0.70) | x1 (0.50) |" in text

@@ -6,6 +6,8 @@ import numpy as np
 
 from saekit.sweep.image_lora import choose_scale, lora_table_markdown, paired
 
+from .factor_results import ROW, factor_result
+
 
 def test_choose_scale_takes_the_best_and_breaks_ties_toward_the_smaller_scale():
     assert choose_scale({0.5: 0.2, 1.0: 0.6, 2.0: 0.4}) == 1.0
@@ -19,32 +21,10 @@ def test_paired_difference_is_the_mean_of_per_image_differences():
 
 
 def test_table_has_every_arm_the_differences_per_target_rows_and_cost():
-    row = {"faithful_success": 0.5, "ci": (0.3, 0.7), "n": 24, "success": 0.6}
     diff = {"difference": 0.25, "ci": (0.05, 0.45)}
-    result = {
-        "config": {"factor": "colour", "model": "m", "n_test": 12, "preserve": ["colour", "position"]},
-        "test": {
-            "sae": row,
-            "diffmean": row,
-            "lora": row,
-            "unsteered": row,
-            "prompting": {k: v for k, v in row.items() if k != "success"},
-            "sae_minus_diffmean": diff,
-            "lora_minus_sae": diff,
-            "lora_minus_diffmean": diff,
-            "lora_minus_prompting": diff,
-        },  # fmt: skip
-        "per_target": [
-            {
-                "target": "red",
-                "features": [3],
-                "chosen": {
-                    "sae": {"method": "additive", "strength": 2.0, "train": 0.7},
-                    "diffmean": {"method": "additive", "strength": 1.0, "train": 0.5},
-                },
-            }
-        ],  # fmt: skip
-        "per_target_test": {"red": {"sae": 0.6, "diffmean": 0.4, "prompting": 0.9}},
+    result = factor_result(test={"lora": ROW, "sae_minus_diffmean": diff, "lora_minus_sae": diff,
+                                 "lora_minus_diffmean": diff, "lora_minus_prompting": diff})  # fmt: skip
+    result |= {
         "lora_per_target": [{"target": "red", "scale": 0.5, "train": 0.8, "test": 0.75}],
         "confidence_on_sheet": {"lora": 0.91},
         "cost": {
